@@ -1,0 +1,276 @@
+//! The command line: global options, subcommands for admins (`check-config`, `cti expand`,
+//! `cti fire`), and what each prints and returns.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::app::{CallEvent, CallParams};
+use crate::config::{self, Config, ConfigError, Diagnostic};
+use crate::cti::plan::BUILTIN_PARAMS;
+use crate::cti::template::{self, Template};
+use crate::cti::vars::{Identity, Vars};
+use crate::cti::{Engine, Options, Plan};
+
+/// A terminal softphone for contact-center agents, with CTI popups.
+#[derive(Debug, Parser)]
+#[command(name = "ctiphone", version, about)]
+pub struct Cli {
+    /// Configuration file (default: $XDG_CONFIG_HOME/ctiphone/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the configuration file: exit 0 with a summary, or 2 with each problem located.
+    CheckConfig,
+    /// CTI integration tools for admins.
+    #[command(subcommand)]
+    Cti(CtiCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtiCommand {
+    /// Print a template's expansion for a sample call (raw, secrets masked).
+    Expand {
+        /// The template, e.g. 'https://crm.example/search?tel={TEL}'.
+        template: String,
+        #[command(flatten)]
+        call: CallArgs,
+    },
+    /// Run the configured accesses of an event for real and print one JSON report.
+    Fire {
+        event: FireEvent,
+        #[command(flatten)]
+        call: CallArgs,
+        /// The call was answered (for hangup's only_if_answered).
+        #[arg(long)]
+        answered: bool,
+        /// The recording file (for the recorded event).
+        #[arg(long, value_name = "FILE")]
+        rec_path: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FireEvent {
+    Ring,
+    Answer,
+    Hangup,
+    Click,
+    Outgoing,
+    Recorded,
+}
+
+/// A sample call's parameters.
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// {TEL}: the other party's number.
+    #[arg(long, default_value = "")]
+    pub tel: String,
+    /// {TELNAME}
+    #[arg(long, default_value = "")]
+    pub telname: String,
+    /// {CALLED}
+    #[arg(long, default_value = "")]
+    pub called: String,
+    /// {CALLEDNAME}
+    #[arg(long, default_value = "")]
+    pub calledname: String,
+    /// {ID}: the call id.
+    #[arg(long, default_value = "cti-fire")]
+    pub id: String,
+}
+
+impl CallArgs {
+    fn params(&self, outgoing: bool) -> CallParams {
+        let mut p = if outgoing {
+            CallParams::outgoing(&self.id, &self.tel)
+        } else {
+            CallParams::incoming(&self.id, &self.tel, &self.called)
+        };
+        if outgoing && !self.called.is_empty() {
+            p.called.clone_from(&self.called);
+        }
+        p.telname.clone_from(&self.telname);
+        p.calledname.clone_from(&self.calledname);
+        p
+    }
+}
+
+/// A checked configuration and its compiled integration. Without `--config`, the default
+/// file is used when it exists; when it does not, defaults are used unless `required`.
+pub fn load(path: Option<&PathBuf>, required: bool) -> Result<(Config, Plan), ConfigError> {
+    let file = path.cloned().or_else(config::default_path);
+    let (config, mut problems) = match &file {
+        Some(p) if path.is_some() || required || p.exists() => {
+            let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                file: p.display().to_string(),
+                text: String::new(),
+                problems: vec![Diagnostic::nowhere(format!("cannot read the file: {e}"))],
+            })?;
+            Config::parse_partial(&text, Some(p.clone()))
+        }
+        None if required => {
+            return Err(ConfigError {
+                file: "config".to_owned(),
+                text: String::new(),
+                problems: vec![Diagnostic::nowhere("no configuration file: give --config FILE")],
+            });
+        }
+        _ => (Config::default(), Vec::new()),
+    };
+    let syntax = problems.iter().any(|p| p.message.starts_with("invalid TOML"));
+    let plan = if syntax {
+        Plan::default()
+    } else {
+        Plan::compile(&config).unwrap_or_else(|more| {
+            problems.extend(more);
+            Plan::default()
+        })
+    };
+    if problems.is_empty() {
+        Ok((config, plan))
+    } else {
+        config::sort(&mut problems);
+        Err(ConfigError {
+            file: config.source.name(),
+            text: config.source.text.clone(),
+            problems,
+        })
+    }
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::CheckConfig => check_config(cli.config.as_ref()),
+        Command::Cti(CtiCommand::Expand { template, call }) => expand(cli.config.as_ref(), &template, &call),
+        Command::Cti(CtiCommand::Fire {
+            event,
+            call,
+            answered,
+            rec_path,
+        }) => fire(cli.config.as_ref(), event, &call, answered, rec_path),
+    }
+}
+
+fn config_failed(e: &ConfigError) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::from(2)
+}
+
+fn check_config(path: Option<&PathBuf>) -> ExitCode {
+    let (config, plan) = match load(path, true) {
+        Ok(v) => v,
+        Err(e) => return config_failed(&e),
+    };
+    let checked = config.cti.numbers.iter().filter(|n| n.enabled).count();
+    let accesses: Vec<String> = plan
+        .accesses
+        .values()
+        .map(|a| format!("{}={}", a.name, a.method.name()))
+        .collect();
+    println!(
+        "{}: ok: target {}, {} of {} target numbers checked, accesses: {}",
+        config.source.name(),
+        if config.cti.target == config::Target::Custom {
+            "custom"
+        } else {
+            "none"
+        },
+        checked,
+        config.cti.numbers.len(),
+        if accesses.is_empty() {
+            "none".to_owned()
+        } else {
+            accesses.join(" ")
+        }
+    );
+    ExitCode::SUCCESS
+}
+
+fn expand(path: Option<&PathBuf>, source: &str, call: &CallArgs) -> ExitCode {
+    let (config, plan) = match load(path, false) {
+        Ok(v) => v,
+        Err(e) => return config_failed(&e),
+    };
+    let known =
+        |n: &str| BUILTIN_PARAMS.contains(&n) || plan.auth_vars.contains(n) || plan.search_vars.contains(n);
+    let t = match Template::parse(source, &known) {
+        Ok(t) => t,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("template:{}: {}", e.offset + 1, e.message);
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let mut vars = Vars::new(
+        &Identity::from_config(&config),
+        &call.params(false),
+        chrono::Local::now().naive_local(),
+    );
+    for v in &plan.auth_vars {
+        vars.set(v, "", true);
+    }
+    println!("{}", template::raw(&t.pieces(&vars), true));
+    ExitCode::SUCCESS
+}
+
+fn fire(
+    path: Option<&PathBuf>,
+    event: FireEvent,
+    call: &CallArgs,
+    answered: bool,
+    rec_path: Option<PathBuf>,
+) -> ExitCode {
+    let (config, plan) = match load(path, false) {
+        Ok(v) => v,
+        Err(e) => return config_failed(&e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async {
+        let engine = Engine::new(&config, plan, Options::default());
+        let params = call.params(matches!(event, FireEvent::Outgoing));
+        let ev = match event {
+            FireEvent::Ring => CallEvent::ring(params),
+            FireEvent::Answer => CallEvent::answer(params),
+            FireEvent::Hangup => CallEvent::hangup(params, answered),
+            FireEvent::Click => CallEvent::click(params),
+            FireEvent::Outgoing => CallEvent::outgoing(params),
+            FireEvent::Recorded => CallEvent::recorded(params, rec_path.unwrap_or_default()),
+        };
+        let report = match engine.dispatch(ev).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("the CTI engine failed: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        match serde_json::to_string(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("cannot print the report: {e}"),
+        }
+        engine.shutdown().await;
+        if report.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
+    })
+}

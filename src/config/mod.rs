@@ -1,0 +1,544 @@
+//! The configuration file: its typed form, where it is found, and loading it with every
+//! problem located as `FILE:LINE:COL` (unknown keys, wrong types, bad enum values, bad
+//! regexes). Template and capture checks live with the CTI engine (`cti::plan`), which
+//! reports through the same [`Diagnostic`] type.
+
+pub mod diag;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+pub use diag::{ConfigError, Diagnostic};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub account: Account,
+    pub agent: Agent,
+    pub cti: Cti,
+    pub popup: Popup,
+    /// The file it came from and that file's text (for diagnostics found later).
+    pub source: Source,
+}
+
+/// Where a configuration came from.
+#[derive(Clone, Debug, Default)]
+pub struct Source {
+    pub path: Option<PathBuf>,
+    pub text: String,
+}
+
+impl Source {
+    /// The name used in diagnostics.
+    pub fn name(&self) -> String {
+        self.path
+            .as_ref()
+            .map_or_else(|| "<defaults>".to_owned(), |p| p.display().to_string())
+    }
+}
+
+/// SIP transport.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Udp,
+    Tcp,
+    Tls,
+}
+
+/// `[account]`: the SIP account.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Account {
+    pub uri: String,
+    pub username: String,
+    pub password: Option<String>,
+    pub password_command: Option<Spanned<String>>,
+    pub registrar: String,
+    pub transport: Transport,
+    pub listen: String,
+    pub expires: u32,
+    /// {EXT} (PAR-8).
+    pub extension: String,
+    pub display_name: String,
+}
+
+impl Default for Account {
+    fn default() -> Self {
+        Self {
+            uri: String::new(),
+            username: String::new(),
+            password: None,
+            password_command: None,
+            registrar: String::new(),
+            transport: Transport::Udp,
+            listen: "0.0.0.0:5060".to_owned(),
+            expires: 3600,
+            extension: String::new(),
+            display_name: String::new(),
+        }
+    }
+}
+
+/// `[agent]`: the contact-center agent account (PAR-7).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Agent {
+    /// {AID}
+    pub id: String,
+    /// {APW}: a secret, masked in every log and report (SAF-3).
+    pub password: String,
+}
+
+/// BAS-1: which CRM integration runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    #[default]
+    None,
+    Custom,
+}
+
+/// One entry of the target-number list (TGT-1).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetNumber {
+    pub number: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The five methods of an access (MET-1…5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    BrowserGet,
+    Get,
+    BrowserPost,
+    Post,
+    Command,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::BrowserGet => "browser_get",
+            Self::Get => "get",
+            Self::BrowserPost => "browser_post",
+            Self::Post => "post",
+            Self::Command => "command",
+        }
+    }
+
+    /// The method opens the user's browser.
+    pub fn is_browser(self) -> bool {
+        matches!(self, Self::BrowserGet | Self::BrowserPost)
+    }
+
+    /// The method sends a POST (a body is built).
+    pub fn is_post(self) -> bool {
+        matches!(self, Self::BrowserPost | Self::Post)
+    }
+}
+
+/// The accesses of the custom integration (CUS-1…10, plus outgoing and recorded).
+pub const ACCESS_NAMES: [&str; 8] = [
+    "auth", "search", "click", "ring", "answer", "hangup", "outgoing", "recorded",
+];
+
+/// One `[cti.NAME]` table as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    pub method: Spanned<Method>,
+    pub template: Spanned<String>,
+    #[serde(default)]
+    pub body: Option<Spanned<String>>,
+    /// VAR = "json:/pointer" | "regex:PATTERN" | "line:KEY"
+    #[serde(default)]
+    pub captures: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// `[cti.answer]` only (CUS-8).
+    #[serde(default)]
+    pub delay_seconds: Option<Spanned<f64>>,
+    /// `[cti.hangup]` only (CUS-10).
+    #[serde(default)]
+    pub only_if_answered: Option<Spanned<bool>>,
+}
+
+/// `[cti]`: basic settings (BAS), target numbers (TGT) and the accesses.
+#[derive(Clone, Debug)]
+pub struct Cti {
+    pub target: Target,
+    pub skip_internal: bool,
+    pub internal_pattern: regex::Regex,
+    pub session_keep_minutes: f64,
+    pub timeout_seconds: f64,
+    pub system_number: String,
+    pub server_address: String,
+    pub numbers: Vec<TargetNumber>,
+    /// The configured accesses by name (a subset of [`ACCESS_NAMES`]).
+    pub accesses: BTreeMap<String, AccessConfig>,
+}
+
+impl Default for Cti {
+    fn default() -> Self {
+        let basic = CtiBasic::default();
+        Self {
+            target: basic.target,
+            skip_internal: basic.skip_internal,
+            internal_pattern: regex::Regex::new(DEFAULT_INTERNAL_PATTERN)
+                .expect("the default internal pattern is a valid regex"),
+            session_keep_minutes: basic.session_keep_minutes,
+            timeout_seconds: basic.timeout_seconds,
+            system_number: basic.system_number,
+            server_address: basic.server_address,
+            numbers: basic.numbers,
+            accesses: BTreeMap::new(),
+        }
+    }
+}
+
+const DEFAULT_INTERNAL_PATTERN: &str = "^[0-9]{2,5}$";
+
+/// The scalar keys of `[cti]`, as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct CtiBasic {
+    target: Target,
+    skip_internal: bool,
+    internal_pattern: Spanned<String>,
+    session_keep_minutes: f64,
+    timeout_seconds: f64,
+    system_number: String,
+    server_address: String,
+    numbers: Vec<TargetNumber>,
+}
+
+impl Default for CtiBasic {
+    fn default() -> Self {
+        Self {
+            target: Target::None,
+            skip_internal: false,
+            internal_pattern: Spanned::new(0..0, DEFAULT_INTERNAL_PATTERN.to_owned()),
+            session_keep_minutes: 30.0,
+            timeout_seconds: 5.0,
+            system_number: "9999".to_owned(),
+            server_address: String::new(),
+            numbers: Vec::new(),
+        }
+    }
+}
+
+/// POP-1: the popup's size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PopupSize {
+    Small,
+    #[default]
+    Medium,
+    Large,
+}
+
+/// `[popup]` (POP-1…5).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Popup {
+    pub size: PopupSize,
+    pub buttons: bool,
+    pub display_seconds: u32,
+    pub copy_number: bool,
+    pub anonymous_name: String,
+}
+
+impl Default for Popup {
+    fn default() -> Self {
+        Self {
+            size: PopupSize::Medium,
+            buttons: true,
+            display_seconds: 30,
+            copy_number: false,
+            anonymous_name: "Anonymous".to_owned(),
+        }
+    }
+}
+
+/// The default configuration file: `$XDG_CONFIG_HOME/ctiphone/config.toml`, else
+/// `~/.config/ctiphone/config.toml`.
+pub fn default_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("ctiphone").join("config.toml"))
+}
+
+impl Config {
+    /// Reads and parses a file. Every problem found is returned, each located in the file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            text: String::new(),
+            problems: vec![Diagnostic::nowhere(format!("cannot read the file: {e}"))],
+        })?;
+        Self::parse(&text, Some(path.to_path_buf()))
+    }
+
+    /// Parses configuration text; `path` names it in diagnostics.
+    pub fn parse(text: &str, path: Option<PathBuf>) -> Result<Self, ConfigError> {
+        let (config, problems) = Self::parse_partial(text, path);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                file: config.source.name(),
+                text: text.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// Parses as much as can be parsed: the configuration (with defaults wherever a section
+    /// was wrong) and every problem found, in file order. Syntax errors stop there.
+    pub fn parse_partial(text: &str, path: Option<PathBuf>) -> (Self, Vec<Diagnostic>) {
+        let mut config = Config {
+            source: Source {
+                path,
+                text: text.to_owned(),
+            },
+            ..Config::default()
+        };
+        let (root, syntax) = DeTable::parse_recoverable(text);
+        if !syntax.is_empty() {
+            let problems = syntax
+                .into_iter()
+                .map(|e| {
+                    let msg = format!("invalid TOML: {}", one_line(e.message()));
+                    match e.span() {
+                        Some(s) => Diagnostic::at(s, msg),
+                        None => Diagnostic::nowhere(msg),
+                    }
+                })
+                .collect();
+            return (config, problems);
+        }
+        let mut problems = Vec::new();
+        for (key, value) in root.into_inner() {
+            let span = value.span();
+            match key.get_ref().as_ref() {
+                "account" => {
+                    if let Some(v) = section::<Account>(value, &mut problems) {
+                        config.account = v;
+                    }
+                }
+                "agent" => {
+                    if let Some(v) = section::<Agent>(value, &mut problems) {
+                        config.agent = v;
+                    }
+                }
+                "popup" => {
+                    if let Some(v) = section::<Popup>(value, &mut problems) {
+                        config.popup = v;
+                    }
+                }
+                "cti" => config.cti = parse_cti(value, span, &mut problems),
+                other => problems.push(Diagnostic::at(
+                    key.span(),
+                    format!("unknown section `{other}`, expected one of `account`, `agent`, `cti`, `popup`"),
+                )),
+            }
+        }
+        check_account(&config.account, &mut problems);
+        sort(&mut problems);
+        (config, problems)
+    }
+}
+
+/// Orders problems as they appear in the file.
+pub fn sort(problems: &mut [Diagnostic]) {
+    problems.sort_by_key(|p| p.span.as_ref().map_or(0, |s| s.start));
+}
+
+/// Deserializes one table, turning serde errors into located diagnostics. serde stops at the
+/// first error, so the offending key is dropped and the table tried again, to report every
+/// problem of the table at once.
+fn section<T: for<'de> Deserialize<'de>>(
+    value: Spanned<DeValue<'_>>,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<T> {
+    let span = value.span();
+    let mut value = value;
+    for _ in 0..64 {
+        let err = match T::deserialize(ValueDeserializer::from(value.clone())) {
+            Ok(v) => return Some(v),
+            Err(e) => e,
+        };
+        let at = err.span().unwrap_or(span.clone());
+        problems.push(Diagnostic::at(at.clone(), one_line(err.message())));
+        // Drop the key the error is about and look for more.
+        let DeValue::Table(table) = value.get_ref() else {
+            return None;
+        };
+        let culprit = table.iter().find(|(k, v)| {
+            let (ks, vs) = (k.span(), v.span());
+            (ks.start <= at.start && at.start < ks.end.max(ks.start + 1))
+                || (vs.start <= at.start && at.start < vs.end.max(vs.start + 1))
+        });
+        let Some((key, _)) = culprit else { return None };
+        let key = key.clone();
+        let mut rest = table.clone();
+        rest.remove(&key);
+        value = Spanned::new(span.clone(), DeValue::Table(rest));
+    }
+    None
+}
+
+fn parse_cti(value: Spanned<DeValue<'_>>, span: Range<usize>, problems: &mut Vec<Diagnostic>) -> Cti {
+    let mut cti = Cti::default();
+    let DeValue::Table(table) = value.into_inner() else {
+        problems.push(Diagnostic::at(span, "`cti` must be a table"));
+        return cti;
+    };
+    let mut basic = DeTable::new();
+    for (key, value) in table {
+        let name = key.get_ref().to_string();
+        if ACCESS_NAMES.contains(&name.as_str()) {
+            let vspan = value.span();
+            if let Some(access) = section::<AccessConfig>(value, problems) {
+                check_access_keys(&name, &access, vspan, problems);
+                cti.accesses.insert(name, access);
+            }
+        } else {
+            basic.insert(key, value);
+        }
+    }
+    if let Some(b) = section::<CtiBasic>(Spanned::new(span.clone(), DeValue::Table(basic)), problems) {
+        match regex::Regex::new(b.internal_pattern.get_ref()) {
+            Ok(re) => cti.internal_pattern = re,
+            Err(e) => problems.push(Diagnostic::at(
+                b.internal_pattern.span(),
+                format!(
+                    "invalid regular expression in `internal_pattern`: {}",
+                    one_line(&e.to_string())
+                ),
+            )),
+        }
+        if !(b.session_keep_minutes > 0.0) {
+            problems.push(Diagnostic::at(
+                span.clone(),
+                "`session_keep_minutes` must be a positive number of minutes",
+            ));
+        }
+        if !(b.timeout_seconds > 0.0 && b.timeout_seconds <= 3600.0) {
+            problems.push(Diagnostic::at(
+                span,
+                "`timeout_seconds` must be between 0 and 3600 seconds",
+            ));
+        }
+        cti.target = b.target;
+        cti.skip_internal = b.skip_internal;
+        cti.session_keep_minutes = b.session_keep_minutes;
+        cti.timeout_seconds = b.timeout_seconds;
+        cti.system_number = b.system_number;
+        cti.server_address = b.server_address;
+        cti.numbers = b.numbers;
+    }
+    cti
+}
+
+/// Keys that belong to one access only, and the methods auth and search allow.
+fn check_access_keys(name: &str, access: &AccessConfig, span: Range<usize>, problems: &mut Vec<Diagnostic>) {
+    if let Some(d) = &access.delay_seconds {
+        if name != "answer" {
+            problems.push(Diagnostic::at(
+                d.span(),
+                format!("`delay_seconds` belongs to `[cti.answer]`, not `[cti.{name}]`"),
+            ));
+        } else if !(*d.get_ref() >= 0.0 && *d.get_ref() <= 3600.0) {
+            problems.push(Diagnostic::at(
+                d.span(),
+                "`delay_seconds` must be between 0 and 3600",
+            ));
+        }
+    }
+    if let Some(o) = &access.only_if_answered {
+        if name != "hangup" {
+            problems.push(Diagnostic::at(
+                o.span(),
+                format!("`only_if_answered` belongs to `[cti.hangup]`, not `[cti.{name}]`"),
+            ));
+        }
+    }
+    let method = *access.method.get_ref();
+    if matches!(name, "auth" | "search") && method.is_browser() {
+        problems.push(Diagnostic::at(
+            access.method.span(),
+            format!(
+                "method `{}` is not allowed for `[cti.{name}]`, expected one of `get`, `post`, `command`",
+                method.name()
+            ),
+        ));
+    }
+    if access.body.is_some() && !method.is_post() {
+        problems.push(Diagnostic::at(
+            access.body.as_ref().map_or(span, |b| b.span()),
+            format!(
+                "`body` is only used by `post` and `browser_post`, not `{}`",
+                method.name()
+            ),
+        ));
+    }
+}
+
+fn check_account(account: &Account, problems: &mut Vec<Diagnostic>) {
+    if let (Some(_), Some(cmd)) = (&account.password, &account.password_command) {
+        problems.push(Diagnostic::at(
+            cmd.span(),
+            "`[account]` has both `password` and `password_command`, expected one of them",
+        ));
+    }
+}
+
+/// A multi-line library message on one line.
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Where a string value's content starts in the file, when its text is written there
+/// verbatim (no escapes), so a position inside the value maps to a file position.
+pub fn content_origin(text: &str, span: &Range<usize>, value: &str) -> Option<usize> {
+    let raw = text.get(span.clone())?;
+    for quote in ["\"\"\"", "'''", "\"", "'"] {
+        if let Some(rest) = raw.strip_prefix(quote) {
+            let mut start = span.start + quote.len();
+            // A newline right after an opening triple quote is trimmed by TOML.
+            let rest = if quote.len() == 3 {
+                if let Some(r) = rest.strip_prefix("\r\n") {
+                    start += 2;
+                    r
+                } else if let Some(r) = rest.strip_prefix('\n') {
+                    start += 1;
+                    r
+                } else {
+                    rest
+                }
+            } else {
+                rest
+            };
+            return rest.starts_with(value).then_some(start);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

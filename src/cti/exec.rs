@@ -1,0 +1,539 @@
+//! Running one access: the five methods (MET-1…5). HTTP GET/POST through reqwest with the
+//! reply kept for captures; OS commands spawned directly with their argv in their own process
+//! group and killed with it at the timeout; browser methods handed to `$BROWSER` or
+//! `xdg-open`, or returned as a link when there is no graphical session. Every access is
+//! bounded by the integration timeout (BAS-4).
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::AsyncReadExt;
+use tokio::task::JoinHandle;
+
+use crate::app::ActionReport;
+use crate::config::Method;
+
+use super::capture::apply_all;
+use super::plan::Access;
+use super::template::{self, DataError, Lookup};
+
+/// Replies and command output are read up to this size; larger ones cannot be captured.
+pub const MAX_REPLY: usize = 1024 * 1024;
+/// How long a one-shot POST form page stays on disk for the browser to read it.
+pub const FORM_PAGE_KEEP: Duration = Duration::from_secs(10);
+
+/// How browser methods reach a browser.
+#[derive(Clone, Debug)]
+pub struct BrowserEnv {
+    /// A graphical session is available (DISPLAY or WAYLAND_DISPLAY, and not over SSH).
+    pub graphical: bool,
+    /// The browser command: `$BROWSER` split into words, else `xdg-open`.
+    pub command: Vec<String>,
+}
+
+impl BrowserEnv {
+    /// Reads the process environment.
+    pub fn from_env() -> Self {
+        let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+        let graphical = (set("DISPLAY") || set("WAYLAND_DISPLAY")) && !set("SSH_CONNECTION");
+        let command = std::env::var("BROWSER")
+            .ok()
+            .and_then(|b| shell_words::split(&b).ok())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| vec!["xdg-open".to_owned()]);
+        Self { graphical, command }
+    }
+}
+
+/// The result of one access: its report and what it captured.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub report: ActionReport,
+    pub captured: BTreeMap<String, String>,
+}
+
+/// Runs accesses. Cheap to share: one HTTP connection pool for the whole engine.
+#[derive(Debug)]
+pub struct Runner {
+    http: reqwest::Client,
+    pub timeout: Duration,
+    browser: BrowserEnv,
+    /// Removal of form pages still waiting for a browser to read them.
+    cleanups: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What one access sends, built from its templates.
+enum Request {
+    Http {
+        post: bool,
+        url: String,
+        body: Option<String>,
+    },
+    Browser {
+        post: bool,
+        url: String,
+        body: Option<String>,
+    },
+    Command {
+        argv: Vec<String>,
+    },
+}
+
+impl Runner {
+    pub fn new(timeout: Duration, browser: BrowserEnv) -> Self {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("ctiphone/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .connect_timeout(timeout)
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            timeout,
+            browser,
+            cleanups: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Waits until every temporary form page has been removed.
+    pub async fn shutdown(&self) {
+        let pending: Vec<_> = self
+            .cleanups
+            .lock()
+            .map(|mut c| c.drain(..).collect())
+            .unwrap_or_default();
+        for h in pending {
+            let _ = h.await;
+        }
+    }
+
+    /// Builds what the access sends, once with real values and once masked for reports.
+    fn build(access: &Access, vars: &dyn Lookup, mask: bool) -> Result<Request, DataError> {
+        let post = access.method.is_post();
+        let url_and_body = || -> Result<(String, Option<String>), DataError> {
+            let pieces = access.url.as_ref().map(|t| t.pieces(vars)).unwrap_or_default();
+            if !post {
+                return Ok((template::url(&pieces, mask)?, None));
+            }
+            match &access.body {
+                Some(b) => Ok((
+                    template::url(&pieces, mask)?,
+                    Some(template::form_body(&b.pieces(vars), mask)),
+                )),
+                None => {
+                    let (before, query) = template::split_query(&pieces);
+                    Ok((
+                        template::url(&before, mask)?,
+                        Some(template::form_body(&query, mask)),
+                    ))
+                }
+            }
+        };
+        Ok(match access.method {
+            Method::Get | Method::Post => {
+                let (url, body) = url_and_body()?;
+                Request::Http { post, url, body }
+            }
+            Method::BrowserGet | Method::BrowserPost => {
+                let (url, body) = url_and_body()?;
+                Request::Browser { post, url, body }
+            }
+            Method::Command => Request::Command {
+                argv: access
+                    .argv
+                    .iter()
+                    .map(|w| template::raw(&w.pieces(vars), mask))
+                    .collect(),
+            },
+        })
+    }
+
+    /// Runs one access with these values. Never panics and never takes longer than the
+    /// timeout plus the time to kill a command.
+    pub async fn run(&self, access: &Access, vars: &dyn Lookup) -> Outcome {
+        let start = Instant::now();
+        let mut report = ActionReport {
+            access: access.name.to_owned(),
+            method: access.method.name().to_owned(),
+            target: serde_json::Value::Null,
+            ok: false,
+            status: None,
+            ms: 0,
+            error: None,
+            link: None,
+        };
+        let mut captured = BTreeMap::new();
+        let built =
+            Self::build(access, vars, false).and_then(|real| Ok((real, Self::build(access, vars, true)?)));
+        let (real, shown) = match built {
+            Ok(pair) => pair,
+            Err(DataError(e)) => {
+                report.error = Some(format!("not sent: {e}"));
+                report.ms = elapsed_ms(start);
+                return Outcome { report, captured };
+            }
+        };
+        report.target = match &shown {
+            Request::Http { url, body, .. } | Request::Browser { url, body, .. } => match body {
+                Some(b) => json!({ "url": url, "body": b }),
+                None => json!(url),
+            },
+            Request::Command { argv } => json!(argv),
+        };
+        let result = match real {
+            Request::Http { post, url, body } => self.http(post, &url, body).await,
+            Request::Command { argv } => self.command(&argv).await,
+            Request::Browser { post, url, body } => {
+                let shown_url = match &shown {
+                    Request::Browser { url, .. } => url.clone(),
+                    _ => String::new(),
+                };
+                self.browser(post, url, body, shown_url, &mut report).await
+            }
+        };
+        match result {
+            Ok((status, body)) => {
+                report.status = status;
+                report.ok = true;
+                if !access.captures.is_empty() {
+                    match body {
+                        Some(Reply::Whole(bytes)) => {
+                            let text = String::from_utf8_lossy(&bytes);
+                            let (vals, errors) = apply_all(&access.captures, &text);
+                            captured = vals;
+                            if !errors.is_empty() {
+                                report.ok = false;
+                                report.error = Some(errors.join("; "));
+                            }
+                        }
+                        Some(Reply::TooLarge) => {
+                            report.ok = false;
+                            report.error = Some(format!(
+                                "capture: the reply is larger than {} KiB, not read",
+                                MAX_REPLY / 1024
+                            ));
+                        }
+                        None => {}
+                    }
+                }
+            }
+            Err((status, e)) => {
+                report.status = status;
+                report.error = Some(e);
+            }
+        }
+        report.ms = elapsed_ms(start);
+        Outcome { report, captured }
+    }
+
+    async fn http(&self, post: bool, url: &str, body: Option<String>) -> RunResult {
+        let req = if post {
+            self.http
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.unwrap_or_default())
+        } else {
+            self.http.get(url)
+        };
+        let work = async {
+            let mut resp = req.send().await.map_err(|e| (None, error_chain(&e)))?;
+            let status = resp.status();
+            let code = Some(i64::from(status.as_u16()));
+            let mut buf = Vec::new();
+            let mut too_large = false;
+            while let Some(chunk) = resp.chunk().await.map_err(|e| (code, error_chain(&e)))? {
+                if buf.len() + chunk.len() > MAX_REPLY {
+                    too_large = true;
+                    break;
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            if !status.is_success() {
+                return Err((code, format!("HTTP {status}")));
+            }
+            Ok((
+                code,
+                Some(if too_large {
+                    Reply::TooLarge
+                } else {
+                    Reply::Whole(buf)
+                }),
+            ))
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err((None, format!("timeout after {} s", fmt_secs(self.timeout)))),
+        }
+    }
+
+    async fn command(&self, argv: &[String]) -> RunResult {
+        let Some((program, args)) = argv.split_first() else {
+            return Err((None, "empty command".to_owned()));
+        };
+        if let Some(bad) = argv.iter().position(|a| a.contains('\0')) {
+            return Err((None, format!("argument {bad} holds a NUL byte; not run")));
+        }
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| (None, format!("cannot run `{program}`: {e}")))?;
+        let pid = child.id();
+        let mut stdout = child.stdout.take();
+        let mut stderr = child.stderr.take();
+        let work = async {
+            let out = async {
+                let mut buf = Vec::new();
+                if let Some(s) = stdout.as_mut() {
+                    let _ = s.take(MAX_REPLY as u64 + 1).read_to_end(&mut buf).await;
+                }
+                buf
+            };
+            let err = async {
+                let mut buf = Vec::new();
+                if let Some(s) = stderr.as_mut() {
+                    let _ = s.take(4096).read_to_end(&mut buf).await;
+                }
+                buf
+            };
+            let (out, err) = tokio::join!(out, err);
+            let status = child.wait().await;
+            (out, err, status)
+        };
+        let result = tokio::time::timeout(self.timeout, work).await;
+        // The group goes in every case: nothing the command started outlives its access.
+        if let Some(pid) = pid {
+            kill_group(pid);
+        }
+        match result {
+            Err(_) => Err((
+                None,
+                format!("timeout after {} s; command killed", fmt_secs(self.timeout)),
+            )),
+            Ok((_, _, Err(e))) => Err((None, format!("cannot wait for `{program}`: {e}"))),
+            Ok((out, err, Ok(status))) => {
+                let code = status.code().map(i64::from);
+                if status.success() {
+                    let reply = if out.len() > MAX_REPLY {
+                        Reply::TooLarge
+                    } else {
+                        Reply::Whole(out)
+                    };
+                    Ok((code, Some(reply)))
+                } else {
+                    let first = String::from_utf8_lossy(&err)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_owned();
+                    let why = match code {
+                        Some(c) => format!("exit code {c}"),
+                        None => "killed by a signal".to_owned(),
+                    };
+                    Err((
+                        code,
+                        if first.is_empty() {
+                            why
+                        } else {
+                            format!("{why}: {first}")
+                        },
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn browser(
+        &self,
+        post: bool,
+        url: String,
+        body: Option<String>,
+        shown_url: String,
+        report: &mut ActionReport,
+    ) -> RunResult {
+        if !self.browser.graphical {
+            // No browser here (an SSH session): the result is the link for the popup.
+            let link = if post {
+                match body.as_deref() {
+                    Some(b) if !b.is_empty() => format!("{url}?{b}"),
+                    _ => url,
+                }
+            } else {
+                url
+            };
+            if shown_url.contains(template::MASK) {
+                report.link = Some(shown_url);
+                return Err((
+                    None,
+                    "no graphical session, and the URL holds a secret: not shown".to_owned(),
+                ));
+            }
+            report.link = Some(link);
+            return Ok((None, None));
+        }
+        let target = if post {
+            let page = form_page(&url, body.as_deref().unwrap_or(""));
+            let path = self
+                .write_form_page(&page)
+                .map_err(|e| (None, format!("cannot write the form page: {e}")))?;
+            format!("file://{path}")
+        } else {
+            url
+        };
+        let mut argv = self.browser.command.clone();
+        match argv.iter_mut().find(|w| w.contains("%s")) {
+            Some(w) => *w = w.replace("%s", &target),
+            None => argv.push(target),
+        }
+        let Some((program, args)) = argv.split_first() else {
+            return Err((None, "no browser command".to_owned()));
+        };
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| (None, format!("cannot start the browser `{program}`: {e}")))?;
+        match tokio::time::timeout(self.timeout, child.wait()).await {
+            Ok(Ok(status)) if status.success() => Ok((status.code().map(i64::from), None)),
+            Ok(Ok(status)) => {
+                let code = status.code().map(i64::from);
+                Err((code, format!("the browser `{program}` failed ({status})")))
+            }
+            Ok(Err(e)) => Err((None, format!("cannot wait for the browser: {e}"))),
+            Err(_) => {
+                // A browser that stays in the foreground is fine: reap it whenever it exits.
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                });
+                Ok((None, None))
+            }
+        }
+    }
+
+    /// Writes a one-shot form page (mode 0600) removed after [`FORM_PAGE_KEEP`].
+    fn write_form_page(&self, page: &str) -> std::io::Result<String> {
+        let mut file = tempfile::Builder::new()
+            .prefix("ctiphone-post-")
+            .suffix(".html")
+            .tempfile()?;
+        file.write_all(page.as_bytes())?;
+        let path = file.into_temp_path();
+        let shown = path.display().to_string();
+        let handle = tokio::spawn(async move {
+            tokio::time::sleep(FORM_PAGE_KEEP).await;
+            drop(path);
+        });
+        if let Ok(mut c) = self.cleanups.lock() {
+            c.retain(|h| !h.is_finished());
+            c.push(handle);
+        }
+        Ok(shown)
+    }
+}
+
+enum Reply {
+    Whole(Vec<u8>),
+    TooLarge,
+}
+
+type RunResult = Result<(Option<i64>, Option<Reply>), (Option<i64>, String)>;
+
+fn elapsed_ms(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn fmt_secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s}")
+    }
+}
+
+/// An error with its causes, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn kill_group(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: killpg only sends a signal; a stale group id is harmless (ESRCH).
+        unsafe {
+            libc::killpg(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Escapes text for HTML attribute values and content.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A page that POSTs the form-encoded `body` to `action` as soon as it loads (MET-3).
+pub fn form_page(action: &str, body: &str) -> String {
+    let mut page = String::from(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>ctiphone</title></head>\n\
+         <body onload=\"document.forms[0].submit()\">\n",
+    );
+    page.push_str(&format!(
+        "<form method=\"post\" action=\"{}\">\n",
+        html_escape(action)
+    ));
+    for (k, v) in form_urlencoded::parse(body.as_bytes()) {
+        page.push_str(&format!(
+            "<input type=\"hidden\" name=\"{}\" value=\"{}\">\n",
+            html_escape(&k),
+            html_escape(&v)
+        ));
+    }
+    page.push_str("<noscript><button type=\"submit\">Continue</button></noscript>\n</form></body></html>\n");
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_pages_escape_every_value() {
+        let page = form_page("https://h/p?a=1&b=\"x\"", "name=%22%3E%3Cscript%3E&tel=%2B1");
+        assert!(page.contains("action=\"https://h/p?a=1&amp;b=&quot;x&quot;\""));
+        assert!(page.contains("name=\"name\" value=\"&quot;&gt;&lt;script&gt;\""));
+        assert!(page.contains("value=\"+1\""));
+        assert!(!page.contains("<script>"));
+    }
+}

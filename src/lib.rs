@@ -1,0 +1,9 @@
+//! ctiphone: a terminal softphone for contact-center agents, with CTI popups.
+//!
+//! The core (everything but `ui`) knows nothing of terminals: `app` owns the call-event bus,
+//! `config` the configuration file, `cti` the CRM integration engine.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod cti;
