@@ -383,7 +383,7 @@ fn section<T: for<'de> Deserialize<'de>>(
             Err(e) => e,
         };
         let at = err.span().unwrap_or(span.clone());
-        problems.push(Diagnostic::at(at.clone(), one_line(err.message())));
+        problems.push(Diagnostic::at(at.clone(), plain_types(&one_line(err.message()))));
         // Drop the key the error is about and look for more.
         let DeValue::Table(table) = value.get_ref() else {
             return None;
@@ -506,6 +506,13 @@ fn check_account(account: &Account, problems: &mut Vec<Diagnostic>) {
             "`[account]` has both `password` and `password_command`, expected one of them",
         ));
     }
+}
+
+/// serde's type names in words an admin reads.
+fn plain_types(msg: &str) -> String {
+    msg.replace("expected f64", "expected a number")
+        .replace("expected u32", "expected a whole number (0 or more)")
+        .replace("expected a boolean", "expected true or false")
 }
 
 /// A multi-line library message on one line.

@@ -1,1 +1,110 @@
+use super::*;
 
+fn problems(text: &str) -> Vec<String> {
+    let (_, p) = Config::parse_partial(text, Some(PathBuf::from("c.toml")));
+    p.iter().map(|d| d.render("c.toml", text)).collect()
+}
+
+#[test]
+fn the_example_file_loads_and_compiles() {
+    let text = include_str!("../../config.example.toml");
+    let config = Config::parse(text, Some(PathBuf::from("config.example.toml"))).expect("example is valid");
+    assert_eq!(config.cti.target, Target::Custom);
+    assert_eq!(
+        config.cti.accesses.len(),
+        ACCESS_NAMES.len(),
+        "the example shows every access"
+    );
+    let plan = crate::cti::Plan::compile(&config).expect("example templates are valid");
+    assert_eq!(plan.auth_vars.iter().collect::<Vec<_>>(), vec!["TOKEN"]);
+    assert!(plan.get("answer").is_some_and(|a| a.delay.as_secs() == 2));
+    assert!(plan.get("hangup").is_some_and(|a| a.only_if_answered));
+}
+
+#[test]
+fn an_empty_file_means_the_documented_defaults() {
+    let c = Config::parse("", None).unwrap();
+    assert_eq!(c.cti.target, Target::None);
+    assert_eq!(c.cti.session_keep_minutes, 30.0);
+    assert_eq!(c.cti.timeout_seconds, 5.0);
+    assert_eq!(c.cti.system_number, "9999");
+    assert!(c.cti.internal_pattern.is_match("12345") && !c.cti.internal_pattern.is_match("123456"));
+    assert_eq!(c.popup.size, PopupSize::Medium);
+    assert_eq!(c.account.transport, Transport::Udp);
+}
+
+#[test]
+fn every_problem_is_reported_with_line_and_column() {
+    let text = "[account]\nusername = 5\nbogus = 1\ntransport = \"sctp\"\n[cti]\nsession_keep_minutes = \"x\"\n[zzz]\n";
+    let p = problems(text);
+    assert_eq!(p.len(), 5, "{p:#?}");
+    assert_eq!(p[0], "c.toml:2:12: invalid type: integer `5`, expected a string");
+    assert!(
+        p[1].starts_with("c.toml:3:1: unknown field `bogus`, expected one of"),
+        "{}",
+        p[1]
+    );
+    assert!(
+        p[2].starts_with("c.toml:4:13: unknown variant `sctp`, expected one of `udp`, `tcp`, `tls`"),
+        "{}",
+        p[2]
+    );
+    assert_eq!(p[3], "c.toml:6:24: invalid type: string \"x\", expected a number");
+    assert_eq!(
+        p[4],
+        "c.toml:7:2: unknown section `zzz`, expected one of `account`, `agent`, `cti`, `popup`"
+    );
+}
+
+#[test]
+fn bad_toml_is_located() {
+    let p = problems("[cti]\ntarget = \n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("c.toml:2:"), "{}", p[0]);
+    assert!(p[0].contains("invalid TOML"), "{}", p[0]);
+}
+
+#[test]
+fn access_keys_and_methods_are_checked() {
+    let text = "[cti.search]\nmethod = \"browser_post\"\ntemplate = \"https://h/\"\nonly_if_answered = true\n\
+                [cti.ring]\nmethod = \"fax\"\ntemplate = \"x\"\n";
+    let p = problems(text);
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("c.toml:2:10: method `browser_post` is not allowed for `[cti.search]`")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("c.toml:4:20: `only_if_answered` belongs to `[cti.hangup]`")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("c.toml:6:10: unknown variant `fax`")),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn both_password_forms_are_refused() {
+    let p = problems("[account]\npassword = \"a\"\npassword_command = \"pass x\"\n");
+    assert_eq!(
+        p,
+        vec!["c.toml:3:20: `[account]` has both `password` and `password_command`, expected one of them"]
+    );
+}
+
+#[test]
+fn template_positions_map_into_the_file() {
+    let text = "[cti.ring]\nmethod = \"get\"\ntemplate = \"https://h/?q={TEL\"\n";
+    let (config, p) = Config::parse_partial(text, None);
+    assert!(p.is_empty());
+    let errs = crate::cti::Plan::compile(&config).unwrap_err();
+    let rendered = errs[0].render("c.toml", text);
+    // `{` is the 14th character of the value, which starts at column 13.
+    assert!(
+        rendered.starts_with("c.toml:3:26: template: unbalanced `{` at position 14"),
+        "{rendered}"
+    );
+}

@@ -1,0 +1,243 @@
+//! Shared test parts: a real HTTP CRM on 127.0.0.1 that records every request, config
+//! builders, and the hostile caller-ID corpus.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+/// One request as the server received it, bytes untouched.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub body: Vec<u8>,
+    pub content_type: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    seen: Mutex<Vec<Seen>>,
+    logins: AtomicUsize,
+}
+
+/// A loopback CRM. Paths: `/login` (a new token each time, slowly: 100 ms), `/search`
+/// (a customer record), `/slow` (never answers), `/big` (10 MiB), `/broken` (broken JSON),
+/// `/status/N`, `/loop` (redirects to itself), anything else: `ok`.
+pub struct Crm {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+}
+
+impl Crm {
+    pub async fn start() -> Self {
+        let state = Arc::new(State::default());
+        let st = state.clone();
+        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let st = st.clone();
+            async move { handle(st, method, uri, headers, body).await }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
+    pub fn seen_path(&self, path: &str) -> Vec<Seen> {
+        self.seen().into_iter().filter(|s| s.path == path).collect()
+    }
+
+    pub fn logins(&self) -> usize {
+        self.state.logins.load(Ordering::SeqCst)
+    }
+}
+
+async fn handle(st: Arc<State>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path().to_owned();
+    st.seen.lock().unwrap().push(Seen {
+        method: method.to_string(),
+        path: path.clone(),
+        query: uri.query().map(str::to_owned),
+        body: body.to_vec(),
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    });
+    match path.as_str() {
+        "/login" => {
+            let n = st.logins.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            format!("{{\"token\":\"tok-{n}\"}}").into_response()
+        }
+        "/search" => {
+            r#"{"company":"ACME 株式会社","name":"Taro Yamada","id":"C-42","rank":7}"#.into_response()
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            "late".into_response()
+        }
+        "/big" => Body::from(vec![b'x'; 10 * 1024 * 1024]).into_response(),
+        "/broken" => r#"{"company": "ACME", "name": "#.into_response(),
+        "/loop" => (StatusCode::FOUND, [(header::LOCATION, "/loop")], "").into_response(),
+        p if p.starts_with("/status/") => {
+            let code = p["/status/".len()..].parse().unwrap_or(500);
+            (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "status",
+            )
+                .into_response()
+        }
+        _ => "ok".into_response(),
+    }
+}
+
+/// Parses a form-encoded string into its pairs, decoding bytes exactly.
+pub fn pairs(s: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(s)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The hostile caller-ID corpus: (id, field, value) with `\xNN`, `\e` and `\\` decoded.
+pub fn hostile() -> Vec<(String, String, String)> {
+    let text = include_str!("../fixtures/hostile-callerid.tsv");
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut cols = l.split('\t');
+            let id = cols.next().unwrap_or_default().to_owned();
+            let field = cols.next().unwrap_or_default().to_owned();
+            let value = decode(cols.next().unwrap_or_default());
+            (id, field, value)
+        })
+        .collect()
+}
+
+/// Decodes the corpus' escapes into bytes, then into text as a SIP stack would (lossy UTF-8).
+pub fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            match b[i + 1] {
+                b'x' if i + 3 < b.len() => {
+                    if let Ok(v) = u8::from_str_radix(&s[i + 2..i + 4], 16) {
+                        out.push(v);
+                        i += 4;
+                        continue;
+                    }
+                }
+                b'e' => {
+                    out.push(0x1b);
+                    i += 2;
+                    continue;
+                }
+                b'\\' => {
+                    out.push(b'\\');
+                    i += 2;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The argv recorder script.
+pub fn recorder() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/argv-recorder.py")
+}
+
+/// Lines the recorder wrote: each record's argv decoded to strings, and the raw record.
+pub fn recorded(file: &std::path::Path) -> Vec<(Vec<String>, serde_json::Value)> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("recorder line");
+            let argv = v["argv"]
+                .as_array()
+                .expect("argv")
+                .iter()
+                .map(|h| {
+                    let h = h.as_str().unwrap();
+                    let bytes: Vec<u8> = (0..h.len())
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+                        .collect();
+                    String::from_utf8(bytes).expect("utf-8 argv")
+                })
+                .collect();
+            (argv, v)
+        })
+        .collect()
+}
+
+/// An engine on a config text, with a fixed browser set-up.
+pub fn engine(
+    text: &str,
+    bus: Option<ctiphone::app::Bus>,
+    browser: ctiphone::cti::exec::BrowserEnv,
+) -> ctiphone::cti::Engine {
+    let config = ctiphone::config::Config::parse(text, None).unwrap_or_else(|e| panic!("config: {e}"));
+    let plan = ctiphone::cti::Plan::compile(&config).unwrap_or_else(|e| {
+        panic!(
+            "plan: {:?}",
+            e.iter().map(|d| d.render("t", text)).collect::<Vec<_>>()
+        )
+    });
+    ctiphone::cti::Engine::new(
+        &config,
+        plan,
+        ctiphone::cti::Options {
+            bus,
+            browser,
+            clock: Box::new(|| {
+                chrono::NaiveDate::from_ymd_opt(2026, 11, 25)
+                    .unwrap()
+                    .and_hms_opt(9, 5, 7)
+                    .unwrap()
+            }),
+        },
+    )
+}
+
+pub fn no_browser() -> ctiphone::cti::exec::BrowserEnv {
+    ctiphone::cti::exec::BrowserEnv {
+        graphical: false,
+        command: vec!["/bin/false".into()],
+    }
+}
+
+pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
