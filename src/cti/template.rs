@@ -365,6 +365,10 @@ pub fn raw(pieces: &[Piece], mask: bool) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataError(pub String);
 
+/// The longest URL sent; longer ones are refused as a data error (servers and HTTP libraries
+/// refuse them anyway, less clearly).
+pub const MAX_URL: usize = 8192;
+
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
@@ -433,6 +437,12 @@ pub fn url(pieces: &[Piece], mask: bool) -> Result<String, DataError> {
     }
     if part == UrlPart::Path {
         check_segment(&out, seg_start, seg_has_value)?;
+    }
+    if out.len() > MAX_URL {
+        return Err(DataError(format!(
+            "the URL would be {} bytes long, over the limit of {MAX_URL}",
+            out.len()
+        )));
     }
     Ok(out)
 }
