@@ -393,7 +393,7 @@ fn section<T: for<'de> Deserialize<'de>>(
             (ks.start <= at.start && at.start < ks.end.max(ks.start + 1))
                 || (vs.start <= at.start && at.start < vs.end.max(vs.start + 1))
         });
-        let Some((key, _)) = culprit else { return None };
+        let (key, _) = culprit?;
         let key = key.clone();
         let mut rest = table.clone();
         rest.remove(&key);
@@ -432,13 +432,13 @@ fn parse_cti(value: Spanned<DeValue<'_>>, span: Range<usize>, problems: &mut Vec
                 ),
             )),
         }
-        if !(b.session_keep_minutes > 0.0) {
+        if !b.session_keep_minutes.is_finite() || b.session_keep_minutes <= 0.0 {
             problems.push(Diagnostic::at(
                 span.clone(),
                 "`session_keep_minutes` must be a positive number of minutes",
             ));
         }
-        if !(b.timeout_seconds > 0.0 && b.timeout_seconds <= 3600.0) {
+        if !(0.0..=3600.0).contains(&b.timeout_seconds) || b.timeout_seconds == 0.0 {
             problems.push(Diagnostic::at(
                 span,
                 "`timeout_seconds` must be between 0 and 3600 seconds",
@@ -463,7 +463,7 @@ fn check_access_keys(name: &str, access: &AccessConfig, span: Range<usize>, prob
                 d.span(),
                 format!("`delay_seconds` belongs to `[cti.answer]`, not `[cti.{name}]`"),
             ));
-        } else if !(*d.get_ref() >= 0.0 && *d.get_ref() <= 3600.0) {
+        } else if !(0.0..=3600.0).contains(d.get_ref()) {
             problems.push(Diagnostic::at(
                 d.span(),
                 "`delay_seconds` must be between 0 and 3600",

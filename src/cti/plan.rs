@@ -98,7 +98,7 @@ impl Plan {
         // Capture variables first: they are parameters of every template.
         let mut user_vars = BTreeSet::new();
         for (name, access) in &config.cti.accesses {
-            for (var, _) in &access.captures {
+            for var in access.captures.keys() {
                 let v = var.get_ref();
                 if !valid_var(v) {
                     problems.push(Diagnostic::at(

@@ -352,7 +352,7 @@ pub trait Lookup: Sync {
 /// The mask shown in place of a secret.
 pub const MASK: &str = "***";
 
-fn shown<'a>(p: &'a Piece, mask: bool) -> Option<&'a str> {
+fn shown(p: &Piece, mask: bool) -> Option<&'static str> {
     (mask && p.secret).then_some(MASK)
 }
 
