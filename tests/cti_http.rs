@@ -162,6 +162,7 @@ async fn huge_and_broken_replies_give_clear_capture_errors() {
         assert!(!s.ok);
         let err = s.error.as_deref().unwrap();
         assert!(err.contains(expect), "{path}: {err}");
+        assert!(!err.contains("tok-"), "{path}: the error leaks the token: {err}");
         assert_eq!(r.vars["COMPANY"], "", "no value on failure");
     }
 }

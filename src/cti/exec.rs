@@ -240,12 +240,20 @@ impl Runner {
             self.http.get(url)
         };
         let work = async {
-            let mut resp = req.send().await.map_err(|e| (None, error_chain(&e)))?;
+            // Errors never carry the URL: it may hold secrets (SAF-3) and the report has it masked.
+            let mut resp = req
+                .send()
+                .await
+                .map_err(|e| (None, error_chain(&e.without_url())))?;
             let status = resp.status();
             let code = Some(i64::from(status.as_u16()));
             let mut buf = Vec::new();
             let mut too_large = false;
-            while let Some(chunk) = resp.chunk().await.map_err(|e| (code, error_chain(&e)))? {
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| (code, error_chain(&e.without_url())))?
+            {
                 if buf.len() + chunk.len() > MAX_REPLY {
                     too_large = true;
                     break;
