@@ -113,6 +113,21 @@ fn expand_prints_the_raw_expansion_with_secrets_masked() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("template:3: unknown parameter `{NOPE}`"));
 }
 
+/// Runs the binary off the async runtime (the CRM serves on it meanwhile).
+async fn fire(
+    file: &std::path::Path,
+    args: impl FnOnce(&mut Command, &std::path::Path) + Send + 'static,
+) -> std::process::Output {
+    let file = file.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut c = ctiphone();
+        args(&mut c, &file);
+        c.output().expect("run ctiphone")
+    })
+    .await
+    .expect("join")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn fire_runs_the_accesses_for_real_and_prints_one_json_object() {
     let crm = Crm::start().await;
@@ -148,17 +163,15 @@ template = "{{SVADDR}}status/500"
         ),
     )
     .unwrap();
-    let f = file.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        ctiphone()
-            .args(["cti", "fire", "ring", "--config"])
-            .arg(&f)
-            .args(["--tel", "0311112222", "--called", "0312345678"])
-            .output()
+    let out = fire(&file, |c, f| {
+        c.args(["cti", "fire", "ring", "--config"]).arg(f).args([
+            "--tel",
+            "0311112222",
+            "--called",
+            "0312345678",
+        ]);
     })
-    .await
-    .unwrap()
-    .unwrap();
+    .await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -188,25 +201,18 @@ template = "{{SVADDR}}status/500"
     assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
 
     // A failing access: exit 1, the HTTP status and why.
-    let f = file.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        ctiphone()
-            .args(["--config"])
-            .arg(&f)
-            .args([
-                "cti",
-                "fire",
-                "hangup",
-                "--tel",
-                "0311112222",
-                "--called",
-                "0312345678",
-            ])
-            .output()
+    let out = fire(&file, |c, f| {
+        c.arg("--config").arg(f).args([
+            "cti",
+            "fire",
+            "hangup",
+            "--tel",
+            "0311112222",
+            "--called",
+            "0312345678",
+        ]);
     })
-    .await
-    .unwrap()
-    .unwrap();
+    .await;
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["actions"][0]["status"], 500);
@@ -214,16 +220,12 @@ template = "{{SVADDR}}status/500"
     assert_eq!(v["actions"][0]["error"], "HTTP 500 Internal Server Error");
 
     // Not a target: skipped, with why.
-    let out = tokio::task::spawn_blocking(move || {
-        ctiphone()
-            .args(["cti", "fire", "ring", "--config"])
-            .arg(&file)
-            .args(["--tel", "1", "--called", "999"])
-            .output()
+    let out = fire(&file, |c, f| {
+        c.args(["cti", "fire", "ring", "--config"])
+            .arg(f)
+            .args(["--tel", "1", "--called", "999"]);
     })
-    .await
-    .unwrap()
-    .unwrap();
+    .await;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["skipped"], "called number 999 is not a checked target number");
     assert_eq!(out.status.code(), Some(0));
