@@ -31,6 +31,12 @@ pub enum Command {
     /// CTI integration tools for admins.
     #[command(subcommand)]
     Cti(CtiCommand),
+    /// Run the phone without a terminal UI: JSON-line commands on stdin, events on stdout.
+    Headless {
+        /// Answer every incoming call, after MS milliseconds (default 0).
+        #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "0")]
+        auto_answer: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,7 +162,54 @@ pub fn run(cli: Cli) -> ExitCode {
             answered,
             rec_path,
         }) => fire(cli.config.as_ref(), event, &call, answered, rec_path),
+        Command::Headless { auto_answer } => headless(cli.config.as_ref(), auto_answer),
     }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
+/// Logs go to stderr (never stdout, which carries the headless protocol); `CTIPHONE_LOG`
+/// sets the level (error, warn, info, debug, trace).
+fn init_logging() {
+    let level = std::env::var("CTIPHONE_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::WARN);
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_ansi(false)
+        .try_init();
+}
+
+fn headless(path: Option<&PathBuf>, auto_answer: Option<u64>) -> ExitCode {
+    init_logging();
+    let (config, plan) = match load(path, false) {
+        Ok(v) => v,
+        Err(e) => return config_failed(&e),
+    };
+    let Some(rt) = runtime() else {
+        return ExitCode::from(2);
+    };
+    let code = rt.block_on(crate::headless::run(
+        config,
+        plan,
+        auto_answer.map(std::time::Duration::from_millis),
+    ));
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    ExitCode::from(code)
 }
 
 fn config_failed(e: &ConfigError) -> ExitCode {

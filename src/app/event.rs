@@ -182,10 +182,84 @@ pub enum CtiEvent {
     },
 }
 
+/// Why a call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    LocalHangup,
+    RemoteHangup,
+    Cancelled,
+    Rejected,
+    Busy,
+    Failed,
+    Timeout,
+}
+
+/// What the phone reports: registration and call progress (the headless protocol's events).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum PhoneEvent {
+    /// The SIP socket is bound.
+    Ready {
+        listen: String,
+        transport: String,
+    },
+    Registered {
+        aor: String,
+        expires: u32,
+    },
+    RegistrationFailed {
+        code: Option<u16>,
+        reason: String,
+    },
+    Unregistered,
+    /// A call rings (the caller's identity as the CTI sees it).
+    Incoming {
+        call: String,
+        tel: String,
+        telname: String,
+        called: String,
+        calledname: String,
+        anonymous: bool,
+    },
+    /// The agent dialled; `call` names the new call.
+    Outgoing {
+        call: String,
+        to: String,
+    },
+    /// The far end of an outgoing call rings.
+    Ringing {
+        call: String,
+    },
+    Answered {
+        call: String,
+    },
+    Held {
+        call: String,
+    },
+    Resumed {
+        call: String,
+    },
+    Ended {
+        call: String,
+        reason: EndReason,
+        code: Option<u16>,
+        duration_s: f64,
+    },
+    Dtmf {
+        call: String,
+        digit: String,
+    },
+    Error {
+        message: String,
+    },
+}
+
 /// Everything that travels on the bus.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Event {
     Call(CallEvent),
     Cti(CtiEvent),
+    Phone(PhoneEvent),
 }

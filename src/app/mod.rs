@@ -7,7 +7,12 @@
 
 pub mod event;
 
-pub use event::{ActionReport, CallEvent, CallEventKind, CallParams, CtiEvent, Direction, Event};
+pub mod command;
+
+pub use command::Command;
+pub use event::{
+    ActionReport, CallEvent, CallEventKind, CallParams, CtiEvent, Direction, EndReason, Event, PhoneEvent,
+};
 
 use tokio::sync::broadcast;
 

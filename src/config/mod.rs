@@ -67,6 +67,8 @@ pub struct Account {
     /// {EXT} (PAR-8).
     pub extension: String,
     pub display_name: String,
+    /// A second call rings as waiting instead of being answered 486 Busy Here.
+    pub call_waiting: bool,
 }
 
 impl Default for Account {
@@ -82,6 +84,7 @@ impl Default for Account {
             expires: 3600,
             extension: String::new(),
             display_name: String::new(),
+            call_waiting: false,
         }
     }
 }

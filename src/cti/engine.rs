@@ -131,7 +131,7 @@ impl Engine {
                     Ok(Event::Call(ev)) => {
                         engine.dispatch(ev);
                     }
-                    Ok(Event::Cti(_)) => {}
+                    Ok(Event::Cti(_) | Event::Phone(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!("CTI engine lagged behind the bus and lost {n} events");
                     }

@@ -3,4 +3,8 @@
 //! SIP wire types; the rest of the program talks to it through [`ua`]'s commands and events.
 
 pub mod addr;
+pub mod auth;
 pub mod message;
+pub mod sdp;
+pub mod transport;
+pub mod ua;

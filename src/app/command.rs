@@ -1,0 +1,85 @@
+//! The commands a front end gives the phone (the headless protocol's `cmd` objects, and what
+//! the terminal UI's keys map to). `call` picks a call; without it, the current one.
+
+use serde::Deserialize;
+
+/// One command.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Call a number or a SIP URI.
+    Dial { to: String },
+    Answer {
+        #[serde(default)]
+        call: Option<String>,
+    },
+    Hangup {
+        #[serde(default)]
+        call: Option<String>,
+    },
+    Reject {
+        #[serde(default)]
+        call: Option<String>,
+    },
+    Hold {
+        #[serde(default)]
+        call: Option<String>,
+    },
+    Unhold {
+        #[serde(default)]
+        call: Option<String>,
+    },
+    Mute {
+        #[serde(default)]
+        call: Option<String>,
+    },
+    Unmute {
+        #[serde(default)]
+        call: Option<String>,
+    },
+    Dtmf {
+        digits: String,
+        #[serde(default)]
+        call: Option<String>,
+    },
+    Transfer {
+        to: String,
+        #[serde(default)]
+        call: Option<String>,
+    },
+    Record {
+        on: bool,
+        #[serde(default)]
+        call: Option<String>,
+    },
+    /// Run the click access for a call (CUS-5).
+    Click {
+        #[serde(default)]
+        call: Option<String>,
+    },
+    /// Unregister and stop.
+    Quit,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_lines_parse() {
+        let c: Command = serde_json::from_str(r#"{"cmd":"dial","to":"1002"}"#).unwrap();
+        assert_eq!(c, Command::Dial { to: "1002".into() });
+        let c: Command = serde_json::from_str(r#"{"cmd":"dtmf","digits":"12#","call":"x"}"#).unwrap();
+        assert_eq!(
+            c,
+            Command::Dtmf {
+                digits: "12#".into(),
+                call: Some("x".into())
+            }
+        );
+        let c: Command = serde_json::from_str(r#"{"cmd":"answer"}"#).unwrap();
+        assert_eq!(c, Command::Answer { call: None });
+        assert!(serde_json::from_str::<Command>(r#"{"cmd":"explode"}"#).is_err());
+        assert!(serde_json::from_str::<Command>(r#"{"cmd":"dial"}"#).is_err());
+    }
+}

@@ -1,0 +1,145 @@
+//! The headless front end: JSON lines, commands on stdin, events on stdout, logs on stderr.
+//! It drives the same core as the terminal UI: the SIP user agent, the CTI engine on the
+//! call-event bus.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::app::{Bus, Command, CtiEvent, Event, PhoneEvent};
+use crate::config::Config;
+use crate::cti::{Engine, Options, Plan};
+use crate::sip::ua::{self, UaConfig};
+
+/// Runs until `quit`, SIGTERM or SIGINT. Returns the exit code.
+pub async fn run(config: Config, plan: Plan, auto_answer: Option<Duration>) -> u8 {
+    let bus = Bus::new();
+    let mut events = bus.subscribe();
+    let engine = Engine::new(
+        &config,
+        plan,
+        Options {
+            bus: Some(bus.clone()),
+            ..Options::default()
+        },
+    );
+    let cti = engine.subscribe(&bus);
+    let ua_cfg = match UaConfig::from_config(&config, auto_answer).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ctiphone: {e}");
+            return 2;
+        }
+    };
+    let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(64);
+    let ua = tokio::spawn(ua::run(ua_cfg, bus.clone(), cmd_rx));
+
+    // stdin: one command per line; a bad line is an `error` event and the phone goes on.
+    let stdin_bus = bus.clone();
+    let stdin_tx = cmd_tx.clone();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Command>(line) {
+                Ok(cmd) => {
+                    if stdin_tx.send(cmd).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => stdin_bus.publish(Event::Phone(PhoneEvent::Error {
+                    message: format!("bad command: {e}"),
+                })),
+            }
+        }
+    });
+    // Signals: quit as the command would.
+    let sig_tx = cmd_tx.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = sig_tx.send(Command::Quit).await;
+    });
+
+    // stdout: every event as one JSON line.
+    let printer = tokio::spawn(async move {
+        let mut out = tokio::io::stdout();
+        loop {
+            let ev = match events.recv().await {
+                Ok(ev) => ev,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("the event printer lost {n} events");
+                    continue;
+                }
+                Err(_) => break,
+            };
+            let Some(value) = to_json(&ev) else { continue };
+            let mut line = value.to_string();
+            line.push('\n');
+            if out.write_all(line.as_bytes()).await.is_err() || out.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+    let result = ua.await;
+    // Let the last events reach stdout.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    cti.abort();
+    drop(bus);
+    printer.abort();
+    engine.shutdown().await;
+    match result {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            eprintln!("ctiphone: {e}");
+            2
+        }
+        Err(e) => {
+            eprintln!("ctiphone: the user agent failed: {e}");
+            2
+        }
+    }
+}
+
+/// The protocol form of a bus event; call events stay internal.
+fn to_json(ev: &Event) -> Option<serde_json::Value> {
+    match ev {
+        Event::Phone(p) => serde_json::to_value(p).ok(),
+        Event::Call(_) => None,
+        Event::Cti(c) => Some(match c {
+            CtiEvent::Skipped { call_id, event, why } => {
+                json!({"event": "cti", "call": call_id, "for": event, "skipped": why})
+            }
+            CtiEvent::Searching { call_id } => {
+                json!({"event": "cti", "call": call_id, "access": "search", "searching": true})
+            }
+            CtiEvent::SearchResult { call_id, vars } => {
+                json!({"event": "cti", "call": call_id, "access": "search", "ok": true, "vars": vars})
+            }
+            CtiEvent::SearchFailed { call_id, error } => {
+                json!({"event": "cti", "call": call_id, "access": "search", "ok": false, "error": error})
+            }
+            CtiEvent::Action { report, .. } if report.access == "search" => return None,
+            CtiEvent::Action {
+                call_id,
+                event,
+                report,
+            } => json!({
+                "event": "cti", "call": call_id, "for": event, "access": report.access, "ok": report.ok,
+                "status": report.status, "error": report.error, "link": report.link,
+            }),
+        }),
+    }
+}

@@ -1,0 +1,1954 @@
+//! The user agent: one task that owns registration, transactions and calls, and turns SIP
+//! traffic and front-end commands into phone events (and call events for the CTI engine).
+//!
+//! Layers, in pjsip's order: [`super::transport`] delivers parsed messages; this module's
+//! transaction tables absorb retransmissions and retransmit on UDP (RFC 3261 §17, timers
+//! A, B, E, F, G, H and the 2xx retransmission of §13.3.1.4); dialogs and calls sit on top.
+//! Everything runs in one `tokio::select!` loop, so no state is shared between tasks.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::app::{Bus, CallEvent, CallParams, Command, EndReason, Event, PhoneEvent};
+use crate::config::{Config, Transport as TransportKind};
+
+use super::addr::{NameAddr, Uri, Via};
+use super::auth::{self, Challenge};
+use super::message::{Message, StartLine};
+use super::sdp::{self, Codec, Direction, Sdp};
+use super::transport::{Inbound, Proto, Transport};
+
+/// RFC 3261 timer values.
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+const TX_TIMEOUT: Duration = Duration::from_secs(32);
+/// The methods this agent answers (the Allow header).
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, UPDATE";
+const USER_AGENT: &str = concat!("ctiphone/", env!("CARGO_PKG_VERSION"));
+
+/// What the user agent needs from the configuration.
+#[derive(Clone, Debug)]
+pub struct UaConfig {
+    pub listen: SocketAddr,
+    pub proto: Proto,
+    /// Where REGISTER and out-of-dialog requests go; `None`: no registration.
+    pub registrar: Option<SocketAddr>,
+    /// The domain of our address of record.
+    pub domain: String,
+    pub user: String,
+    pub auth_user: String,
+    pub password: String,
+    pub display_name: String,
+    pub expires: u32,
+    pub call_waiting: bool,
+    pub auto_answer: Option<Duration>,
+    pub codecs: Vec<Codec>,
+}
+
+impl UaConfig {
+    /// Reads the account settings; resolves the registrar and runs `password_command`.
+    pub async fn from_config(config: &Config, auto_answer: Option<Duration>) -> Result<Self, String> {
+        let a = &config.account;
+        let listen: SocketAddr = a
+            .listen
+            .parse()
+            .map_err(|_| format!("[account] listen `{}` is not an IP:port address", a.listen))?;
+        let proto = match a.transport {
+            TransportKind::Udp => Proto::Udp,
+            TransportKind::Tcp => Proto::Tcp,
+            TransportKind::Tls => {
+                return Err("[account] transport `tls` is not available yet; use udp or tcp".into());
+            }
+        };
+        let aor = if a.uri.is_empty() {
+            None
+        } else {
+            Some(Uri::parse(&a.uri).map_err(|e| format!("[account] uri: {e}"))?)
+        };
+        let registrar = if a.registrar.trim().is_empty() {
+            None
+        } else {
+            let r = a.registrar.trim();
+            let r = r
+                .strip_prefix("sips:")
+                .or_else(|| r.strip_prefix("sip:"))
+                .unwrap_or(r);
+            let hostport = r.split(';').next().unwrap_or(r);
+            let (host, port) =
+                super::addr::split_host_port(hostport).map_err(|e| format!("[account] registrar: {e}"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            let addr = tokio::net::lookup_host((host.as_str(), port.unwrap_or(5060)))
+                .await
+                .map_err(|e| format!("[account] registrar `{}`: {e}", a.registrar))?
+                .next()
+                .ok_or_else(|| format!("[account] registrar `{}` has no address", a.registrar))?;
+            Some(addr)
+        };
+        let user = aor
+            .as_ref()
+            .and_then(|u| u.user.clone())
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| {
+                if a.username.is_empty() {
+                    "ctiphone".into()
+                } else {
+                    a.username.clone()
+                }
+            });
+        let domain = match (&aor, registrar) {
+            (Some(u), _) if !u.host.is_empty() => match u.port {
+                Some(p) => format!("{}:{p}", u.host),
+                None => u.host.clone(),
+            },
+            (_, Some(r)) => r.to_string(),
+            _ => listen.ip().to_string(),
+        };
+        let password = match (&a.password, &a.password_command) {
+            (Some(p), _) => p.clone(),
+            (None, Some(cmd)) => run_password_command(cmd.get_ref()).await?,
+            (None, None) => String::new(),
+        };
+        Ok(Self {
+            listen,
+            proto,
+            registrar,
+            domain,
+            auth_user: if a.username.is_empty() {
+                user.clone()
+            } else {
+                a.username.clone()
+            },
+            user,
+            password,
+            display_name: a.display_name.clone(),
+            expires: a.expires.max(10),
+            call_waiting: a.call_waiting,
+            auto_answer,
+            codecs: vec![Codec::pcmu(), Codec::pcma(), Codec::telephone_event(101)],
+        })
+    }
+}
+
+/// Runs `password_command` (split into words, no shell); its first output line is the password.
+async fn run_password_command(cmd: &str) -> Result<String, String> {
+    let words = shell_words::split(cmd).map_err(|e| format!("[account] password_command: {e}"))?;
+    let (prog, args) = words.split_first().ok_or("[account] password_command is empty")?;
+    let out = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::process::Command::new(prog).args(args).output(),
+    )
+    .await
+    .map_err(|_| "[account] password_command took more than 10 s".to_owned())?
+    .map_err(|e| format!("[account] password_command `{prog}`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("[account] password_command failed ({})", out.status));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned())
+}
+
+fn random_token(len: usize) -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..len)
+        .map(|_| CHARS[rand::random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+fn branch() -> String {
+    format!("z9hG4bK{}", random_token(16))
+}
+
+/// Who a client transaction works for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Owner {
+    Register,
+    Call(String),
+    /// A request whose answer nobody waits for (BYE after a local hangup, INFO, NOTIFY…).
+    None,
+}
+
+/// A request we sent, retransmitted on UDP until answered.
+struct ClientTx {
+    method: String,
+    bytes: Vec<u8>,
+    to: SocketAddr,
+    proto: Proto,
+    interval: Duration,
+    next: Option<Instant>,
+    deadline: Instant,
+    owner: Owner,
+    /// For a failed INVITE: the ACK sent, repeated for each retransmitted final response.
+    ack: Option<Vec<u8>>,
+    done: bool,
+}
+
+/// A request we answered: its last response, sent again for each retransmission.
+struct ServerTx {
+    last: Vec<u8>,
+    to: SocketAddr,
+    proto: Proto,
+    expires: Instant,
+    /// Timer G for a non-2xx final response to an INVITE, until its ACK.
+    retransmit: Option<(Instant, Duration)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CallState {
+    /// Incoming, ringing here.
+    Ringing,
+    /// Outgoing, INVITE sent.
+    Calling,
+    /// Outgoing, the far end rings.
+    Early,
+    /// Answered.
+    Confirmed,
+}
+
+struct Call {
+    id: String,
+    incoming: bool,
+    state: CallState,
+    /// Our and their addresses with tags, as written in From/To of our requests.
+    local: NameAddr,
+    remote: NameAddr,
+    /// Where in-dialog requests go (their Contact).
+    remote_target: String,
+    route: Vec<String>,
+    peer: SocketAddr,
+    proto: Proto,
+    local_cseq: u32,
+    /// The INVITE that created an incoming call, and its transaction key.
+    invite: Option<Message>,
+    invite_key: Option<String>,
+    /// Our INVITE for an outgoing call (to build CANCEL and authenticate).
+    our_invite: Option<Message>,
+    our_branch: Option<String>,
+    auth_tries: u8,
+    cancel_pending: bool,
+    remote_sdp: Option<Sdp>,
+    local_sdp_version: u64,
+    session_id: u64,
+    rtp: Option<UdpSocket>,
+    /// 200 OK being retransmitted until ACK: bytes, next time, interval, give-up time.
+    ok_retransmit: Option<(Vec<u8>, Instant, Duration, Instant)>,
+    /// The ACK for our 2xx, repeated if the 2xx is retransmitted.
+    ack: Option<Vec<u8>>,
+    started: Instant,
+    answered_at: Option<Instant>,
+    auto_answer_at: Option<Instant>,
+    held: bool,
+    muted: bool,
+    params: CallParams,
+    transfer_to: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RegState {
+    Idle,
+    Registering,
+    Registered,
+    Failed,
+    Unregistering,
+}
+
+struct Registration {
+    state: RegState,
+    call_id: String,
+    tag: String,
+    cseq: u32,
+    expires: u32,
+    challenge: Option<(Challenge, bool)>,
+    nc: u32,
+    auth_tries: u8,
+    next: Option<Instant>,
+    backoff: Duration,
+    /// The address the registrar saw us at (rport/received), for Contact.
+    public: Option<SocketAddr>,
+}
+
+/// The user agent's state.
+struct Ua {
+    cfg: UaConfig,
+    transport: Transport,
+    local: SocketAddr,
+    bus: Bus,
+    clients: HashMap<String, ClientTx>,
+    servers: HashMap<String, ServerTx>,
+    calls: Vec<Call>,
+    reg: Registration,
+    quitting: Option<Instant>,
+}
+
+/// Starts the user agent: binds the transports, then handles commands until `Quit`.
+/// Phone events and call events are published on `bus`.
+pub async fn run(cfg: UaConfig, bus: Bus, mut commands: mpsc::Receiver<Command>) -> Result<(), String> {
+    let (in_tx, mut inbound) = mpsc::channel::<Inbound>(1024);
+    let transport = Transport::bind(cfg.listen, in_tx)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let mut local = transport.local;
+    if local.ip().is_unspecified() {
+        // The address others reach us at: the one the kernel routes to the registrar from.
+        if let Some(r) = cfg.registrar {
+            if let Ok(s) = std::net::UdpSocket::bind((local.ip(), 0)) {
+                if s.connect(r).is_ok() {
+                    if let Ok(a) = s.local_addr() {
+                        local = SocketAddr::new(a.ip(), local.port());
+                    }
+                }
+            }
+        }
+    }
+    bus.publish(Event::Phone(PhoneEvent::Ready {
+        listen: local.to_string(),
+        transport: cfg.proto.name().to_ascii_lowercase(),
+    }));
+    let mut ua = Ua {
+        reg: Registration {
+            state: RegState::Idle,
+            call_id: format!("{}@ctiphone", random_token(20)),
+            tag: random_token(10),
+            cseq: 0,
+            expires: cfg.expires,
+            challenge: None,
+            nc: 0,
+            auth_tries: 0,
+            next: None,
+            backoff: Duration::from_secs(2),
+            public: None,
+        },
+        cfg,
+        transport,
+        local,
+        bus,
+        clients: HashMap::new(),
+        servers: HashMap::new(),
+        calls: Vec::new(),
+        quitting: None,
+    };
+    if ua.cfg.registrar.is_some() {
+        ua.register(ua.cfg.expires).await;
+    }
+    loop {
+        let next = ua.next_deadline();
+        let sleep = async {
+            match next {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(inb) = inbound.recv() => ua.on_message(inb).await,
+            cmd = commands.recv(), if ua.quitting.is_none() => match cmd {
+                Some(Command::Quit) | None => ua.quit().await,
+                Some(c) => ua.on_command(c).await,
+            },
+            () = sleep => ua.on_timers().await,
+        }
+        if let Some(deadline) = ua.quitting {
+            let unregistered = ua.reg.state != RegState::Unregistering;
+            if (unregistered && ua.calls.is_empty()) || Instant::now() >= deadline {
+                if ua.reg.state == RegState::Unregistering {
+                    ua.emit(PhoneEvent::Unregistered);
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Ua {
+    fn emit(&self, e: PhoneEvent) {
+        self.bus.publish(Event::Phone(e));
+    }
+
+    fn error(&self, message: impl Into<String>) {
+        self.emit(PhoneEvent::Error {
+            message: message.into(),
+        });
+    }
+
+    fn contact_addr(&self) -> SocketAddr {
+        self.reg.public.unwrap_or(self.local)
+    }
+
+    fn contact(&self) -> String {
+        let a = self.contact_addr();
+        let t = if self.cfg.proto == Proto::Tcp {
+            ";transport=tcp"
+        } else {
+            ""
+        };
+        format!("<sip:{}@{}{t}>", self.cfg.user, fmt_addr(a))
+    }
+
+    fn aor(&self) -> String {
+        format!("sip:{}@{}", self.cfg.user, self.cfg.domain)
+    }
+
+    fn via(&self, proto: Proto, branch: &str) -> String {
+        format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            proto.name(),
+            fmt_addr(self.local)
+        )
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        for tx in self.clients.values() {
+            consider(tx.next);
+            consider(Some(tx.deadline));
+        }
+        for tx in self.servers.values() {
+            consider(tx.retransmit.map(|(t, _)| t));
+            consider(Some(tx.expires));
+        }
+        for c in &self.calls {
+            consider(c.ok_retransmit.as_ref().map(|(_, t, _, _)| *t));
+            consider(c.auto_answer_at);
+        }
+        consider(self.reg.next);
+        consider(self.quitting);
+        next
+    }
+
+    async fn send(&self, proto: Proto, to: SocketAddr, bytes: Vec<u8>) {
+        if let Err(e) = self.transport.send(proto, to, bytes).await {
+            tracing::debug!(%to, error = %e, "SIP send failed");
+        }
+    }
+
+    /// Sends a new request in a client transaction.
+    async fn send_request(&mut self, mut req: Message, to: SocketAddr, proto: Proto, owner: Owner) -> String {
+        let br = branch();
+        req.headers.retain(|(n, _)| n != "Via");
+        req.headers.insert(0, ("Via".into(), self.via(proto, &br)));
+        if req.get("Max-Forwards").is_none() {
+            req.push("Max-Forwards", "70");
+        }
+        if req.get("User-Agent").is_none() {
+            req.push("User-Agent", USER_AGENT);
+        }
+        let bytes = req.to_bytes();
+        let now = Instant::now();
+        let udp = proto == Proto::Udp;
+        self.clients.insert(
+            br.clone(),
+            ClientTx {
+                method: req.method().unwrap_or("").to_owned(),
+                bytes: bytes.clone(),
+                to,
+                proto,
+                interval: T1,
+                next: udp.then(|| now + T1),
+                deadline: now + TX_TIMEOUT,
+                owner,
+                ack: None,
+                done: false,
+            },
+        );
+        self.send(proto, to, bytes).await;
+        br
+    }
+
+    /// Answers a request and remembers the answer for retransmissions.
+    async fn respond(&mut self, inb_from: SocketAddr, proto: Proto, req: &Message, mut resp: Message) {
+        // Symmetric response: to the source address, with received/rport set (RFC 3581).
+        if let Some(first) = resp.headers.iter_mut().find(|(n, _)| n == "Via") {
+            let v = first.1.clone();
+            let mut top = super::message::split_commas(&v)
+                .first()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            let rest = v[v.find(top.as_str()).map_or(v.len(), |i| i + top.len())..].to_string();
+            if let Ok(via) = Via::parse(&top) {
+                if via.param("rport").is_some() {
+                    top = top.replacen(";rport", &format!(";rport={}", inb_from.port()), 1);
+                }
+                if via.host != inb_from.ip().to_string() && via.param("received").is_none() {
+                    top.push_str(&format!(";received={}", inb_from.ip()));
+                }
+            }
+            first.1 = format!("{top}{rest}");
+        }
+        if resp.get("User-Agent").is_none() {
+            resp.push("Server", USER_AGENT);
+        }
+        let bytes = resp.to_bytes();
+        if let Some(key) = server_key(req) {
+            let code = resp.code().unwrap_or(0);
+            let invite_failure = req.method() == Some("INVITE") && code >= 300;
+            let now = Instant::now();
+            self.servers.insert(
+                key,
+                ServerTx {
+                    last: bytes.clone(),
+                    to: inb_from,
+                    proto,
+                    expires: now + TX_TIMEOUT,
+                    retransmit: (invite_failure && proto == Proto::Udp).then(|| (now + T1, T1)),
+                },
+            );
+        }
+        self.send(proto, inb_from, bytes).await;
+    }
+
+    async fn on_message(&mut self, inb: Inbound) {
+        if inb.msg.is_request() {
+            self.on_request(inb).await;
+        } else {
+            self.on_response(inb).await;
+        }
+    }
+
+    // ---------------------------------------------------------------- requests
+
+    async fn on_request(&mut self, inb: Inbound) {
+        let Inbound { msg, from, proto } = inb;
+        let method = msg.method().unwrap_or("").to_owned();
+        // A retransmission of a request we answered: the same answer again.
+        if let Some(key) = server_key(&msg) {
+            if method == "ACK" {
+                // ACK for a non-2xx final response ends Timer G.
+                let invite_key = key.replacen("|ACK", "|INVITE", 1);
+                if let Some(tx) = self.servers.get_mut(&invite_key) {
+                    tx.retransmit = None;
+                    return;
+                }
+            } else if let Some(tx) = self.servers.get(&key) {
+                let (bytes, to, p) = (tx.last.clone(), tx.to, tx.proto);
+                self.send(p, to, bytes).await;
+                return;
+            }
+        }
+        let to_tag = msg
+            .get("To")
+            .and_then(|t| NameAddr::parse(t).ok())
+            .and_then(|t| t.tag().map(str::to_owned));
+        match method.as_str() {
+            "INVITE" if to_tag.is_none() => self.on_invite(msg, from, proto).await,
+            "ACK" => self.on_ack(&msg),
+            "CANCEL" => self.on_cancel(msg, from, proto).await,
+            "OPTIONS" => {
+                let mut r = Message::response(&msg, 200, "OK");
+                add_tag(&mut r);
+                r.push("Allow", ALLOW)
+                    .push("Accept", "application/sdp")
+                    .push("Contact", self.contact());
+                self.respond(from, proto, &msg, r).await;
+            }
+            "INVITE" | "BYE" | "INFO" | "NOTIFY" | "UPDATE" => self.on_in_dialog(msg, from, proto).await,
+            _ => {
+                let mut r = Message::response(&msg, 501, "Not Implemented");
+                add_tag(&mut r);
+                r.push("Allow", ALLOW);
+                self.respond(from, proto, &msg, r).await;
+            }
+        }
+    }
+
+    fn find_call(&self, call_id: &str) -> Option<usize> {
+        self.calls.iter().position(|c| c.id == call_id)
+    }
+
+    async fn on_invite(&mut self, msg: Message, from: SocketAddr, proto: Proto) {
+        let call_id = msg.call_id().unwrap_or("").to_owned();
+        if self.find_call(&call_id).is_some() {
+            return; // a retransmission answered by the transaction table
+        }
+        // Our own Require extensions: none.
+        if let Some(req) = msg.get("Require") {
+            let mut r = Message::response(&msg, 420, "Bad Extension");
+            add_tag(&mut r);
+            r.push("Unsupported", req.to_owned());
+            self.respond(from, proto, &msg, r).await;
+            return;
+        }
+        let uri_ok = msg
+            .uri()
+            .and_then(|u| u.split_once(':'))
+            .is_some_and(|(s, _)| matches!(s.to_ascii_lowercase().as_str(), "sip" | "sips" | "tel"));
+        if !uri_ok {
+            let mut r = Message::response(&msg, 416, "Unsupported URI Scheme");
+            add_tag(&mut r);
+            self.respond(from, proto, &msg, r).await;
+            return;
+        }
+        let offer = if msg.body.is_empty() {
+            None
+        } else {
+            let ct = msg
+                .get("Content-Type")
+                .unwrap_or("application/sdp")
+                .to_ascii_lowercase();
+            if !ct.starts_with("application/sdp") {
+                let mut r = Message::response(&msg, 415, "Unsupported Media Type");
+                add_tag(&mut r);
+                r.push("Accept", "application/sdp");
+                self.respond(from, proto, &msg, r).await;
+                return;
+            }
+            match Sdp::parse(&String::from_utf8_lossy(&msg.body)) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    let mut r = Message::response(&msg, 400, "Bad Request");
+                    add_tag(&mut r);
+                    r.push(
+                        "Warning",
+                        format!("399 ctiphone \"bad SDP: {}\"", e.replace('"', "'")),
+                    );
+                    self.respond(from, proto, &msg, r).await;
+                    return;
+                }
+            }
+        };
+        if let Some(o) = &offer {
+            if sdp::answer(
+                o,
+                "-",
+                0,
+                0,
+                self.local.ip(),
+                1,
+                &self.cfg.codecs,
+                Direction::SendRecv,
+            )
+            .is_err()
+            {
+                let mut r = Message::response(&msg, 488, "Not Acceptable Here");
+                add_tag(&mut r);
+                self.respond(from, proto, &msg, r).await;
+                return;
+            }
+        }
+        let busy = self
+            .calls
+            .iter()
+            .any(|c| c.incoming || c.state != CallState::Calling)
+            && !self.calls.is_empty();
+        if busy && !self.cfg.call_waiting {
+            let mut r = Message::response(&msg, 486, "Busy Here");
+            add_tag(&mut r);
+            self.respond(from, proto, &msg, r).await;
+            return;
+        }
+        let Ok(remote) = msg.get("From").map(NameAddr::parse).unwrap_or(Err(String::new())) else {
+            return;
+        };
+        let Ok(mut local) = msg.get("To").map(NameAddr::parse).unwrap_or(Err(String::new())) else {
+            return;
+        };
+        local.set_param("tag", &random_token(10));
+        let contact = msg
+            .get_all("Contact")
+            .first()
+            .and_then(|c| NameAddr::parse(c).ok())
+            .map(|c| c.uri);
+        let route: Vec<String> = msg
+            .get_all("Record-Route")
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let params = caller_identity(&msg);
+        let rtp = bind_rtp(self.local.ip()).await;
+        let mut call = Call {
+            id: call_id.clone(),
+            incoming: true,
+            state: CallState::Ringing,
+            local,
+            remote,
+            remote_target: contact.unwrap_or_else(|| msg.uri().unwrap_or("").to_owned()),
+            route,
+            peer: from,
+            proto,
+            local_cseq: rand::random_range(1..10_000),
+            invite_key: server_key(&msg),
+            invite: Some(msg.clone()),
+            our_invite: None,
+            our_branch: None,
+            auth_tries: 0,
+            cancel_pending: false,
+            remote_sdp: offer,
+            local_sdp_version: 1,
+            session_id: rand::random_range(1..u32::MAX as u64),
+            rtp,
+            ok_retransmit: None,
+            ack: None,
+            started: Instant::now(),
+            answered_at: None,
+            auto_answer_at: self.cfg.auto_answer.map(|d| Instant::now() + d),
+            held: false,
+            muted: false,
+            params: params.clone(),
+            transfer_to: None,
+        };
+        let mut trying = Message::response(&msg, 100, "Trying");
+        trying.remove("Record-Route");
+        self.send_response_only(from, proto, &trying).await;
+        let mut ringing = Message::response(&msg, 180, "Ringing");
+        ringing.set("To", call.local.to_string());
+        ringing.push("Contact", self.contact());
+        self.respond(from, proto, &msg, ringing).await;
+        call.params = params.clone();
+        self.calls.push(call);
+        self.emit(PhoneEvent::Incoming {
+            call: call_id,
+            tel: params.tel.clone(),
+            telname: params.telname.clone(),
+            called: params.called.clone(),
+            calledname: params.calledname.clone(),
+            anonymous: params.anonymous,
+        });
+        self.bus.call(CallEvent::ring(params));
+    }
+
+    /// Sends a provisional response without recording it as the transaction's answer.
+    async fn send_response_only(&self, to: SocketAddr, proto: Proto, resp: &Message) {
+        self.send(proto, to, resp.to_bytes()).await;
+    }
+
+    fn on_ack(&mut self, msg: &Message) {
+        let Some(i) = msg.call_id().and_then(|id| self.find_call(id)) else {
+            return;
+        };
+        let c = &mut self.calls[i];
+        c.ok_retransmit = None;
+        if let (None, false) = (&c.remote_sdp, msg.body.is_empty()) {
+            c.remote_sdp = Sdp::parse(&String::from_utf8_lossy(&msg.body)).ok();
+        }
+    }
+
+    async fn on_cancel(&mut self, msg: Message, from: SocketAddr, proto: Proto) {
+        let key = server_key(&msg).map(|k| k.replacen("|CANCEL", "|INVITE", 1));
+        let idx = self.calls.iter().position(|c| {
+            c.incoming && c.state == CallState::Ringing && c.invite_key == key && key.is_some()
+        });
+        let Some(i) = idx else {
+            let mut r = Message::response(&msg, 481, "Call/Transaction Does Not Exist");
+            add_tag(&mut r);
+            self.respond(from, proto, &msg, r).await;
+            return;
+        };
+        let mut ok = Message::response(&msg, 200, "OK");
+        add_tag(&mut ok);
+        self.respond(from, proto, &msg, ok).await;
+        if let Some(invite) = self.calls[i].invite.clone() {
+            let mut r = Message::response(&invite, 487, "Request Terminated");
+            r.set("To", self.calls[i].local.to_string());
+            let (p, pr) = (self.calls[i].peer, self.calls[i].proto);
+            self.respond(p, pr, &invite, r).await;
+        }
+        self.end_call(i, EndReason::Cancelled, Some(487));
+    }
+
+    async fn on_in_dialog(&mut self, msg: Message, from: SocketAddr, proto: Proto) {
+        let method = msg.method().unwrap_or("").to_owned();
+        let Some(i) = msg.call_id().and_then(|id| self.find_call(id)) else {
+            let mut r = Message::response(&msg, 481, "Call/Transaction Does Not Exist");
+            add_tag(&mut r);
+            self.respond(from, proto, &msg, r).await;
+            return;
+        };
+        match method.as_str() {
+            "BYE" => {
+                let r = Message::response(&msg, 200, "OK");
+                self.respond(from, proto, &msg, r).await;
+                self.end_call(i, EndReason::RemoteHangup, None);
+            }
+            "INVITE" | "UPDATE" => {
+                // A re-INVITE: hold from the far end, or a session refresh.
+                let offer = if msg.body.is_empty() {
+                    None
+                } else {
+                    Sdp::parse(&String::from_utf8_lossy(&msg.body)).ok()
+                };
+                if let Some(o) = &offer {
+                    self.calls[i].remote_sdp = Some(o.clone());
+                }
+                let want = if self.calls[i].held {
+                    Direction::SendOnly
+                } else {
+                    Direction::SendRecv
+                };
+                let body = self.local_sdp(i, offer.as_ref(), want);
+                let mut r = Message::response(&msg, 200, "OK");
+                r.push("Contact", self.contact());
+                if let Some(b) = body {
+                    r.with_body("application/sdp", b.into_bytes());
+                }
+                self.respond(from, proto, &msg, r).await;
+            }
+            "INFO" => {
+                let r = Message::response(&msg, 200, "OK");
+                self.respond(from, proto, &msg, r).await;
+                let body = String::from_utf8_lossy(&msg.body);
+                if let Some(digit) = dtmf_from_info(&body) {
+                    let id = self.calls[i].id.clone();
+                    self.emit(PhoneEvent::Dtmf { call: id, digit });
+                }
+            }
+            "NOTIFY" => {
+                let r = Message::response(&msg, 200, "OK");
+                self.respond(from, proto, &msg, r).await;
+                // Transfer progress (RFC 3515): a final 2xx ends our side of the call.
+                let frag = String::from_utf8_lossy(&msg.body);
+                let code: Option<u16> = frag.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+                if self.calls[i].transfer_to.is_some() {
+                    if let Some(c) = code.filter(|c| *c >= 200) {
+                        if c < 300 {
+                            self.hangup(i).await;
+                        } else {
+                            self.calls[i].transfer_to = None;
+                            self.error(format!("transfer failed: {}", frag.trim()));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Our SDP for a call: an answer to `offer`, or an offer.
+    fn local_sdp(&mut self, i: usize, offer: Option<&Sdp>, want: Direction) -> Option<String> {
+        let ip = self.local.ip();
+        let c = &mut self.calls[i];
+        let port = c
+            .rtp
+            .as_ref()
+            .and_then(|s| s.local_addr().ok())
+            .map_or(0, |a| a.port());
+        c.local_sdp_version += 1;
+        let user = "ctiphone";
+        match offer {
+            Some(o) => sdp::answer(
+                o,
+                user,
+                c.session_id,
+                c.local_sdp_version,
+                ip,
+                port,
+                &self.cfg.codecs,
+                want,
+            )
+            .ok()
+            .map(|s| s.to_text()),
+            None => Some(
+                sdp::offer(
+                    user,
+                    c.session_id,
+                    c.local_sdp_version,
+                    ip,
+                    port,
+                    &self.cfg.codecs,
+                    want,
+                )
+                .to_text(),
+            ),
+        }
+    }
+
+    // ---------------------------------------------------------------- responses
+
+    async fn on_response(&mut self, inb: Inbound) {
+        let msg = &inb.msg;
+        let Some(code) = msg.code() else { return };
+        let Some(br) = msg
+            .get_all("Via")
+            .first()
+            .and_then(|v| Via::parse(v).ok())
+            .and_then(|v| v.branch().map(str::to_owned))
+        else {
+            return;
+        };
+        let cseq_method = msg.cseq().map(|(_, m)| m.to_owned()).unwrap_or_default();
+        let key = if cseq_method == "CANCEL" {
+            format!("{br}#CANCEL")
+        } else {
+            br.clone()
+        };
+        let Some(tx) = self.clients.get_mut(&key) else {
+            // A 2xx retransmitted after its transaction ended: ACK it again.
+            if (200..300).contains(&code) && cseq_method == "INVITE" {
+                if let Some(i) = msg.call_id().and_then(|id| self.find_call(id)) {
+                    if let Some(ack) = self.calls[i].ack.clone() {
+                        let (p, pr) = (self.calls[i].peer, self.calls[i].proto);
+                        self.send(pr, p, ack).await;
+                    }
+                }
+            }
+            return;
+        };
+        if tx.method != cseq_method {
+            return;
+        }
+        if tx.done {
+            if let Some(ack) = tx.ack.clone() {
+                let (to, p) = (tx.to, tx.proto);
+                self.send(p, to, ack).await;
+            }
+            return;
+        }
+        if code < 200 {
+            if tx.method == "INVITE" {
+                tx.next = None; // Timer A stops; Timer B still runs.
+                tx.deadline = Instant::now() + Duration::from_secs(180);
+            } else {
+                tx.interval = T2;
+            }
+        } else {
+            tx.done = true;
+            tx.next = None;
+            tx.deadline = Instant::now()
+                + if tx.proto == Proto::Udp {
+                    TX_TIMEOUT
+                } else {
+                    Duration::ZERO
+                };
+        }
+        let owner = tx.owner.clone();
+        let method = tx.method.clone();
+        // A failed INVITE is ACKed by its transaction (same branch), whatever became of the call.
+        if method == "INVITE" && code >= 300 {
+            if let Some(ack) = Message::parse(&tx.bytes).ok().map(|inv| failure_ack(&inv, msg)) {
+                tx.ack = Some(ack.clone());
+                let (to, p) = (tx.to, tx.proto);
+                self.send(p, to, ack).await;
+            }
+        }
+        if method == "INVITE" && (200..300).contains(&code) {
+            if let Owner::Call(id) = &owner {
+                if self.find_call(id).is_none() {
+                    // Answered after we gave up on it: ACK, then BYE.
+                    self.ack_and_bye(msg, inb.from, inb.proto).await;
+                    return;
+                }
+            }
+        }
+        match owner {
+            Owner::Register => self.on_register_response(msg, code).await,
+            Owner::Call(id) => {
+                if let Some(i) = self.find_call(&id) {
+                    if method == "INVITE" {
+                        self.on_invite_response(i, msg, code).await;
+                    } else if method == "BYE" || method == "CANCEL" {
+                        // Nothing more to do: the call ended when we sent it.
+                    } else if method == "REFER" && code >= 300 {
+                        self.calls[i].transfer_to = None;
+                        self.error(format!("transfer refused: {code}"));
+                    }
+                }
+            }
+            Owner::None => {}
+        }
+    }
+
+    async fn on_invite_response(&mut self, i: usize, msg: &Message, code: u16) {
+        let id = self.calls[i].id.clone();
+        if let Some(tag) = msg
+            .get("To")
+            .and_then(|t| NameAddr::parse(t).ok())
+            .and_then(|t| t.tag().map(str::to_owned))
+        {
+            if code > 100 && code < 300 {
+                self.calls[i].remote.set_param("tag", &tag);
+            }
+        }
+        if code < 200 {
+            if (code == 180 || code == 183) && self.calls[i].state == CallState::Calling {
+                self.calls[i].state = CallState::Early;
+                self.emit(PhoneEvent::Ringing { call: id });
+            }
+            if self.calls[i].cancel_pending {
+                self.send_cancel(i).await;
+            }
+            return;
+        }
+        if code < 300 {
+            let c = &mut self.calls[i];
+            if let Some(contact) = msg
+                .get_all("Contact")
+                .first()
+                .and_then(|c| NameAddr::parse(c).ok())
+            {
+                c.remote_target = contact.uri;
+            }
+            c.route = msg
+                .get_all("Record-Route")
+                .iter()
+                .rev()
+                .map(|s| s.to_string())
+                .collect();
+            if !msg.body.is_empty() {
+                c.remote_sdp = Sdp::parse(&String::from_utf8_lossy(&msg.body)).ok();
+            }
+            let (cseq, _) = msg.cseq().unwrap_or((1, "INVITE"));
+            let ack = self.in_dialog_request(i, "ACK", Some(cseq));
+            let (to, proto) = self.dialog_destination(i);
+            let mut ack = ack;
+            ack.headers.insert(0, ("Via".into(), self.via(proto, &branch())));
+            ack.push("Max-Forwards", "70");
+            let bytes = ack.to_bytes();
+            self.calls[i].ack = Some(bytes.clone());
+            self.send(proto, to, bytes).await;
+            let c = &mut self.calls[i];
+            if c.state != CallState::Confirmed {
+                c.state = CallState::Confirmed;
+                c.answered_at = Some(Instant::now());
+                let cancelled = c.cancel_pending;
+                self.emit(PhoneEvent::Answered { call: id });
+                let params = self.calls[i].params.clone();
+                self.bus.call(CallEvent::answer(params));
+                if cancelled {
+                    self.hangup(i).await;
+                }
+            }
+            return;
+        }
+        if (code == 401 || code == 407) && self.calls[i].auth_tries == 0 && !self.cfg.password.is_empty() {
+            let header = if code == 401 {
+                "WWW-Authenticate"
+            } else {
+                "Proxy-Authenticate"
+            };
+            let challenges: Vec<Challenge> = msg
+                .get_all(header)
+                .iter()
+                .filter_map(|h| Challenge::parse(h).ok())
+                .collect();
+            if let Some(ch) = auth::pick(&challenges).cloned() {
+                self.calls[i].auth_tries += 1;
+                let Some(mut inv) = self.calls[i].our_invite.clone() else {
+                    return;
+                };
+                let uri = inv.uri().unwrap_or("").to_owned();
+                let cseq = inv.cseq().map_or(1, |(n, _)| n) + 1;
+                inv.set("CSeq", format!("{cseq} INVITE"));
+                let value = auth::authorization(
+                    &ch,
+                    &self.cfg.auth_user,
+                    &self.cfg.password,
+                    "INVITE",
+                    &uri,
+                    1,
+                    &random_token(12),
+                    &inv.body,
+                );
+                inv.set(
+                    if code == 401 {
+                        "Authorization"
+                    } else {
+                        "Proxy-Authorization"
+                    },
+                    value,
+                );
+                self.calls[i].local_cseq = cseq;
+                self.calls[i].our_invite = Some(inv.clone());
+                let (to, proto) = (self.calls[i].peer, self.calls[i].proto);
+                let br = self.send_request(inv, to, proto, Owner::Call(id)).await;
+                if let Some(inv) = self.clients.get(&br).map(|t| t.bytes.clone()) {
+                    self.calls[i].our_invite = Message::parse(&inv).ok();
+                }
+                self.calls[i].our_branch = Some(br);
+                return;
+            }
+        }
+        let (reason, end) = match code {
+            401 | 407 => ("authentication failed".to_owned(), EndReason::Failed),
+            486 | 600 => ("busy".to_owned(), EndReason::Busy),
+            603 => ("declined".to_owned(), EndReason::Rejected),
+            404 | 604 => ("not found".to_owned(), EndReason::Failed),
+            480 | 503 => ("unavailable".to_owned(), EndReason::Failed),
+            408 => ("timeout".to_owned(), EndReason::Timeout),
+            487 => ("cancelled".to_owned(), EndReason::Cancelled),
+            _ => (format!("{code} {}", reason_phrase(msg)), EndReason::Failed),
+        };
+        tracing::info!(call = %id, code, %reason, "outgoing call failed");
+        self.end_call(i, end, Some(code));
+    }
+
+    /// ACKs then ends a dialog we no longer want (a 2xx that arrived after we hung up).
+    async fn ack_and_bye(&mut self, resp: &Message, from: SocketAddr, proto: Proto) {
+        let target = resp
+            .get_all("Contact")
+            .first()
+            .and_then(|c| NameAddr::parse(c).ok())
+            .map_or_else(
+                || {
+                    resp.get("To")
+                        .and_then(|t| NameAddr::parse(t).ok())
+                        .map(|t| t.uri)
+                        .unwrap_or_default()
+                },
+                |c| c.uri,
+            );
+        let n = resp.cseq().map_or(1, |(n, _)| n);
+        let mut base = Message::request("ACK", &target);
+        base.push("From", resp.get("From").unwrap_or("").to_owned())
+            .push("To", resp.get("To").unwrap_or("").to_owned())
+            .push("Call-ID", resp.call_id().unwrap_or("").to_owned());
+        for r in resp.get_all("Record-Route").iter().rev() {
+            base.push("Route", r.to_string());
+        }
+        let mut ack = base.clone();
+        ack.push("CSeq", format!("{n} ACK"));
+        ack.headers.insert(0, ("Via".into(), self.via(proto, &branch())));
+        self.send(proto, from, ack.to_bytes()).await;
+        let mut bye = base;
+        bye.start = StartLine::Request {
+            method: "BYE".into(),
+            uri: target,
+        };
+        bye.push("CSeq", format!("{} BYE", n + 1));
+        self.send_request(bye, from, proto, Owner::None).await;
+    }
+
+    // ---------------------------------------------------------------- registration
+
+    async fn register(&mut self, expires: u32) {
+        let Some(registrar) = self.cfg.registrar else {
+            return;
+        };
+        self.reg.cseq += 1;
+        self.reg.state = if expires == 0 {
+            RegState::Unregistering
+        } else {
+            RegState::Registering
+        };
+        let uri = format!("sip:{}", self.cfg.domain);
+        let mut req = Message::request("REGISTER", &uri);
+        let aor = self.aor();
+        req.push("From", format!("<{aor}>;tag={}", self.reg.tag))
+            .push("To", format!("<{aor}>"))
+            .push("Call-ID", self.reg.call_id.clone())
+            .push("CSeq", format!("{} REGISTER", self.reg.cseq))
+            .push("Contact", self.contact())
+            .push("Expires", expires.to_string())
+            .push("Allow", ALLOW);
+        if let Some((ch, proxy)) = &self.reg.challenge {
+            self.reg.nc += 1;
+            let value = auth::authorization(
+                ch,
+                &self.cfg.auth_user,
+                &self.cfg.password,
+                "REGISTER",
+                &uri,
+                self.reg.nc,
+                &random_token(12),
+                &[],
+            );
+            req.push(
+                if *proxy {
+                    "Proxy-Authorization"
+                } else {
+                    "Authorization"
+                },
+                value,
+            );
+        }
+        self.reg.next = None;
+        self.send_request(req, registrar, self.cfg.proto, Owner::Register)
+            .await;
+    }
+
+    async fn on_register_response(&mut self, msg: &Message, code: u16) {
+        if code < 200 {
+            return;
+        }
+        let unregistering = self.reg.state == RegState::Unregistering;
+        if code < 300 {
+            self.reg.auth_tries = 0;
+            if unregistering {
+                self.reg.state = RegState::Idle;
+                self.emit(PhoneEvent::Unregistered);
+                return;
+            }
+            // NAT: if the registrar saw us elsewhere, register that address instead.
+            if let Some(v) = msg.get_all("Via").first().and_then(|v| Via::parse(v).ok()) {
+                let ip: Option<IpAddr> = v.param("received").and_then(|r| r.parse().ok());
+                let port: Option<u16> = v.param("rport").and_then(|p| p.parse().ok());
+                if ip.is_some() || port.is_some() {
+                    let seen =
+                        SocketAddr::new(ip.unwrap_or(self.local.ip()), port.unwrap_or(self.local.port()));
+                    if seen != self.contact_addr() && self.reg.public.is_none() {
+                        self.reg.public = Some(seen);
+                        self.register(self.reg.expires).await;
+                        return;
+                    }
+                }
+            }
+            let ours = self.contact_addr();
+            let granted = msg
+                .get_all("Contact")
+                .iter()
+                .filter_map(|c| NameAddr::parse(c).ok())
+                .find(|c| Uri::parse(&c.uri).is_ok_and(|u| u.port == Some(ours.port())))
+                .and_then(|c| c.param("expires").and_then(|e| e.parse().ok()))
+                .or_else(|| msg.get("Expires").and_then(|e| e.parse().ok()))
+                .unwrap_or(self.reg.expires);
+            self.reg.state = RegState::Registered;
+            self.reg.backoff = Duration::from_secs(2);
+            // Refresh well before expiry.
+            let refresh = Duration::from_secs(u64::from(granted.max(2))) / 2;
+            self.reg.next = Some(Instant::now() + refresh);
+            self.emit(PhoneEvent::Registered {
+                aor: self.aor(),
+                expires: granted,
+            });
+            return;
+        }
+        if (code == 401 || code == 407) && self.reg.auth_tries < 2 {
+            let header = if code == 401 {
+                "WWW-Authenticate"
+            } else {
+                "Proxy-Authenticate"
+            };
+            let challenges: Vec<Challenge> = msg
+                .get_all(header)
+                .iter()
+                .filter_map(|h| Challenge::parse(h).ok())
+                .collect();
+            let stale = challenges.iter().any(|c| c.stale);
+            // A second challenge right after our credentials means they were wrong (unless stale).
+            if let Some(ch) = auth::pick(&challenges).cloned() {
+                if self.reg.auth_tries == 0 || stale {
+                    self.reg.auth_tries += 1;
+                    self.reg.challenge = Some((ch, code == 407));
+                    self.reg.nc = 0;
+                    let e = if unregistering { 0 } else { self.reg.expires };
+                    self.register(e).await;
+                    return;
+                }
+            }
+        }
+        if code == 423 && !unregistering {
+            if let Some(min) = msg.get("Min-Expires").and_then(|m| m.trim().parse::<u32>().ok()) {
+                if min > self.reg.expires {
+                    self.reg.expires = min;
+                    self.register(min).await;
+                    return;
+                }
+            }
+        }
+        if unregistering {
+            self.reg.state = RegState::Idle;
+            self.emit(PhoneEvent::Unregistered);
+            return;
+        }
+        self.registration_failed(Some(code), reason_phrase(msg));
+    }
+
+    fn registration_failed(&mut self, code: Option<u16>, reason: String) {
+        self.reg.state = RegState::Failed;
+        self.reg.auth_tries = 0;
+        self.reg.challenge = None;
+        self.emit(PhoneEvent::RegistrationFailed { code, reason });
+        // Retry with backoff (2 s doubling to 5 minutes): never a storm.
+        self.reg.next = Some(Instant::now() + self.reg.backoff);
+        self.reg.backoff = (self.reg.backoff * 2).min(Duration::from_secs(300));
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    async fn on_timers(&mut self) {
+        let now = Instant::now();
+        // Client transactions: retransmit, or time out.
+        let mut resend = Vec::new();
+        let mut timed_out = Vec::new();
+        self.clients.retain(|br, tx| {
+            if tx.deadline <= now {
+                if !tx.done {
+                    timed_out.push((br.clone(), tx.owner.clone(), tx.method.clone()));
+                }
+                return false;
+            }
+            if let Some(next) = tx.next {
+                if next <= now {
+                    resend.push((tx.proto, tx.to, tx.bytes.clone()));
+                    tx.interval = if tx.method == "INVITE" {
+                        tx.interval * 2
+                    } else {
+                        (tx.interval * 2).min(T2)
+                    };
+                    tx.next = Some(now + tx.interval);
+                }
+            }
+            true
+        });
+        for tx in self.servers.values_mut() {
+            if let Some((t, iv)) = tx.retransmit {
+                if t <= now {
+                    resend.push((tx.proto, tx.to, tx.last.clone()));
+                    let iv = (iv * 2).min(T2);
+                    tx.retransmit = Some((now + iv, iv));
+                }
+            }
+        }
+        self.servers.retain(|_, tx| tx.expires > now);
+        // 2xx retransmission until ACK (RFC 3261 §13.3.1.4).
+        let mut no_ack = Vec::new();
+        for c in &mut self.calls {
+            if let Some((bytes, t, iv, give_up)) = &mut c.ok_retransmit {
+                if *give_up <= now {
+                    no_ack.push(c.id.clone());
+                    c.ok_retransmit = None;
+                } else if *t <= now {
+                    resend.push((c.proto, c.peer, bytes.clone()));
+                    *iv = (*iv * 2).min(T2);
+                    *t = now + *iv;
+                }
+            }
+        }
+        for (p, to, bytes) in resend {
+            self.send(p, to, bytes).await;
+        }
+        for id in no_ack {
+            if let Some(i) = self.find_call(&id) {
+                tracing::info!(call = %id, "no ACK for our 200 OK: hanging up");
+                self.hangup(i).await;
+            }
+        }
+        for (_, owner, method) in timed_out {
+            match owner {
+                Owner::Register => {
+                    if self.reg.state == RegState::Unregistering {
+                        self.reg.state = RegState::Idle;
+                    } else {
+                        self.registration_failed(Some(408), "no answer from the registrar".into());
+                    }
+                }
+                Owner::Call(id) if method == "INVITE" => {
+                    if let Some(i) = self.find_call(&id) {
+                        if self.calls[i].state != CallState::Confirmed {
+                            self.end_call(i, EndReason::Timeout, Some(408));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Auto-answer.
+        let due: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|c| c.auto_answer_at.is_some_and(|t| t <= now))
+            .map(|c| c.id.clone())
+            .collect();
+        for id in due {
+            if let Some(i) = self.find_call(&id) {
+                self.calls[i].auto_answer_at = None;
+                self.answer(i).await;
+            }
+        }
+        if self.reg.next.is_some_and(|t| t <= now) {
+            self.reg.next = None;
+            let e = self.reg.expires;
+            self.register(e).await;
+        }
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    /// The call a command means: the named one, else the most recent.
+    fn pick(&self, call: Option<&str>) -> Option<usize> {
+        match call {
+            Some(id) => self.find_call(id),
+            None => self.calls.len().checked_sub(1),
+        }
+    }
+
+    async fn on_command(&mut self, cmd: Command) {
+        let no_call = |s: &Ua, c: &Option<String>| {
+            s.error(match c {
+                Some(id) => format!("no call `{id}`"),
+                None => "no call".to_owned(),
+            })
+        };
+        match cmd {
+            Command::Dial { to } => self.dial(&to).await,
+            Command::Answer { call } => match self.pick(call.as_deref()) {
+                Some(i) if self.calls[i].incoming && self.calls[i].state == CallState::Ringing => {
+                    self.answer(i).await
+                }
+                Some(_) => self.error("the call is not ringing here"),
+                None => no_call(self, &call),
+            },
+            Command::Hangup { call } => match self.pick(call.as_deref()) {
+                Some(i) => self.hangup(i).await,
+                None => no_call(self, &call),
+            },
+            Command::Reject { call } => match self.pick(call.as_deref()) {
+                Some(i) if self.calls[i].incoming && self.calls[i].state == CallState::Ringing => {
+                    self.reject(i, 603, "Decline").await;
+                }
+                Some(_) => self.error("the call is not ringing here"),
+                None => no_call(self, &call),
+            },
+            Command::Hold { call } => self.hold(call.as_deref(), true).await,
+            Command::Unhold { call } => self.hold(call.as_deref(), false).await,
+            Command::Mute { call } | Command::Unmute { call } if self.pick(call.as_deref()).is_none() => {
+                no_call(self, &call)
+            }
+            Command::Mute { call } => {
+                if let Some(i) = self.pick(call.as_deref()) {
+                    self.calls[i].muted = true;
+                }
+            }
+            Command::Unmute { call } => {
+                if let Some(i) = self.pick(call.as_deref()) {
+                    self.calls[i].muted = false;
+                }
+            }
+            Command::Dtmf { digits, call } => match self.pick(call.as_deref()) {
+                Some(i) if self.calls[i].state == CallState::Confirmed => self.send_dtmf(i, &digits).await,
+                Some(_) => self.error("DTMF needs an answered call"),
+                None => no_call(self, &call),
+            },
+            Command::Transfer { to, call } => match self.pick(call.as_deref()) {
+                Some(i) if self.calls[i].state == CallState::Confirmed => self.transfer(i, &to).await,
+                Some(_) => self.error("transfer needs an answered call"),
+                None => no_call(self, &call),
+            },
+            Command::Record { .. } => self.error("recording is not available yet"),
+            Command::Click { call } => match self.pick(call.as_deref()) {
+                Some(i) => {
+                    let params = self.calls[i].params.clone();
+                    self.bus.call(CallEvent::click(params));
+                }
+                None => no_call(self, &call),
+            },
+            Command::Quit => self.quit().await,
+        }
+    }
+
+    /// The request URI for a number or URI the agent typed.
+    fn target_uri(&self, to: &str) -> Result<String, String> {
+        let to = to.trim();
+        if to.is_empty() {
+            return Err("nothing to dial".into());
+        }
+        if to.contains(':') {
+            Uri::parse(to).map_err(|e| format!("cannot dial `{to}`: {e}"))?;
+            return Ok(to.to_owned());
+        }
+        let ok = to
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+*#-._".contains(c));
+        if !ok {
+            return Err(format!("cannot dial `{to}`: use digits or a SIP URI"));
+        }
+        Ok(format!("sip:{to}@{}", self.cfg.domain))
+    }
+
+    async fn dial(&mut self, to: &str) {
+        let uri = match self.target_uri(to) {
+            Ok(u) => u,
+            Err(e) => return self.error(e),
+        };
+        let dest = match self.cfg.registrar {
+            Some(r) => r,
+            None => {
+                let Ok(u) = Uri::parse(&uri) else {
+                    return self.error(format!("cannot dial `{to}`"));
+                };
+                let host = u.host.trim_start_matches('[').trim_end_matches(']').to_owned();
+                match tokio::net::lookup_host((host.as_str(), u.port.unwrap_or(5060)))
+                    .await
+                    .ok()
+                    .and_then(|mut a| a.next())
+                {
+                    Some(a) => a,
+                    None => return self.error(format!("cannot resolve `{}`", u.host)),
+                }
+            }
+        };
+        let id = format!("{}@ctiphone", random_token(20));
+        let local = {
+            let mut n = NameAddr::new(&self.aor());
+            if !self.cfg.display_name.is_empty() {
+                n.display = Some(self.cfg.display_name.clone());
+            }
+            n.set_param("tag", &random_token(10));
+            n
+        };
+        let remote = NameAddr::new(&uri);
+        let tel = Uri::parse(&uri)
+            .ok()
+            .and_then(|u| u.user)
+            .unwrap_or_else(|| to.to_owned());
+        let mut params = CallParams::outgoing(&id, &tel);
+        params.called = tel.clone();
+        let mut call = Call {
+            id: id.clone(),
+            incoming: false,
+            state: CallState::Calling,
+            local,
+            remote,
+            remote_target: uri.clone(),
+            route: Vec::new(),
+            peer: dest,
+            proto: self.cfg.proto,
+            local_cseq: 1,
+            invite: None,
+            invite_key: None,
+            our_invite: None,
+            our_branch: None,
+            auth_tries: 0,
+            cancel_pending: false,
+            remote_sdp: None,
+            local_sdp_version: 0,
+            session_id: rand::random_range(1..u32::MAX as u64),
+            rtp: bind_rtp(self.local.ip()).await,
+            ok_retransmit: None,
+            ack: None,
+            started: Instant::now(),
+            answered_at: None,
+            auto_answer_at: None,
+            held: false,
+            muted: false,
+            params: params.clone(),
+            transfer_to: None,
+        };
+        let mut inv = Message::request("INVITE", &uri);
+        inv.push("From", call.local.to_string())
+            .push("To", call.remote.to_string())
+            .push("Call-ID", id.clone())
+            .push("CSeq", "1 INVITE")
+            .push("Contact", self.contact())
+            .push("Allow", ALLOW);
+        self.calls.push(call);
+        let i = self.calls.len() - 1;
+        if let Some(sdp) = self.local_sdp(i, None, Direction::SendRecv) {
+            inv.with_body("application/sdp", sdp.into_bytes());
+        }
+        let br = self
+            .send_request(inv, dest, self.cfg.proto, Owner::Call(id.clone()))
+            .await;
+        call = self.calls.remove(i);
+        call.our_invite = self.clients.get(&br).and_then(|t| Message::parse(&t.bytes).ok());
+        call.our_branch = Some(br);
+        self.calls.push(call);
+        self.emit(PhoneEvent::Outgoing {
+            call: id,
+            to: to.to_owned(),
+        });
+        self.bus.call(CallEvent::outgoing(params));
+    }
+
+    async fn answer(&mut self, i: usize) {
+        let Some(invite) = self.calls[i].invite.clone() else {
+            return;
+        };
+        let offer = self.calls[i].remote_sdp.clone();
+        let Some(body) = self.local_sdp(i, offer.as_ref(), Direction::SendRecv) else {
+            return self.reject(i, 488, "Not Acceptable Here").await;
+        };
+        let mut ok = Message::response(&invite, 200, "OK");
+        ok.set("To", self.calls[i].local.to_string());
+        ok.push("Contact", self.contact()).push("Allow", ALLOW);
+        ok.with_body("application/sdp", body.into_bytes());
+        let (peer, proto) = (self.calls[i].peer, self.calls[i].proto);
+        self.respond(peer, proto, &invite, ok.clone()).await;
+        let bytes = self
+            .servers
+            .get(self.calls[i].invite_key.as_deref().unwrap_or(""))
+            .map(|t| t.last.clone());
+        let now = Instant::now();
+        let c = &mut self.calls[i];
+        c.state = CallState::Confirmed;
+        c.answered_at = Some(now);
+        if proto == Proto::Udp {
+            if let Some(b) = bytes {
+                c.ok_retransmit = Some((b, now + T1, T1, now + TX_TIMEOUT));
+            }
+        }
+        let id = c.id.clone();
+        let params = c.params.clone();
+        self.emit(PhoneEvent::Answered { call: id });
+        self.bus.call(CallEvent::answer(params));
+    }
+
+    async fn reject(&mut self, i: usize, code: u16, reason: &str) {
+        let Some(invite) = self.calls[i].invite.clone() else {
+            return;
+        };
+        let mut r = Message::response(&invite, code, reason);
+        r.set("To", self.calls[i].local.to_string());
+        let (peer, proto) = (self.calls[i].peer, self.calls[i].proto);
+        self.respond(peer, proto, &invite, r).await;
+        self.end_call(i, EndReason::Rejected, Some(code));
+    }
+
+    /// Ends a call from our side, whatever its state.
+    async fn hangup(&mut self, i: usize) {
+        match self.calls[i].state {
+            CallState::Ringing => self.reject(i, 486, "Busy Here").await,
+            CallState::Calling => self.send_cancel(i).await,
+            CallState::Early => self.send_cancel(i).await,
+            CallState::Confirmed => {
+                let bye = self.in_dialog_request(i, "BYE", None);
+                let (to, proto) = self.dialog_destination(i);
+                let id = self.calls[i].id.clone();
+                self.send_request(bye, to, proto, Owner::Call(id)).await;
+                self.end_call(i, EndReason::LocalHangup, None);
+            }
+        }
+    }
+
+    async fn send_cancel(&mut self, i: usize) {
+        let c = &self.calls[i];
+        let Some(inv) = c.our_invite.clone() else { return };
+        let mut cancel = Message::request("CANCEL", inv.uri().unwrap_or(""));
+        if let Some(v) = inv.get_all("Via").first() {
+            cancel.push("Via", v.to_string());
+        }
+        cancel
+            .push("Max-Forwards", "70")
+            .push("From", inv.get("From").unwrap_or("").to_owned())
+            .push("To", inv.get("To").unwrap_or("").to_owned())
+            .push("Call-ID", c.id.clone())
+            .push("CSeq", format!("{} CANCEL", inv.cseq().map_or(1, |(n, _)| n)));
+        for r in inv.get_all("Route") {
+            cancel.push("Route", r.to_string());
+        }
+        let (to, proto) = (c.peer, c.proto);
+        let id = c.id.clone();
+        // CANCEL keeps the INVITE's branch: a transaction of its own keyed by method.
+        let bytes = cancel.to_bytes();
+        let key = format!(
+            "{}#CANCEL",
+            inv.get_all("Via")
+                .first()
+                .and_then(|v| Via::parse(v).ok())
+                .and_then(|v| v.branch().map(str::to_owned))
+                .unwrap_or_default()
+        );
+        let now = Instant::now();
+        self.clients.insert(
+            key,
+            ClientTx {
+                method: "CANCEL".into(),
+                bytes: bytes.clone(),
+                to,
+                proto,
+                interval: T1,
+                next: (proto == Proto::Udp).then(|| now + T1),
+                deadline: now + TX_TIMEOUT,
+                owner: Owner::None,
+                ack: None,
+                done: false,
+            },
+        );
+        self.send(proto, to, bytes).await;
+        self.end_call(i, EndReason::Cancelled, None);
+        let _ = id;
+    }
+
+    /// A request inside the dialog of call `i` (RFC 3261 §12.2.1.1).
+    fn in_dialog_request(&mut self, i: usize, method: &str, cseq: Option<u32>) -> Message {
+        let c = &mut self.calls[i];
+        let n = match cseq {
+            Some(n) => n,
+            None => {
+                c.local_cseq += 1;
+                c.local_cseq
+            }
+        };
+        let mut m = Message::request(method, &c.remote_target);
+        m.push("From", c.local.to_string())
+            .push("To", c.remote.to_string())
+            .push("Call-ID", c.id.clone())
+            .push("CSeq", format!("{n} {method}"));
+        for r in &c.route {
+            m.push("Route", r.clone());
+        }
+        m
+    }
+
+    /// Where in-dialog requests of call `i` go: the first loose route, else the peer.
+    fn dialog_destination(&self, i: usize) -> (SocketAddr, Proto) {
+        let c = &self.calls[i];
+        let target = c
+            .route
+            .first()
+            .and_then(|r| NameAddr::parse(r).ok())
+            .map(|r| r.uri)
+            .unwrap_or_else(|| c.remote_target.clone());
+        let addr = Uri::parse(&target).ok().and_then(|u| {
+            let host = u.host.trim_start_matches('[').trim_end_matches(']');
+            host.parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, u.port.unwrap_or(5060)))
+        });
+        (addr.unwrap_or(c.peer), c.proto)
+    }
+
+    async fn hold(&mut self, call: Option<&str>, hold: bool) {
+        let Some(i) = self.pick(call) else {
+            return self.error("no call");
+        };
+        if self.calls[i].state != CallState::Confirmed {
+            return self.error("hold needs an answered call");
+        }
+        self.calls[i].held = hold;
+        let want = if hold {
+            Direction::SendOnly
+        } else {
+            Direction::SendRecv
+        };
+        let Some(body) = self.local_sdp(i, None, want) else {
+            return;
+        };
+        let mut inv = self.in_dialog_request(i, "INVITE", None);
+        inv.push("Contact", self.contact());
+        inv.with_body("application/sdp", body.into_bytes());
+        let (to, proto) = self.dialog_destination(i);
+        let id = self.calls[i].id.clone();
+        self.send_request(inv, to, proto, Owner::None).await;
+        self.emit(if hold {
+            PhoneEvent::Held { call: id }
+        } else {
+            PhoneEvent::Resumed { call: id }
+        });
+    }
+
+    async fn send_dtmf(&mut self, i: usize, digits: &str) {
+        for d in digits.chars() {
+            if !(d.is_ascii_digit() || "*#ABCDabcd".contains(d)) {
+                return self.error(format!("`{d}` is not a DTMF digit"));
+            }
+        }
+        for d in digits.chars() {
+            let mut info = self.in_dialog_request(i, "INFO", None);
+            info.with_body(
+                "application/dtmf-relay",
+                format!("Signal={d}\r\nDuration=160\r\n").into_bytes(),
+            );
+            let (to, proto) = self.dialog_destination(i);
+            self.send_request(info, to, proto, Owner::None).await;
+        }
+    }
+
+    async fn transfer(&mut self, i: usize, to: &str) {
+        let target = match self.target_uri(to) {
+            Ok(u) => u,
+            Err(e) => return self.error(e),
+        };
+        let mut refer = self.in_dialog_request(i, "REFER", None);
+        refer
+            .push("Refer-To", format!("<{target}>"))
+            .push("Referred-By", format!("<{}>", self.aor()))
+            .push("Contact", self.contact());
+        let (dest, proto) = self.dialog_destination(i);
+        let id = self.calls[i].id.clone();
+        self.calls[i].transfer_to = Some(target);
+        self.send_request(refer, dest, proto, Owner::Call(id)).await;
+    }
+
+    async fn quit(&mut self) {
+        let ids: Vec<String> = self.calls.iter().map(|c| c.id.clone()).collect();
+        for id in ids {
+            if let Some(i) = self.find_call(&id) {
+                self.hangup(i).await;
+            }
+        }
+        self.quitting = Some(Instant::now() + Duration::from_millis(1500));
+        if self.cfg.registrar.is_some() && self.reg.state == RegState::Registered {
+            self.reg.auth_tries = 0;
+            self.register(0).await;
+        }
+    }
+
+    fn end_call(&mut self, i: usize, reason: EndReason, code: Option<u16>) {
+        let c = self.calls.remove(i);
+        let duration = c.answered_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let _ = c.started;
+        let mut params = c.params.clone();
+        params
+            .extra
+            .insert("DURATION".into(), format!("{}", duration.round() as u64));
+        params.extra.insert(
+            "RESULT".into(),
+            result_name(c.incoming, c.answered_at.is_some(), reason).into(),
+        );
+        self.emit(PhoneEvent::Ended {
+            call: c.id.clone(),
+            reason,
+            code,
+            duration_s: (duration * 1000.0).round() / 1000.0,
+        });
+        self.bus.call(CallEvent::hangup(params, c.answered_at.is_some()));
+        let _ = (c.held, c.muted);
+    }
+}
+
+/// The ACK for a non-2xx final response to `inv` (RFC 3261 §17.1.1.3).
+fn failure_ack(inv: &Message, resp: &Message) -> Vec<u8> {
+    let mut a = Message::request("ACK", inv.uri().unwrap_or(""));
+    if let Some(v) = inv.get_all("Via").first() {
+        a.push("Via", v.to_string());
+    }
+    a.push("Max-Forwards", "70")
+        .push("From", inv.get("From").unwrap_or("").to_owned())
+        .push("To", resp.get("To").unwrap_or("").to_owned())
+        .push("Call-ID", inv.call_id().unwrap_or("").to_owned())
+        .push("CSeq", format!("{} ACK", inv.cseq().map_or(1, |(n, _)| n)));
+    for r in inv.get_all("Route") {
+        a.push("Route", r.to_string());
+    }
+    a.to_bytes()
+}
+
+/// The history result of a call (HIS-1).
+fn result_name(incoming: bool, answered: bool, reason: EndReason) -> &'static str {
+    match (answered, reason) {
+        (true, _) => "answered",
+        (false, EndReason::Rejected) => "rejected",
+        (false, EndReason::Busy) => "busy",
+        (false, EndReason::Cancelled) if incoming => "missed",
+        (false, EndReason::Cancelled) => "cancelled",
+        (false, _) => "failed",
+    }
+}
+
+fn fmt_addr(a: SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(v4) => v4.to_string(),
+        SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+    }
+}
+
+fn reason_phrase(msg: &Message) -> String {
+    match &msg.start {
+        StartLine::Response { code, reason } => format!("{code} {reason}"),
+        StartLine::Request { .. } => String::new(),
+    }
+}
+
+/// Adds a To tag to a final response made outside any dialog.
+fn add_tag(r: &mut Message) {
+    if let Some(to) = r.get("To").map(str::to_owned) {
+        if let Ok(mut n) = NameAddr::parse(&to) {
+            if n.tag().is_none() {
+                n.set_param("tag", &random_token(10));
+                r.set("To", n.to_string());
+            }
+        }
+    }
+}
+
+/// The key of a server transaction: top Via branch (with its sent-by) and the method (ACK
+/// keyed like INVITE's, so it can end INVITE's Timer G).
+fn server_key(msg: &Message) -> Option<String> {
+    let via = Via::parse(msg.get_all("Via").first()?).ok()?;
+    let method = msg.method()?;
+    let id = match via.branch() {
+        Some(b) if b.starts_with("z9hG4bK") => format!("{b}|{}:{:?}", via.host, via.port),
+        // RFC 2543 peers: match on Call-ID, CSeq number and From tag.
+        _ => format!(
+            "{}|{}|{}",
+            msg.call_id()?,
+            msg.cseq()?.0,
+            msg.get("From")
+                .and_then(|f| NameAddr::parse(f).ok())
+                .and_then(|f| f.tag().map(str::to_owned))
+                .unwrap_or_default()
+        ),
+    };
+    Some(format!("{id}|{method}"))
+}
+
+/// {TEL}, {TELNAME}, {CALLED} of an incoming INVITE (P-Asserted-Identity, else
+/// Remote-Party-ID, else From; P-Called-Party-ID, else To, else the Request-URI).
+pub fn caller_identity(msg: &Message) -> CallParams {
+    let who = ["P-Asserted-Identity", "Remote-Party-ID", "From"]
+        .iter()
+        .find_map(|h| msg.get_all(h).first().and_then(|v| NameAddr::parse(v).ok()));
+    let uri = who.as_ref().and_then(|w| Uri::parse(&w.uri).ok());
+    let user = uri.as_ref().and_then(|u| u.user.clone()).unwrap_or_default();
+    let privacy = msg
+        .get("Privacy")
+        .is_some_and(|p| p.split(';').any(|t| t.trim().eq_ignore_ascii_case("id")));
+    let anonymous = privacy || user.is_empty() || user.eq_ignore_ascii_case("anonymous");
+    let called = ["P-Called-Party-ID", "To"]
+        .iter()
+        .find_map(|h| msg.get(h).and_then(|v| NameAddr::parse(v).ok()))
+        .and_then(|n| Uri::parse(&n.uri).ok())
+        .and_then(|u| u.user)
+        .or_else(|| msg.uri().and_then(|u| Uri::parse(u).ok()).and_then(|u| u.user))
+        .unwrap_or_default();
+    let mut p = CallParams::incoming(msg.call_id().unwrap_or(""), &user, &called);
+    p.telname = who.and_then(|w| w.display).unwrap_or_default();
+    p.anonymous = anonymous;
+    p
+}
+
+/// The digit of a SIP INFO `application/dtmf-relay` (or `application/dtmf`) body.
+fn dtmf_from_info(body: &str) -> Option<String> {
+    let line = body
+        .lines()
+        .find(|l| l.trim_start().to_ascii_lowercase().starts_with("signal"));
+    let d = match line {
+        Some(l) => l.split_once('=')?.1.trim().to_owned(),
+        None => body.trim().to_owned(),
+    };
+    (d.len() == 1 && d.chars().all(|c| c.is_ascii_digit() || "*#ABCDabcd".contains(c))).then_some(d)
+}
+
+/// A UDP socket that reserves the call's RTP port (the media layer sends and receives on it).
+async fn bind_rtp(ip: IpAddr) -> Option<UdpSocket> {
+    UdpSocket::bind(SocketAddr::new(ip, 0)).await.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_identity_prefers_asserted_identity_and_detects_anonymous() {
+        let raw = "INVITE sip:0312345678@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK1\r\n\
+                   From: \"Taro\" <sip:0311112222@127.0.0.1>;tag=1\r\nTo: <sip:0312345678@127.0.0.1>\r\n\
+                   P-Asserted-Identity: \"Taro Yamada\" <sip:+81311112222@pbx>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n\r\n";
+        let m = Message::parse(raw.as_bytes()).unwrap();
+        let p = caller_identity(&m);
+        assert_eq!(
+            (p.tel.as_str(), p.telname.as_str(), p.called.as_str()),
+            ("+81311112222", "Taro Yamada", "0312345678")
+        );
+        assert!(!p.anonymous);
+        let anon = raw.replace(
+            "P-Asserted-Identity: \"Taro Yamada\" <sip:+81311112222@pbx>\r\n",
+            "Privacy: id\r\n",
+        );
+        assert!(caller_identity(&Message::parse(anon.as_bytes()).unwrap()).anonymous);
+        let anon = raw
+            .replace(
+                "P-Asserted-Identity: \"Taro Yamada\" <sip:+81311112222@pbx>\r\n",
+                "",
+            )
+            .replace("0311112222@", "anonymous@");
+        assert!(caller_identity(&Message::parse(anon.as_bytes()).unwrap()).anonymous);
+    }
+
+    #[test]
+    fn dtmf_info_bodies() {
+        assert_eq!(
+            dtmf_from_info("Signal=5\r\nDuration=160\r\n").as_deref(),
+            Some("5")
+        );
+        assert_eq!(dtmf_from_info("signal = #\n").as_deref(), Some("#"));
+        assert_eq!(dtmf_from_info("Signal=55"), None);
+    }
+}
