@@ -8,8 +8,9 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 # Debian packages the tests use: python3 (the argv recorder used as a real OS command and a
-# browser stand-in), ca-certificates (rustls trust store for TLS tests).
-PKGS="python3 ca-certificates"
+# browser stand-in), ca-certificates (rustls trust store for TLS tests), and the real SIP peers
+# of the sip_* tests: sip-tester (sipp), kamailio, baresip-core, sox (tone file for baresip).
+PKGS="python3 ca-certificates sip-tester kamailio baresip-core sox"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

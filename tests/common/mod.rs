@@ -14,6 +14,8 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
+pub mod peers;
+
 /// One request as the server received it, bytes untouched.
 #[derive(Clone, Debug)]
 pub struct Seen {
