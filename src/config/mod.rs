@@ -69,6 +69,11 @@ pub struct Account {
     pub display_name: String,
     /// A second call rings as waiting instead of being answered 486 Busy Here.
     pub call_waiting: bool,
+    /// TLS: a PEM file of CA certificates to trust (default: the system's).
+    pub tls_ca: String,
+    /// TLS: our certificate chain and private key (PEM), for incoming TLS connections.
+    pub tls_cert: String,
+    pub tls_key: String,
 }
 
 impl Default for Account {
@@ -85,6 +90,9 @@ impl Default for Account {
             extension: String::new(),
             display_name: String::new(),
             call_waiting: false,
+            tls_ca: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }

@@ -1,15 +1,18 @@
-//! SIP transports: one UDP socket and a TCP listener on the same address, plus outgoing TCP
-//! connections. Datagrams are parsed one message each; streams are framed by Content-Length
-//! (RFC 3261 §18.3) with a 64 KiB cap. Every parsed message goes to the user agent's channel
-//! with where it came from; requests too broken to parse are answered 400 (or 505) here.
+//! SIP transports: one UDP socket and a TCP (or TLS) listener on the same address, plus
+//! outgoing TCP and TLS connections (reused for requests coming back). Datagrams are parsed
+//! one message each; streams are framed by Content-Length (RFC 3261 §18.3) with a 64 KiB cap.
+//! Every parsed message goes to the user agent's channel with where it came from; requests too
+//! broken to parse are answered 400 (or 505) here.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
+use tokio_rustls::rustls;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::message::{self, MAX_MESSAGE, Message};
 
@@ -18,6 +21,7 @@ use super::message::{self, MAX_MESSAGE, Message};
 pub enum Proto {
     Udp,
     Tcp,
+    Tls,
 }
 
 impl Proto {
@@ -25,8 +29,79 @@ impl Proto {
         match self {
             Proto::Udp => "UDP",
             Proto::Tcp => "TCP",
+            Proto::Tls => "TLS",
         }
     }
+
+    /// A stream transport: no retransmissions, framing by Content-Length.
+    pub fn is_stream(self) -> bool {
+        self != Proto::Udp
+    }
+}
+
+/// TLS settings: whom we trust as a client, and our certificate as a server.
+#[derive(Clone, Debug, Default)]
+pub struct TlsSettings {
+    /// A PEM file of CA certificates to trust; none: the system's trust store.
+    pub ca: Option<std::path::PathBuf>,
+    /// Our certificate chain and key (PEM), for incoming TLS connections.
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    /// The name to verify outgoing connections against (the registrar's host).
+    pub server_name: Option<String>,
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Builds the TLS client and (when a certificate is configured) server configurations.
+pub fn tls_configs(s: &TlsSettings) -> Result<(TlsConnector, Option<TlsAcceptor>), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    match &s.ca {
+        Some(path) => {
+            for cert in
+                CertificateDer::pem_file_iter(path).map_err(|e| format!("tls_ca {}: {e}", path.display()))?
+            {
+                let cert = cert.map_err(|e| format!("tls_ca {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("tls_ca {}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let client = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let acceptor = match (&s.cert, &s.key) {
+        (Some(cert), Some(key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| format!("tls_cert {}: {e}", cert.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("tls_cert {}: {e}", cert.display()))?;
+            let key =
+                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("tls_key {}: {e}", key.display()))?;
+            let server = rustls::ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS: {e}"))?
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .map_err(|e| format!("tls_cert/tls_key: {e}"))?;
+            Some(TlsAcceptor::from(Arc::new(server)))
+        }
+        (None, None) => None,
+        _ => return Err("tls_cert and tls_key go together".to_owned()),
+    };
+    Ok((TlsConnector::from(Arc::new(client)), acceptor))
 }
 
 /// A message received, and where to answer.
@@ -37,30 +112,48 @@ pub struct Inbound {
     pub proto: Proto,
 }
 
-type Conns = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
+type Conns = Arc<Mutex<HashMap<(Proto, SocketAddr), mpsc::Sender<Vec<u8>>>>>;
 
 /// Sends messages; cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Transport {
     udp: Arc<UdpSocket>,
     conns: Conns,
     inbound: mpsc::Sender<Inbound>,
     pub local: SocketAddr,
+    connector: TlsConnector,
+    server_name: Option<String>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport").field("local", &self.local).finish()
+    }
 }
 
 impl Transport {
     /// Binds UDP and TCP on `listen` (port 0: one free port for both) and starts receiving.
-    pub async fn bind(listen: SocketAddr, inbound: mpsc::Sender<Inbound>) -> std::io::Result<Self> {
-        let (udp, tcp) = bind_pair(listen).await?;
-        let local = udp.local_addr()?;
+    /// With a TLS acceptor, the stream listener speaks TLS.
+    pub async fn bind(
+        listen: SocketAddr,
+        inbound: mpsc::Sender<Inbound>,
+        tls: &TlsSettings,
+    ) -> Result<Self, String> {
+        let (connector, acceptor) = tls_configs(tls)?;
+        let (udp, tcp) = bind_pair(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let local = udp.local_addr().map_err(|e| e.to_string())?;
         let t = Self {
             udp: Arc::new(udp),
             conns: Arc::default(),
             inbound,
             local,
+            connector,
+            server_name: tls.server_name.clone(),
         };
         t.spawn_udp();
-        t.spawn_tcp(tcp);
+        t.spawn_tcp(tcp, acceptor);
         Ok(t)
     }
 
@@ -103,25 +196,46 @@ impl Transport {
         });
     }
 
-    fn spawn_tcp(&self, listener: TcpListener) {
+    fn spawn_tcp(&self, listener: TcpListener, acceptor: Option<TlsAcceptor>) {
         let t = self.clone();
         tokio::spawn(async move {
             while let Ok((stream, from)) = listener.accept().await {
-                t.adopt(stream, from);
+                match &acceptor {
+                    None => {
+                        t.adopt(stream, from, Proto::Tcp);
+                    }
+                    Some(acc) => {
+                        let (t, acc) = (t.clone(), acc.clone());
+                        tokio::spawn(async move {
+                            let hs =
+                                tokio::time::timeout(std::time::Duration::from_secs(10), acc.accept(stream))
+                                    .await;
+                            match hs {
+                                Ok(Ok(s)) => {
+                                    t.adopt(s, from, Proto::Tls);
+                                }
+                                _ => tracing::debug!(%from, "TLS handshake failed"),
+                            }
+                        });
+                    }
+                }
             }
         });
     }
 
     /// Starts reading and writing a connection.
-    fn adopt(&self, stream: TcpStream, peer: SocketAddr) -> mpsc::Sender<Vec<u8>> {
-        let (mut rd, mut wr) = stream.into_split();
+    fn adopt<S>(&self, stream: S, peer: SocketAddr, proto: Proto) -> mpsc::Sender<Vec<u8>>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (mut rd, mut wr) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
         if let Ok(mut c) = self.conns.lock() {
-            c.insert(peer, tx.clone());
+            c.insert((proto, peer), tx.clone());
         }
         tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {
-                if wr.write_all(&bytes).await.is_err() {
+                if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
                     break;
                 }
             }
@@ -150,7 +264,7 @@ impl Transport {
                                     let inb = Inbound {
                                         msg,
                                         from: peer,
-                                        proto: Proto::Tcp,
+                                        proto,
                                     };
                                     if t.inbound.send(inb).await.is_err() {
                                         break 'conn;
@@ -173,7 +287,7 @@ impl Transport {
                 }
             }
             if let Ok(mut c) = t.conns.lock() {
-                c.remove(&peer);
+                c.remove(&(proto, peer));
             }
         });
         tx
@@ -183,18 +297,30 @@ impl Transport {
     pub async fn send(&self, proto: Proto, to: SocketAddr, bytes: Vec<u8>) -> std::io::Result<()> {
         match proto {
             Proto::Udp => self.udp.send_to(&bytes, to).await.map(|_| ()),
-            Proto::Tcp => {
-                let existing = self.conns.lock().ok().and_then(|c| c.get(&to).cloned());
+            Proto::Tcp | Proto::Tls => {
+                let existing = self.conns.lock().ok().and_then(|c| c.get(&(proto, to)).cloned());
                 let tx = match existing {
                     Some(tx) if !tx.is_closed() => tx,
                     _ => {
-                        let stream =
-                            tokio::time::timeout(std::time::Duration::from_secs(5), TcpStream::connect(to))
+                        let timeout = std::time::Duration::from_secs(5);
+                        let timed_out =
+                            || std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+                        let stream = tokio::time::timeout(timeout, TcpStream::connect(to))
+                            .await
+                            .map_err(|_| timed_out())??;
+                        if proto == Proto::Tcp {
+                            self.adopt(stream, to, proto)
+                        } else {
+                            let name = match &self.server_name {
+                                Some(n) => rustls::pki_types::ServerName::try_from(n.clone())
+                                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+                                None => rustls::pki_types::ServerName::IpAddress(to.ip().into()),
+                            };
+                            let tls = tokio::time::timeout(timeout, self.connector.connect(name, stream))
                                 .await
-                                .map_err(|_| {
-                                    std::io::Error::new(std::io::ErrorKind::TimedOut, "TCP connect timed out")
-                                })??;
-                        self.adopt(stream, to)
+                                .map_err(|_| timed_out())??;
+                            self.adopt(tls, to, proto)
+                        }
                     }
                 };
                 tx.send(bytes)

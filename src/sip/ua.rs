@@ -20,7 +20,7 @@ use super::addr::{NameAddr, Uri, Via};
 use super::auth::{self, Challenge};
 use super::message::{Message, StartLine};
 use super::sdp::{self, Codec, Direction, Sdp};
-use super::transport::{Inbound, Proto, Transport};
+use super::transport::{Inbound, Proto, TlsSettings, Transport};
 
 /// RFC 3261 timer values.
 const T1: Duration = Duration::from_millis(500);
@@ -47,6 +47,7 @@ pub struct UaConfig {
     pub call_waiting: bool,
     pub auto_answer: Option<Duration>,
     pub codecs: Vec<Codec>,
+    pub tls: TlsSettings,
 }
 
 impl UaConfig {
@@ -60,9 +61,14 @@ impl UaConfig {
         let proto = match a.transport {
             TransportKind::Udp => Proto::Udp,
             TransportKind::Tcp => Proto::Tcp,
-            TransportKind::Tls => {
-                return Err("[account] transport `tls` is not available yet; use udp or tcp".into());
-            }
+            TransportKind::Tls => Proto::Tls,
+        };
+        let path = |s: &str| (!s.is_empty()).then(|| std::path::PathBuf::from(s));
+        let mut tls = TlsSettings {
+            ca: path(&a.tls_ca),
+            cert: path(&a.tls_cert),
+            key: path(&a.tls_key),
+            server_name: None,
         };
         let aor = if a.uri.is_empty() {
             None
@@ -81,7 +87,11 @@ impl UaConfig {
             let (host, port) =
                 super::addr::split_host_port(hostport).map_err(|e| format!("[account] registrar: {e}"))?;
             let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-            let addr = tokio::net::lookup_host((host.as_str(), port.unwrap_or(5060)))
+            if host.parse::<IpAddr>().is_err() {
+                tls.server_name = Some(host.clone());
+            }
+            let default_port = if proto == Proto::Tls { 5061 } else { 5060 };
+            let addr = tokio::net::lookup_host((host.as_str(), port.unwrap_or(default_port)))
                 .await
                 .map_err(|e| format!("[account] registrar `{}`: {e}", a.registrar))?
                 .next()
@@ -129,6 +139,7 @@ impl UaConfig {
             call_waiting: a.call_waiting,
             auto_answer,
             codecs: vec![Codec::pcmu(), Codec::pcma(), Codec::telephone_event(101)],
+            tls,
         })
     }
 }
@@ -187,6 +198,8 @@ struct ClientTx {
     /// For a failed INVITE: the ACK sent, repeated for each retransmitted final response.
     ack: Option<Vec<u8>>,
     done: bool,
+    /// The request could not be sent (no connection, TLS refused): why.
+    error: Option<String>,
 }
 
 /// A request we answered: its last response, sent again for each retransmission.
@@ -290,9 +303,7 @@ struct Ua {
 /// Phone events and call events are published on `bus`.
 pub async fn run(cfg: UaConfig, bus: Bus, mut commands: mpsc::Receiver<Command>) -> Result<(), String> {
     let (in_tx, mut inbound) = mpsc::channel::<Inbound>(1024);
-    let transport = Transport::bind(cfg.listen, in_tx)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let transport = Transport::bind(cfg.listen, in_tx, &cfg.tls).await?;
     let mut local = transport.local;
     if local.ip().is_unspecified() {
         // The address others reach us at: the one the kernel routes to the registrar from.
@@ -426,9 +437,14 @@ impl Ua {
     }
 
     async fn send(&self, proto: Proto, to: SocketAddr, bytes: Vec<u8>) {
-        if let Err(e) = self.transport.send(proto, to, bytes).await {
+        let _ = self.try_send(proto, to, bytes).await;
+    }
+
+    async fn try_send(&self, proto: Proto, to: SocketAddr, bytes: Vec<u8>) -> Result<(), String> {
+        self.transport.send(proto, to, bytes).await.map_err(|e| {
             tracing::debug!(%to, error = %e, "SIP send failed");
-        }
+            format!("cannot send to {to} over {}: {}", proto.name(), error_chain(&e))
+        })
     }
 
     /// Sends a new request in a client transaction.
@@ -444,7 +460,7 @@ impl Ua {
         }
         let bytes = req.to_bytes();
         let now = Instant::now();
-        let udp = proto == Proto::Udp;
+        let udp = !proto.is_stream();
         self.clients.insert(
             br.clone(),
             ClientTx {
@@ -458,9 +474,20 @@ impl Ua {
                 owner,
                 ack: None,
                 done: false,
+                error: None,
             },
         );
-        self.send(proto, to, bytes).await;
+        if let Err(e) = self.try_send(proto, to, bytes).await {
+            // A stream transport that cannot connect fails the transaction now (RFC 3261
+            // §8.1.3.1: as a 503); over UDP the retransmissions go on.
+            if proto.is_stream() {
+                if let Some(tx) = self.clients.get_mut(&br) {
+                    tx.deadline = now;
+                    tx.next = None;
+                    tx.error = Some(e);
+                }
+            }
+        }
         br
     }
 
@@ -499,7 +526,7 @@ impl Ua {
                     to: inb_from,
                     proto,
                     expires: now + TX_TIMEOUT,
-                    retransmit: (invite_failure && proto == Proto::Udp).then(|| (now + T1, T1)),
+                    retransmit: (invite_failure && !proto.is_stream()).then(|| (now + T1, T1)),
                 },
             );
         }
@@ -912,7 +939,7 @@ impl Ua {
             tx.done = true;
             tx.next = None;
             tx.deadline = Instant::now()
-                + if tx.proto == Proto::Udp {
+                + if !tx.proto.is_stream() {
                     TX_TIMEOUT
                 } else {
                     Duration::ZERO
@@ -1270,7 +1297,7 @@ impl Ua {
         self.clients.retain(|br, tx| {
             if tx.deadline <= now {
                 if !tx.done {
-                    timed_out.push((br.clone(), tx.owner.clone(), tx.method.clone()));
+                    timed_out.push((br.clone(), tx.owner.clone(), tx.method.clone(), tx.error.take()));
                 }
                 return false;
             }
@@ -1320,19 +1347,30 @@ impl Ua {
                 self.hangup(i).await;
             }
         }
-        for (_, owner, method) in timed_out {
+        for (_, owner, method, error) in timed_out {
+            if let Some(e) = &error {
+                self.error(e.clone());
+            }
             match owner {
                 Owner::Register => {
                     if self.reg.state == RegState::Unregistering {
                         self.reg.state = RegState::Idle;
                     } else {
-                        self.registration_failed(Some(408), "no answer from the registrar".into());
+                        match error {
+                            Some(e) => self.registration_failed(Some(503), e),
+                            None => {
+                                self.registration_failed(Some(408), "no answer from the registrar".into())
+                            }
+                        }
                     }
                 }
                 Owner::Call(id) if method == "INVITE" => {
                     if let Some(i) = self.find_call(&id) {
                         if self.calls[i].state != CallState::Confirmed {
-                            self.end_call(i, EndReason::Timeout, Some(408));
+                            match error {
+                                Some(_) => self.end_call(i, EndReason::Failed, Some(503)),
+                                None => self.end_call(i, EndReason::Timeout, Some(408)),
+                            }
                         }
                     }
                 }
@@ -1569,7 +1607,7 @@ impl Ua {
         let c = &mut self.calls[i];
         c.state = CallState::Confirmed;
         c.answered_at = Some(now);
-        if proto == Proto::Udp {
+        if !proto.is_stream() {
             if let Some(b) = bytes {
                 c.ok_retransmit = Some((b, now + T1, T1, now + TX_TIMEOUT));
             }
@@ -1644,11 +1682,12 @@ impl Ua {
                 to,
                 proto,
                 interval: T1,
-                next: (proto == Proto::Udp).then(|| now + T1),
+                next: (!proto.is_stream()).then(|| now + T1),
                 deadline: now + TX_TIMEOUT,
                 owner: Owner::None,
                 ack: None,
                 done: false,
+                error: None,
             },
         );
         self.send(proto, to, bytes).await;
@@ -1792,6 +1831,21 @@ impl Ua {
         self.bus.call(CallEvent::hangup(params, c.answered_at.is_some()));
         let _ = (c.held, c.muted);
     }
+}
+
+/// An I/O error with its causes (a TLS alert says why the certificate was refused).
+fn error_chain(e: &std::io::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 /// The ACK for a non-2xx final response to `inv` (RFC 3261 §17.1.1.3).
