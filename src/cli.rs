@@ -31,11 +31,27 @@ pub enum Command {
     /// CTI integration tools for admins.
     #[command(subcommand)]
     Cti(CtiCommand),
+    /// Measure the phone against a peer (baresip) in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Run the phone without a terminal UI: JSON-line commands on stdin, events on stdout.
     Headless {
         /// Answer every incoming call, after MS milliseconds (default 0).
         #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "0")]
         auto_answer: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Signalling: INVITE -> first provisional and -> 200 OK, idle RSS; ctiphone vs baresip.
+    Sip {
+        /// Calls to each peer.
+        #[arg(long, default_value_t = 50)]
+        calls: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -163,6 +179,7 @@ pub fn run(cli: Cli) -> ExitCode {
             rec_path,
         }) => fire(cli.config.as_ref(), event, &call, answered, rec_path),
         Command::Headless { auto_answer } => headless(cli.config.as_ref(), auto_answer),
+        Command::Bench(BenchCommand::Sip { calls, json }) => ExitCode::from(crate::bench::sip(calls, json)),
     }
 }
 

@@ -4,6 +4,7 @@
 //! `config` the configuration file, `cti` the CRM integration engine.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod cti;

@@ -59,7 +59,8 @@ pub struct Outcome {
 /// Runs accesses. Cheap to share: one HTTP connection pool for the whole engine.
 #[derive(Debug)]
 pub struct Runner {
-    http: reqwest::Client,
+    /// Built on first use: a phone whose integration never calls HTTP never loads TLS roots.
+    http: std::sync::OnceLock<reqwest::Client>,
     pub timeout: Duration,
     browser: BrowserEnv,
     /// Removal of form pages still waiting for a browser to read them.
@@ -85,14 +86,8 @@ enum Request {
 
 impl Runner {
     pub fn new(timeout: Duration, browser: BrowserEnv) -> Self {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("ctiphone/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::limited(10))
-            .connect_timeout(timeout)
-            .build()
-            .unwrap_or_default();
         Self {
-            http,
+            http: std::sync::OnceLock::new(),
             timeout,
             browser,
             cleanups: Mutex::new(Vec::new()),
@@ -230,14 +225,26 @@ impl Runner {
         Outcome { report, captured }
     }
 
+    fn client(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .user_agent(concat!("ctiphone/", env!("CARGO_PKG_VERSION")))
+                .redirect(reqwest::redirect::Policy::limited(10))
+                .connect_timeout(self.timeout)
+                .build()
+                .unwrap_or_default()
+        })
+    }
+
     async fn http(&self, post: bool, url: &str, body: Option<String>) -> RunResult {
+        let client = self.client();
         let req = if post {
-            self.http
+            client
                 .post(url)
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(body.unwrap_or_default())
         } else {
-            self.http.get(url)
+            client.get(url)
         };
         let work = async {
             // Errors never carry the URL: it may hold secrets (SAF-3) and the report has it masked.

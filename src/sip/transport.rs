@@ -49,6 +49,9 @@ pub struct TlsSettings {
     pub key: Option<std::path::PathBuf>,
     /// The name to verify outgoing connections against (the registrar's host).
     pub server_name: Option<String>,
+    /// TLS is in use (the account's transport, or a certificate to serve): only then are the
+    /// trust store and certificates loaded.
+    pub enabled: bool,
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -56,7 +59,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// Builds the TLS client and (when a certificate is configured) server configurations.
-pub fn tls_configs(s: &TlsSettings) -> Result<(TlsConnector, Option<TlsAcceptor>), String> {
+pub fn tls_configs(s: &TlsSettings) -> Result<(Option<TlsConnector>, Option<TlsAcceptor>), String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let mut roots = rustls::RootCertStore::empty();
@@ -101,7 +104,7 @@ pub fn tls_configs(s: &TlsSettings) -> Result<(TlsConnector, Option<TlsAcceptor>
         (None, None) => None,
         _ => return Err("tls_cert and tls_key go together".to_owned()),
     };
-    Ok((TlsConnector::from(Arc::new(client)), acceptor))
+    Ok((Some(TlsConnector::from(Arc::new(client))), acceptor))
 }
 
 /// A message received, and where to answer.
@@ -121,7 +124,7 @@ pub struct Transport {
     conns: Conns,
     inbound: mpsc::Sender<Inbound>,
     pub local: SocketAddr,
-    connector: TlsConnector,
+    connector: Option<TlsConnector>,
     server_name: Option<String>,
 }
 
@@ -139,7 +142,11 @@ impl Transport {
         inbound: mpsc::Sender<Inbound>,
         tls: &TlsSettings,
     ) -> Result<Self, String> {
-        let (connector, acceptor) = tls_configs(tls)?;
+        let (connector, acceptor) = if tls.enabled {
+            tls_configs(tls)?
+        } else {
+            (None, None)
+        };
         let (udp, tcp) = bind_pair(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -316,7 +323,13 @@ impl Transport {
                                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
                                 None => rustls::pki_types::ServerName::IpAddress(to.ip().into()),
                             };
-                            let tls = tokio::time::timeout(timeout, self.connector.connect(name, stream))
+                            let connector = self.connector.as_ref().ok_or_else(|| {
+                                std::io::Error::new(
+                                    std::io::ErrorKind::Unsupported,
+                                    "TLS is not configured (transport = \"tls\")",
+                                )
+                            })?;
+                            let tls = tokio::time::timeout(timeout, connector.connect(name, stream))
                                 .await
                                 .map_err(|_| timed_out())??;
                             self.adopt(tls, to, proto)

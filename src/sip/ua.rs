@@ -69,6 +69,7 @@ impl UaConfig {
             cert: path(&a.tls_cert),
             key: path(&a.tls_key),
             server_name: None,
+            enabled: proto == Proto::Tls || !a.tls_cert.is_empty(),
         };
         let aor = if a.uri.is_empty() {
             None
@@ -257,6 +258,8 @@ struct Call {
     answered_at: Option<Instant>,
     auto_answer_at: Option<Instant>,
     held: bool,
+    /// A hold (true) or resume (false) re-INVITE waiting for its answer.
+    pending_hold: Option<bool>,
     muted: bool,
     params: CallParams,
     transfer_to: Option<String>,
@@ -718,6 +721,7 @@ impl Ua {
             answered_at: None,
             auto_answer_at: self.cfg.auto_answer.map(|d| Instant::now() + d),
             held: false,
+            pending_hold: None,
             muted: false,
             params: params.clone(),
             transfer_to: None,
@@ -732,7 +736,7 @@ impl Ua {
         call.params = params.clone();
         self.calls.push(call);
         self.emit(PhoneEvent::Incoming {
-            call: call_id,
+            call: call_id.clone(),
             tel: params.tel.clone(),
             telname: params.telname.clone(),
             called: params.called.clone(),
@@ -740,6 +744,13 @@ impl Ua {
             anonymous: params.anonymous,
         });
         self.bus.call(CallEvent::ring(params));
+        if self.cfg.auto_answer == Some(Duration::ZERO) {
+            // Answer now rather than on the next timer tick (tokio's timers count in ms).
+            if let Some(i) = self.find_call(&call_id) {
+                self.calls[i].auto_answer_at = None;
+                self.answer(i).await;
+            }
+        }
     }
 
     /// Sends a provisional response without recording it as the transaction's answer.
@@ -1003,6 +1014,7 @@ impl Ua {
             }
             return;
         }
+        let reinvite = self.calls[i].state == CallState::Confirmed;
         if code < 300 {
             let c = &mut self.calls[i];
             if let Some(contact) = msg
@@ -1012,12 +1024,15 @@ impl Ua {
             {
                 c.remote_target = contact.uri;
             }
-            c.route = msg
-                .get_all("Record-Route")
-                .iter()
-                .rev()
-                .map(|s| s.to_string())
-                .collect();
+            // The route set is fixed when the dialog is made (RFC 3261 §12.1.2).
+            if !reinvite {
+                c.route = msg
+                    .get_all("Record-Route")
+                    .iter()
+                    .rev()
+                    .map(|s| s.to_string())
+                    .collect();
+            }
             if !msg.body.is_empty() {
                 c.remote_sdp = Sdp::parse(&String::from_utf8_lossy(&msg.body)).ok();
             }
@@ -1041,7 +1056,22 @@ impl Ua {
                 if cancelled {
                     self.hangup(i).await;
                 }
+            } else if let Some(hold) = c.pending_hold.take() {
+                self.emit(if hold {
+                    PhoneEvent::Held { call: id }
+                } else {
+                    PhoneEvent::Resumed { call: id }
+                });
             }
+            return;
+        }
+        if reinvite {
+            // A refused re-INVITE (491, 488…) leaves the call as it was (RFC 3261 §14.1).
+            let c = &mut self.calls[i];
+            if let Some(hold) = c.pending_hold.take() {
+                c.held = !hold;
+            }
+            self.error(format!("the far end refused the change: {}", reason_phrase(msg)));
             return;
         }
         if (code == 401 || code == 407) && self.calls[i].auth_tries == 0 && !self.cfg.password.is_empty() {
@@ -1555,6 +1585,7 @@ impl Ua {
             answered_at: None,
             auto_answer_at: None,
             held: false,
+            pending_hold: None,
             muted: false,
             params: params.clone(),
             transfer_to: None,
@@ -1755,12 +1786,9 @@ impl Ua {
         inv.with_body("application/sdp", body.into_bytes());
         let (to, proto) = self.dialog_destination(i);
         let id = self.calls[i].id.clone();
-        self.send_request(inv, to, proto, Owner::None).await;
-        self.emit(if hold {
-            PhoneEvent::Held { call: id }
-        } else {
-            PhoneEvent::Resumed { call: id }
-        });
+        self.calls[i].pending_hold = Some(hold);
+        // `held` / `resumed` follow when the far end accepts (on its 2xx, which is ACKed).
+        self.send_request(inv, to, proto, Owner::Call(id)).await;
     }
 
     async fn send_dtmf(&mut self, i: usize, digits: &str) {

@@ -227,8 +227,12 @@ pub struct Kamailio {
 
 impl Kamailio {
     pub fn start() -> Self {
+        Self::start_on(free_port_both())
+    }
+
+    /// Starts it on a port the caller chose (e.g. one a phone already tries to register with).
+    pub fn start_on(port: u16) -> Self {
         let bin = peer_bin("kamailio");
-        let port = free_port_both();
         let dir = tempfile::Builder::new()
             .prefix("kam")
             .tempdir()
@@ -1151,4 +1155,70 @@ pub fn secs(s: u64) -> Duration {
 /// Milliseconds, for readable timeouts.
 pub fn ms(m: u64) -> Duration {
     Duration::from_millis(m)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for the mid-call, failure and robustness tests
+
+impl Sipp {
+    /// The messages SIPp logged so far (its `-trace_msg` file, read while it runs).
+    pub fn trace_now(&self) -> SippResult {
+        let mut r = self.collect(None);
+        r.output = read_lossy(&self.dir.path().join("screen.log"));
+        r.output.push_str("\n[still running]");
+        r
+    }
+
+    /// Waits until SIPp has logged at least `n` received messages whose first line starts with
+    /// `start` (e.g. `"ACK "`); panics with `why` and SIPp's trace after `timeout`.
+    #[track_caller]
+    pub fn wait_received(&self, start: &str, n: usize, timeout: Duration, why: &str) {
+        let end = Instant::now() + timeout;
+        loop {
+            let r = self.trace_now();
+            if r.received(start) >= n {
+                return;
+            }
+            if Instant::now() > end {
+                panic!(
+                    "{why}: sipp {} received {} {start:?} message(s) within {timeout:?}, expected \
+                     {n}\n{}",
+                    self.scenario,
+                    r.received(start),
+                    r.report()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl SippMsg {
+    /// The `branch` parameter of the top Via.
+    pub fn branch(&self) -> Option<&str> {
+        let via = self.header("Via")?;
+        via.split(';').find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("branch").then(|| v.trim())
+        })
+    }
+
+    /// The CSeq number and method.
+    pub fn cseq(&self) -> Option<(u32, &str)> {
+        let (n, m) = self.header("CSeq")?.split_once(' ')?;
+        Some((n.trim().parse().ok()?, m.trim()))
+    }
+}
+
+/// The `[account]` section of `account_toml` with `call_waiting = true`.
+pub fn account_toml_call_waiting(
+    user: &str,
+    password: &str,
+    registrar: &str,
+    transport: &str,
+    expires: u32,
+) -> String {
+    let t = account_toml(user, password, registrar, transport, expires);
+    assert!(t.contains("call_waiting = false\n"));
+    t.replace("call_waiting = false\n", "call_waiting = true\n")
 }

@@ -1,0 +1,406 @@
+//! `ctiphone bench sip`: the phone's signalling speed measured against a peer in the same run.
+//! Starts `ctiphone headless --auto-answer` and (when installed) baresip with auto-answer, both
+//! on 127.0.0.1, and calls each in turn from one loopback caller: INVITE → first provisional
+//! and INVITE → 200 OK per call (then ACK, BYE), plus each process's idle RSS. Prints medians,
+//! p99 and the ratio ctiphone / baresip, or JSON.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::sip::message::Message;
+
+/// One peer under test.
+struct Peer {
+    name: &'static str,
+    addr: SocketAddr,
+    child: Child,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Timings of one peer (microseconds).
+#[derive(Default)]
+struct Figures {
+    provisional: Vec<f64>,
+    ok: Vec<f64>,
+    failed: usize,
+    idle_rss_kib: Option<u64>,
+}
+
+fn free_udp_port() -> std::io::Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Resident memory of a process (KiB), from /proc.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn start_ctiphone() -> Result<Peer, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let cfg = dir.path().join("bench.toml");
+    std::fs::write(
+        &cfg,
+        "[account]\nuri = \"sip:bench@127.0.0.1\"\nregistrar = \"\"\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Command::new(exe)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["headless", "--auto-answer"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start ctiphone headless: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let ready: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| format!("ctiphone said `{line}`: {e}"))?;
+    let addr = ready["listen"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .ok_or("no listen address")?;
+    Ok(Peer {
+        name: "ctiphone",
+        addr,
+        child,
+        _dir: Some(dir),
+    })
+}
+
+fn start_baresip() -> Result<Option<Peer>, String> {
+    let Some(bin) = which("baresip") else {
+        return Ok(None);
+    };
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let port = free_udp_port().map_err(|e| e.to_string())?;
+    let rtp = free_udp_port().map_err(|e| e.to_string())?;
+    // baresip's file source: a 1 kHz tone, 8 kHz mono.
+    let tone = dir.path().join("tone.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&tone, spec).map_err(|e| e.to_string())?;
+    for i in 0..8000 * 30 {
+        let v = (f64::from(i) * 2.0 * std::f64::consts::PI * 1000.0 / 8000.0).sin() * 8000.0;
+        w.write_sample(v as i16).map_err(|e| e.to_string())?;
+    }
+    w.finalize().map_err(|e| e.to_string())?;
+    let config = format!(
+        "sip_listen\t\t127.0.0.1:{port}\nsip_trans_def\t\tudp\naudio_source\t\taufile,{tone}\n\
+         audio_player\t\taufile,{d}/heard.wav\naudio_alert\t\taufile,/dev/null\naudio_srate\t\t8000\n\
+         audio_channels\t\t1\nrtp_ports\t\t{rtp}-{rtp2}\nmodule_path\t\t/usr/lib/baresip/modules\n\
+         module\t\t\tg711.so\nmodule\t\t\taufile.so\nmodule_app\t\taccount.so\n",
+        d = dir.path().display(),
+        tone = tone.display(),
+        rtp2 = rtp.saturating_add(9)
+    );
+    std::fs::write(dir.path().join("config"), config).map_err(|e| e.to_string())?;
+    std::fs::write(
+        dir.path().join("accounts"),
+        "<sip:bench@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let child = Command::new(bin)
+        .arg("-f")
+        .arg(dir.path())
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start baresip: {e}"))?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().map_err(|e| format!("{e}"))?;
+    Ok(Some(Peer {
+        name: "baresip",
+        addr,
+        child,
+        _dir: Some(dir),
+    }))
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The loopback caller.
+struct Caller {
+    sock: UdpSocket,
+    rtp: UdpSocket,
+    local: SocketAddr,
+    n: u64,
+}
+
+impl Caller {
+    fn new() -> std::io::Result<Self> {
+        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        let rtp = UdpSocket::bind("127.0.0.1:0")?;
+        let local = sock.local_addr()?;
+        Ok(Self {
+            sock,
+            rtp,
+            local,
+            n: 0,
+        })
+    }
+
+    fn recv(&self, deadline: Instant) -> Option<Message> {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.sock
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .ok()?;
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, _)) => {
+                    if let Ok(m) = Message::parse(&buf[..n]) {
+                        return Some(m);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// One call: returns (INVITE → first 1xx, INVITE → 200) in microseconds.
+    fn call(&mut self, to: SocketAddr) -> Option<(f64, f64)> {
+        self.n += 1;
+        let call_id = format!("bench-{}-{}@127.0.0.1", std::process::id(), self.n);
+        let rtp_port = self.rtp.local_addr().ok()?.port();
+        let sdp = format!(
+            "v=0\r\no=bench 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+        );
+        let uri = format!("sip:bench@{to}");
+        let from = format!("<sip:caller@{}>;tag=t{}", self.local, self.n);
+        let mut inv = Message::request("INVITE", &uri);
+        inv.push(
+            "Via",
+            format!(
+                "SIP/2.0/UDP {};branch=z9hG4bKb{}x{}",
+                self.local,
+                std::process::id(),
+                self.n
+            ),
+        )
+        .push("Max-Forwards", "70")
+        .push("From", from.clone())
+        .push("To", format!("<{uri}>"))
+        .push("Call-ID", call_id.clone())
+        .push("CSeq", "1 INVITE")
+        .push("Contact", format!("<sip:caller@{}>", self.local))
+        .with_body("application/sdp", sdp.into_bytes());
+        let start = Instant::now();
+        self.sock.send_to(&inv.to_bytes(), to).ok()?;
+        let deadline = start + Duration::from_secs(3);
+        let mut first = None;
+        let mut ok = None;
+        while ok.is_none() {
+            let m = self.recv(deadline)?;
+            if m.call_id() != Some(call_id.as_str()) {
+                continue;
+            }
+            let code = m.code()?;
+            let t = start.elapsed().as_secs_f64() * 1e6;
+            if first.is_none() {
+                first = Some(t);
+            }
+            if (200..300).contains(&code) {
+                ok = Some((t, m));
+            } else if code >= 300 {
+                return None;
+            }
+        }
+        let (t_ok, resp) = ok?;
+        let to_hdr = resp.get("To")?.to_owned();
+        let target = resp
+            .get_all("Contact")
+            .first()
+            .and_then(|c| crate::sip::addr::NameAddr::parse(c).ok())
+            .map_or(uri.clone(), |c| c.uri);
+        for (method, cseq, br) in [("ACK", 1, "a"), ("BYE", 2, "b")] {
+            let mut m = Message::request(method, &target);
+            m.push(
+                "Via",
+                format!(
+                    "SIP/2.0/UDP {};branch=z9hG4bK{br}{}x{}",
+                    self.local,
+                    std::process::id(),
+                    self.n
+                ),
+            )
+            .push("Max-Forwards", "70")
+            .push("From", from.clone())
+            .push("To", to_hdr.clone())
+            .push("Call-ID", call_id.clone())
+            .push("CSeq", format!("{cseq} {method}"));
+            self.sock.send_to(&m.to_bytes(), to).ok()?;
+        }
+        // Wait for the BYE's answer so calls do not overlap.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while let Some(m) = self.recv(deadline) {
+            if m.call_id() == Some(call_id.as_str()) && m.cseq().is_some_and(|(_, me)| me == "BYE") {
+                break;
+            }
+        }
+        Some((first.unwrap_or(t_ok), t_ok))
+    }
+}
+
+fn percentile(v: &[f64], p: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let idx = ((p / 100.0) * (s.len() - 1) as f64).round() as usize;
+    s.get(idx).copied()
+}
+
+/// Runs the signalling benchmark and prints it; returns the exit code.
+pub fn sip(calls: usize, as_json: bool) -> u8 {
+    match run_sip(calls.max(1), as_json) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ctiphone bench: {e}");
+            1
+        }
+    }
+}
+
+fn run_sip(calls: usize, as_json: bool) -> Result<(), String> {
+    let mut peers = vec![start_ctiphone()?];
+    match start_baresip()? {
+        Some(b) => peers.push(b),
+        None => {
+            eprintln!("baresip is not installed: measuring ctiphone alone (apt-get install baresip-core)")
+        }
+    }
+    // Let both settle, then read idle memory.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut figures: Vec<Figures> = peers.iter().map(|_| Figures::default()).collect();
+    for (p, f) in peers.iter_mut().zip(figures.iter_mut()) {
+        if !matches!(p.child.try_wait(), Ok(None)) {
+            return Err(format!("{} exited at start", p.name));
+        }
+        f.idle_rss_kib = rss_kib(p.child.id());
+    }
+    let mut caller = Caller::new().map_err(|e| e.to_string())?;
+    // A warm-up call each, not counted.
+    for p in &peers {
+        let _ = caller.call(p.addr);
+    }
+    // Interleaved, so both see the same machine load.
+    for _ in 0..calls {
+        for (p, f) in peers.iter().zip(figures.iter_mut()) {
+            match caller.call(p.addr) {
+                Some((prov, ok)) => {
+                    f.provisional.push(prov);
+                    f.ok.push(ok);
+                }
+                None => f.failed += 1,
+            }
+        }
+    }
+    if let Some(stdin) = peers[0].child.stdin.as_mut() {
+        let _ = stdin.write_all(b"{\"cmd\":\"quit\"}\n");
+    }
+    let stat = |f: &Figures| {
+        json!({
+            "calls": f.ok.len(),
+            "failed": f.failed,
+            "invite_to_provisional_us": { "median": percentile(&f.provisional, 50.0), "p99": percentile(&f.provisional, 99.0) },
+            "invite_to_200_us": { "median": percentile(&f.ok, 50.0), "p99": percentile(&f.ok, 99.0) },
+            "idle_rss_kib": f.idle_rss_kib,
+        })
+    };
+    let mut report = serde_json::Map::new();
+    for (p, f) in peers.iter().zip(&figures) {
+        report.insert(p.name.to_owned(), stat(f));
+    }
+    if as_json {
+        println!("{}", serde_json::Value::Object(report));
+        return Ok(());
+    }
+    let ours = &figures[0];
+    let theirs = figures.get(1);
+    let row = |name: &str, a: Option<f64>, b: Option<f64>, unit: &str| {
+        let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} {unit}"));
+        let ratio = match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "-".to_owned(),
+        };
+        println!("{name:<34} {:>14} {:>14} {:>8}", fmt(a), fmt(b), ratio);
+    };
+    println!("ctiphone bench sip: {calls} calls each, loopback UDP, auto-answer");
+    println!(
+        "{:<34} {:>14} {:>14} {:>8}",
+        "metric", "ctiphone", "baresip", "ratio"
+    );
+    let pick =
+        |f: Option<&Figures>, g: fn(&Figures) -> &Vec<f64>, p: f64| f.and_then(|f| percentile(g(f), p));
+    row(
+        "INVITE -> first provisional median",
+        pick(Some(ours), |f| &f.provisional, 50.0),
+        pick(theirs, |f| &f.provisional, 50.0),
+        "us",
+    );
+    row(
+        "INVITE -> first provisional p99",
+        pick(Some(ours), |f| &f.provisional, 99.0),
+        pick(theirs, |f| &f.provisional, 99.0),
+        "us",
+    );
+    row(
+        "INVITE -> 200 OK median",
+        pick(Some(ours), |f| &f.ok, 50.0),
+        pick(theirs, |f| &f.ok, 50.0),
+        "us",
+    );
+    row(
+        "INVITE -> 200 OK p99",
+        pick(Some(ours), |f| &f.ok, 99.0),
+        pick(theirs, |f| &f.ok, 99.0),
+        "us",
+    );
+    row(
+        "idle RSS",
+        ours.idle_rss_kib.map(|v| v as f64),
+        theirs.and_then(|t| t.idle_rss_kib).map(|v| v as f64),
+        "KiB",
+    );
+    println!(
+        "failed calls: ctiphone {}, baresip {}",
+        ours.failed,
+        theirs.map_or(0, |t| t.failed)
+    );
+    Ok(())
+}
