@@ -140,3 +140,17 @@ fn a_bad_command_line_is_an_error_event_not_an_exit() {
     p.send(json!({"cmd": "quit"}));
     assert_eq!(p.wait_exit(secs(3)).and_then(|s| s.code()), Some(0));
 }
+
+#[test]
+fn sigterm_unregisters_and_exits_0_like_quit() {
+    let k = Kamailio::start();
+    let mut p = phone(&k, "pw1001", "udp", 60);
+    p.expect("registered", secs(10));
+    let t0 = Instant::now();
+    p.terminate();
+    p.expect("unregistered", secs(2));
+    let status = p.wait_exit(secs(2));
+    let status = status.unwrap_or_else(|| panic!("still running 2 s after SIGTERM\n{}", p.diagnostics()));
+    assert_eq!(status.code(), Some(0), "{}", p.diagnostics());
+    assert!(t0.elapsed() < Duration::from_millis(2100), "{:?}", t0.elapsed());
+}

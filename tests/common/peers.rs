@@ -889,6 +889,13 @@ pub struct Phone {
 }
 
 impl Phone {
+    /// Sends SIGTERM to the phone (as a service manager or a dropped SSH session would).
+    pub fn terminate(&self) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill only sends a signal to our own child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+
     /// Starts the phone on `config_toml` and waits (10 s) for its `ready` event.
     pub fn start(config_toml: &str, extra_args: &[&str]) -> Phone {
         let dir = tempfile::Builder::new()

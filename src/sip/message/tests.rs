@@ -51,3 +51,38 @@ fn rfc5118_verdicts() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+#[test]
+fn stream_framing_by_content_length() {
+    let one = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nFrom: <sip:x@y>;tag=1\r\n\
+To: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 4\r\n\r\nbody";
+    // Whole message, then a second one behind it: the first's length exactly.
+    let mut two = one.to_vec();
+    two.extend_from_slice(one);
+    assert_eq!(frame(&two), Ok(Some(one.len())));
+    let (m, used) = parse(&two[..one.len()], true).unwrap();
+    assert_eq!((m.body.as_slice(), used), (&b"body"[..], one.len()));
+    // Truncated: wait for more.
+    assert_eq!(frame(&one[..one.len() - 2]), Ok(None));
+    assert_eq!(frame(&one[..20]), Ok(None));
+    // Oversize: refused, the connection is closed by the caller.
+    let big = String::from_utf8_lossy(one).replace("Content-Length: 4", "Content-Length: 999999");
+    assert!(frame(big.as_bytes()).is_err());
+    let endless = vec![b'a'; MAX_MESSAGE + 10];
+    assert!(frame(&endless).is_err());
+    // Conflicting lengths cannot be framed.
+    let bad = String::from_utf8_lossy(one).replace("Content-Length: 4", "Content-Length: 4\r\nl: 5");
+    assert!(frame(bad.as_bytes()).is_err());
+}
+
+#[test]
+fn writing_recomputes_content_length_and_keeps_binary_bodies() {
+    let mut m = Message::request("MESSAGE", "sip:a@b");
+    m.push("Content-Length", "99");
+    m.with_body("application/octet-stream", vec![0, 159, 146, 150, b'\n', 0]);
+    let bytes = m.to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("Content-Length: 6\r\n"), "{text}");
+    assert!(!text.contains("99"));
+    assert!(bytes.ends_with(&[0, 159, 146, 150, b'\n', 0]));
+}
