@@ -9,4 +9,5 @@ pub mod cli;
 pub mod config;
 pub mod cti;
 pub mod headless;
+pub mod media;
 pub mod sip;
