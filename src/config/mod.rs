@@ -22,6 +22,8 @@ pub struct Config {
     pub agent: Agent,
     pub cti: Cti,
     pub popup: Popup,
+    pub audio: Audio,
+    pub recording: Recording,
     /// The file it came from and that file's text (for diagnostics found later).
     pub source: Source,
 }
@@ -283,6 +285,73 @@ impl Default for Popup {
     }
 }
 
+/// `[audio]`: devices and codecs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Audio {
+    /// Microphone: "" or "default", "null", "file:PATH.wav", or a device name.
+    pub input: String,
+    /// Speaker: as `input`.
+    pub output: String,
+    /// Codecs in preference order (PCMU, PCMA, G722, opus).
+    pub codecs: Vec<String>,
+    /// Play a ring tone on the output device while a call rings.
+    pub ring: bool,
+}
+
+impl Default for Audio {
+    fn default() -> Self {
+        Self {
+            input: String::new(),
+            output: String::new(),
+            codecs: vec!["PCMU".into(), "PCMA".into(), "G722".into(), "opus".into()],
+            ring: true,
+        }
+    }
+}
+
+/// `[recording]` (REC-1).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Recording {
+    /// Record every call from its answer.
+    pub auto: bool,
+    /// Where recordings go; "" = `$XDG_DATA_HOME/ctiphone/recordings`.
+    pub dir: String,
+    /// The file name template (CTI parameters; caller values are made safe).
+    pub name: String,
+}
+
+impl Default for Recording {
+    fn default() -> Self {
+        Self {
+            auto: false,
+            dir: String::new(),
+            name: crate::media::record::DEFAULT_NAME.to_owned(),
+        }
+    }
+}
+
+impl Recording {
+    /// The recordings directory.
+    pub fn dir(&self) -> PathBuf {
+        if !self.dir.is_empty() {
+            return PathBuf::from(&self.dir);
+        }
+        data_dir().join("recordings")
+    }
+}
+
+/// `$XDG_DATA_HOME/ctiphone`, else `~/.local/share/ctiphone`.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("ctiphone")
+}
+
 /// The default configuration file: `$XDG_CONFIG_HOME/ctiphone/config.toml`, else
 /// `~/.config/ctiphone/config.toml`.
 pub fn default_path() -> Option<PathBuf> {
@@ -361,10 +430,23 @@ impl Config {
                         config.popup = v;
                     }
                 }
+                "audio" => {
+                    if let Some(v) = section::<Audio>(value, &mut problems) {
+                        check_audio(&v, span, &mut problems);
+                        config.audio = v;
+                    }
+                }
+                "recording" => {
+                    if let Some(v) = section::<Recording>(value, &mut problems) {
+                        config.recording = v;
+                    }
+                }
                 "cti" => config.cti = parse_cti(value, span, &mut problems),
                 other => problems.push(Diagnostic::at(
                     key.span(),
-                    format!("unknown section `{other}`, expected one of `account`, `agent`, `cti`, `popup`"),
+                    format!(
+                        "unknown section `{other}`, expected one of `account`, `agent`, `audio`, `cti`, `popup`, `recording`"
+                    ),
                 )),
             }
         }
@@ -524,6 +606,24 @@ fn plain_types(msg: &str) -> String {
     msg.replace("expected f64", "expected a number")
         .replace("expected u32", "expected a whole number (0 or more)")
         .replace("expected a boolean", "expected true or false")
+}
+
+fn check_audio(audio: &Audio, span: Range<usize>, problems: &mut Vec<Diagnostic>) {
+    const KNOWN: [&str; 4] = ["PCMU", "PCMA", "G722", "opus"];
+    for c in &audio.codecs {
+        if !KNOWN.iter().any(|k| k.eq_ignore_ascii_case(c)) {
+            problems.push(Diagnostic::at(
+                span.clone(),
+                format!("unknown codec `{c}` in `[audio] codecs`, expected some of PCMU, PCMA, G722, opus"),
+            ));
+        }
+    }
+    if audio.codecs.is_empty() {
+        problems.push(Diagnostic::at(
+            span,
+            "`[audio] codecs` is empty, expected at least one of PCMU, PCMA, G722, opus",
+        ));
+    }
 }
 
 /// A multi-line library message on one line.

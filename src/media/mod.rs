@@ -2,5 +2,5 @@
 //! devices (cpal, null, file), recording, and the per-call media session that paces RTP from a
 //! monotonic clock. The call logic talks to it through [`session`] and never sees a device.
 
-pub mod rtp;
 pub mod record;
+pub mod rtp;

@@ -23,7 +23,13 @@ const MAX_PART: usize = 48;
 pub fn sanitize(value: &str) -> String {
     let mut s: String = value
         .chars()
-        .map(|c| if c.is_alphanumeric() || "+-_.@=".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || "+-_.@=".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     while s.contains("..") {
         s = s.replace("..", "_");
@@ -49,7 +55,11 @@ pub fn file_name(template: &Template, vars: &Vars) -> String {
         })
         .collect();
     let name = name.trim_start_matches('.').to_owned();
-    if name.is_empty() { "recording.wav".to_owned() } else { name }
+    if name.is_empty() {
+        "recording.wav".to_owned()
+    } else {
+        name
+    }
 }
 
 /// A recording in progress.
@@ -77,9 +87,19 @@ impl Recorder {
             path = dir.join(format!("{}-{n}.wav", name.trim_end_matches(".wav")));
         }
         let part = part_of(&path);
-        let spec = hound::WavSpec { channels: 2, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
-        let writer = hound::WavWriter::create(&part, spec).map_err(|e| format!("cannot write {}: {e}", part.display()))?;
-        Ok(Self { writer: Some(writer), part, path })
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let writer = hound::WavWriter::create(&part, spec)
+            .map_err(|e| format!("cannot write {}: {e}", part.display()))?;
+        Ok(Self {
+            writer: Some(writer),
+            part,
+            path,
+        })
     }
 
     /// The file name the recording will have.
@@ -89,11 +109,15 @@ impl Recorder {
 
     /// Appends one frame of each side (the shorter side is padded with silence).
     pub fn write(&mut self, agent: &[i16], customer: &[i16]) -> Result<(), String> {
-        let Some(w) = self.writer.as_mut() else { return Ok(()) };
+        let Some(w) = self.writer.as_mut() else {
+            return Ok(());
+        };
         let n = agent.len().max(customer.len());
         for i in 0..n {
-            w.write_sample(agent.get(i).copied().unwrap_or(0)).map_err(|e| e.to_string())?;
-            w.write_sample(customer.get(i).copied().unwrap_or(0)).map_err(|e| e.to_string())?;
+            w.write_sample(agent.get(i).copied().unwrap_or(0))
+                .map_err(|e| e.to_string())?;
+            w.write_sample(customer.get(i).copied().unwrap_or(0))
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -101,9 +125,11 @@ impl Recorder {
     /// Closes the file and gives it its final name.
     pub fn finish(mut self) -> Result<PathBuf, String> {
         if let Some(w) = self.writer.take() {
-            w.finalize().map_err(|e| format!("cannot finish {}: {e}", self.part.display()))?;
+            w.finalize()
+                .map_err(|e| format!("cannot finish {}: {e}", self.part.display()))?;
         }
-        std::fs::rename(&self.part, &self.path).map_err(|e| format!("cannot rename {}: {e}", self.part.display()))?;
+        std::fs::rename(&self.part, &self.path)
+            .map_err(|e| format!("cannot rename {}: {e}", self.part.display()))?;
         Ok(self.path.clone())
     }
 }
@@ -138,7 +164,10 @@ mod tests {
         let t = Template::parse(DEFAULT_NAME, &|_| true).unwrap();
         let mut p = CallParams::incoming("abc@host/../x", "../0311112222", "1");
         p.telname = "x".into();
-        let now = chrono::NaiveDate::from_ymd_opt(2026, 11, 25).unwrap().and_hms_opt(9, 8, 7).unwrap();
+        let now = chrono::NaiveDate::from_ymd_opt(2026, 11, 25)
+            .unwrap()
+            .and_hms_opt(9, 8, 7)
+            .unwrap();
         let v = Vars::new(&Identity::default(), &p, now);
         assert_eq!(file_name(&t, &v), "20261125-090807___0311112222_abc@host___x.wav");
     }

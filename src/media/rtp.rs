@@ -17,7 +17,9 @@ pub fn is_rtcp(packet: &[u8]) -> bool {
 
 /// The current time as a 64-bit NTP timestamp.
 pub fn ntp_now() -> u64 {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
     let secs = d.as_secs() + 2_208_988_800;
     let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
     (secs << 32) | frac
@@ -50,7 +52,11 @@ impl RecvStats {
     /// Accounts one RTP packet (`arrival_ts`: arrival time in the stream's clock units).
     pub fn packet(&mut self, ssrc: u32, seq: u16, rtp_ts: u32, arrival_ts: u64) {
         if self.ssrc != Some(ssrc) {
-            *self = RecvStats { ssrc: Some(ssrc), last_sr: self.last_sr, ..RecvStats::default() };
+            *self = RecvStats {
+                ssrc: Some(ssrc),
+                last_sr: self.last_sr,
+                ..RecvStats::default()
+            };
         }
         if !self.started {
             self.started = true;
@@ -109,7 +115,11 @@ impl RecvStats {
         self.expected_prior = expected;
         self.received_prior = self.received;
         let lost_interval = interval_expected.saturating_sub(interval_received);
-        let fraction = if interval_expected == 0 { 0 } else { ((lost_interval << 8) / interval_expected).min(255) as u8 };
+        let fraction = if interval_expected == 0 {
+            0
+        } else {
+            ((lost_interval << 8) / interval_expected).min(255) as u8
+        };
         let (lsr, dlsr) = match self.last_sr {
             Some((lsr, at)) => (lsr, (at.elapsed().as_secs_f64() * 65536.0) as u32),
             None => (0, 0),
@@ -186,7 +196,10 @@ pub fn read_report(data: &[u8], our_ssrc: u32, recv: &mut RecvStats) -> Option<R
         out.fraction_lost = Some(f64::from(b.fraction_lost()) / 256.0);
         out.cumulative_lost = Some(b.cumulative_lost());
         out.jitter = Some(b.interarrival_jitter());
-        let (lsr, dlsr) = (b.last_sender_report_timestamp(), b.delay_since_last_sender_report_timestamp());
+        let (lsr, dlsr) = (
+            b.last_sender_report_timestamp(),
+            b.delay_since_last_sender_report_timestamp(),
+        );
         if lsr != 0 {
             let rtt = now.wrapping_sub(lsr).wrapping_sub(dlsr);
             if rtt < 0x8000_0000 {
@@ -247,17 +260,29 @@ mod tests {
         let mut ours = RecvStats::default();
         for i in 0..50u32 {
             if i % 10 != 3 {
-                ours.packet(0xBEEF, i as u16, i * 160, u64::from(i) * 160 + u64::from(i % 3) * 8);
+                ours.packet(
+                    0xBEEF,
+                    i as u16,
+                    i * 160,
+                    u64::from(i) * 160 + u64::from(i % 3) * 8,
+                );
             }
         }
-        let sent = SendStats { packets: 50, octets: 8000, last_rtp_ts: 8000 };
+        let sent = SendStats {
+            packets: 50,
+            octets: 8000,
+            last_rtp_ts: 8000,
+        };
         let bytes = build_report(0x1234, Some(sent), &mut ours).expect("SR");
         assert!(is_rtcp(&bytes));
         // The far end reads our SR: its report block is about its own stream 0xBEEF.
         let mut theirs = RecvStats::default();
         let rep = read_report(&bytes, 0xBEEF, &mut theirs).expect("parse");
         assert_eq!(rep.cumulative_lost, Some(5));
-        assert!(rep.fraction_lost.is_some_and(|f| (f - 0.1).abs() < 0.01), "{rep:?}");
+        assert!(
+            rep.fraction_lost.is_some_and(|f| (f - 0.1).abs() < 0.01),
+            "{rep:?}"
+        );
         assert!(theirs.last_sr.is_some(), "SR timing kept for LSR");
         // Their RR now answers with LSR/DLSR: an RTT comes out, small on one machine.
         theirs.packet(0x1234, 1, 160, 160);
