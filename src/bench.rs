@@ -53,12 +53,15 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-fn start_ctiphone() -> Result<Peer, String> {
+fn start_ctiphone(extra: &str) -> Result<Peer, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let cfg = dir.path().join("bench.toml");
+    let extra = extra.replace("@DIR@", &dir.path().display().to_string());
     std::fs::write(
         &cfg,
-        "[account]\nuri = \"sip:bench@127.0.0.1\"\nregistrar = \"\"\nlisten = \"127.0.0.1:0\"\n",
+        format!(
+            "[account]\nuri = \"sip:bench@127.0.0.1\"\nregistrar = \"\"\nlisten = \"127.0.0.1:0\"\n{extra}"
+        ),
     )
     .map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -91,6 +94,11 @@ fn start_ctiphone() -> Result<Peer, String> {
 }
 
 fn start_baresip() -> Result<Option<Peer>, String> {
+    start_baresip_with(false)
+}
+
+/// baresip with auto-answer; `record`: its sndfile module writes both directions to WAV files.
+fn start_baresip_with(record: bool) -> Result<Option<Peer>, String> {
     let Some(bin) = which("baresip") else {
         return Ok(None);
     };
@@ -115,8 +123,13 @@ fn start_baresip() -> Result<Option<Peer>, String> {
         "sip_listen\t\t127.0.0.1:{port}\nsip_trans_def\t\tudp\naudio_source\t\taufile,{tone}\n\
          audio_player\t\taufile,{d}/heard.wav\naudio_alert\t\taufile,/dev/null\naudio_srate\t\t8000\n\
          audio_channels\t\t1\nrtp_ports\t\t{rtp}-{rtp2}\nmodule_path\t\t/usr/lib/baresip/modules\n\
-         module\t\t\tg711.so\nmodule\t\t\taufile.so\nmodule_app\t\taccount.so\n",
+         module\t\t\tg711.so\nmodule\t\t\taufile.so\nmodule_app\t\taccount.so\n{rec}",
         d = dir.path().display(),
+        rec = if record {
+            format!("module\t\t\tsndfile.so\nsnd_path\t\t{}\n", dir.path().display())
+        } else {
+            String::new()
+        },
         tone = tone.display(),
         rtp2 = rtp.saturating_add(9)
     );
@@ -297,7 +310,7 @@ pub fn sip(calls: usize, as_json: bool) -> u8 {
 }
 
 fn run_sip(calls: usize, as_json: bool) -> Result<(), String> {
-    let mut peers = vec![start_ctiphone()?];
+    let mut peers = vec![start_ctiphone("[audio]\ninput = \"null\"\noutput = \"null\"\n")?];
     match start_baresip()? {
         Some(b) => peers.push(b),
         None => {
@@ -401,6 +414,273 @@ fn run_sip(calls: usize, as_json: bool) -> Result<(), String> {
         "failed calls: ctiphone {}, baresip {}",
         ours.failed,
         theirs.map_or(0, |t| t.failed)
+    );
+    Ok(())
+}
+
+/// CPU time (user + system) of a process so far.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
+    Some(Duration::from_secs_f64((utime + stime) as f64 / hz as f64))
+}
+
+/// What one media call measured.
+struct MediaFigures {
+    cpu_percent: f64,
+    rss_kib: Option<u64>,
+    intervals_ms: Vec<f64>,
+}
+
+impl Caller {
+    /// A call of `secs` seconds with G.711 both ways: we send a paced PCMU stream and capture
+    /// the arrival time of every RTP packet the callee sends.
+    fn media_call(&mut self, to: SocketAddr, pid: u32, secs: u64) -> Result<MediaFigures, String> {
+        self.n += 1;
+        let call_id = format!("media-{}-{}@127.0.0.1", std::process::id(), self.n);
+        let rtp_port = self.rtp.local_addr().map_err(|e| e.to_string())?.port();
+        let sdp = format!(
+            "v=0\r\no=bench 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+        );
+        let uri = format!("sip:bench@{to}");
+        let from = format!("<sip:caller@{}>;tag=m{}", self.local, self.n);
+        let mut inv = Message::request("INVITE", &uri);
+        inv.push(
+            "Via",
+            format!(
+                "SIP/2.0/UDP {};branch=z9hG4bKm{}x{}",
+                self.local,
+                std::process::id(),
+                self.n
+            ),
+        )
+        .push("Max-Forwards", "70")
+        .push("From", from.clone())
+        .push("To", format!("<{uri}>"))
+        .push("Call-ID", call_id.clone())
+        .push("CSeq", "1 INVITE")
+        .push("Contact", format!("<sip:caller@{}>", self.local))
+        .with_body("application/sdp", sdp.into_bytes());
+        self.sock
+            .send_to(&inv.to_bytes(), to)
+            .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let ok = loop {
+            let m = self.recv(deadline).ok_or("no answer to the INVITE")?;
+            if m.call_id() == Some(call_id.as_str()) && m.code().is_some_and(|c| (200..300).contains(&c)) {
+                break m;
+            }
+        };
+        let answer = crate::sip::sdp::Sdp::parse(&String::from_utf8_lossy(&ok.body))
+            .map_err(|e| format!("callee SDP: {e}"))?;
+        let audio = answer.audio.ok_or("no audio in the callee's SDP")?;
+        let media_to = SocketAddr::new(audio.addr, audio.port);
+        let to_hdr = ok.get("To").unwrap_or("").to_owned();
+        let mut ack = Message::request("ACK", &uri);
+        ack.push(
+            "Via",
+            format!(
+                "SIP/2.0/UDP {};branch=z9hG4bKma{}x{}",
+                self.local,
+                std::process::id(),
+                self.n
+            ),
+        )
+        .push("Max-Forwards", "70")
+        .push("From", from.clone())
+        .push("To", to_hdr.clone())
+        .push("Call-ID", call_id.clone())
+        .push("CSeq", "1 ACK");
+        self.sock
+            .send_to(&ack.to_bytes(), to)
+            .map_err(|e| e.to_string())?;
+        // Our stream: PCMU silence every 20 ms; theirs: arrival times.
+        let sender = self.rtp.try_clone().map_err(|e| e.to_string())?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let tx = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut n: u32 = 0;
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut pkt = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34];
+                pkt[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+                pkt[4..8].copy_from_slice(&(n * 160).to_be_bytes());
+                pkt.extend(std::iter::repeat_n(0xFFu8, 160));
+                let _ = sender.send_to(&pkt, media_to);
+                n += 1;
+                let next = start + Duration::from_millis(20 * u64::from(n));
+                if let Some(d) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(d);
+                }
+            }
+        });
+        let cpu0 = cpu_time(pid);
+        let t0 = Instant::now();
+        let mut arrivals = Vec::with_capacity(secs as usize * 50 + 10);
+        let mut rss = None;
+        let mut buf = vec![0u8; 2048];
+        self.rtp
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .map_err(|e| e.to_string())?;
+        while t0.elapsed() < Duration::from_secs(secs) {
+            if let Ok((n, _)) = self.rtp.recv_from(&mut buf) {
+                // RTP only (not RTCP), version 2.
+                if n > 12 && buf[0] >> 6 == 2 && !crate::media::rtp::is_rtcp(&buf[..n]) {
+                    arrivals.push(Instant::now());
+                }
+            }
+            if rss.is_none() && t0.elapsed() > Duration::from_secs(secs / 2) {
+                rss = rss_kib(pid);
+            }
+        }
+        let cpu = cpu_time(pid).zip(cpu0).map(|(a, b)| a.saturating_sub(b));
+        let wall = t0.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = tx.join();
+        let mut bye = Message::request("BYE", &uri);
+        bye.push(
+            "Via",
+            format!(
+                "SIP/2.0/UDP {};branch=z9hG4bKmb{}x{}",
+                self.local,
+                std::process::id(),
+                self.n
+            ),
+        )
+        .push("Max-Forwards", "70")
+        .push("From", from)
+        .push("To", to_hdr)
+        .push("Call-ID", call_id)
+        .push("CSeq", "2 BYE");
+        let _ = self.sock.send_to(&bye.to_bytes(), to);
+        let intervals_ms = arrivals
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_secs_f64() * 1000.0)
+            .collect();
+        Ok(MediaFigures {
+            cpu_percent: cpu.map_or(f64::NAN, |c| c.as_secs_f64() * 100.0 / wall.as_secs_f64()),
+            rss_kib: rss,
+            intervals_ms,
+        })
+    }
+}
+
+/// Runs the media benchmark (a `secs`-second G.711 call to each peer) and prints it.
+pub fn media(secs: u64, as_json: bool) -> u8 {
+    match run_media(secs.max(5), as_json) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ctiphone bench: {e}");
+            1
+        }
+    }
+}
+
+fn deviation(intervals: &[f64]) -> (Option<f64>, Option<f64>, Option<f64>) {
+    let dev: Vec<f64> = intervals.iter().map(|i| (i - 20.0).abs()).collect();
+    (
+        percentile(&dev, 50.0),
+        percentile(&dev, 99.0),
+        dev.iter().copied().reduce(f64::max),
+    )
+}
+
+fn run_media(secs: u64, as_json: bool) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let tone = dir.path().join("tone.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&tone, spec).map_err(|e| e.to_string())?;
+    for i in 0..8000 * 10 {
+        let v = (f64::from(i) * 2.0 * std::f64::consts::PI * 440.0 / 8000.0).sin() * 8000.0;
+        w.write_sample(v as i16).map_err(|e| e.to_string())?;
+    }
+    w.finalize().map_err(|e| e.to_string())?;
+    let extra = format!(
+        "[audio]\ninput = \"file:{}\"\noutput = \"null\"\ncodecs = [\"PCMU\"]\n[recording]\nauto = true\ndir = \"@DIR@/rec\"\n",
+        tone.display()
+    );
+    let mut peers = vec![start_ctiphone(&extra)?];
+    match start_baresip_with(true)? {
+        Some(b) => peers.push(b),
+        None => {
+            eprintln!("baresip is not installed: measuring ctiphone alone (apt-get install baresip-core)")
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut caller = Caller::new().map_err(|e| e.to_string())?;
+    let mut results = Vec::new();
+    for p in &peers {
+        results.push(caller.media_call(p.addr, p.child.id(), secs)?);
+    }
+    if let Some(stdin) = peers[0].child.stdin.as_mut() {
+        let _ = stdin.write_all(b"{\"cmd\":\"quit\"}\n");
+    }
+    let json_of = |f: &MediaFigures| {
+        let (p50, p99, max) = deviation(&f.intervals_ms);
+        json!({
+            "cpu_percent": f.cpu_percent,
+            "rss_in_call_kib": f.rss_kib,
+            "rtp_packets": f.intervals_ms.len() + 1,
+            "send_interval_deviation_ms": { "p50": p50, "p99": p99, "max": max },
+        })
+    };
+    if as_json {
+        let mut m = serde_json::Map::new();
+        for (p, f) in peers.iter().zip(&results) {
+            m.insert(p.name.to_owned(), json_of(f));
+        }
+        println!("{}", serde_json::Value::Object(m));
+        return Ok(());
+    }
+    let ours = &results[0];
+    let theirs = results.get(1);
+    let row = |name: &str, a: Option<f64>, b: Option<f64>, unit: &str| {
+        let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2} {unit}"));
+        let ratio = match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "-".to_owned(),
+        };
+        println!("{name:<34} {:>14} {:>14} {:>8}", fmt(a), fmt(b), ratio);
+    };
+    println!("ctiphone bench media: one {secs} s G.711 call each, file source, recording on");
+    println!(
+        "{:<34} {:>14} {:>14} {:>8}",
+        "metric", "ctiphone", "baresip", "ratio"
+    );
+    row(
+        "CPU (one core)",
+        Some(ours.cpu_percent),
+        theirs.map(|t| t.cpu_percent),
+        "%",
+    );
+    row(
+        "RSS in a call",
+        ours.rss_kib.map(|v| v as f64),
+        theirs.and_then(|t| t.rss_kib).map(|v| v as f64),
+        "KiB",
+    );
+    let (a50, a99, amax) = deviation(&ours.intervals_ms);
+    let (b50, b99, bmax) = theirs.map_or((None, None, None), |t| deviation(&t.intervals_ms));
+    row("RTP send interval |dev| p50", a50, b50, "ms");
+    row("RTP send interval |dev| p99", a99, b99, "ms");
+    row("RTP send interval |dev| max", amax, bmax, "ms");
+    println!(
+        "RTP packets received: ctiphone {}, baresip {}",
+        ours.intervals_ms.len() + 1,
+        theirs.map_or(0, |t| t.intervals_ms.len() + 1)
     );
     Ok(())
 }

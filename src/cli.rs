@@ -39,11 +39,23 @@ pub enum Command {
         /// Answer every incoming call, after MS milliseconds (default 0).
         #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "0")]
         auto_answer: Option<u64>,
+        #[command(flatten)]
+        audio: AudioArgs,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Media: CPU and RSS during a G.711 call with a file source and recording, and the RTP
+    /// send-interval deviation; ctiphone vs baresip.
+    Media {
+        /// Length of each call in seconds.
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Signalling: INVITE -> first provisional and -> 200 OK, idle RSS; ctiphone vs baresip.
     Sip {
         /// Calls to each peer.
@@ -86,6 +98,29 @@ pub enum FireEvent {
     Click,
     Outgoing,
     Recorded,
+}
+
+/// Audio files in place of the devices (headless use and tests).
+#[derive(Debug, Args)]
+pub struct AudioArgs {
+    /// Play this WAV file as the microphone (it loops).
+    #[arg(long, value_name = "FILE.wav")]
+    pub audio_in: Option<PathBuf>,
+    /// Write what the speaker would play to this WAV file.
+    #[arg(long, value_name = "FILE.wav")]
+    pub audio_out: Option<PathBuf>,
+}
+
+impl AudioArgs {
+    /// Applies the files over the configured devices.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(p) = &self.audio_in {
+            config.audio.input = format!("file:{}", p.display());
+        }
+        if let Some(p) = &self.audio_out {
+            config.audio.output = format!("file:{}", p.display());
+        }
+    }
 }
 
 /// A sample call's parameters.
@@ -178,8 +213,9 @@ pub fn run(cli: Cli) -> ExitCode {
             answered,
             rec_path,
         }) => fire(cli.config.as_ref(), event, &call, answered, rec_path),
-        Command::Headless { auto_answer } => headless(cli.config.as_ref(), auto_answer),
+        Command::Headless { auto_answer, audio } => headless(cli.config.as_ref(), auto_answer, &audio),
         Command::Bench(BenchCommand::Sip { calls, json }) => ExitCode::from(crate::bench::sip(calls, json)),
+        Command::Bench(BenchCommand::Media { secs, json }) => ExitCode::from(crate::bench::media(secs, json)),
     }
 }
 
@@ -211,12 +247,13 @@ fn init_logging() {
         .try_init();
 }
 
-fn headless(path: Option<&PathBuf>, auto_answer: Option<u64>) -> ExitCode {
+fn headless(path: Option<&PathBuf>, auto_answer: Option<u64>, audio: &AudioArgs) -> ExitCode {
     init_logging();
-    let (config, plan) = match load(path, false) {
+    let (mut config, plan) = match load(path, false) {
         Ok(v) => v,
         Err(e) => return config_failed(&e),
     };
+    audio.apply(&mut config);
     let Some(rt) = runtime() else {
         return ExitCode::from(2);
     };

@@ -9,8 +9,11 @@ SUDO=""
 
 # Debian packages the tests use: python3 (the argv recorder used as a real OS command and a
 # browser stand-in), ca-certificates (rustls trust store for TLS tests), and the real SIP peers
-# of the sip_* tests: sip-tester (sipp), kamailio, baresip-core, sox (tone file for baresip).
-PKGS="python3 ca-certificates sip-tester kamailio baresip-core sox"
+# of the sip_* tests: sip-tester (sipp), kamailio, baresip-core, sox (tone file for baresip);
+# for the media layer: cmake and g++ (the opus crate builds libopus), ALSA and PulseAudio
+# headers (cpal), and a PulseAudio daemon for the null-sink test of the real device path.
+PKGS="python3 ca-certificates sip-tester kamailio baresip-core sox \
+  cmake g++ pkg-config libasound2-dev libpulse-dev pulseaudio pulseaudio-utils"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

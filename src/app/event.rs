@@ -250,6 +250,23 @@ pub enum PhoneEvent {
         call: String,
         digit: String,
     },
+    /// Call quality every 5 s (from RTCP and the receive statistics).
+    Quality {
+        call: String,
+        loss_percent: f64,
+        jitter_ms: f64,
+        remote_loss_percent: Option<f64>,
+        rtt_ms: Option<f64>,
+    },
+    /// A call's recording is complete.
+    Recorded {
+        call: String,
+        path: String,
+    },
+    /// Something degraded but the phone goes on (no sound card: the null device is used).
+    Warning {
+        message: String,
+    },
     Error {
         message: String,
     },

@@ -2,5 +2,18 @@
 //! devices (cpal, null, file), recording, and the per-call media session that paces RTP from a
 //! monotonic clock. The call logic talks to it through [`session`] and never sees a device.
 
+pub mod codec;
+pub mod cpal_io;
+pub mod device;
+pub mod dtmf;
+pub mod g711;
+pub mod g722;
+pub mod goertzel;
+pub mod jitter;
+pub mod opus_codec;
 pub mod record;
+pub mod resample;
 pub mod rtp;
+pub mod session;
+pub mod tone;
+pub mod wav_io;

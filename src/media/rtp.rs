@@ -115,11 +115,9 @@ impl RecvStats {
         self.expected_prior = expected;
         self.received_prior = self.received;
         let lost_interval = interval_expected.saturating_sub(interval_received);
-        let fraction = if interval_expected == 0 {
-            0
-        } else {
-            ((lost_interval << 8) / interval_expected).min(255) as u8
-        };
+        let fraction = (lost_interval << 8)
+            .checked_div(interval_expected)
+            .map_or(0, |f| f.min(255) as u8);
         let (lsr, dlsr) = match self.last_sr {
             Some((lsr, at)) => (lsr, (at.elapsed().as_secs_f64() * 65536.0) as u32),
             None => (0, 0),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::app::{Bus, CallEvent, CallParams, Command, EndReason, Event, PhoneEvent};
 use crate::config::{Config, Transport as TransportKind};
@@ -21,6 +22,10 @@ use super::auth::{self, Challenge};
 use super::message::{Message, StartLine};
 use super::sdp::{self, Codec, Direction, Sdp};
 use super::transport::{Inbound, Proto, TlsSettings, Transport};
+use crate::cti::template::Template;
+use crate::cti::vars::{Identity, Vars};
+use crate::media::device::{self, DeviceSpec};
+use crate::media::session::{self as media, MediaCommand, MediaEvent, MediaHandle, MediaSetup};
 
 /// RFC 3261 timer values.
 const T1: Duration = Duration::from_millis(500);
@@ -48,6 +53,17 @@ pub struct UaConfig {
     pub auto_answer: Option<Duration>,
     pub codecs: Vec<Codec>,
     pub tls: TlsSettings,
+    /// Microphone and speaker.
+    pub input: DeviceSpec,
+    pub output: DeviceSpec,
+    /// Ring tone on the output device while a call rings.
+    pub ring: bool,
+    /// Record every call from its answer.
+    pub record_auto: bool,
+    pub record_dir: std::path::PathBuf,
+    pub record_name: Template,
+    /// The agent's identity, for recording names ({EXT}, {AID}…).
+    pub identity: Identity,
 }
 
 impl UaConfig {
@@ -139,10 +155,53 @@ impl UaConfig {
             expires: a.expires.max(10),
             call_waiting: a.call_waiting,
             auto_answer,
-            codecs: vec![Codec::pcmu(), Codec::pcma(), Codec::telephone_event(101)],
+            codecs: sdp_codecs(&config.audio.codecs),
             tls,
+            input: DeviceSpec::parse(&config.audio.input),
+            output: DeviceSpec::parse(&config.audio.output),
+            ring: config.audio.ring,
+            record_auto: config.recording.auto,
+            record_dir: config.recording.dir(),
+            record_name: Template::parse(&config.recording.name, &|n| {
+                crate::cti::plan::BUILTIN_PARAMS.contains(&n)
+            })
+            .map_err(|e| {
+                format!(
+                    "[recording] name: {}",
+                    e.first().map_or_else(String::new, |e| e.message.clone())
+                )
+            })?,
+            identity: Identity::from_config(config),
         })
     }
+}
+
+/// The SDP codec list for the configured codec names, telephone-event last.
+pub fn sdp_codecs(names: &[String]) -> Vec<Codec> {
+    let mut out: Vec<Codec> = names
+        .iter()
+        .filter_map(|n| match n.to_ascii_lowercase().as_str() {
+            "pcmu" => Some(Codec::pcmu()),
+            "pcma" => Some(Codec::pcma()),
+            "g722" => Some(Codec {
+                pt: 9,
+                name: "G722".into(),
+                rate: 8000,
+                channels: 1,
+                fmtp: None,
+            }),
+            "opus" => Some(Codec {
+                pt: 111,
+                name: "opus".into(),
+                rate: 48000,
+                channels: 2,
+                fmtp: Some("useinbandfec=1".into()),
+            }),
+            _ => None,
+        })
+        .collect();
+    out.push(Codec::telephone_event(101));
+    out
 }
 
 /// Runs `password_command` (split into words, no shell); its first output line is the password.
@@ -250,6 +309,12 @@ struct Call {
     local_sdp_version: u64,
     session_id: u64,
     rtp: Option<UdpSocket>,
+    rtcp: Option<UdpSocket>,
+    /// Our last SDP (offer or answer) and the media session once the call is answered.
+    local_sdp: Option<Sdp>,
+    media: Option<MediaHandle>,
+    /// The far end takes RFC 4733 telephone-events on this payload type.
+    dtmf_pt: Option<u8>,
     /// 200 OK being retransmitted until ACK: bytes, next time, interval, give-up time.
     ok_retransmit: Option<(Vec<u8>, Instant, Duration, Instant)>,
     /// The ACK for our 2xx, repeated if the 2xx is retransmitted.
@@ -300,12 +365,18 @@ struct Ua {
     calls: Vec<Call>,
     reg: Registration,
     quitting: Option<Instant>,
+    media_tx: mpsc::Sender<(String, MediaEvent)>,
+    /// Ended calls whose media is still closing (recording being finished).
+    finishing: HashMap<String, (CallParams, JoinHandle<()>)>,
+    /// The ring tone player while a call rings.
+    ringer: Option<JoinHandle<()>>,
 }
 
 /// Starts the user agent: binds the transports, then handles commands until `Quit`.
 /// Phone events and call events are published on `bus`.
 pub async fn run(cfg: UaConfig, bus: Bus, mut commands: mpsc::Receiver<Command>) -> Result<(), String> {
     let (in_tx, mut inbound) = mpsc::channel::<Inbound>(1024);
+    let (media_tx, mut media_rx) = mpsc::channel::<(String, MediaEvent)>(256);
     let transport = Transport::bind(cfg.listen, in_tx, &cfg.tls).await?;
     let mut local = transport.local;
     if local.ip().is_unspecified() {
@@ -346,6 +417,9 @@ pub async fn run(cfg: UaConfig, bus: Bus, mut commands: mpsc::Receiver<Command>)
         servers: HashMap::new(),
         calls: Vec::new(),
         quitting: None,
+        media_tx,
+        finishing: HashMap::new(),
+        ringer: None,
     };
     if ua.cfg.registrar.is_some() {
         ua.register(ua.cfg.expires).await;
@@ -360,15 +434,19 @@ pub async fn run(cfg: UaConfig, bus: Bus, mut commands: mpsc::Receiver<Command>)
         };
         tokio::select! {
             Some(inb) = inbound.recv() => ua.on_message(inb).await,
+            Some((id, ev)) = media_rx.recv() => ua.on_media_event(id, ev),
             cmd = commands.recv(), if ua.quitting.is_none() => match cmd {
                 Some(Command::Quit) | None => ua.quit().await,
                 Some(c) => ua.on_command(c).await,
             },
             () = sleep => ua.on_timers().await,
         }
+        ua.finishing.retain(|_, (_, task)| !task.is_finished());
+        ua.update_ringer();
         if let Some(deadline) = ua.quitting {
             let unregistered = ua.reg.state != RegState::Unregistering;
-            if (unregistered && ua.calls.is_empty()) || Instant::now() >= deadline {
+            let idle = ua.calls.is_empty() && ua.finishing.is_empty();
+            if (unregistered && idle) || Instant::now() >= deadline {
                 if ua.reg.state == RegState::Unregistering {
                     ua.emit(PhoneEvent::Unregistered);
                 }
@@ -381,6 +459,12 @@ pub async fn run(cfg: UaConfig, bus: Bus, mut commands: mpsc::Receiver<Command>)
 impl Ua {
     fn emit(&self, e: PhoneEvent) {
         self.bus.publish(Event::Phone(e));
+    }
+
+    fn warn(&self, message: impl Into<String>) {
+        self.emit(PhoneEvent::Warning {
+            message: message.into(),
+        });
     }
 
     fn error(&self, message: impl Into<String>) {
@@ -693,7 +777,7 @@ impl Ua {
             .map(|s| s.to_string())
             .collect();
         let params = caller_identity(&msg);
-        let rtp = bind_rtp(self.local.ip()).await;
+        let (rtp, rtcp) = bind_rtp(self.local.ip()).await;
         let mut call = Call {
             id: call_id.clone(),
             incoming: true,
@@ -715,6 +799,10 @@ impl Ua {
             local_sdp_version: 1,
             session_id: rand::random_range(1..u32::MAX as u64),
             rtp,
+            rtcp,
+            local_sdp: None,
+            media: None,
+            dtmf_pt: None,
             ok_retransmit: None,
             ack: None,
             started: Instant::now(),
@@ -828,6 +916,9 @@ impl Ua {
                     r.with_body("application/sdp", b.into_bytes());
                 }
                 self.respond(from, proto, &msg, r).await;
+                if offer.is_some() {
+                    self.start_media(i, true).await;
+                }
             }
             "INFO" => {
                 let r = Message::response(&msg, 200, "OK");
@@ -882,9 +973,13 @@ impl Ua {
                 want,
             )
             .ok()
-            .map(|s| s.to_text()),
-            None => Some(
-                sdp::offer(
+            .map(|s| {
+                let text = s.to_text();
+                c.local_sdp = Some(s);
+                text
+            }),
+            None => {
+                let s = sdp::offer(
                     user,
                     c.session_id,
                     c.local_sdp_version,
@@ -892,9 +987,174 @@ impl Ua {
                     port,
                     &self.cfg.codecs,
                     want,
-                )
-                .to_text(),
-            ),
+                );
+                let text = s.to_text();
+                c.local_sdp = Some(s);
+                Some(text)
+            }
+        }
+    }
+
+    /// Starts (or updates) the media of call `i` from the negotiated SDP: the answerer's codec
+    /// list decides (ours when we answered, theirs when we offered).
+    async fn start_media(&mut self, i: usize, we_answered: bool) {
+        let c = &self.calls[i];
+        let (Some(local), Some(remote)) = (c.local_sdp.clone(), c.remote_sdp.clone()) else {
+            return;
+        };
+        let (Some(la), Some(ra)) = (local.audio.as_ref(), remote.audio.as_ref()) else {
+            return;
+        };
+        let chosen = if we_answered { la } else { ra };
+        let Some(codec) = chosen
+            .codecs
+            .iter()
+            .find(|k| !k.name.eq_ignore_ascii_case("telephone-event"))
+            .cloned()
+        else {
+            return;
+        };
+        let dtmf_pt = chosen
+            .codecs
+            .iter()
+            .find(|k| k.name.eq_ignore_ascii_case("telephone-event"))
+            .map(|k| k.pt);
+        let remote_addr = SocketAddr::new(ra.addr, ra.port);
+        let sends = |d: Direction| matches!(d, Direction::SendRecv | Direction::SendOnly);
+        let recvs = |d: Direction| matches!(d, Direction::SendRecv | Direction::RecvOnly);
+        let held_remote = ra.addr.is_unspecified();
+        // On hold (ours) nothing is sent.
+        let send = sends(la.direction) && recvs(ra.direction) && ra.port != 0 && !held_remote && !c.held;
+        let recv = recvs(la.direction) && sends(ra.direction);
+        let id = c.id.clone();
+        if let Some(m) = &c.media {
+            let _ = m.commands.try_send(MediaCommand::Update {
+                remote: remote_addr,
+                send,
+                recv,
+            });
+            return;
+        }
+        let Some(codec_impl) = crate::media::codec::by_name(&codec.name, codec.rate) else {
+            self.error(format!("codec {} is not available", codec.name));
+            return;
+        };
+        let rate = codec_impl.sample_rate();
+        let source = match device::open_source(&self.cfg.input, rate) {
+            Ok(s) => s,
+            Err(e) => {
+                self.warn(format!("microphone: {e}; using silence"));
+                device::open_source(&DeviceSpec::Null, rate).unwrap_or_else(|_| Box::new(device::NullSource))
+            }
+        };
+        let sink = match device::open_sink(&self.cfg.output, rate) {
+            Ok(s) => s,
+            Err(e) => {
+                self.warn(format!("speaker: {e}; audio is discarded"));
+                device::open_sink(&DeviceSpec::Null, rate).unwrap_or_else(|_| Box::new(device::NullSink))
+            }
+        };
+        let record = self.cfg.record_auto.then(|| self.recording_target(i));
+        let c = &mut self.calls[i];
+        c.dtmf_pt = dtmf_pt;
+        let (Some(rtp), rtcp) = (c.rtp.take(), c.rtcp.take()) else {
+            return;
+        };
+        let setup = MediaSetup {
+            codec: codec_impl,
+            pt: codec.pt,
+            dtmf_pt,
+            remote: remote_addr,
+            send,
+            recv,
+            source,
+            sink,
+            record,
+        };
+        c.media = Some(media::spawn(id, rtp, rtcp, setup, self.media_tx.clone()));
+    }
+
+    /// Plays the ring tone while a call rings here and no call is in progress; stops it
+    /// otherwise. Files and the null device get no ring tone (they are for tests and scripts).
+    fn update_ringer(&mut self) {
+        let ringing = self
+            .calls
+            .iter()
+            .any(|c| c.incoming && c.state == CallState::Ringing);
+        let busy = self.calls.iter().any(|c| c.media.is_some());
+        let want = ringing
+            && !busy
+            && self.cfg.ring
+            && matches!(self.cfg.output, DeviceSpec::Default | DeviceSpec::Named(_));
+        match (&self.ringer, want) {
+            (None, true) => {
+                let spec = self.cfg.output.clone();
+                self.ringer = Some(tokio::spawn(async move {
+                    let rate = 8000;
+                    let Ok(Ok(mut sink)) =
+                        tokio::task::spawn_blocking(move || device::open_sink(&spec, rate)).await
+                    else {
+                        return;
+                    };
+                    let mut tone = crate::media::tone::RingTone::new(rate);
+                    let mut frame = vec![0i16; (rate / 50) as usize];
+                    let mut tick = tokio::time::interval(Duration::from_millis(20));
+                    loop {
+                        tick.tick().await;
+                        tone.next_frame(&mut frame);
+                        sink.push(&frame);
+                    }
+                }));
+            }
+            (Some(_), false) => {
+                if let Some(r) = self.ringer.take() {
+                    r.abort();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Where call `i`'s recording goes: the directory and the file name from the template.
+    fn recording_target(&self, i: usize) -> (std::path::PathBuf, String) {
+        let vars = Vars::new(
+            &self.cfg.identity,
+            &self.calls[i].params,
+            chrono::Local::now().naive_local(),
+        );
+        (
+            self.cfg.record_dir.clone(),
+            crate::media::record::file_name(&self.cfg.record_name, &vars),
+        )
+    }
+
+    fn on_media_event(&mut self, id: String, ev: MediaEvent) {
+        match ev {
+            MediaEvent::Dtmf(d) => self.emit(PhoneEvent::Dtmf {
+                call: id,
+                digit: d.to_string(),
+            }),
+            MediaEvent::Stats(s) => self.emit(PhoneEvent::Quality {
+                call: id,
+                loss_percent: s.loss_percent,
+                jitter_ms: s.jitter_ms,
+                remote_loss_percent: s.remote_loss_percent,
+                rtt_ms: s.rtt_ms,
+            }),
+            MediaEvent::Warning(w) => self.warn(w),
+            MediaEvent::Recorded(path) => {
+                let params = self
+                    .find_call(&id)
+                    .map(|i| self.calls[i].params.clone())
+                    .or_else(|| self.finishing.get(&id).map(|(p, _)| p.clone()));
+                self.emit(PhoneEvent::Recorded {
+                    call: id,
+                    path: path.display().to_string(),
+                });
+                if let Some(p) = params {
+                    self.bus.call(CallEvent::recorded(p, path));
+                }
+            }
         }
     }
 
@@ -1050,7 +1310,7 @@ impl Ua {
                 c.state = CallState::Confirmed;
                 c.answered_at = Some(Instant::now());
                 let cancelled = c.cancel_pending;
-                self.emit(PhoneEvent::Answered { call: id });
+                self.emit(PhoneEvent::Answered { call: id.clone() });
                 let params = self.calls[i].params.clone();
                 self.bus.call(CallEvent::answer(params));
                 if cancelled {
@@ -1058,10 +1318,14 @@ impl Ua {
                 }
             } else if let Some(hold) = c.pending_hold.take() {
                 self.emit(if hold {
-                    PhoneEvent::Held { call: id }
+                    PhoneEvent::Held { call: id.clone() }
                 } else {
-                    PhoneEvent::Resumed { call: id }
+                    PhoneEvent::Resumed { call: id.clone() }
                 });
+            }
+            // The call may have been hung up meanwhile (a CANCEL that lost the race).
+            if let Some(i) = self.find_call(&id) {
+                self.start_media(i, false).await;
             }
             return;
         }
@@ -1469,16 +1733,8 @@ impl Ua {
             Command::Mute { call } | Command::Unmute { call } if self.pick(call.as_deref()).is_none() => {
                 no_call(self, &call)
             }
-            Command::Mute { call } => {
-                if let Some(i) = self.pick(call.as_deref()) {
-                    self.calls[i].muted = true;
-                }
-            }
-            Command::Unmute { call } => {
-                if let Some(i) = self.pick(call.as_deref()) {
-                    self.calls[i].muted = false;
-                }
-            }
+            Command::Mute { call } => self.mute(call.as_deref(), true),
+            Command::Unmute { call } => self.mute(call.as_deref(), false),
             Command::Dtmf { digits, call } => match self.pick(call.as_deref()) {
                 Some(i) if self.calls[i].state == CallState::Confirmed => self.send_dtmf(i, &digits).await,
                 Some(_) => self.error("DTMF needs an answered call"),
@@ -1489,7 +1745,16 @@ impl Ua {
                 Some(_) => self.error("transfer needs an answered call"),
                 None => no_call(self, &call),
             },
-            Command::Record { .. } => self.error("recording is not available yet"),
+            Command::Record { on, call } => match self.pick(call.as_deref()) {
+                Some(i) if self.calls[i].media.is_some() => {
+                    let target = on.then(|| self.recording_target(i));
+                    if let Some(m) = &self.calls[i].media {
+                        let _ = m.commands.try_send(MediaCommand::Record(target));
+                    }
+                }
+                Some(_) => self.error("recording needs an answered call with audio"),
+                None => no_call(self, &call),
+            },
             Command::Click { call } => match self.pick(call.as_deref()) {
                 Some(i) => {
                     let params = self.calls[i].params.clone();
@@ -1543,6 +1808,7 @@ impl Ua {
             }
         };
         let id = format!("{}@ctiphone", random_token(20));
+        let (rtp, rtcp) = bind_rtp(self.local.ip()).await;
         let local = {
             let mut n = NameAddr::new(&self.aor());
             if !self.cfg.display_name.is_empty() {
@@ -1578,7 +1844,11 @@ impl Ua {
             remote_sdp: None,
             local_sdp_version: 0,
             session_id: rand::random_range(1..u32::MAX as u64),
-            rtp: bind_rtp(self.local.ip()).await,
+            rtp,
+            rtcp,
+            local_sdp: None,
+            media: None,
+            dtmf_pt: None,
             ok_retransmit: None,
             ack: None,
             started: Instant::now(),
@@ -1647,6 +1917,7 @@ impl Ua {
         let params = c.params.clone();
         self.emit(PhoneEvent::Answered { call: id });
         self.bus.call(CallEvent::answer(params));
+        self.start_media(i, true).await;
     }
 
     async fn reject(&mut self, i: usize, code: u16, reason: &str) {
@@ -1791,11 +2062,26 @@ impl Ua {
         self.send_request(inv, to, proto, Owner::Call(id)).await;
     }
 
+    fn mute(&mut self, call: Option<&str>, on: bool) {
+        let Some(i) = self.pick(call) else { return };
+        self.calls[i].muted = on;
+        if let Some(m) = &self.calls[i].media {
+            let _ = m.commands.try_send(MediaCommand::Mute(on));
+        }
+    }
+
     async fn send_dtmf(&mut self, i: usize, digits: &str) {
         for d in digits.chars() {
             if !(d.is_ascii_digit() || "*#ABCDabcd".contains(d)) {
                 return self.error(format!("`{d}` is not a DTMF digit"));
             }
+        }
+        // RFC 4733 in the media when the far end takes telephone-events; SIP INFO otherwise.
+        if let (Some(_), Some(m)) = (self.calls[i].dtmf_pt, &self.calls[i].media) {
+            let _ = m
+                .commands
+                .try_send(MediaCommand::Dtmf(digits.to_ascii_uppercase()));
+            return;
         }
         for d in digits.chars() {
             let mut info = self.in_dialog_request(i, "INFO", None);
@@ -1839,7 +2125,7 @@ impl Ua {
     }
 
     fn end_call(&mut self, i: usize, reason: EndReason, code: Option<u16>) {
-        let c = self.calls.remove(i);
+        let mut c = self.calls.remove(i);
         let duration = c.answered_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
         let _ = c.started;
         let mut params = c.params.clone();
@@ -1856,8 +2142,12 @@ impl Ua {
             code,
             duration_s: (duration * 1000.0).round() / 1000.0,
         });
+        if let Some(m) = c.media.take() {
+            // The session closes the recording and reports it; keep the call's values for it.
+            let _ = m.commands.try_send(MediaCommand::Stop);
+            self.finishing.insert(c.id.clone(), (params.clone(), m.task));
+        }
         self.bus.call(CallEvent::hangup(params, c.answered_at.is_some()));
-        let _ = (c.held, c.muted);
     }
 }
 
@@ -1990,8 +2280,25 @@ fn dtmf_from_info(body: &str) -> Option<String> {
 }
 
 /// A UDP socket that reserves the call's RTP port (the media layer sends and receives on it).
-async fn bind_rtp(ip: IpAddr) -> Option<UdpSocket> {
-    UdpSocket::bind(SocketAddr::new(ip, 0)).await.ok()
+/// The call's RTP socket on an even port and its RTCP socket on the next one (RFC 3550
+/// §11); the media session sends and receives on them.
+async fn bind_rtp(ip: IpAddr) -> (Option<UdpSocket>, Option<UdpSocket>) {
+    for _ in 0..50 {
+        let Ok(rtp) = UdpSocket::bind(SocketAddr::new(ip, 0)).await else {
+            break;
+        };
+        let Ok(port) = rtp.local_addr().map(|a| a.port()) else {
+            break;
+        };
+        if port % 2 != 0 || port == u16::MAX {
+            continue;
+        }
+        if let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
+            return (Some(rtp), Some(rtcp));
+        }
+    }
+    // No pair free: RTP alone (RTCP then shares the port, as with rtcp-mux).
+    (UdpSocket::bind(SocketAddr::new(ip, 0)).await.ok(), None)
 }
 
 #[cfg(test)]

@@ -738,6 +738,20 @@ impl Baresip {
     /// Starts baresip registered as `user` (password `pw<user>`) and waits until Kamailio
     /// saved the registration.
     pub fn start(kamailio: &Kamailio, user: &str) -> Baresip {
+        Self::start_with_codecs(kamailio, user, "PCMU,PCMA")
+    }
+
+    /// As [`Baresip::start`], offering and accepting only `codecs` (baresip's names, e.g.
+    /// "PCMA", "G722", "opus").
+    pub fn start_with_codecs(kamailio: &Kamailio, user: &str, codecs: &str) -> Baresip {
+        // baresip's file source must run at the codec's own rate.
+        let first = codecs.split(',').next().unwrap_or("").to_ascii_lowercase();
+        let srate: u32 = match first.as_str() {
+            "g722" => 16000,
+            "opus" => 48000,
+            _ => 8000,
+        };
+        let channels: u32 = if first == "opus" { 2 } else { 1 };
         let bin = peer_bin("baresip");
         let sox = peer_bin("sox");
         let dir = tempfile::Builder::new()
@@ -749,7 +763,15 @@ impl Baresip {
         let rtp = free_udp_media_port();
         let tone = dir.path().join("tone1k.wav");
         let made = Command::new(sox)
-            .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+            .args([
+                "-n",
+                "-r",
+                &srate.to_string(),
+                "-c",
+                &channels.to_string(),
+                "-b",
+                "16",
+            ])
             .arg(&tone)
             .args(["synth", "30", "sine", "1000", "vol", "0.5"])
             .output()
@@ -768,6 +790,9 @@ impl Baresip {
             ("USER", user.to_owned()),
             ("PASSWORD", format!("pw{user}")),
             ("KPORT", kamailio.port.to_string()),
+            ("CODECS", codecs.to_owned()),
+            ("SRATE", srate.to_string()),
+            ("CHANNELS", channels.to_string()),
         ];
         for name in ["config", "accounts"] {
             let t = std::fs::read_to_string(peers_dir().join(format!("baresip/{name}.in")))
@@ -813,6 +838,11 @@ impl Baresip {
     /// baresip's output (it logs calls as `Call with ... terminated`, `Call established`…).
     pub fn log(&self) -> String {
         read_lossy(&self.dir.path().join("baresip.log"))
+    }
+
+    /// The run directory (tone file, `baresip-heard.wav`, `dump-*.wav`).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// Waits until baresip's output contains `needle`.

@@ -1,0 +1,217 @@
+//! The [`Codec`] trait shared by all audio codecs, the SDP-name factory
+//! [`by_name`], and [`RepeatFade`], the simple packet-loss concealment used by
+//! the codecs that have no PLC of their own (G.711, G.722).
+
+use super::g711::{Pcma, Pcmu};
+use super::g722::G722;
+use super::opus_codec::Opus;
+
+/// One audio codec instance (an encoder and a decoder state).
+pub trait Codec: Send {
+    /// SDP encoding name as in rtpmap: "PCMU", "PCMA", "G722", "opus".
+    fn name(&self) -> &'static str;
+    /// RTP clock rate as written in SDP (8000 for G.722, 48000 for opus).
+    fn clock_rate(&self) -> u32;
+    /// PCM sample rate the codec takes and gives (8000, 16000 for G.722, 48000 for opus).
+    fn sample_rate(&self) -> u32;
+    /// Samples (mono) in one 20 ms frame at `sample_rate`.
+    fn frame_samples(&self) -> usize {
+        (self.sample_rate() / 50) as usize
+    }
+    /// RTP timestamp increment of one 20 ms frame (at `clock_rate`).
+    fn frame_ticks(&self) -> u32 {
+        self.clock_rate() / 50
+    }
+    /// Encodes one frame of mono PCM (exactly frame_samples()) and appends the payload to `out`.
+    ///
+    /// Every implementation here returns `Err` (and appends nothing) when
+    /// `pcm.len() != self.frame_samples()`.
+    fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), String>;
+    /// Decodes one payload, appending mono PCM to `out`.
+    fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<(), String>;
+    /// Appends one frame of concealment audio for a lost packet (opus: its PLC; G.711/G.722: repeat the last frame attenuated, fading to silence over a few frames).
+    fn conceal(&mut self, out: &mut Vec<i16>);
+}
+
+/// A codec by SDP name (case-insensitive) and clock rate: PCMU/8000, PCMA/8000, G722/8000, opus/48000 (channels from SDP ignored: we send mono; opus decodes to mono).
+pub fn by_name(name: &str, clock_rate: u32) -> Option<Box<dyn Codec>> {
+    match (name.to_ascii_lowercase().as_str(), clock_rate) {
+        ("pcmu", 8000) => Some(Box::new(Pcmu::new())),
+        ("pcma", 8000) => Some(Box::new(Pcma::new())),
+        ("g722", 8000) => Some(Box::new(G722::new())),
+        ("opus", 48000) => Opus::new().ok().map(|c| Box::new(c) as Box<dyn Codec>),
+        _ => None,
+    }
+}
+
+/// Returns `Err` unless `pcm` holds exactly `expected` samples.
+pub(crate) fn check_frame(codec: &str, pcm: &[i16], expected: usize) -> Result<(), String> {
+    if pcm.len() == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "{codec}: encode takes exactly {expected} samples (20 ms), got {}",
+            pcm.len()
+        ))
+    }
+}
+
+/// Concealment for codecs without their own PLC: repeats the last decoded
+/// packet with a gain that falls linearly (sample by sample, so there is no
+/// step) from 1.0 to 0.0 over [`RepeatFade::FADE_FRAMES`] concealed frames;
+/// after that it gives silence. A good packet ([`RepeatFade::remember`])
+/// restarts the fade.
+#[derive(Debug, Clone, Default)]
+pub struct RepeatFade {
+    last: Vec<i16>,
+    lost: u32,
+}
+
+impl RepeatFade {
+    /// Number of consecutive concealed frames after which the output is silent.
+    pub const FADE_FRAMES: u32 = 4;
+    /// Longest repeated packet (120 ms at 48 kHz); longer decodes keep their tail.
+    const MAX_SAMPLES: usize = 5760;
+
+    /// A concealer with no history (it conceals with silence until a packet is remembered).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records the PCM of a packet that was just decoded and resets the fade.
+    pub fn remember(&mut self, decoded: &[i16]) {
+        if decoded.is_empty() {
+            return;
+        }
+        let start = decoded.len().saturating_sub(Self::MAX_SAMPLES);
+        self.last.clear();
+        self.last.extend_from_slice(&decoded[start..]);
+        self.lost = 0;
+    }
+
+    /// Appends one concealment frame: as long as the last remembered packet,
+    /// or `frame_samples` of silence when nothing was decoded yet.
+    pub fn conceal(&mut self, frame_samples: usize, out: &mut Vec<i16>) {
+        if self.last.is_empty() {
+            out.resize(out.len() + frame_samples, 0);
+            return;
+        }
+        let fade = f64::from(Self::FADE_FRAMES);
+        let g0 = (1.0 - f64::from(self.lost) / fade).max(0.0);
+        let g1 = (1.0 - f64::from(self.lost.saturating_add(1)) / fade).max(0.0);
+        let n = self.last.len();
+        out.extend(self.last.iter().enumerate().map(|(i, &s)| {
+            let g = g0 + (g1 - g0) * ((i + 1) as f64 / n as f64);
+            // |s * g| <= |s|, so the cast cannot overflow.
+            (f64::from(s) * g).round() as i16
+        }));
+        self.lost = self.lost.saturating_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sine(rate: u32, freq: f64, amp: f64, n: usize) -> Vec<i16> {
+        (0..n)
+            .map(|i| (amp * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin()) as i16)
+            .collect()
+    }
+
+    #[test]
+    fn by_name_knows_the_four_codecs() {
+        let cases = [
+            ("PCMU", 8000, 8000, 8000, 160, 160),
+            ("pcma", 8000, 8000, 8000, 160, 160),
+            ("G722", 8000, 8000, 16000, 320, 160),
+            ("OPUS", 48000, 48000, 48000, 960, 960),
+        ];
+        for (name, clock, want_clock, want_rate, samples, ticks) in cases {
+            let c = by_name(name, clock);
+            assert!(c.is_some(), "{name}");
+            if let Some(c) = c {
+                assert!(c.name().eq_ignore_ascii_case(name));
+                assert_eq!(c.clock_rate(), want_clock);
+                assert_eq!(c.sample_rate(), want_rate);
+                assert_eq!(c.frame_samples(), samples);
+                assert_eq!(c.frame_ticks(), ticks);
+            }
+        }
+        assert_eq!(by_name("PCMU", 8000).map(|c| c.name()), Some("PCMU"));
+        assert_eq!(by_name("opus", 48000).map(|c| c.name()), Some("opus"));
+    }
+
+    #[test]
+    fn by_name_rejects_unknown_or_wrong_rate() {
+        assert!(by_name("PCMU", 16000).is_none());
+        assert!(by_name("G722", 16000).is_none());
+        assert!(by_name("opus", 16000).is_none());
+        assert!(by_name("G729", 8000).is_none());
+        assert!(by_name("", 8000).is_none());
+    }
+
+    #[test]
+    fn every_codec_round_trips_a_frame_and_conceals() {
+        for (name, clock) in [("PCMU", 8000), ("PCMA", 8000), ("G722", 8000), ("opus", 48000)] {
+            let Some(mut c) = by_name(name, clock) else {
+                panic!("{name} missing");
+            };
+            let n = c.frame_samples();
+            let pcm = sine(c.sample_rate(), 440.0, 8000.0, n);
+            let mut payload = Vec::new();
+            assert!(c.encode(&pcm, &mut payload).is_ok(), "{name}");
+            assert!(!payload.is_empty());
+            let mut out = Vec::new();
+            assert!(c.decode(&payload, &mut out).is_ok(), "{name}");
+            assert_eq!(out.len(), n, "{name}");
+            let mut plc = Vec::new();
+            c.conceal(&mut plc);
+            assert_eq!(plc.len(), n, "{name}");
+            // Wrong frame sizes are errors, not panics.
+            let mut p = Vec::new();
+            assert!(c.encode(&pcm[..n - 1], &mut p).is_err(), "{name}");
+            assert!(c.encode(&[], &mut p).is_err(), "{name}");
+            assert!(p.is_empty());
+        }
+    }
+
+    #[test]
+    fn repeat_fade_fades_to_silence() {
+        let mut f = RepeatFade::new();
+        let mut out = Vec::new();
+        f.conceal(160, &mut out);
+        assert_eq!(out, vec![0; 160]);
+
+        f.remember(&[10_000; 160]);
+        let mut prev_peak = i16::MAX;
+        for k in 0..RepeatFade::FADE_FRAMES {
+            let mut out = Vec::new();
+            f.conceal(160, &mut out);
+            assert_eq!(out.len(), 160);
+            let peak = out.iter().copied().max().unwrap_or(0);
+            assert!(peak <= prev_peak, "frame {k}");
+            assert!(
+                out[0] <= 10_000 && out[0] > 0,
+                "frame {k} starts where the last ended"
+            );
+            prev_peak = peak;
+        }
+        // The first concealed frame ends at 3/4 gain.
+        let mut g = RepeatFade::new();
+        g.remember(&[10_000; 160]);
+        let mut first = Vec::new();
+        g.conceal(160, &mut first);
+        assert_eq!(first[159], 7500);
+        // After FADE_FRAMES frames: silence.
+        let mut out = Vec::new();
+        f.conceal(160, &mut out);
+        assert!(out.iter().all(|&s| s == 0));
+        // A good packet restarts.
+        f.remember(&[-1000; 80]);
+        let mut out = Vec::new();
+        f.conceal(160, &mut out);
+        assert_eq!(out.len(), 80);
+        assert!(out[0] < -900);
+    }
+}
