@@ -1040,20 +1040,36 @@ impl Ua {
             return;
         };
         let rate = codec_impl.sample_rate();
-        let source = match device::open_source(&self.cfg.input, rate) {
+        // Devices can take a while to open (a sound server, a file to read and resample): off
+        // the user agent's thread.
+        let (input, output) = (self.cfg.input.clone(), self.cfg.output.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            (
+                device::open_source(&input, rate),
+                device::open_sink(&output, rate),
+            )
+        })
+        .await;
+        let (source, sink) = match opened {
+            Ok(pair) => pair,
+            Err(e) => (Err(e.to_string()), Err(e.to_string())),
+        };
+        let source = match source {
             Ok(s) => s,
             Err(e) => {
                 self.warn(format!("microphone: {e}; using silence"));
-                device::open_source(&DeviceSpec::Null, rate).unwrap_or_else(|_| Box::new(device::NullSource))
+                Box::new(device::NullSource) as Box<dyn device::Source>
             }
         };
-        let sink = match device::open_sink(&self.cfg.output, rate) {
+        let sink = match sink {
             Ok(s) => s,
             Err(e) => {
                 self.warn(format!("speaker: {e}; audio is discarded"));
-                device::open_sink(&DeviceSpec::Null, rate).unwrap_or_else(|_| Box::new(device::NullSink))
+                Box::new(device::NullSink) as Box<dyn device::Sink>
             }
         };
+        // The call may have ended while the devices opened.
+        let Some(i) = self.find_call(&id) else { return };
         let record = self.cfg.record_auto.then(|| self.recording_target(i));
         let c = &mut self.calls[i];
         c.dtmf_pt = dtmf_pt;
