@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 pub mod peers;
+pub mod pulse;
 
 /// One request as the server received it, bytes untouched.
 #[derive(Clone, Debug)]
