@@ -20,8 +20,11 @@ pub struct Cli {
     /// Configuration file (default: $XDG_CONFIG_HOME/ctiphone/config.toml).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Without a subcommand: the terminal UI.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub audio: AudioArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,8 +42,6 @@ pub enum Command {
         /// Answer every incoming call, after MS milliseconds (default 0).
         #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "0")]
         auto_answer: Option<u64>,
-        #[command(flatten)]
-        audio: AudioArgs,
     },
 }
 
@@ -104,10 +105,10 @@ pub enum FireEvent {
 #[derive(Debug, Args)]
 pub struct AudioArgs {
     /// Play this WAV file as the microphone (it loops).
-    #[arg(long, value_name = "FILE.wav")]
+    #[arg(long, global = true, value_name = "FILE.wav")]
     pub audio_in: Option<PathBuf>,
     /// Write what the speaker would play to this WAV file.
-    #[arg(long, value_name = "FILE.wav")]
+    #[arg(long, global = true, value_name = "FILE.wav")]
     pub audio_out: Option<PathBuf>,
 }
 
@@ -204,7 +205,10 @@ pub fn load(path: Option<&PathBuf>, required: bool) -> Result<(Config, Plan), Co
 
 /// Runs the command line; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    match cli.command {
+    let Some(command) = cli.command else {
+        return tui(cli.config.as_ref(), &cli.audio);
+    };
+    match command {
         Command::CheckConfig => check_config(cli.config.as_ref()),
         Command::Cti(CtiCommand::Expand { template, call }) => expand(cli.config.as_ref(), &template, &call),
         Command::Cti(CtiCommand::Fire {
@@ -213,7 +217,7 @@ pub fn run(cli: Cli) -> ExitCode {
             answered,
             rec_path,
         }) => fire(cli.config.as_ref(), event, &call, answered, rec_path),
-        Command::Headless { auto_answer, audio } => headless(cli.config.as_ref(), auto_answer, &audio),
+        Command::Headless { auto_answer } => headless(cli.config.as_ref(), auto_answer, &cli.audio),
         Command::Bench(BenchCommand::Sip { calls, json }) => ExitCode::from(crate::bench::sip(calls, json)),
         Command::Bench(BenchCommand::Media { secs, json }) => ExitCode::from(crate::bench::media(secs, json)),
     }
@@ -245,6 +249,44 @@ fn init_logging() {
         .with_max_level(level)
         .with_ansi(false)
         .try_init();
+}
+
+fn tui(path: Option<&PathBuf>, audio: &AudioArgs) -> ExitCode {
+    let (mut config, plan) = match load(path, false) {
+        Ok(v) => v,
+        Err(e) => return config_failed(&e),
+    };
+    audio.apply(&mut config);
+    init_file_logging();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = rt.block_on(crate::ui::run(config, plan));
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    ExitCode::from(code)
+}
+
+/// The UI owns the terminal: logs go to the log file.
+fn init_file_logging() {
+    let level = std::env::var("CTIPHONE_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::WARN);
+    let path = crate::ui::term::log_path();
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(file) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::sync::Mutex::new(file))
+            .with_max_level(level)
+            .with_ansi(false)
+            .try_init();
+    }
 }
 
 fn headless(path: Option<&PathBuf>, auto_answer: Option<u64>, audio: &AudioArgs) -> ExitCode {

@@ -11,3 +11,4 @@ pub mod cti;
 pub mod headless;
 pub mod media;
 pub mod sip;
+pub mod ui;

@@ -4,6 +4,7 @@
 //! reports through the same [`Diagnostic`] type.
 
 pub mod diag;
+pub mod edit;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -24,6 +25,9 @@ pub struct Config {
     pub popup: Popup,
     pub audio: Audio,
     pub recording: Recording,
+    pub ui: Ui,
+    /// `[keys]`: action name → key, overriding the defaults of the terminal UI.
+    pub keys: BTreeMap<String, String>,
     /// The file it came from and that file's text (for diagnostics found later).
     pub source: Source,
 }
@@ -310,6 +314,17 @@ impl Default for Audio {
     }
 }
 
+/// `[ui]`: the terminal UI.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ui {
+    /// "en" or "ja"; "" = from LANG.
+    pub language: String,
+    /// A bundled theme (default, light, high-contrast, mono) or one in
+    /// `$XDG_CONFIG_HOME/ctiphone/themes/`; "" = default.
+    pub theme: String,
+}
+
 /// `[recording]` (REC-1).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -441,11 +456,21 @@ impl Config {
                         config.recording = v;
                     }
                 }
+                "ui" => {
+                    if let Some(v) = section::<Ui>(value, &mut problems) {
+                        config.ui = v;
+                    }
+                }
+                "keys" => {
+                    if let Some(v) = section::<BTreeMap<String, String>>(value, &mut problems) {
+                        config.keys = v;
+                    }
+                }
                 "cti" => config.cti = parse_cti(value, span, &mut problems),
                 other => problems.push(Diagnostic::at(
                     key.span(),
                     format!(
-                        "unknown section `{other}`, expected one of `account`, `agent`, `audio`, `cti`, `popup`, `recording`"
+                        "unknown section `{other}`, expected one of `account`, `agent`, `audio`, `cti`, `keys`, `popup`, `recording`, `ui`"
                     ),
                 )),
             }

@@ -1,0 +1,139 @@
+//! The terminal UI (ratatui + crossterm) over the same core the headless front end drives:
+//! the SIP user agent and the CTI engine on the call-event bus. This is the only module that
+//! knows about the terminal. It redraws only when something changed (plus a 1 Hz clock),
+//! always restores the terminal (quit, panic, SIGTERM, SIGHUP), and sends nothing from the
+//! caller to the terminal uncleaned.
+
+pub mod i18n;
+pub mod keys;
+pub mod state;
+pub mod term;
+pub mod text;
+pub mod theme;
+pub mod view;
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::app::{Bus, Command};
+use crate::config::Config;
+use crate::cti::{Engine, Options, Plan};
+use crate::sip::ua::{self, UaConfig};
+
+use state::{App, Effect, Level};
+
+/// Runs the terminal UI until the agent quits. Returns the exit code.
+pub async fn run(config: Config, plan: Plan) -> u8 {
+    let lang = i18n::Lang::parse(&config.ui.language).unwrap_or_else(i18n::Lang::from_env);
+    let cat = i18n::Catalog::new(lang);
+    let theme_name = if config.ui.theme.is_empty() {
+        "default"
+    } else {
+        config.ui.theme.as_str()
+    };
+    let user_themes = crate::config::default_path().and_then(|p| p.parent().map(|d| d.join("themes")));
+    let mut theme = match theme::Theme::load(theme_name, user_themes.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ctiphone: theme `{theme_name}`: {e}");
+            return 2;
+        }
+    };
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        theme = theme.monochrome();
+    }
+    let keymap = match keys::KeyMap::new(&config.keys) {
+        Ok(k) => k,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("ctiphone: {e}");
+            }
+            return 2;
+        }
+    };
+    let ua_cfg = match UaConfig::from_config(&config, None).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ctiphone: {e}");
+            return 2;
+        }
+    };
+    let bus = Bus::new();
+    let mut events = bus.subscribe();
+    let engine = Engine::new(
+        &config,
+        plan,
+        Options {
+            bus: Some(bus.clone()),
+            ..Options::default()
+        },
+    );
+    let cti = engine.subscribe(&bus);
+    let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(64);
+    let ua = tokio::spawn(ua::run(ua_cfg, bus.clone(), cmd_rx));
+
+    let mut app = App::new(&config, keymap);
+    for w in theme.warnings() {
+        app.log(Level::Warn, w.clone());
+    }
+    let mut terminal = match term::Terminal::enter() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ctiphone: cannot use the terminal: {e}");
+            let _ = cmd_tx.send(Command::Quit).await;
+            return 2;
+        }
+    };
+    let mut keys = term::key_events();
+    let mut clock = tokio::time::interval(Duration::from_secs(1));
+    clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut signals = term::quit_signals();
+    let look = view::Look {
+        theme: &theme,
+        cat: &cat,
+    };
+    let mut quitting = false;
+    loop {
+        if app.dirty {
+            app.dirty = false;
+            if let Err(e) = terminal.draw(|f| view::draw(f, &app, &look)) {
+                app.log(Level::Error, format!("drawing failed: {e}"));
+            }
+        }
+        let effects = tokio::select! {
+            k = keys.recv() => match k {
+                Some(term::Input::Key(k)) => app.on_key(k),
+                Some(term::Input::Resize) => { app.dirty = true; vec![] }
+                None => vec![Effect::Quit],
+            },
+            ev = events.recv() => match ev {
+                Ok(ev) => app.on_event(&ev),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => vec![],
+                Err(_) => vec![Effect::Quit],
+            },
+            _ = clock.tick() => { app.tick(); vec![] }
+            _ = signals.recv() => vec![Effect::Quit],
+        };
+        for fx in effects {
+            match fx {
+                Effect::Command(c) => {
+                    let _ = cmd_tx.send(c).await;
+                }
+                Effect::Copy(text) => terminal.copy(&text),
+                Effect::Notify(text) => terminal.notify(&text),
+                Effect::OpenSettings => app.log(Level::Info, cat.get("settings.title").to_owned()),
+                Effect::Quit => quitting = true,
+            }
+        }
+        if quitting {
+            break;
+        }
+    }
+    drop(terminal);
+    let _ = cmd_tx.send(Command::Quit).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), ua).await;
+    cti.abort();
+    engine.shutdown().await;
+    0
+}

@@ -1,0 +1,636 @@
+//! The terminal UI's state: calls, the incoming-call popup, the session's call list, the log,
+//! the registration line, and what each key does. It turns bus events into state and keys into
+//! phone commands; it draws nothing (see `view`) and never writes to the terminal.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Local};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use crate::app::{Command, CtiEvent, EndReason, Event, PhoneEvent};
+use crate::config::{Config, PopupSize};
+
+use super::keys::{Action, KeyMap};
+use super::text::clean;
+
+/// A call in progress.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallRow {
+    pub id: String,
+    pub incoming: bool,
+    pub state: RowState,
+    pub tel: String,
+    pub telname: String,
+    pub called: String,
+    pub anonymous: bool,
+    pub started: Instant,
+    pub answered: Option<Instant>,
+    pub quality: Option<String>,
+    pub crm: Crm,
+    pub recording: bool,
+    pub muted: bool,
+}
+
+/// What the CRM said about a call (POP-6).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Crm {
+    pub searching: bool,
+    pub company: String,
+    pub name: String,
+    pub ext_id: String,
+    pub error: Option<String>,
+    /// A browser access with no graphical session: the link to show (OSC 8) and copy.
+    pub link: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowState {
+    Ringing,
+    Calling,
+    Ringback,
+    Active,
+    Held,
+}
+
+/// A finished call, in this session's call list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryRow {
+    pub id: String,
+    pub date: DateTime<Local>,
+    pub incoming: bool,
+    pub result: &'static str,
+    pub tel: String,
+    pub name: String,
+    pub company: String,
+    pub duration_s: f64,
+    pub recording: Option<String>,
+}
+
+/// The incoming-call popup.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Popup {
+    pub call: String,
+    pub shown: Instant,
+}
+
+/// What the screen shows on top of the call list.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mode {
+    Normal,
+    /// Typing a number or URI to dial (or to transfer to).
+    Dial {
+        input: String,
+        transfer: bool,
+    },
+    Help,
+    Settings,
+    ConfirmQuit,
+}
+
+/// Registration as shown in the status bar.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reg {
+    Starting,
+    Registered(String),
+    Failed(String),
+    Unregistered,
+    Direct(String),
+}
+
+/// Something the main loop must do after a key or an event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Command(Command),
+    /// Copy to the agent's clipboard (OSC 52).
+    Copy(String),
+    /// Ring the terminal bell and raise a desktop notification (OSC 9 / 777).
+    Notify(String),
+    OpenSettings,
+    Quit,
+}
+
+/// Log levels of the log pane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+const LOG_LINES: usize = 200;
+const HISTORY_ROWS: usize = 500;
+
+/// The UI's state.
+#[derive(Debug)]
+pub struct App {
+    pub account: String,
+    pub reg: Reg,
+    pub calls: Vec<CallRow>,
+    pub history: Vec<HistoryRow>,
+    pub popup: Option<Popup>,
+    pub mode: Mode,
+    /// Selected row of the combined list (calls first, then history).
+    pub selected: usize,
+    pub dnd: bool,
+    pub show_log: bool,
+    pub log: VecDeque<(Level, String)>,
+    pub popup_size: PopupSize,
+    pub popup_buttons: bool,
+    pub popup_seconds: u32,
+    pub copy_number: bool,
+    pub anonymous_name: String,
+    pub keys: KeyMap,
+    /// Something changed since the last frame.
+    pub dirty: bool,
+}
+
+impl App {
+    pub fn new(config: &Config, keys: KeyMap) -> Self {
+        let account = if config.account.uri.is_empty() {
+            config.account.username.clone()
+        } else {
+            config.account.uri.clone()
+        };
+        Self {
+            account: clean(&account),
+            reg: if config.account.registrar.trim().is_empty() {
+                Reg::Direct(config.account.listen.clone())
+            } else {
+                Reg::Starting
+            },
+            calls: Vec::new(),
+            history: Vec::new(),
+            popup: None,
+            mode: Mode::Normal,
+            selected: 0,
+            dnd: false,
+            show_log: false,
+            log: VecDeque::new(),
+            popup_size: config.popup.size,
+            popup_buttons: config.popup.buttons,
+            popup_seconds: config.popup.display_seconds,
+            copy_number: config.popup.copy_number,
+            anonymous_name: clean(&config.popup.anonymous_name),
+            keys,
+            dirty: true,
+        }
+    }
+
+    pub fn log(&mut self, level: Level, msg: impl Into<String>) {
+        self.log.push_back((level, clean(&msg.into())));
+        while self.log.len() > LOG_LINES {
+            self.log.pop_front();
+        }
+        self.dirty = true;
+    }
+
+    fn call_mut(&mut self, id: &str) -> Option<&mut CallRow> {
+        self.calls.iter_mut().find(|c| c.id == id)
+    }
+
+    pub fn call(&self, id: &str) -> Option<&CallRow> {
+        self.calls.iter().find(|c| c.id == id)
+    }
+
+    /// The call a key acts on: the popup's, else the selected one, else the newest.
+    pub fn current_call(&self) -> Option<&CallRow> {
+        if let Some(p) = &self.popup {
+            if let Some(c) = self.call(&p.call) {
+                return Some(c);
+            }
+        }
+        self.calls.get(self.selected).or_else(|| self.calls.last())
+    }
+
+    /// The number shown for a call (POP-5 for withheld numbers).
+    pub fn shown_number<'a>(&'a self, c: &'a CallRow) -> &'a str {
+        if c.anonymous || c.tel.is_empty() {
+            &self.anonymous_name
+        } else {
+            &c.tel
+        }
+    }
+
+    /// Applies one bus event; returns what the main loop must do.
+    pub fn on_event(&mut self, ev: &Event) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match ev {
+            Event::Phone(p) => self.on_phone(p, &mut fx),
+            Event::Cti(c) => self.on_cti(c),
+            Event::Call(_) => return fx,
+        }
+        self.dirty = true;
+        fx
+    }
+
+    fn on_phone(&mut self, p: &PhoneEvent, fx: &mut Vec<Effect>) {
+        match p {
+            PhoneEvent::Ready { listen, .. } => {
+                if let Reg::Direct(_) = self.reg {
+                    self.reg = Reg::Direct(listen.clone());
+                }
+            }
+            PhoneEvent::Registered { aor, .. } => self.reg = Reg::Registered(clean(aor)),
+            PhoneEvent::RegistrationFailed { reason, .. } => {
+                self.reg = Reg::Failed(clean(reason));
+                self.log(Level::Warn, format!("registration failed: {reason}"));
+            }
+            PhoneEvent::Unregistered => self.reg = Reg::Unregistered,
+            PhoneEvent::Incoming {
+                call,
+                tel,
+                telname,
+                called,
+                anonymous,
+                ..
+            } => {
+                if self.dnd {
+                    fx.push(Effect::Command(Command::Reject {
+                        call: Some(call.clone()),
+                    }));
+                    self.log(Level::Info, format!("do not disturb: rejected a call from {tel}"));
+                    return;
+                }
+                self.calls.push(CallRow {
+                    id: call.clone(),
+                    incoming: true,
+                    state: RowState::Ringing,
+                    tel: clean(tel),
+                    telname: clean(telname),
+                    called: clean(called),
+                    anonymous: *anonymous,
+                    started: Instant::now(),
+                    answered: None,
+                    quality: None,
+                    crm: Crm::default(),
+                    recording: false,
+                    muted: false,
+                });
+                self.popup = Some(Popup {
+                    call: call.clone(),
+                    shown: Instant::now(),
+                });
+                let who = if *anonymous {
+                    self.anonymous_name.clone()
+                } else {
+                    clean(tel)
+                };
+                fx.push(Effect::Notify(format!("ctiphone: {who}")));
+                if self.copy_number && !*anonymous && !tel.is_empty() {
+                    fx.push(Effect::Copy(tel.clone()));
+                }
+            }
+            PhoneEvent::Outgoing { call, to } => {
+                self.calls.push(CallRow {
+                    id: call.clone(),
+                    incoming: false,
+                    state: RowState::Calling,
+                    tel: clean(to),
+                    telname: String::new(),
+                    called: clean(to),
+                    anonymous: false,
+                    started: Instant::now(),
+                    answered: None,
+                    quality: None,
+                    crm: Crm::default(),
+                    recording: false,
+                    muted: false,
+                });
+            }
+            PhoneEvent::Ringing { call } => {
+                if let Some(c) = self.call_mut(call) {
+                    c.state = RowState::Ringback;
+                }
+            }
+            PhoneEvent::Answered { call } => {
+                if let Some(c) = self.call_mut(call) {
+                    c.state = RowState::Active;
+                    c.answered = Some(Instant::now());
+                }
+            }
+            PhoneEvent::Held { call } => {
+                if let Some(c) = self.call_mut(call) {
+                    c.state = RowState::Held;
+                }
+            }
+            PhoneEvent::Resumed { call } => {
+                if let Some(c) = self.call_mut(call) {
+                    c.state = RowState::Active;
+                }
+            }
+            PhoneEvent::Ended {
+                call,
+                reason,
+                duration_s,
+                ..
+            } => {
+                if let Some(i) = self.calls.iter().position(|c| c.id == *call) {
+                    let c = self.calls.remove(i);
+                    let result = result_name(c.incoming, c.answered.is_some(), *reason);
+                    self.history.insert(
+                        0,
+                        HistoryRow {
+                            id: c.id.clone(),
+                            date: Local::now(),
+                            incoming: c.incoming,
+                            result,
+                            tel: if c.anonymous {
+                                self.anonymous_name.clone()
+                            } else {
+                                c.tel.clone()
+                            },
+                            name: if c.crm.name.is_empty() {
+                                c.telname.clone()
+                            } else {
+                                c.crm.name.clone()
+                            },
+                            company: c.crm.company.clone(),
+                            duration_s: *duration_s,
+                            recording: None,
+                        },
+                    );
+                    self.history.truncate(HISTORY_ROWS);
+                }
+                if self.popup.as_ref().is_some_and(|p| p.call == *call) {
+                    self.popup = None;
+                }
+                self.clamp_selection();
+            }
+            PhoneEvent::Quality {
+                call,
+                loss_percent,
+                jitter_ms,
+                rtt_ms,
+                ..
+            } => {
+                if let Some(c) = self.call_mut(call) {
+                    c.quality = Some(match rtt_ms {
+                        Some(r) => format!("{loss_percent:.0}% {jitter_ms:.0}ms {r:.0}ms"),
+                        None => format!("{loss_percent:.0}% {jitter_ms:.0}ms"),
+                    });
+                }
+            }
+            PhoneEvent::Recorded { call, path } => {
+                if let Some(h) = self.history.iter_mut().find(|h| h.id == *call) {
+                    h.recording = Some(clean(path));
+                }
+                self.log(Level::Info, format!("recording saved: {path}"));
+            }
+            PhoneEvent::Dtmf { digit, .. } => self.log(Level::Info, format!("DTMF received: {digit}")),
+            PhoneEvent::Warning { message } => self.log(Level::Warn, message.clone()),
+            PhoneEvent::Error { message } => self.log(Level::Error, message.clone()),
+        }
+    }
+
+    fn on_cti(&mut self, c: &CtiEvent) {
+        match c {
+            CtiEvent::Searching { call_id } => {
+                if let Some(c) = self.call_mut(call_id) {
+                    c.crm.searching = true;
+                }
+            }
+            CtiEvent::SearchResult { call_id, vars } => {
+                if let Some(c) = self.call_mut(call_id) {
+                    c.crm.searching = false;
+                    let get = |k: &str| vars.get(k).map(|v| clean(v)).unwrap_or_default();
+                    c.crm.company = get("COMPANY");
+                    c.crm.name = get("NAME");
+                    c.crm.ext_id = get("EXT_ID");
+                    c.crm.error = None;
+                }
+            }
+            CtiEvent::SearchFailed { call_id, error } => {
+                if let Some(c) = self.call_mut(call_id) {
+                    c.crm.searching = false;
+                    c.crm.error = Some(clean(error));
+                }
+                self.log(Level::Warn, format!("CRM search failed: {error}"));
+            }
+            CtiEvent::Action { call_id, report, .. } => {
+                if let Some(link) = &report.link {
+                    if let Some(c) = self.call_mut(call_id) {
+                        c.crm.link = Some(link.clone());
+                    }
+                }
+                let msg = match &report.error {
+                    Some(e) => format!("CTI {} failed: {e}", report.access),
+                    None => format!("CTI {} ok ({} ms)", report.access, report.ms),
+                };
+                self.log(if report.ok { Level::Info } else { Level::Warn }, msg);
+            }
+            CtiEvent::Skipped { .. } => {}
+        }
+    }
+
+    fn clamp_selection(&mut self) {
+        let n = self.calls.len() + self.history.len();
+        if self.selected >= n {
+            self.selected = n.saturating_sub(1);
+        }
+    }
+
+    /// Once a second: the popup's display time (POP-3) and the clock.
+    pub fn tick(&mut self) {
+        if let Some(p) = &self.popup {
+            let expired = self.popup_seconds > 0
+                && p.shown.elapsed() >= Duration::from_secs(u64::from(self.popup_seconds));
+            if expired {
+                self.popup = None;
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// Handles a key; returns what the main loop must do.
+    pub fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        self.dirty = true;
+        match self.mode.clone() {
+            Mode::Dial { mut input, transfer } => {
+                match key.code {
+                    KeyCode::Esc => self.mode = Mode::Normal,
+                    KeyCode::Enter => {
+                        self.mode = Mode::Normal;
+                        let to = input.trim().to_owned();
+                        if to.is_empty() {
+                            return vec![];
+                        }
+                        let cmd = if transfer {
+                            Command::Transfer {
+                                to,
+                                call: self.current_call().map(|c| c.id.clone()),
+                            }
+                        } else {
+                            Command::Dial { to }
+                        };
+                        return vec![Effect::Command(cmd)];
+                    }
+                    KeyCode::Backspace => {
+                        input.pop();
+                        self.mode = Mode::Dial { input, transfer };
+                    }
+                    KeyCode::Char(ch)
+                        if !key.modifiers.contains(KeyModifiers::CONTROL) && !ch.is_control() =>
+                    {
+                        if input.chars().count() < 256 {
+                            input.push(ch);
+                        }
+                        self.mode = Mode::Dial { input, transfer };
+                    }
+                    _ => {}
+                }
+                vec![]
+            }
+            Mode::Help => {
+                self.mode = Mode::Normal;
+                vec![]
+            }
+            Mode::ConfirmQuit => match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => vec![Effect::Quit],
+                _ => {
+                    self.mode = Mode::Normal;
+                    vec![]
+                }
+            },
+            Mode::Settings => vec![],
+            Mode::Normal => self.normal_key(key),
+        }
+    }
+
+    fn normal_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let Some(action) = self.keys.action(&key) else {
+            return vec![];
+        };
+        let call = self.current_call().map(|c| c.id.clone());
+        let cmd = |c: Command| vec![Effect::Command(c)];
+        match action {
+            Action::Answer => match self.current_call() {
+                Some(c) if c.state == RowState::Ringing => cmd(Command::Answer { call }),
+                _ => vec![],
+            },
+            Action::Hangup => match self.current_call() {
+                Some(c) if c.state == RowState::Ringing => cmd(Command::Reject { call }),
+                Some(_) => cmd(Command::Hangup { call }),
+                None => {
+                    self.popup = None;
+                    vec![]
+                }
+            },
+            Action::Hold => match self.current_call() {
+                Some(c) if c.state == RowState::Held => cmd(Command::Unhold { call }),
+                Some(c) if c.state == RowState::Active => cmd(Command::Hold { call }),
+                _ => vec![],
+            },
+            Action::Mute => {
+                let Some(id) = call else { return vec![] };
+                let Some(c) = self.call_mut(&id) else {
+                    return vec![];
+                };
+                c.muted = !c.muted;
+                if c.muted {
+                    cmd(Command::Mute { call: Some(id) })
+                } else {
+                    cmd(Command::Unmute { call: Some(id) })
+                }
+            }
+            Action::Transfer => {
+                if self.current_call().is_some_and(|c| c.state == RowState::Active) {
+                    self.mode = Mode::Dial {
+                        input: String::new(),
+                        transfer: true,
+                    };
+                }
+                vec![]
+            }
+            Action::Dnd => {
+                self.dnd = !self.dnd;
+                vec![]
+            }
+            Action::Record => {
+                let Some(id) = call else { return vec![] };
+                let on = !self.calls.iter().any(|c| c.id == id && c.recording);
+                if let Some(c) = self.call_mut(&id) {
+                    c.recording = on;
+                }
+                cmd(Command::Record { on, call: Some(id) })
+            }
+            Action::Dial => {
+                self.mode = Mode::Dial {
+                    input: String::new(),
+                    transfer: false,
+                };
+                vec![]
+            }
+            Action::Settings => vec![Effect::OpenSettings],
+            Action::Help => {
+                self.mode = Mode::Help;
+                vec![]
+            }
+            Action::Log => {
+                self.show_log = !self.show_log;
+                vec![]
+            }
+            Action::Up => {
+                self.selected = self.selected.saturating_sub(1);
+                vec![]
+            }
+            Action::Down => {
+                let n = self.calls.len() + self.history.len();
+                if self.selected + 1 < n {
+                    self.selected += 1;
+                }
+                vec![]
+            }
+            Action::Activate => {
+                // On the popup or an active call: the click access (CUS-5). On a history row:
+                // call back.
+                if let Some(p) = &self.popup {
+                    return cmd(Command::Click {
+                        call: Some(p.call.clone()),
+                    });
+                }
+                if self.selected < self.calls.len() {
+                    return cmd(Command::Click { call });
+                }
+                match self.history.get(self.selected - self.calls.len()) {
+                    Some(h) if !h.tel.is_empty() && h.tel != self.anonymous_name => {
+                        cmd(Command::Dial { to: h.tel.clone() })
+                    }
+                    _ => vec![],
+                }
+            }
+            Action::Copy => match self.current_call() {
+                Some(c) => match &c.crm.link {
+                    Some(link) => vec![Effect::Copy(link.clone())],
+                    None if !c.anonymous => vec![Effect::Copy(c.tel.clone())],
+                    None => vec![],
+                },
+                None => vec![],
+            },
+            Action::ClosePopup => {
+                self.popup = None;
+                vec![]
+            }
+            Action::Quit => {
+                if self.calls.is_empty() {
+                    vec![Effect::Quit]
+                } else {
+                    self.mode = Mode::ConfirmQuit;
+                    vec![]
+                }
+            }
+        }
+    }
+}
+
+/// The history result of a call (HIS-1).
+pub fn result_name(incoming: bool, answered: bool, reason: EndReason) -> &'static str {
+    match (answered, reason) {
+        (true, _) => "answered",
+        (false, EndReason::Rejected) => "rejected",
+        (false, EndReason::Busy) => "busy",
+        (false, EndReason::Cancelled | EndReason::RemoteHangup | EndReason::Timeout) if incoming => "missed",
+        (false, EndReason::Cancelled | EndReason::LocalHangup) => "cancelled",
+        (false, _) => "failed",
+    }
+}

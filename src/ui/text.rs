@@ -1,0 +1,331 @@
+//! Terminal-safe text (SAF-2) and display-width helpers.
+//!
+//! Everything the UI draws that a caller controls — SIP display names and
+//! numbers, CRM values, server error strings — goes through [`clean`] first,
+//! so that no C0/C1 control character and no escape sequence ever reaches the
+//! terminal, bidi overrides cannot visually reorder text ("Your Bank"
+//! spoofing), and a flood of combining marks cannot bloat a cell.
+//!
+//! [`width`], [`truncate`] and [`pad_right`] measure and fit text in display
+//! columns (East Asian wide characters count 2), never splitting a grapheme
+//! cluster or leaving half of a wide character.
+
+use std::fmt::Write as _;
+
+use unicode_segmentation::UnicodeSegmentation;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
+/// Maximum display width of a [`clean`]ed string, ellipsis included.
+pub const CLEAN_MAX_WIDTH: usize = 256;
+
+/// Maximum number of combining (zero-width) characters kept after one base
+/// character; further ones are dropped.
+const MAX_COMBINING: usize = 2;
+
+/// The ellipsis appended when text is cut; one display column wide.
+const ELLIPSIS: char = '…';
+
+/// Makes caller-controlled text safe to draw on one terminal line.
+///
+/// * C0 controls, DEL and C1 controls become visible escapes: `\n`, `\r`,
+///   `\t`, `\e` (ESC), `\0`, `\xNN` (other C0 and DEL), `\u{NN}` (C1, e.g.
+///   `\u{9b}` for the single-byte CSI).
+/// * Bidi controls (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C),
+///   zero-width / format characters (U+200B–U+200D, U+2060, U+FEFF) and a few
+///   other invisible format characters (U+2028/U+2029 line and paragraph
+///   separators, U+2061–U+2064, U+206A–U+206F, U+180E, U+FFF9–U+FFFB, tag
+///   characters U+E0000–U+E007F) become `\u{XXXX}` escapes.
+/// * A literal backslash is kept as is.
+/// * At most two combining marks (any other zero-width character) are kept
+///   per base character; a combining mark without a base (at the start or
+///   right after an escape) is escaped as `\u{XXXX}`.
+/// * The result is at most [`CLEAN_MAX_WIDTH`] columns wide; longer text is
+///   cut and ends with `…`. Work stops early, so huge inputs are cheap.
+pub fn clean(s: &str) -> String {
+    let mut out = String::new();
+    let mut cols = 0usize;
+    // Combining marks seen since the last base character; `None` when there
+    // is no base to attach to.
+    let mut combining: Option<usize> = None;
+    for c in s.chars() {
+        if cols > CLEAN_MAX_WIDTH {
+            break;
+        }
+        if let Some(esc) = escape(c) {
+            cols += esc.len();
+            out.push_str(&esc);
+            combining = None;
+            continue;
+        }
+        match c.width() {
+            Some(0) | None => match combining {
+                Some(n) if n < MAX_COMBINING => {
+                    out.push(c);
+                    combining = Some(n + 1);
+                }
+                Some(_) => {}
+                None => {
+                    let esc = unicode_escape(c);
+                    cols += esc.len();
+                    out.push_str(&esc);
+                }
+            },
+            Some(w) => {
+                cols += w;
+                out.push(c);
+                combining = Some(0);
+            }
+        }
+    }
+    if width(&out) > CLEAN_MAX_WIDTH {
+        truncate(&out, CLEAN_MAX_WIDTH)
+    } else {
+        out
+    }
+}
+
+/// The visible escape for a character that must not reach the terminal.
+fn escape(c: char) -> Option<String> {
+    let simple = match c {
+        '\n' => Some("\\n"),
+        '\r' => Some("\\r"),
+        '\t' => Some("\\t"),
+        '\u{1b}' => Some("\\e"),
+        '\0' => Some("\\0"),
+        _ => None,
+    };
+    if let Some(s) = simple {
+        return Some(s.to_owned());
+    }
+    let cp = u32::from(c);
+    if cp < 0x20 || cp == 0x7f {
+        return Some(format!("\\x{cp:02x}"));
+    }
+    if (0x80..=0x9f).contains(&cp) || is_invisible_format(cp) {
+        return Some(unicode_escape(c));
+    }
+    None
+}
+
+/// `\u{XXXX}` in lowercase hex, the same notation Rust uses.
+fn unicode_escape(c: char) -> String {
+    let mut s = String::with_capacity(10);
+    let _ = write!(s, "\\u{{{:x}}}", u32::from(c));
+    s
+}
+
+/// Bidi controls, zero-width and other invisible format characters.
+fn is_invisible_format(cp: u32) -> bool {
+    matches!(
+        cp,
+        0x061C          // ARABIC LETTER MARK
+        | 0x180E        // MONGOLIAN VOWEL SEPARATOR
+        | 0x200B..=0x200F // ZWSP, ZWNJ, ZWJ, LRM, RLM
+        | 0x2028..=0x2029 // LINE / PARAGRAPH SEPARATOR
+        | 0x202A..=0x202E // LRE, RLE, PDF, LRO, RLO
+        | 0x2060..=0x2064 // WORD JOINER, invisible operators
+        | 0x2066..=0x2069 // LRI, RLI, FSI, PDI
+        | 0x206A..=0x206F // deprecated format characters
+        | 0xFEFF        // BOM / ZWNBSP
+        | 0xFFF9..=0xFFFB // interlinear annotation
+        | 0xE0000..=0xE007F // tag characters
+    )
+}
+
+/// Display width in terminal columns (East Asian wide characters count 2).
+pub fn width(s: &str) -> usize {
+    UnicodeWidthStr::width(s)
+}
+
+/// Fits `s` into `max` columns. When text is cut, `…` (one column) is
+/// appended; grapheme clusters are never split and a wide character that
+/// does not fit entirely is left out. `max == 0` gives an empty string.
+pub fn truncate(s: &str, max: usize) -> String {
+    if width(s) <= max {
+        return s.to_owned();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let budget = max - 1;
+    let mut out = String::new();
+    let mut used = 0usize;
+    for g in s.graphemes(true) {
+        let w = width(g);
+        if used + w > budget {
+            break;
+        }
+        used += w;
+        out.push_str(g);
+    }
+    // Per-grapheme widths can differ from the width of the whole string in
+    // rare contextual cases; shrink until the result really fits.
+    while width(&out) > budget {
+        if out.pop().is_none() {
+            break;
+        }
+    }
+    out.push(ELLIPSIS);
+    out
+}
+
+/// [`truncate`]s `s` to `w` columns, then pads with spaces to exactly `w`.
+pub fn pad_right(s: &str, w: usize) -> String {
+    let mut out = truncate(s, w);
+    let used = width(&out);
+    out.extend(std::iter::repeat_n(' ', w.saturating_sub(used)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No code point in C0, DEL or C1 survives.
+    fn no_control_chars(s: &str) -> bool {
+        s.chars().all(|c| !c.is_control())
+    }
+
+    #[test]
+    fn simple_escapes() {
+        assert_eq!(clean("a\nb"), "a\\nb");
+        assert_eq!(clean("a\rb"), "a\\rb");
+        assert_eq!(clean("a\tb"), "a\\tb");
+        assert_eq!(clean("a\u{1b}b"), "a\\eb");
+        assert_eq!(clean("a\0b"), "a\\0b");
+    }
+
+    #[test]
+    fn c0_del_c1_escapes() {
+        assert_eq!(clean("\u{7}"), "\\x07");
+        assert_eq!(clean("\u{1f}"), "\\x1f");
+        assert_eq!(clean("\u{7f}"), "\\x7f");
+        assert_eq!(clean("\u{9b}2J"), "\\u{9b}2J");
+        assert_eq!(clean("\u{80}\u{9f}"), "\\u{80}\\u{9f}");
+        assert_eq!(clean("\u{85}"), "\\u{85}");
+    }
+
+    #[test]
+    fn bidi_and_zero_width_escapes() {
+        assert_eq!(clean("Your \u{202e}knaB"), "Your \\u{202e}knaB");
+        for cp in [
+            0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2066, 0x2067, 0x2068, 0x2069, 0x200e, 0x200f, 0x061c,
+            0x200b, 0x200c, 0x200d, 0x2060, 0xfeff,
+        ] {
+            let c = char::from_u32(cp).unwrap_or('?');
+            let s = format!("a{c}b");
+            assert_eq!(clean(&s), format!("a\\u{{{cp:x}}}b"), "U+{cp:04X}");
+        }
+        assert_eq!(clean("\u{2028}"), "\\u{2028}");
+        assert_eq!(clean("x\u{e0041}"), "x\\u{e0041}");
+    }
+
+    #[test]
+    fn backslash_and_plain_text_kept() {
+        assert_eq!(clean("C:\\path"), "C:\\path");
+        assert_eq!(clean("山田 太郎"), "山田 太郎");
+        assert_eq!(clean("Müller"), "Müller");
+        assert_eq!(clean(""), "");
+    }
+
+    #[test]
+    fn escape_sequences_are_neutralised() {
+        for input in ["\u{1b}]52;c;cm0gLXJmIH4K\u{7}", "\u{1b}[2J\u{1b}[H"] {
+            let out = clean(input);
+            assert!(
+                out.bytes().all(|b| (0x20..0x7f).contains(&b)),
+                "{input:?} -> {out:?}"
+            );
+            assert!(no_control_chars(&out));
+        }
+        assert_eq!(clean("\u{1b}[2J\u{1b}[H"), "\\e[2J\\e[H");
+        assert_eq!(
+            clean("\u{1b}]52;c;cm0gLXJmIH4K\u{7}"),
+            "\\e]52;c;cm0gLXJmIH4K\\x07"
+        );
+    }
+
+    #[test]
+    fn combining_marks_limited() {
+        // Decomposed é keeps its accent.
+        assert_eq!(clean("e\u{301}"), "e\u{301}");
+        // Zalgo: a thousand strikethrough marks per letter.
+        let flood: String = "ab"
+            .chars()
+            .flat_map(|c| std::iter::once(c).chain(std::iter::repeat_n('\u{336}', 1000)))
+            .collect();
+        let out = clean(&flood);
+        assert_eq!(out, "a\u{336}\u{336}b\u{336}\u{336}");
+        // Orphan marks have no base to sit on: escaped.
+        assert_eq!(clean("\u{336}x"), "\\u{336}x");
+        assert_eq!(clean("\n\u{336}"), "\\n\\u{336}");
+    }
+
+    #[test]
+    fn long_input_bounded() {
+        let long = "x\u{336}\u{336}\u{336}".repeat(100_000);
+        let out = clean(&long);
+        assert!(width(&out) <= CLEAN_MAX_WIDTH);
+        assert!(out.ends_with('…'));
+        assert!(out.chars().count() <= CLEAN_MAX_WIDTH * (1 + MAX_COMBINING));
+
+        let wide = "山".repeat(10_000);
+        let out = clean(&wide);
+        assert!(width(&out) <= CLEAN_MAX_WIDTH);
+        assert!(out.ends_with('…'));
+
+        let esc = "\u{1b}".repeat(10_000);
+        let out = clean(&esc);
+        assert!(width(&out) <= CLEAN_MAX_WIDTH);
+        assert!(no_control_chars(&out));
+
+        let exact = "a".repeat(CLEAN_MAX_WIDTH);
+        assert_eq!(clean(&exact), exact);
+    }
+
+    #[test]
+    fn widths() {
+        assert_eq!(width("山田 太郎"), 9);
+        assert_eq!(width("abc"), 3);
+        assert_eq!(width("e\u{301}"), 1);
+        assert_eq!(width(""), 0);
+        assert_eq!(width("…"), 1);
+    }
+
+    #[test]
+    fn truncate_wide_at_odd_widths() {
+        let name = "山田 太郎";
+        assert_eq!(truncate(name, 9), name);
+        assert_eq!(truncate(name, 10), name);
+        assert_eq!(truncate(name, 8), "山田 太…");
+        assert_eq!(truncate(name, 7), "山田 …");
+        assert_eq!(truncate(name, 5), "山田…");
+        assert_eq!(truncate(name, 4), "山…");
+        assert_eq!(truncate(name, 3), "山…");
+        assert_eq!(truncate(name, 2), "…");
+        assert_eq!(truncate(name, 1), "…");
+        assert_eq!(truncate(name, 0), "");
+        for max in 0..12 {
+            assert!(width(&truncate(name, max)) <= max, "max {max}");
+        }
+    }
+
+    #[test]
+    fn truncate_keeps_graphemes_whole() {
+        assert_eq!(truncate("e\u{301}e\u{301}e\u{301}", 2), "e\u{301}…");
+        assert_eq!(truncate("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn pad_right_exact() {
+        let name = "山田 太郎";
+        for w in 0..14 {
+            let p = pad_right(name, w);
+            assert_eq!(width(&p), w, "w {w}: {p:?}");
+        }
+        assert_eq!(pad_right(name, 4), "山… ");
+        assert_eq!(pad_right(name, 11), "山田 太郎  ");
+        assert_eq!(pad_right("ab", 4), "ab  ");
+        assert_eq!(pad_right("", 0), "");
+    }
+}

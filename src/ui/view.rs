@@ -1,0 +1,481 @@
+//! Drawing the terminal UI from its state: the status bar, the call list (active calls, then
+//! this session's history), the dial line, and the overlays (incoming-call popup, help, quit
+//! confirmation, log pane). Text widths are display widths: double-width Japanese never
+//! breaks a column or a frame.
+
+use std::time::Instant;
+
+use chrono::Local;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+
+use crate::config::PopupSize;
+
+use super::i18n::Catalog;
+use super::keys::Action;
+use super::state::{App, Level, Mode, Reg, RowState};
+use super::text::{pad_right, truncate, width};
+use super::theme::Theme;
+
+/// Everything `draw` needs besides the state.
+pub struct Look<'a> {
+    pub theme: &'a Theme,
+    pub cat: &'a Catalog,
+}
+
+fn hms(secs: u64) -> String {
+    if secs >= 3600 {
+        format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    } else {
+        format!("{:02}:{:02}", secs / 60, secs % 60)
+    }
+}
+
+/// Draws one frame.
+pub fn draw(f: &mut Frame, app: &App, look: &Look) {
+    let area = f.area();
+    let log_h = if app.show_log {
+        (area.height / 3).clamp(3, 10)
+    } else {
+        0
+    };
+    let [status, body, log, bottom] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(log_h),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    draw_status(f, status, app, look);
+    draw_list(f, body, app, look);
+    if app.show_log {
+        draw_log(f, log, app, look);
+    }
+    draw_bottom(f, bottom, app, look);
+    if app.popup.is_some() {
+        draw_popup(f, body, app, look);
+    }
+    match app.mode {
+        Mode::Help => draw_help(f, area, app, look),
+        Mode::ConfirmQuit => {
+            let text = look.cat.get("quit.confirm");
+            let w = (width(text) as u16 + 4).min(area.width);
+            let r = centered(area, w, 3);
+            f.render_widget(Clear, r);
+            f.render_widget(
+                Paragraph::new(text)
+                    .block(bordered(look, ""))
+                    .style(look.theme.style("ui.text")),
+                r,
+            );
+        }
+        _ => {}
+    }
+}
+
+fn bordered<'a>(look: &Look, title: &'a str) -> Block<'a> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(look.theme.style("ui.border"))
+        .title(Span::styled(title, look.theme.style("ui.title")))
+}
+
+fn draw_status(f: &mut Frame, area: Rect, app: &App, look: &Look) {
+    let t = look.theme;
+    let (reg_text, reg_style) = match &app.reg {
+        Reg::Starting => (
+            look.cat.get("status.registering").to_owned(),
+            t.style("status.warn"),
+        ),
+        Reg::Registered(_) => (look.cat.get("status.registered").to_owned(), t.style("status.ok")),
+        Reg::Failed(why) => (
+            look.cat.fmt("status.failed", &[("reason", why)]),
+            t.style("status.error"),
+        ),
+        Reg::Unregistered => (
+            look.cat.get("status.unregistered").to_owned(),
+            t.style("status.warn"),
+        ),
+        Reg::Direct(addr) => (
+            look.cat.fmt("status.direct", &[("addr", addr)]),
+            t.style("status.ok"),
+        ),
+    };
+    let mut spans = vec![
+        Span::styled(format!(" {} ", look.cat.get("app.title")), t.style("ui.title")),
+        Span::raw(" "),
+        Span::raw(truncate(&app.account, 30)),
+        Span::raw(" │ "),
+        Span::styled(truncate(&reg_text, 40), reg_style),
+    ];
+    if app.dnd {
+        spans.push(Span::raw(" │ "));
+        spans.push(Span::styled(look.cat.get("status.dnd"), t.style("status.warn")));
+    }
+    if let Some(c) = app.calls.iter().find(|c| c.muted) {
+        let _ = c;
+        spans.push(Span::raw(" │ "));
+        spans.push(Span::styled(look.cat.get("status.muted"), t.style("status.warn")));
+    }
+    if let Some(c) = app.calls.iter().find(|c| c.answered.is_some()) {
+        let secs = c.answered.map_or(0, |a| a.elapsed().as_secs());
+        spans.push(Span::raw(" │ "));
+        spans.push(Span::styled(hms(secs), t.style("call.active")));
+    }
+    let clock = Local::now().format("%H:%M:%S").to_string();
+    let used: usize = spans.iter().map(|s| width(&s.content)).sum();
+    let pad = (area.width as usize).saturating_sub(used + clock.len() + 1);
+    spans.push(Span::raw(" ".repeat(pad)));
+    spans.push(Span::raw(clock));
+    f.render_widget(
+        Paragraph::new(Line::from(spans)).style(t.style("status.bar")),
+        area,
+    );
+}
+
+/// Column widths for the list, by the terminal width.
+fn columns(w: usize) -> [usize; 7] {
+    // state/date, dir, result, number, name, company, duration (+ quality/rec on wide screens)
+    if w >= 110 {
+        [16, 4, 10, 18, 20, 22, 9]
+    } else if w >= 80 {
+        [11, 3, 9, 14, 16, 14, 7]
+    } else {
+        let rest = w.saturating_sub(11 + 3 + 8);
+        [11, 3, 0, rest / 2, rest - rest / 2, 0, 8]
+    }
+}
+
+fn draw_list(f: &mut Frame, area: Rect, app: &App, look: &Look) {
+    let t = look.theme;
+    let cat = look.cat;
+    let inner_w = area.width.saturating_sub(2) as usize;
+    let cols = columns(inner_w);
+    let mut lines: Vec<Line> = Vec::new();
+    let header = [
+        cat.get("col.state"),
+        cat.get("col.dir"),
+        cat.get("col.result"),
+        cat.get("col.number"),
+        cat.get("col.name"),
+        cat.get("col.company"),
+        cat.get("col.duration"),
+    ];
+    lines.push(row_line(
+        &header.map(str::to_owned),
+        &cols,
+        t.style("list.header"),
+    ));
+    let now = Instant::now();
+    for (i, c) in app.calls.iter().enumerate() {
+        let state = match c.state {
+            RowState::Ringing => cat.get("state.ringing"),
+            RowState::Calling => cat.get("state.calling"),
+            RowState::Ringback => cat.get("state.ringback"),
+            RowState::Active => cat.get("state.active"),
+            RowState::Held => cat.get("state.held"),
+        };
+        let dur = c.answered.map_or(0, |a| now.duration_since(a).as_secs());
+        let name = if c.crm.name.is_empty() {
+            c.telname.clone()
+        } else {
+            c.crm.name.clone()
+        };
+        let mut cells = [
+            state.to_owned(),
+            dir(c.incoming, look),
+            c.quality.clone().unwrap_or_default(),
+            app.shown_number(c).to_owned(),
+            name,
+            c.crm.company.clone(),
+            hms(dur),
+        ];
+        if c.recording {
+            cells[6] = format!("● {}", cells[6]);
+        }
+        let style = if i == app.selected {
+            t.style("list.selected")
+        } else {
+            match c.state {
+                RowState::Ringing | RowState::Ringback | RowState::Calling => t.style("call.ringing"),
+                RowState::Held => t.style("call.held"),
+                RowState::Active => t.style("call.active"),
+            }
+        };
+        lines.push(row_line(&cells, &cols, style));
+    }
+    if app.calls.is_empty() && app.history.is_empty() {
+        lines.push(Line::styled(
+            format!(" {}", cat.get("calls.empty")),
+            t.style("ui.dim"),
+        ));
+    }
+    for (j, h) in app.history.iter().enumerate() {
+        let i = app.calls.len() + j;
+        let result = cat.get(&format!("result.{}", h.result)).to_owned();
+        let cells = [
+            h.date.format("%m-%d %H:%M").to_string(),
+            dir(h.incoming, look),
+            result,
+            h.tel.clone(),
+            h.name.clone(),
+            h.company.clone(),
+            format!(
+                "{}{}",
+                if h.recording.is_some() { "● " } else { "" },
+                hms(h.duration_s.round() as u64)
+            ),
+        ];
+        let style = if i == app.selected {
+            t.style("list.selected")
+        } else {
+            t.style("ui.text")
+        };
+        lines.push(row_line(&cells, &cols, style));
+    }
+    // Keep the selection visible.
+    let visible = area.height.saturating_sub(2) as usize;
+    let skip = (app.selected + 2).saturating_sub(visible);
+    let header_line = lines.remove(0);
+    let mut shown = vec![header_line];
+    shown.extend(lines.into_iter().skip(skip));
+    let title = format!("{} / {}", cat.get("calls.active"), cat.get("calls.history"));
+    f.render_widget(Paragraph::new(shown).block(bordered(look, &title)), area);
+}
+
+fn dir(incoming: bool, look: &Look) -> String {
+    look.cat
+        .get(if incoming { "dir.in" } else { "dir.out" })
+        .to_owned()
+}
+
+fn row_line(cells: &[String; 7], cols: &[usize; 7], style: Style) -> Line<'static> {
+    let mut s = String::new();
+    for (cell, w) in cells.iter().zip(cols) {
+        if *w == 0 {
+            continue;
+        }
+        s.push_str(&pad_right(cell, *w));
+        s.push(' ');
+    }
+    Line::styled(s, style)
+}
+
+fn draw_log(f: &mut Frame, area: Rect, app: &App, look: &Look) {
+    let t = look.theme;
+    let n = area.height.saturating_sub(2) as usize;
+    let lines: Vec<Line> = app
+        .log
+        .iter()
+        .rev()
+        .take(n)
+        .rev()
+        .map(|(lvl, msg)| {
+            let style = match lvl {
+                Level::Info => t.style("log.info"),
+                Level::Warn => t.style("log.warn"),
+                Level::Error => t.style("log.error"),
+            };
+            Line::styled(truncate(msg, area.width.saturating_sub(2) as usize), style)
+        })
+        .collect();
+    f.render_widget(
+        Paragraph::new(lines).block(bordered(look, look.cat.get("log.title"))),
+        area,
+    );
+}
+
+fn draw_bottom(f: &mut Frame, area: Rect, app: &App, look: &Look) {
+    let t = look.theme;
+    let line = match &app.mode {
+        Mode::Dial { input, transfer } => {
+            let prompt = if *transfer {
+                look.cat.get("help.transfer")
+            } else {
+                look.cat.get("dial.prompt")
+            };
+            Line::from(vec![
+                Span::styled(format!("{prompt}: "), t.style("help.key")),
+                Span::styled(format!("{}▏", super::text::clean(input)), t.style("input")),
+            ])
+        }
+        _ => {
+            // The main keys, as mapped, with their help texts.
+            let k = |a: Action| app.keys.keys_of(a).first().cloned().unwrap_or_default();
+            let mut spans = Vec::new();
+            for (a, help) in [
+                (Action::Help, "help.help"),
+                (Action::Dial, "help.dial"),
+                (Action::Answer, "help.answer"),
+                (Action::Hangup, "help.hangup"),
+                (Action::Settings, "help.settings"),
+                (Action::Quit, "help.quit"),
+            ] {
+                spans.push(Span::styled(format!(" {} ", k(a)), t.style("help.key")));
+                spans.push(Span::styled(
+                    format!("{} ", look.cat.get(help)),
+                    t.style("ui.dim"),
+                ));
+            }
+            Line::from(spans)
+        }
+    };
+    f.render_widget(Paragraph::new(line), area);
+}
+
+/// The popup's share of the screen (POP-1).
+fn popup_rect(area: Rect, size: PopupSize) -> Rect {
+    let (pw, ph, minw, minh) = match size {
+        PopupSize::Small => (40, 40, 36, 8),
+        PopupSize::Medium => (60, 60, 44, 11),
+        PopupSize::Large => (80, 80, 50, 14),
+    };
+    let w = (area.width * pw / 100).max(minw).min(area.width);
+    let h = (area.height * ph / 100).max(minh).min(area.height);
+    centered(area, w, h)
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) {
+    let Some(p) = &app.popup else { return };
+    let Some(c) = app.call(&p.call) else { return };
+    let t = look.theme;
+    let cat = look.cat;
+    let r = popup_rect(area, app.popup_size);
+    f.render_widget(Clear, r);
+    let label_w = 12;
+    let value_w = (r.width as usize).saturating_sub(label_w + 4);
+    let field = |label: &str, value: &str, style: Style| -> Line<'static> {
+        Line::from(vec![
+            Span::styled(pad_right(label, label_w), t.style("popup.label")),
+            Span::raw(" "),
+            Span::styled(truncate(value, value_w), style),
+        ])
+    };
+    let mut lines = vec![
+        field(
+            cat.get("popup.number"),
+            app.shown_number(c),
+            t.style("popup.value"),
+        ),
+        field(cat.get("popup.name"), &c.telname, t.style("popup.value")),
+    ];
+    if app.popup_size != PopupSize::Small {
+        lines.push(field(cat.get("popup.called"), &c.called, t.style("popup.value")));
+    }
+    lines.push(Line::raw(""));
+    if c.crm.searching {
+        lines.push(Line::styled(
+            cat.get("popup.searching").to_owned(),
+            t.style("popup.searching"),
+        ));
+    } else if let Some(e) = &c.crm.error {
+        let msg = cat.fmt("popup.search_failed", &[("error", e)]);
+        lines.push(Line::styled(
+            truncate(&msg, r.width.saturating_sub(4) as usize),
+            t.style("popup.error"),
+        ));
+    } else {
+        lines.push(field(
+            cat.get("popup.company"),
+            &c.crm.company,
+            t.style("popup.value"),
+        ));
+        lines.push(field(
+            cat.get("popup.crm_name"),
+            &c.crm.name,
+            t.style("popup.value"),
+        ));
+        if app.popup_size == PopupSize::Large {
+            lines.push(field(
+                cat.get("popup.ext_id"),
+                &c.crm.ext_id,
+                t.style("popup.value"),
+            ));
+        }
+    }
+    if let Some(link) = &c.crm.link {
+        lines.push(Line::styled(
+            truncate(
+                &cat.fmt("popup.link", &[("url", link)]),
+                r.width.saturating_sub(4) as usize,
+            ),
+            t.style("ui.dim"),
+        ));
+    }
+    // Buttons (POP-2) and the countdown (POP-3).
+    let mut bottom: Vec<Span> = Vec::new();
+    if app.popup_buttons && c.state == RowState::Ringing {
+        let k = |a: Action| app.keys.keys_of(a).first().cloned().unwrap_or_default();
+        bottom.push(Span::styled(
+            format!("[{}] {}", k(Action::Answer), cat.get("popup.answer")),
+            t.style("button.focused"),
+        ));
+        bottom.push(Span::raw("  "));
+        bottom.push(Span::styled(
+            format!("[{}] {}", k(Action::Hangup), cat.get("popup.hangup")),
+            t.style("button"),
+        ));
+        bottom.push(Span::raw("  "));
+        bottom.push(Span::styled(
+            format!("[Enter] {}", cat.get("popup.open")),
+            t.style("button"),
+        ));
+    }
+    if app.popup_seconds > 0 {
+        let left = u64::from(app.popup_seconds).saturating_sub(p.shown.elapsed().as_secs());
+        bottom.push(Span::raw("  "));
+        bottom.push(Span::styled(
+            cat.fmt("popup.closes", &[("secs", &left.to_string())]),
+            t.style("ui.dim"),
+        ));
+    }
+    let inner_h = r.height.saturating_sub(2) as usize;
+    while lines.len() + 1 < inner_h {
+        lines.push(Line::raw(""));
+    }
+    lines.truncate(inner_h.saturating_sub(1));
+    lines.push(Line::from(bottom));
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(t.style("popup.border"))
+        .title(Span::styled(
+            format!(" {} ", cat.get("popup.title")),
+            t.style("popup.title"),
+        ));
+    f.render_widget(Paragraph::new(lines).block(block), r);
+}
+
+fn draw_help(f: &mut Frame, area: Rect, app: &App, look: &Look) {
+    let t = look.theme;
+    let mut lines = Vec::new();
+    for (action, _, _, help_key) in Action::ALL {
+        let keys = app.keys.keys_of(action).join(" ");
+        lines.push(Line::from(vec![
+            Span::styled(pad_right(&keys, 12), t.style("help.key")),
+            Span::raw(" "),
+            Span::styled(look.cat.get(help_key).to_owned(), t.style("ui.text")),
+        ]));
+    }
+    let h = (lines.len() as u16 + 2).min(area.height);
+    let w = 56.min(area.width);
+    let r = centered(area, w, h);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).block(bordered(look, look.cat.get("help.title"))),
+        r,
+    );
+}
