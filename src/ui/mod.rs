@@ -6,6 +6,7 @@
 
 pub mod i18n;
 pub mod keys;
+pub mod settings;
 pub mod state;
 pub mod term;
 pub mod text;
@@ -93,16 +94,31 @@ pub async fn run(config: Config, plan: Plan) -> u8 {
         theme: &theme,
         cat: &cat,
     };
+    let config_path = config.source.path.clone().or_else(crate::config::default_path);
+    let mut settings: Option<settings::Settings> = None;
     let mut quitting = false;
     loop {
         if app.dirty {
             app.dirty = false;
-            if let Err(e) = terminal.draw(|f| view::draw(f, &app, &look)) {
+            let drawn = terminal.draw(|f| {
+                view::draw(f, &app, &look);
+                if let Some(s) = &settings {
+                    s.draw(f, f.area(), &theme, &cat);
+                }
+            });
+            if let Err(e) = drawn {
                 app.log(Level::Error, format!("drawing failed: {e}"));
             }
         }
         let effects = tokio::select! {
             k = keys.recv() => match k {
+                Some(term::Input::Key(k)) if settings.is_some() => {
+                    app.dirty = true;
+                    if settings.as_mut().is_some_and(|s| s.on_key(k) == settings::Outcome::Close) {
+                        settings = None;
+                    }
+                    vec![]
+                }
                 Some(term::Input::Key(k)) => app.on_key(k),
                 Some(term::Input::Resize) => { app.dirty = true; vec![] }
                 None => vec![Effect::Quit],
@@ -122,7 +138,11 @@ pub async fn run(config: Config, plan: Plan) -> u8 {
                 }
                 Effect::Copy(text) => terminal.copy(&text),
                 Effect::Notify(text) => terminal.notify(&text),
-                Effect::OpenSettings => app.log(Level::Info, cat.get("settings.title").to_owned()),
+                Effect::OpenSettings => match config_path.as_deref().map(settings::Settings::open) {
+                    Some(Ok(s)) => settings = Some(s),
+                    Some(Err(e)) => app.log(Level::Error, e),
+                    None => app.log(Level::Error, "no configuration file to edit: give --config FILE"),
+                },
                 Effect::Quit => quitting = true,
             }
         }
