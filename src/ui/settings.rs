@@ -260,11 +260,7 @@ impl Settings {
                 self.pane = (self.pane + PANES.len() - 1) % PANES.len();
                 self.row = 0;
             }
-            KeyCode::Down | KeyCode::Char('j') => {
-                if self.row + 1 < self.rows() {
-                    self.row += 1;
-                }
-            }
+            KeyCode::Down | KeyCode::Char('j') if self.row + 1 < self.rows() => self.row += 1,
             KeyCode::Up | KeyCode::Char('k') => self.row = self.row.saturating_sub(1),
             KeyCode::Char('A') if self.pane == 1 => {
                 let _ = edit::set_all_numbers(&mut self.editor, true);
