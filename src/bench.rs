@@ -684,3 +684,158 @@ fn run_media(secs: u64, as_json: bool) -> Result<(), String> {
     );
     Ok(())
 }
+
+/// `ctiphone bench ui`: ring event → popup frame drawn and CRM reply → fields drawn, through
+/// the real state and drawing code into an in-memory terminal of the given size (medians and
+/// p99 over `n` calls); then, when tmux is installed, `ctiphone` idle in a real terminal for
+/// 10 s: CPU ticks and RSS.
+pub fn ui(n: usize, as_json: bool) -> u8 {
+    use crate::app::{CtiEvent, Event, PhoneEvent};
+    use crate::ui::{i18n, keys, state, theme, view};
+    use ratatui::backend::TestBackend;
+
+    let config = match crate::config::Config::parse("[popup]\nsize = \"large\"\n", None) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let Ok(keymap) = keys::KeyMap::new(&Default::default()) else {
+        return 1;
+    };
+    let Ok(th) = theme::Theme::load("default", None) else {
+        return 1;
+    };
+    let cat = i18n::Catalog::new(i18n::Lang::Ja);
+    let look = view::Look {
+        theme: &th,
+        cat: &cat,
+    };
+    let Ok(mut term) = ratatui::Terminal::new(TestBackend::new(120, 40));
+    let mut ring = Vec::with_capacity(n);
+    let mut reply = Vec::with_capacity(n);
+    for i in 0..n.max(1) {
+        let mut app = state::App::new(&config, keymap.clone());
+        let id = format!("bench-{i}");
+        let incoming = Event::Phone(PhoneEvent::Incoming {
+            call: id.clone(),
+            tel: "0312345678".into(),
+            telname: "山田 太郎".into(),
+            called: "0120000111".into(),
+            calledname: String::new(),
+            anonymous: false,
+        });
+        let t0 = Instant::now();
+        app.on_event(&incoming);
+        let _ = term.draw(|f| view::draw(f, &app, &look));
+        ring.push(t0.elapsed().as_secs_f64() * 1e6);
+        let vars = [
+            ("COMPANY", "Acme 株式会社"),
+            ("NAME", "山田 太郎"),
+            ("EXT_ID", "C-42"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let found = Event::Cti(CtiEvent::SearchResult { call_id: id, vars });
+        let t0 = Instant::now();
+        app.on_event(&found);
+        let _ = term.draw(|f| view::draw(f, &app, &look));
+        reply.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    let idle = idle_in_tmux();
+    let report = json!({
+        "ring_to_popup_drawn_us": { "median": percentile(&ring, 50.0), "p99": percentile(&ring, 99.0) },
+        "crm_reply_to_fields_drawn_us": { "median": percentile(&reply, 50.0), "p99": percentile(&reply, 99.0) },
+        "idle_10s_cpu_ticks": idle.as_ref().map(|i| i.0),
+        "idle_rss_kib": idle.as_ref().and_then(|i| i.1),
+        "terminal": "120x40, Japanese catalog, large popup",
+    });
+    if as_json {
+        println!("{report}");
+    } else {
+        println!(
+            "ctiphone bench ui: {n} calls, 120x40, Japanese, large popup (target: one 60 Hz frame, 16 ms)"
+        );
+        let f = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.0} us", v));
+        println!(
+            "ring event -> popup drawn       median {:>10}  p99 {:>10}",
+            f(percentile(&ring, 50.0)),
+            f(percentile(&ring, 99.0))
+        );
+        println!(
+            "CRM reply  -> fields drawn      median {:>10}  p99 {:>10}",
+            f(percentile(&reply, 50.0)),
+            f(percentile(&reply, 99.0))
+        );
+        match idle {
+            Some((ticks, rss)) => println!(
+                "idle 10 s in tmux: {ticks} CPU ticks (the 1 Hz clock included), RSS {}",
+                rss.map_or("-".to_owned(), |r| format!("{r} KiB"))
+            ),
+            None => println!("idle in tmux: not measured (tmux is not installed)"),
+        }
+    }
+    0
+}
+
+/// Runs `ctiphone` (this binary, direct calls on a free port, null audio) in a detached tmux
+/// session for 10 s; returns its CPU ticks over those 10 s and its RSS.
+fn idle_in_tmux() -> Option<(u64, Option<u64>)> {
+    which("tmux")?;
+    let dir = tempfile::tempdir().ok()?;
+    let cfg = dir.path().join("c.toml");
+    let port = free_udp_port().ok()?;
+    std::fs::write(
+        &cfg,
+        format!("[account]\nuri = \"sip:b@127.0.0.1\"\nregistrar = \"\"\nlisten = \"127.0.0.1:{port}\"\n[audio]\ninput = \"null\"\noutput = \"null\"\n"),
+    )
+    .ok()?;
+    let exe = std::env::current_exe().ok()?;
+    let sock = format!("ctiphone-bench-{}", std::process::id());
+    let cmd = format!(
+        "HOME={} {} --config {}",
+        dir.path().display(),
+        exe.display(),
+        cfg.display()
+    );
+    let ok = Command::new("tmux")
+        .args(["-L", &sock, "new-session", "-d", "-x", "100", "-y", "30", &cmd])
+        .status()
+        .ok()?
+        .success();
+    let kill = || {
+        let _ = Command::new("tmux").args(["-L", &sock, "kill-server"]).status();
+    };
+    if !ok {
+        kill();
+        return None;
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = Command::new("tmux")
+        .args(["-L", &sock, "list-panes", "-F", "#{pane_pid}"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u32>().ok());
+    let Some(pid) = pid else {
+        kill();
+        return None;
+    };
+    // The pane runs a shell that runs ctiphone: find the ctiphone child.
+    let target = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()
+        .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(pid);
+    let ticks = |p: u32| -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    };
+    let t0 = ticks(target);
+    std::thread::sleep(Duration::from_secs(10));
+    let t1 = ticks(target);
+    let rss = rss_kib(target);
+    kill();
+    Some((t1?.saturating_sub(t0?), rss))
+}

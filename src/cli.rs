@@ -47,6 +47,15 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Terminal UI: ring -> popup drawn, CRM reply -> fields drawn, idle CPU and RSS in tmux.
+    Ui {
+        /// Calls to time.
+        #[arg(long, default_value_t = 200)]
+        calls: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Media: CPU and RSS during a G.711 call with a file source and recording, and the RTP
     /// send-interval deviation; ctiphone vs baresip.
     Media {
@@ -220,6 +229,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Headless { auto_answer } => headless(cli.config.as_ref(), auto_answer, &cli.audio),
         Command::Bench(BenchCommand::Sip { calls, json }) => ExitCode::from(crate::bench::sip(calls, json)),
         Command::Bench(BenchCommand::Media { secs, json }) => ExitCode::from(crate::bench::media(secs, json)),
+        Command::Bench(BenchCommand::Ui { calls, json }) => ExitCode::from(crate::bench::ui(calls, json)),
     }
 }
 
