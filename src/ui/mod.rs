@@ -100,14 +100,19 @@ pub async fn run(config: Config, plan: Plan) -> u8 {
     loop {
         if app.dirty {
             app.dirty = false;
+            let mut link = None;
             let drawn = terminal.draw(|f| {
-                view::draw(f, &app, &look);
+                link = view::draw_with_link(f, &app, &look);
                 if let Some(s) = &settings {
+                    link = None;
                     s.draw(f, f.area(), &theme, &cat);
                 }
             });
             if let Err(e) = drawn {
                 app.log(Level::Error, format!("drawing failed: {e}"));
+            }
+            if let Some(l) = link {
+                terminal.hyperlink(l.x, l.y, &l.text, &l.url);
             }
         }
         let effects = tokio::select! {

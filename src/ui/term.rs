@@ -68,6 +68,21 @@ impl Terminal {
         );
     }
 
+    /// Turns text already drawn at (x, y) into a clickable OSC 8 hyperlink (ratatui has no
+    /// API for it). The URL comes from our own encoded expansion; anything but printable
+    /// ASCII in it, or in the text, and nothing is written.
+    pub fn hyperlink(&mut self, x: u16, y: u16, text: &str, url: &str) {
+        let printable = |s: &str| !s.chars().any(|c| c.is_control());
+        if !url.is_ascii() || !printable(url) || !printable(text) {
+            return;
+        }
+        let mut out = stdout();
+        let _ = execute!(out, cursor::SavePosition, cursor::MoveTo(x, y));
+        let _ = write!(out, "\x1b]8;;{url}\x1b\\{text}\x1b]8;;\x1b\\");
+        let _ = execute!(out, cursor::RestorePosition);
+        let _ = out.flush();
+    }
+
     /// Rings the bell and asks the terminal for a desktop notification (OSC 9, OSC 777).
     pub fn notify(&mut self, text: &str) {
         let text: String = clean(text).chars().filter(|c| *c != ';').collect();

@@ -34,8 +34,22 @@ fn hms(secs: u64) -> String {
     }
 }
 
+/// Where a link was drawn, for the terminal to turn its text into an OSC 8 hyperlink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkSpot {
+    pub x: u16,
+    pub y: u16,
+    pub text: String,
+    pub url: String,
+}
+
 /// Draws one frame.
 pub fn draw(f: &mut Frame, app: &App, look: &Look) {
+    let _ = draw_with_link(f, app, look);
+}
+
+/// Draws one frame; returns where the popup's link (if any) is.
+pub fn draw_with_link(f: &mut Frame, app: &App, look: &Look) -> Option<LinkSpot> {
     let area = f.area();
     let log_h = if app.show_log {
         (area.height / 3).clamp(3, 10)
@@ -55,9 +69,11 @@ pub fn draw(f: &mut Frame, app: &App, look: &Look) {
         draw_log(f, log, app, look);
     }
     draw_bottom(f, bottom, app, look);
-    if app.popup.is_some() {
-        draw_popup(f, body, app, look);
-    }
+    let link = if app.popup.is_some() {
+        draw_popup(f, body, app, look)
+    } else {
+        None
+    };
     match app.mode {
         Mode::Help => draw_help(f, area, app, look),
         Mode::ConfirmQuit => {
@@ -74,6 +90,7 @@ pub fn draw(f: &mut Frame, app: &App, look: &Look) {
         }
         _ => {}
     }
+    link
 }
 
 fn bordered<'a>(look: &Look, title: &'a str) -> Block<'a> {
@@ -349,9 +366,9 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     }
 }
 
-fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) {
-    let Some(p) = &app.popup else { return };
-    let Some(c) = app.call(&p.call) else { return };
+fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) -> Option<LinkSpot> {
+    let p = app.popup.as_ref()?;
+    let c = app.call(&p.call)?;
     let t = look.theme;
     let cat = look.cat;
     let r = popup_rect(area, app.popup_size);
@@ -407,7 +424,13 @@ fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) {
             ));
         }
     }
+    let mut link_spot = None;
     if let Some(link) = &c.crm.link {
+        let text = truncate(
+            &cat.fmt("popup.link", &[("url", link)]),
+            r.width.saturating_sub(4) as usize,
+        );
+        link_spot = Some((lines.len(), text, link.clone()));
         lines.push(Line::styled(
             truncate(
                 &cat.fmt("popup.link", &[("url", link)]),
@@ -456,7 +479,16 @@ fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) {
             format!(" {} ", cat.get("popup.title")),
             t.style("popup.title"),
         ));
+    let shown_lines = lines.len().saturating_sub(1);
     f.render_widget(Paragraph::new(lines).block(block), r);
+    link_spot
+        .filter(|(i, ..)| *i < shown_lines)
+        .map(|(i, text, url)| LinkSpot {
+            x: r.x + 1,
+            y: r.y + 1 + i as u16,
+            text,
+            url,
+        })
 }
 
 fn draw_help(f: &mut Frame, area: Rect, app: &App, look: &Look) {
