@@ -96,18 +96,21 @@ pub async fn run(config: Config, plan: Plan) -> u8 {
     };
     let config_path = config.source.path.clone().or_else(crate::config::default_path);
     let mut settings: Option<settings::Settings> = None;
+    let mut buttons: Vec<(ratatui::layout::Rect, keys::Action)> = Vec::new();
     let mut quitting = false;
     loop {
         if app.dirty {
             app.dirty = false;
-            let mut link = None;
+            let mut frame = view::Drawn::default();
             let drawn = terminal.draw(|f| {
-                link = view::draw_with_link(f, &app, &look);
+                frame = view::draw_with_link(f, &app, &look);
                 if let Some(s) = &settings {
-                    link = None;
+                    frame = view::Drawn::default();
                     s.draw(f, f.area(), &theme, &cat);
                 }
             });
+            buttons = frame.buttons;
+            let link = frame.link;
             if let Err(e) = drawn {
                 app.log(Level::Error, format!("drawing failed: {e}"));
             }
@@ -125,6 +128,13 @@ pub async fn run(config: Config, plan: Plan) -> u8 {
                     vec![]
                 }
                 Some(term::Input::Key(k)) => app.on_key(k),
+                Some(term::Input::Click(x, y)) => {
+                    let hit = buttons.iter().find(|(r, _)| x >= r.x && x < r.x + r.width && y == r.y).map(|(_, a)| *a);
+                    match hit {
+                        Some(a) if settings.is_none() => app.act(a),
+                        _ => vec![],
+                    }
+                }
                 Some(term::Input::Resize) => { app.dirty = true; vec![] }
                 None => vec![Effect::Quit],
             },

@@ -501,6 +501,12 @@ impl App {
         let Some(action) = self.keys.action(&key) else {
             return vec![];
         };
+        self.act(action)
+    }
+
+    /// Runs an action (from a key, or a click on a popup button).
+    pub fn act(&mut self, action: Action) -> Vec<Effect> {
+        self.dirty = true;
         let call = self.current_call().map(|c| c.id.clone());
         let cmd = |c: Command| vec![Effect::Command(c)];
         match action {

@@ -19,13 +19,20 @@ use super::text::clean;
 #[derive(Debug)]
 pub enum Input {
     Key(KeyEvent),
+    /// A left click at (column, row).
+    Click(u16, u16),
     Resize,
 }
 
 /// Puts the terminal back as it was. Safe to call more than once.
 pub fn restore() {
     let _ = disable_raw_mode();
-    let _ = execute!(stdout(), LeaveAlternateScreen, cursor::Show);
+    let _ = execute!(
+        stdout(),
+        event::DisableMouseCapture,
+        LeaveAlternateScreen,
+        cursor::Show
+    );
 }
 
 /// The UI's terminal; restored when dropped.
@@ -49,7 +56,12 @@ impl Terminal {
             previous(info);
         }));
         enable_raw_mode()?;
-        execute!(stdout(), EnterAlternateScreen, cursor::Hide)?;
+        execute!(
+            stdout(),
+            EnterAlternateScreen,
+            cursor::Hide,
+            event::EnableMouseCapture
+        )?;
         let inner = ratatui::Terminal::new(CrosstermBackend::new(stdout()))?;
         Ok(Terminal { inner, saved_stderr })
     }
@@ -138,6 +150,11 @@ pub fn key_events() -> mpsc::Receiver<Input> {
             let input = match event::read() {
                 Ok(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => Input::Key(k),
                 Ok(TermEvent::Resize(..)) => Input::Resize,
+                Ok(TermEvent::Mouse(m))
+                    if m.kind == event::MouseEventKind::Down(event::MouseButton::Left) =>
+                {
+                    Input::Click(m.column, m.row)
+                }
                 Ok(_) => continue,
                 Err(_) => break,
             };

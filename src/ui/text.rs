@@ -42,6 +42,8 @@ const ELLIPSIS: char = '…';
 /// * The result is at most [`CLEAN_MAX_WIDTH`] columns wide; longer text is
 ///   cut and ends with `…`. Work stops early, so huge inputs are cheap.
 pub fn clean(s: &str) -> String {
+    let widened = widen_halfwidth_kana(s);
+    let s = widened.as_ref();
     let mut out = String::new();
     let mut cols = 0usize;
     // Combining marks seen since the last base character; `None` when there
@@ -132,6 +134,30 @@ fn is_invisible_format(cp: u32) -> bool {
     )
 }
 
+/// Half-width katakana (U+FF61–U+FF9F, common in legacy CRMs: ﾔﾏﾀﾞ ﾀﾛｳ) as full-width
+/// (NFKC): their voiced marks are separate characters that libraries measure as zero columns
+/// while terminals draw them in one, which would shift every column after them.
+fn widen_halfwidth_kana(s: &str) -> std::borrow::Cow<'_, str> {
+    use unicode_normalization::UnicodeNormalization;
+    let half = |c: char| ('\u{FF61}'..='\u{FF9F}').contains(&c);
+    if !s.chars().any(half) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() * 2);
+    let mut run = String::new();
+    for c in s.chars() {
+        if half(c) {
+            run.push(c);
+        } else {
+            out.extend(run.nfkc());
+            run.clear();
+            out.push(c);
+        }
+    }
+    out.extend(run.nfkc());
+    std::borrow::Cow::Owned(out)
+}
+
 /// Display width in terminal columns (East Asian wide characters count 2).
 pub fn width(s: &str) -> usize {
     UnicodeWidthStr::width(s)
@@ -180,6 +206,13 @@ pub fn pad_right(s: &str, w: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn halfwidth_katakana_is_widened() {
+        assert_eq!(clean("ﾔﾏﾀﾞ ﾀﾛｳ"), "ヤマダ タロウ");
+        assert_eq!(clean("ﾊﾟｰﾌﾟﾙ"), "パープル");
+        assert_eq!(width(&clean("ﾊﾟｰﾌﾟﾙ")), 8);
+    }
 
     /// No code point in C0, DEL or C1 survives.
     fn no_control_chars(s: &str) -> bool {

@@ -34,6 +34,13 @@ fn hms(secs: u64) -> String {
     }
 }
 
+/// What the frame put where: the popup's link (for OSC 8) and its buttons (for the mouse).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Drawn {
+    pub link: Option<LinkSpot>,
+    pub buttons: Vec<(Rect, Action)>,
+}
+
 /// Where a link was drawn, for the terminal to turn its text into an OSC 8 hyperlink.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkSpot {
@@ -48,8 +55,8 @@ pub fn draw(f: &mut Frame, app: &App, look: &Look) {
     let _ = draw_with_link(f, app, look);
 }
 
-/// Draws one frame; returns where the popup's link (if any) is.
-pub fn draw_with_link(f: &mut Frame, app: &App, look: &Look) -> Option<LinkSpot> {
+/// Draws one frame; returns where the popup's link and buttons are.
+pub fn draw_with_link(f: &mut Frame, app: &App, look: &Look) -> Drawn {
     let area = f.area();
     let log_h = if app.show_log {
         (area.height / 3).clamp(3, 10)
@@ -72,7 +79,7 @@ pub fn draw_with_link(f: &mut Frame, app: &App, look: &Look) -> Option<LinkSpot>
     let link = if app.popup.is_some() {
         draw_popup(f, body, app, look)
     } else {
-        None
+        Drawn::default()
     };
     match app.mode {
         Mode::Help => draw_help(f, area, app, look),
@@ -142,27 +149,46 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App, look: &Look) {
         spans.push(Span::raw(" │ "));
         spans.push(Span::styled(hms(secs), t.style("call.active")));
     }
-    let clock = Local::now().format("%H:%M:%S").to_string();
-    let used: usize = spans.iter().map(|s| width(&s.content)).sum();
-    let pad = (area.width as usize).saturating_sub(used + clock.len() + 1);
-    spans.push(Span::raw(" ".repeat(pad)));
-    spans.push(Span::raw(clock));
+    // The clock keeps its place at the right; the rest is cut to fit before it.
+    let clock = format!(" {}", Local::now().format("%H:%M:%S"));
+    let clock_w = if area.width as usize > clock.len() + 8 {
+        clock.len() as u16
+    } else {
+        0
+    };
+    let [left, right] = Layout::horizontal([Constraint::Min(0), Constraint::Length(clock_w)]).areas(area);
+    let text: String = spans.iter().map(|s| s.content.as_ref()).collect();
+    let spans = if width(&text) > left.width as usize {
+        vec![Span::raw(truncate(&text, left.width as usize))]
+    } else {
+        spans
+    };
     f.render_widget(
         Paragraph::new(Line::from(spans)).style(t.style("status.bar")),
-        area,
+        left,
     );
+    f.render_widget(Paragraph::new(clock).style(t.style("status.bar")), right);
 }
 
-/// Column widths for the list, by the terminal width.
+/// Column widths for the list, by the inner width; each column is followed by one space, so
+/// the widths plus one per shown column never exceed `w`.
 fn columns(w: usize) -> [usize; 7] {
-    // state/date, dir, result, number, name, company, duration (+ quality/rec on wide screens)
-    if w >= 110 {
-        [16, 4, 10, 18, 20, 22, 9]
-    } else if w >= 80 {
-        [11, 3, 9, 14, 16, 14, 7]
+    // state/date, dir, result, number, name, company, duration
+    if w >= 78 {
+        // Extra room goes to the name and the company.
+        let (base, used) = if w >= 110 {
+            ([16, 4, 10, 18, 20, 22, 9], 99 + 7)
+        } else {
+            ([11, 4, 9, 14, 14, 10, 8], 70 + 7)
+        };
+        let extra = w - used;
+        let mut c = base;
+        c[4] += extra / 2;
+        c[5] += extra - extra / 2;
+        c
     } else {
-        let rest = w.saturating_sub(11 + 3 + 8);
-        [11, 3, 0, rest / 2, rest - rest / 2, 0, 8]
+        let rest = w.saturating_sub(11 + 4 + 8 + 5);
+        [11, 4, 0, rest / 2, rest - rest / 2, 0, 8]
     }
 }
 
@@ -315,7 +341,7 @@ fn draw_bottom(f: &mut Frame, area: Rect, app: &App, look: &Look) {
                 look.cat.get("dial.prompt")
             };
             Line::from(vec![
-                Span::styled(format!("{prompt}: "), t.style("help.key")),
+                Span::styled(prompt, t.style("help.key")),
                 Span::styled(format!("{}▏", super::text::clean(input)), t.style("input")),
             ])
         }
@@ -366,14 +392,49 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     }
 }
 
-fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) -> Option<LinkSpot> {
-    let p = app.popup.as_ref()?;
-    let c = app.call(&p.call)?;
+fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) -> Drawn {
+    let Some(p) = app.popup.as_ref() else {
+        return Drawn::default();
+    };
+    let Some(c) = app.call(&p.call) else {
+        return Drawn::default();
+    };
     let t = look.theme;
     let cat = look.cat;
-    let r = popup_rect(area, app.popup_size);
+    // Inside the list's frame, so both frames stay whole.
+    let inner = Rect {
+        x: area.x + 1,
+        y: area.y + 1,
+        width: area.width.saturating_sub(2),
+        height: area.height.saturating_sub(2),
+    };
+    let r = popup_rect(inner, app.popup_size);
+    // A double-width character just left of the popup would cover its left border: blank it.
+    if r.x > area.x {
+        let buf = f.buffer_mut();
+        for y in r.y..r.y + r.height {
+            if let Some(cell) = buf.cell_mut((r.x - 1, y)) {
+                if width(cell.symbol()) > 1 {
+                    cell.set_symbol(" ");
+                }
+            }
+        }
+    }
     f.render_widget(Clear, r);
-    let label_w = 12;
+    let labels = [
+        "popup.number",
+        "popup.name",
+        "popup.called",
+        "popup.company",
+        "popup.crm_name",
+        "popup.ext_id",
+    ];
+    let label_w = labels
+        .iter()
+        .map(|k| width(cat.get(k)))
+        .max()
+        .unwrap_or(12)
+        .min(r.width as usize / 2);
     let value_w = (r.width as usize).saturating_sub(label_w + 4);
     let field = |label: &str, value: &str, style: Style| -> Line<'static> {
         Line::from(vec![
@@ -441,18 +502,22 @@ fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) -> Option<LinkS
     }
     // Buttons (POP-2) and the countdown (POP-3).
     let mut bottom: Vec<Span> = Vec::new();
+    let mut button_spans: Vec<(usize, Action)> = Vec::new();
     if app.popup_buttons && c.state == RowState::Ringing {
         let k = |a: Action| app.keys.keys_of(a).first().cloned().unwrap_or_default();
+        button_spans.push((bottom.len(), Action::Answer));
         bottom.push(Span::styled(
             format!("[{}] {}", k(Action::Answer), cat.get("popup.answer")),
             t.style("button.focused"),
         ));
         bottom.push(Span::raw("  "));
+        button_spans.push((bottom.len(), Action::Hangup));
         bottom.push(Span::styled(
             format!("[{}] {}", k(Action::Hangup), cat.get("popup.hangup")),
             t.style("button"),
         ));
         bottom.push(Span::raw("  "));
+        button_spans.push((bottom.len(), Action::Activate));
         bottom.push(Span::styled(
             format!("[Enter] {}", cat.get("popup.open")),
             t.style("button"),
@@ -471,6 +536,25 @@ fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) -> Option<LinkS
         lines.push(Line::raw(""));
     }
     lines.truncate(inner_h.saturating_sub(1));
+    // Where each button lands, for mouse clicks.
+    let bottom_y = r.y + 1 + lines.len() as u16;
+    let mut buttons = Vec::new();
+    let mut x = r.x + 1;
+    for (i, span) in bottom.iter().enumerate() {
+        let w = width(&span.content) as u16;
+        if let Some((_, a)) = button_spans.iter().find(|(j, _)| *j == i) {
+            buttons.push((
+                Rect {
+                    x,
+                    y: bottom_y,
+                    width: w,
+                    height: 1,
+                },
+                *a,
+            ));
+        }
+        x = x.saturating_add(w);
+    }
     lines.push(Line::from(bottom));
     let block = Block::default()
         .borders(Borders::ALL)
@@ -481,14 +565,15 @@ fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) -> Option<LinkS
         ));
     let shown_lines = lines.len().saturating_sub(1);
     f.render_widget(Paragraph::new(lines).block(block), r);
-    link_spot
+    let link = link_spot
         .filter(|(i, ..)| *i < shown_lines)
         .map(|(i, text, url)| LinkSpot {
             x: r.x + 1,
             y: r.y + 1 + i as u16,
             text,
             url,
-        })
+        });
+    Drawn { link, buttons }
 }
 
 fn draw_help(f: &mut Frame, area: Rect, app: &App, look: &Look) {

@@ -1,0 +1,499 @@
+//! Snapshots of the terminal UI, drawn into ratatui's `TestBackend` from bus events: the idle
+//! screen (English, Japanese), the incoming-call popup in its three sizes and its CRM states
+//! (searching, found, failed), an anonymous caller, an active call, a history row, the help
+//! overlay, the dial line, and a wide and a narrow terminal. What changes from run to run (the
+//! clock, history dates, the popup countdown) is replaced by placeholders; every frame is also
+//! checked in code to be straight (rows exactly as wide as the terminal, boxes closed).
+//!
+//! Update the snapshots after an intended change with `INSTA_UPDATE=always cargo test --test
+//! ui_snapshots` (or `cargo insta review`), then read the diff of `tests/snapshots/`.
+
+#[path = "common/ui.rs"]
+mod ui;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ctiphone::app::{CtiEvent, EndReason};
+use ctiphone::ui::i18n::Lang;
+use ctiphone::ui::state::{App, Mode};
+use ratatui::buffer::Buffer;
+use unicode_segmentation::UnicodeSegmentation;
+
+use ui::{CALL, Frame};
+
+fn key(app: &mut App, code: KeyCode) {
+    app.on_key(KeyEvent::new(code, KeyModifiers::NONE));
+}
+
+/// Renders, checks the frame is straight, and returns the buffer.
+fn shot(app: &App, lang: Lang, w: u16, h: u16) -> Buffer {
+    let buf = ui::render(app, lang, w, h);
+    ui::assert_straight(&buf);
+    ui::assert_clean(&buf, "snapshot");
+    buf
+}
+
+/// A ringing call from "Taro Yamada" <0311112222>.
+fn ringing(extra: &str) -> App {
+    let mut app = ui::app(extra);
+    ui::incoming(&mut app, "0311112222", "Taro Yamada", false);
+    app
+}
+
+fn popup_title(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => " Incoming call ",
+        Lang::Ja => " 着信 ",
+    }
+}
+
+/// The popup's box; its right border column is `│` on every inner row and no double-width
+/// character reaches into it or into its left border.
+fn assert_popup_intact(buf: &Buffer, lang: Lang) -> Frame {
+    let p = ui::frame_titled(buf, popup_title(lang));
+    for y in p.top..=p.bottom {
+        for (x, side) in [(p.left, "left"), (p.right, "right")] {
+            if x == 0 {
+                continue;
+            }
+            // A wide character in the column before would cover this one.
+            let before = buf[(x - 1, y)].symbol();
+            assert!(
+                ui::cell_width(before) <= 1,
+                "row {y}: {before:?} at column {} covers the popup's {side} border\n{}",
+                x - 1,
+                ui::dump(buf)
+            );
+        }
+        if y != p.top && y != p.bottom {
+            assert_eq!(buf[(p.right, y)].symbol(), "│", "row {y}\n{}", ui::dump(buf));
+        }
+    }
+    p
+}
+
+#[test]
+fn idle_english() {
+    let app = ui::app("");
+    let buf = shot(&app, Lang::En, 80, 24);
+    let t = ui::text(&buf);
+    assert!(t.contains("No calls"), "{t}");
+    assert!(t.contains("direct calls on 127.0.0.1:5062"), "{t}");
+    insta::assert_snapshot!("idle_en", ui::stable(&buf));
+}
+
+#[test]
+fn idle_japanese() {
+    let app = ui::app("");
+    let buf = shot(&app, Lang::Ja, 80, 24);
+    let t = ui::text(&buf);
+    assert!(t.contains("通話はありません"), "{t}");
+    insta::assert_snapshot!("idle_ja", ui::stable(&buf));
+}
+
+#[test]
+fn popup_sizes() {
+    let mut widths = Vec::new();
+    for size in ["small", "medium", "large"] {
+        let mut app = ringing(&format!("[popup]\nsize = \"{size}\"\n"));
+        ui::found(&mut app, "Acme 株式会社", "山田 太郎", "C-42");
+        let buf = shot(&app, Lang::En, 80, 24);
+        let p = assert_popup_intact(&buf, Lang::En);
+        let t = ui::text(&buf);
+        assert!(t.contains("Taro Yamada") && t.contains("Acme 株式会社"), "{t}");
+        // Small leaves out the called number; only large shows the CRM id (POP-1).
+        assert_eq!(t.contains("0312345678"), size != "small", "{size}\n{t}");
+        assert_eq!(t.contains("C-42"), size == "large", "{size}\n{t}");
+        widths.push((p.right - p.left + 1, p.bottom - p.top + 1));
+        insta::assert_snapshot!(format!("popup_{size}"), ui::stable(&buf));
+    }
+    assert!(
+        widths.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1),
+        "popup sizes do not grow from small to large: {widths:?}"
+    );
+}
+
+#[test]
+fn popup_searching() {
+    let mut app = ringing("");
+    ui::cti(
+        &mut app,
+        CtiEvent::Searching {
+            call_id: CALL.to_owned(),
+        },
+    );
+    let buf = shot(&app, Lang::En, 80, 24);
+    assert_popup_intact(&buf, Lang::En);
+    assert!(ui::text(&buf).contains("searching CRM…"));
+    insta::assert_snapshot!("popup_searching", ui::stable(&buf));
+}
+
+#[test]
+fn popup_found() {
+    let mut app = ringing("[popup]\nsize = \"large\"\n");
+    ui::cti(
+        &mut app,
+        CtiEvent::Searching {
+            call_id: CALL.to_owned(),
+        },
+    );
+    ui::found(&mut app, "Acme 株式会社", "山田 太郎", "C-42");
+    for lang in [Lang::En, Lang::Ja] {
+        let buf = shot(&app, lang, 80, 24);
+        assert_popup_intact(&buf, lang);
+        let t = ui::text(&buf);
+        assert!(!t.contains("searching"), "{t}");
+        for v in ["Acme 株式会社", "山田 太郎", "C-42"] {
+            assert!(t.contains(v), "{v} missing\n{t}");
+        }
+        insta::assert_snapshot!(format!("popup_found_{}", lang.code()), ui::stable(&buf));
+    }
+}
+
+#[test]
+fn popup_search_failed() {
+    let mut app = ringing("");
+    ui::cti(
+        &mut app,
+        CtiEvent::Searching {
+            call_id: CALL.to_owned(),
+        },
+    );
+    ui::cti(
+        &mut app,
+        CtiEvent::SearchFailed {
+            call_id: CALL.to_owned(),
+            error: "timeout after 5 s".to_owned(),
+        },
+    );
+    let buf = shot(&app, Lang::En, 80, 24);
+    assert_popup_intact(&buf, Lang::En);
+    assert!(ui::text(&buf).contains("CRM search failed: timeout after 5 s"));
+    insta::assert_snapshot!("popup_search_failed", ui::stable(&buf));
+}
+
+#[test]
+fn anonymous_caller_shows_the_configured_name() {
+    let mut app = ui::app("[popup]\nanonymous_name = \"非通知さん\"\n");
+    ui::incoming(&mut app, "anonymous", "Anonymous", true);
+    let buf = shot(&app, Lang::En, 80, 24);
+    let p = assert_popup_intact(&buf, Lang::En);
+    let number_row = ui::rows(&buf)[p.top as usize + 1].clone();
+    assert!(
+        number_row.contains("Number") && number_row.contains("非通知さん"),
+        "{number_row}"
+    );
+    assert!(ui::rows(&buf)[3].contains("非通知さん"), "{}", ui::dump(&buf));
+    insta::assert_snapshot!("popup_anonymous", ui::stable(&buf));
+}
+
+#[test]
+fn active_call_then_history_row() {
+    let mut app = ringing("[popup]\ndisplay_seconds = 0\n");
+    ui::found(&mut app, "Acme 株式会社", "山田 太郎", "C-42");
+    ui::answered(&mut app);
+    key(&mut app, KeyCode::Esc); // close the popup
+    assert!(app.popup.is_none());
+    let buf = shot(&app, Lang::En, 80, 24);
+    let call_row = ui::rows(&buf)[3].clone();
+    assert!(call_row.contains("active"), "{}", ui::dump(&buf));
+    assert!(call_row.contains("0311112222"), "{call_row}");
+    insta::assert_snapshot!("call_active", ui::stable(&buf));
+
+    ui::ended(&mut app, EndReason::RemoteHangup, 83.4);
+    for lang in [Lang::En, Lang::Ja] {
+        let buf = shot(&app, lang, 80, 24);
+        let row = ui::rows(&buf)[3].clone();
+        assert!(
+            row.contains("0311112222") && row.contains("山田 太郎"),
+            "{}",
+            ui::dump(&buf)
+        );
+        insta::assert_snapshot!(format!("history_{}", lang.code()), ui::stable(&buf));
+        // A little wider, every column fits: the result, the company, the whole duration.
+        let buf = shot(&app, lang, 100, 24);
+        let row = ui::rows(&buf)[3].clone();
+        let answered = if lang == Lang::En { "answered" } else { "応答" };
+        assert!(
+            row.contains(answered) && row.contains("Acme 株式会社") && row.contains("01:23"),
+            "{}",
+            ui::dump(&buf)
+        );
+        insta::assert_snapshot!(format!("history_100_{}", lang.code()), ui::stable(&buf));
+    }
+}
+
+/// On the standard 80×24 terminal the call list shows the result of each call and its whole
+/// duration (HIS-1).
+#[test]
+fn list_at_80_columns_shows_result_and_whole_duration() {
+    let mut app = ringing("");
+    ui::found(&mut app, "Acme", "Taro Yamada", "C-42");
+    ui::answered(&mut app);
+    ui::ended(&mut app, EndReason::RemoteHangup, 83.4);
+    let buf = ui::render(&app, Lang::En, 80, 24);
+    let header = ui::rows(&buf)[2].clone();
+    let row = ui::rows(&buf)[3].clone();
+    assert!(
+        header.contains("Result") && header.contains("Duration"),
+        "header at 80 columns: {header:?}"
+    );
+    assert!(
+        row.contains("answered") && row.contains("01:23"),
+        "history row at 80 columns: {row:?}"
+    );
+}
+
+/// Where `needle` starts in a row, in terminal columns (widths as ratatui sends them).
+fn column_of(row: &str, needle: &str) -> Option<usize> {
+    let at = row.find(needle)?;
+    Some(row[..at].graphemes(true).map(ui::cell_width).sum::<usize>())
+}
+
+/// Every row's cells start in the header's columns, whatever the script of the names before
+/// them: ASCII, double-width kanji, decomposed accents, and half-width katakana with voiced
+/// sound marks (ﾞ and ﾟ take a column of their own on a terminal), as legacy CRMs store names.
+#[test]
+fn columns_line_up_with_the_header() {
+    let names = [
+        ("0311110001", "Taro Yamada"),
+        ("0311110002", "山田 太郎"),
+        ("0311110003", "Mu\u{308}ller"),
+        ("0311110004", "ﾔﾏﾀﾞ ﾀﾛｳ"),
+        ("0311110005", "ﾊﾟｰﾌﾟﾙ ﾎﾟﾃﾄ"),
+    ];
+    let mut app = ui::app("");
+    for (tel, name) in names {
+        ui::incoming(&mut app, tel, name, false);
+        ui::found(&mut app, "Acme", name, "C-1");
+        ui::answered(&mut app);
+        ui::ended(&mut app, EndReason::RemoteHangup, 61.0);
+    }
+    for w in [100u16, 120] {
+        let buf = ui::render(&app, Lang::En, w, 24);
+        let rows = ui::rows(&buf);
+        let header = &rows[2];
+        let company = column_of(header, "Company").expect("Company header");
+        let duration = column_of(header, "Dur").expect("Duration header");
+        for (i, (_, name)) in names.iter().rev().enumerate() {
+            let row = &rows[3 + i];
+            assert_eq!(
+                (column_of(row, "Acme"), column_of(row, "01:01")),
+                (Some(company), Some(duration)),
+                "{w} columns: the row of {name:?} is shifted against the header\n{}",
+                ui::dump(&buf)
+            );
+        }
+    }
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = ui::app("");
+    key(&mut app, KeyCode::Char('?'));
+    assert_eq!(app.mode, Mode::Help);
+    let buf = shot(&app, Lang::En, 80, 24);
+    let help = ui::frame_titled(&buf, "Keys");
+    assert!(help.left > 0, "{help:?}");
+    let t = ui::text(&buf);
+    for h in ["answer", "hang up / reject", "dial a number", "this help", "quit"] {
+        assert!(t.contains(h), "{h} missing\n{t}");
+    }
+    insta::assert_snapshot!("help_en", ui::stable(&buf));
+    let buf = shot(&app, Lang::Ja, 80, 24);
+    ui::frame_titled(&buf, "キー操作");
+    insta::assert_snapshot!("help_ja", ui::stable(&buf));
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn dial_line_with_typed_input() {
+    let mut app = ui::app("");
+    key(&mut app, KeyCode::Char('d'));
+    for c in "1002".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    let buf = shot(&app, Lang::En, 80, 24);
+    let last = ui::rows(&buf)[23].clone();
+    assert!(last.starts_with("Dial:"), "{last:?}");
+    assert!(last.contains("1002▏"), "{last:?}");
+    insta::assert_snapshot!("dial_en", ui::stable(&buf));
+    let buf = shot(&app, Lang::Ja, 80, 24);
+    assert!(ui::rows(&buf)[23].contains("1002▏"), "{}", ui::dump(&buf));
+    insta::assert_snapshot!("dial_ja", ui::stable(&buf));
+}
+
+/// The agent's prompt reads "Dial: 1002", with one colon: `dial.prompt` already ends with
+/// ": " and the view must not add another.
+#[test]
+fn dial_prompt_has_one_colon() {
+    let mut app = ui::app("");
+    key(&mut app, KeyCode::Char('d'));
+    for c in "1002".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    for lang in [Lang::En, Lang::Ja] {
+        let buf = ui::render(&app, lang, 80, 24);
+        let last = ui::rows(&buf)[23].clone();
+        assert!(
+            !last.contains(": :") && !last.contains(":  :"),
+            "the dial prompt repeats its colon: {:?}",
+            last.trim_end()
+        );
+    }
+}
+
+/// A busy screen: a ringing call with a Japanese CRM record over a history of calls.
+fn busy(lang_popup_size: &str) -> App {
+    let mut app = ui::app(&format!("[popup]\nsize = \"{lang_popup_size}\"\n"));
+    for (i, (tel, name, company)) in [
+        ("0311112222", "山田 太郎", "Acme 株式会社"),
+        (
+            "09012345678",
+            "佐藤 花子",
+            "東京海上日動火災保険株式会社 本店営業第一部",
+        ),
+        ("anonymous", "", ""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        ui::incoming(&mut app, tel, name, tel == "anonymous");
+        ui::found(&mut app, company, name, &format!("C-{i}"));
+        if i != 2 {
+            ui::answered(&mut app);
+        }
+        ui::ended(
+            &mut app,
+            if i == 2 {
+                EndReason::Cancelled
+            } else {
+                EndReason::RemoteHangup
+            },
+            (i * 61) as f64,
+        );
+    }
+    ui::incoming(&mut app, "0355556666", "ｶﾌﾞｼｷｶﾞｲｼｬ ﾃｽﾄ", false);
+    ui::found(
+        &mut app,
+        "株式会社とても長い名前の会社でございます",
+        "長谷川 美由紀子",
+        "C-9",
+    );
+    app
+}
+
+#[test]
+fn wide_terminal() {
+    let app = busy("large");
+    for lang in [Lang::En, Lang::Ja] {
+        let buf = shot(&app, lang, 160, 40);
+        assert_popup_intact(&buf, lang);
+        insta::assert_snapshot!(format!("wide_{}", lang.code()), ui::stable(&buf));
+    }
+}
+
+#[test]
+fn narrow_terminal() {
+    for size in ["small", "medium", "large"] {
+        let app = busy(size);
+        for lang in [Lang::En, Lang::Ja] {
+            let buf = shot(&app, lang, 60, 20);
+            assert_popup_intact(&buf, lang);
+            if size == "medium" {
+                insta::assert_snapshot!(format!("narrow_{}", lang.code()), ui::stable(&buf));
+            }
+        }
+    }
+}
+
+/// Japanese double-width text everywhere (catalog, caller, CRM), at every terminal size from
+/// tiny to wide: no panic, every row exactly as wide as the terminal, the popup's borders whole.
+#[test]
+fn japanese_rows_keep_their_width_at_every_size() {
+    for size in ["small", "medium", "large"] {
+        let app = busy(size);
+        for w in (20..=120).step_by(7) {
+            for h in [8u16, 12, 20, 31] {
+                let buf = ui::render(&app, Lang::Ja, w, h);
+                for y in 0..h {
+                    let (_, hidden) = ui::row(&buf, y);
+                    assert_eq!(
+                        ui::row_width(&buf, y),
+                        w as usize,
+                        "{size} {w}x{h} row {y}\n{}",
+                        ui::dump(&buf)
+                    );
+                    assert!(
+                        hidden.is_empty(),
+                        "{size} {w}x{h} row {y}: {hidden:?}\n{}",
+                        ui::dump(&buf)
+                    );
+                }
+                // The popup's box is closed: its right border column intact on every row.
+                let p = ui::frame_titled(&buf, " 着信 ");
+                assert!(p.right < w, "{p:?}");
+                // Wide enough for the popup to sit inside the list: every box is closed.
+                if w >= 60 {
+                    ui::frames(&buf);
+                }
+            }
+        }
+    }
+}
+
+/// Tiny terminals draw something without panicking.
+#[test]
+fn tiny_terminals_do_not_panic() {
+    let app = busy("large");
+    for w in 0..12u16 {
+        for h in 0..6u16 {
+            for lang in [Lang::En, Lang::Ja] {
+                let _ = ui::render(&app, lang, w.max(1), h.max(1));
+            }
+        }
+    }
+}
+
+/// The status bar keeps its clock whole, apart from the registration text, however narrow the
+/// terminal: the left part gives way, not the clock.
+#[test]
+fn status_bar_clock_stays_whole() {
+    let clock = regex::Regex::new(r" \d\d:\d\d:\d\d$").unwrap();
+    let app = ui::app("");
+    for lang in [Lang::En, Lang::Ja] {
+        for w in [40u16, 60, 70, 80] {
+            let buf = ui::render(&app, lang, w, 24);
+            let first = ui::rows(&buf)[0].trim_end().to_owned();
+            assert!(
+                clock.is_match(&first),
+                "{} at {w} columns, the status bar's clock is cut or glued: {first:?}",
+                lang.code()
+            );
+        }
+    }
+}
+
+/// Labels and column headers are not cut at the usual sizes: the popup's field labels, the
+/// list's headers and direction column, in English and Japanese.
+#[test]
+fn labels_fit_their_columns() {
+    let mut app = ringing("[popup]\nsize = \"large\"\n");
+    ui::found(&mut app, "Acme", "Taro Yamada", "C-42");
+    let mut cut = Vec::new();
+    for lang in [Lang::En, Lang::Ja] {
+        for w in [100u16, 120] {
+            let buf = ui::render(&app, lang, w, 30);
+            let rows = ui::rows(&buf);
+            let p = ui::frame_titled(&buf, popup_title(lang));
+            for (y, r) in rows.iter().enumerate() {
+                // The header, the call row, and the popup's label column.
+                let label_row = (p.top as usize + 1..p.bottom as usize).contains(&y);
+                if (y == 2 || y == 3 || label_row) && r.contains('…') {
+                    cut.push(format!("{} {w}: {:?}", lang.code(), r.trim_end()));
+                }
+            }
+        }
+    }
+    assert!(cut.is_empty(), "cut labels:\n{}", cut.join("\n"));
+}

@@ -1,0 +1,231 @@
+//! The terminal UI end to end in a real terminal (tmux): a SIPp caller rings the phone, the
+//! loopback CRM's record shows in the popup, `a` answers, `x` hangs up, the history row says
+//! "answered", `q` quits and the terminal is given back (no alternate screen left). And the
+//! help overlay and the dial line, driven by keys.
+
+mod common;
+#[path = "common/tmux.rs"]
+mod tmux;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::peers::{Sipp, free_udp_port, wait_bound};
+use tmux::Tmux;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// Writes the phone's config into `dir` and returns its path.
+fn write_config(dir: &Path, listen_port: u16, crm: &str) -> std::path::PathBuf {
+    let text = format!(
+        r#"[account]
+uri = "sip:1001@127.0.0.1"
+registrar = ""
+listen = "127.0.0.1:{listen_port}"
+
+[audio]
+input = "null"
+output = "null"
+
+[ui]
+language = "en"
+
+[cti]
+target = "custom"
+numbers = [{{ number = "0312345678" }}]
+
+[cti.search]
+method = "get"
+template = "{crm}/search?tel={{TEL}}"
+captures = {{ COMPANY = "json:/company", NAME = "json:/name", EXT_ID = "json:/id" }}
+"#
+    );
+    let path = dir.join("ctiphone.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// The pane's command: the phone, then a marker with its exit code, then a pause so the pane
+/// (and its terminal modes) can be inspected after the phone exited.
+fn pane_command(config: &Path) -> String {
+    format!(
+        "'{}' --config '{}'; echo ctiphone-exited-$?; sleep 30",
+        env!("CARGO_BIN_EXE_ctiphone"),
+        config.display()
+    )
+}
+
+fn log_of(home: &Path) -> String {
+    let log = home.join("data/ctiphone/ctiphone.log");
+    format!(
+        "---- {} ----\n{}",
+        log.display(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    )
+}
+
+/// The line of the call list that holds `needle`.
+fn line_with<'a>(screen: &'a str, needle: &str) -> Option<&'a str> {
+    screen.lines().find(|l| l.contains(needle))
+}
+
+#[test]
+fn incoming_call_popup_answer_hangup_history_and_quit_in_tmux() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let crm = rt.block_on(common::Crm::start());
+
+    let home = tempfile::Builder::new()
+        .prefix("ui-tmux")
+        .tempdir()
+        .expect("temp dir");
+    let port = free_udp_port();
+    let config = write_config(home.path(), port, &crm.url());
+    let t = Tmux::start(home.path(), 100, 30, &pane_command(&config));
+    let diag = || log_of(home.path());
+
+    t.wait_for(
+        "the idle screen",
+        SECS(15),
+        |s| s.contains("No calls") && s.contains(&format!("127.0.0.1:{port}")),
+        diag,
+    );
+    wait_bound("udp", port, SECS(10), "the phone's SIP socket");
+    assert_eq!(
+        t.display("#{alternate_on}"),
+        "1",
+        "the UI runs on the alternate screen"
+    );
+
+    // "Taro Yamada" <0311112222> calls 0312345678; SIPp waits for the phone's BYE.
+    let target = format!("127.0.0.1:{port}");
+    let uac = Sipp::spawn(
+        "uac_wait_bye.xml",
+        &[target.as_str(), "-s", "0312345678", "-timeout", "40s"],
+    );
+
+    let screen = t.wait_for(
+        "the popup with the CRM's record",
+        SECS(15),
+        |s| s.contains("Incoming call") && s.contains("ACME 株式会社") && s.contains("CRM name"),
+        diag,
+    );
+    assert!(screen.contains("0311112222"), "{screen}");
+    // The display name and the CRM's name are both "Taro Yamada".
+    assert!(screen.matches("Taro Yamada").count() >= 2, "{screen}");
+    assert!(
+        line_with(&screen, "ringing").is_some_and(|l| l.contains("0311112222")),
+        "{screen}"
+    );
+    let searches = crm.seen_path("/search");
+    assert_eq!(searches.len(), 1, "{searches:?}");
+    assert_eq!(searches[0].query.as_deref(), Some("tel=0311112222"));
+
+    t.keys(&["a"]);
+    let screen = t.wait_for(
+        "the call to be active",
+        SECS(10),
+        |s| line_with(s, "active").is_some_and(|l| l.contains("0311112222")),
+        diag,
+    );
+    assert!(
+        line_with(&screen, "active").is_some_and(|l| l.contains("ACME 株式会社")),
+        "{screen}"
+    );
+
+    t.keys(&["x"]);
+    let screen = t.wait_for(
+        "the history row of the answered call",
+        SECS(10),
+        |s| line_with(s, "answered").is_some_and(|l| l.contains("0311112222")),
+        diag,
+    );
+    assert!(line_with(&screen, "active").is_none(), "{screen}");
+    assert!(!screen.contains("Incoming call"), "the popup stays:\n{screen}");
+    let r = uac.wait(SECS(15));
+    r.assert_ok();
+    assert_eq!(r.received("BYE "), 1, "{}", r.report());
+
+    t.keys(&["q"]);
+    let screen = t.wait_for(
+        "ctiphone to exit",
+        SECS(10),
+        |s| s.contains("ctiphone-exited-"),
+        diag,
+    );
+    assert!(screen.contains("ctiphone-exited-0"), "{screen}\n{}", diag());
+    assert_eq!(
+        t.display("#{alternate_on}"),
+        "0",
+        "the alternate screen is still on after ctiphone exited:\n{screen}"
+    );
+    // The shell's screen is back: the UI's frame is gone with the alternate screen.
+    assert!(!screen.contains("Call history"), "{screen}");
+    drop(t);
+    drop(rt);
+}
+
+#[test]
+fn help_overlay_and_dial_line_in_tmux() {
+    let home = tempfile::Builder::new()
+        .prefix("ui-tmux")
+        .tempdir()
+        .expect("temp dir");
+    let port = free_udp_port();
+    // No CRM in this test: the search access points at a closed port and is never used.
+    let config = write_config(home.path(), port, "http://127.0.0.1:9");
+    let t = Tmux::start(home.path(), 100, 30, &pane_command(&config));
+    let diag = || log_of(home.path());
+    t.wait_for("the idle screen", SECS(15), |s| s.contains("No calls"), diag);
+
+    // The help overlay: its box lists each action by its key.
+    let help_row = |s: &str| {
+        s.lines()
+            .any(|l| l.contains("│a ") && l.contains("answer") && !l.contains("x hang"))
+    };
+    t.keys(&["?"]);
+    let screen = t.wait_for(
+        "the help overlay",
+        SECS(5),
+        |s| s.contains("Keys") && s.contains("hang up / reject") && help_row(s),
+        diag,
+    );
+    assert!(screen.contains("dial a number"), "{screen}");
+    t.keys(&["Escape"]);
+    t.wait_for("the help overlay to close", SECS(5), |s| !help_row(s), diag);
+    let screen = t.capture();
+    assert!(!screen.contains("hold / resume"), "{screen}");
+    assert!(screen.contains("No calls"), "{screen}");
+
+    // The dial line.
+    t.keys(&["d"]);
+    t.keys(&["-l", "1002"]);
+    let screen = t.wait_for(
+        "the dial line with 1002",
+        SECS(5),
+        |s| s.lines().any(|l| l.starts_with("Dial:") && l.contains("1002")),
+        diag,
+    );
+    let line = line_with(&screen, "1002").unwrap_or_default();
+    assert!(line.trim_end().ends_with("1002▏"), "{line:?}");
+    // Esc leaves the dial line without dialling; q quits.
+    t.keys(&["Escape"]);
+    t.wait_for(
+        "the key help back in the bottom line",
+        SECS(5),
+        |s| s.contains("q quit") && !s.contains("1002"),
+        diag,
+    );
+    t.keys(&["q"]);
+    let screen = t.wait_for(
+        "ctiphone to exit",
+        SECS(10),
+        |s| s.contains("ctiphone-exited-"),
+        diag,
+    );
+    assert!(screen.contains("ctiphone-exited-0"), "{screen}");
+    assert_eq!(t.display("#{alternate_on}"), "0", "{screen}");
+}
