@@ -229,3 +229,67 @@ fn help_overlay_and_dial_line_in_tmux() {
     assert!(screen.contains("ctiphone-exited-0"), "{screen}");
     assert_eq!(t.display("#{alternate_on}"), "0", "{screen}");
 }
+
+#[test]
+fn a_setting_edited_in_the_ui_is_saved_with_the_comments_kept() {
+    let home = tempfile::Builder::new()
+        .prefix("ui-tmux")
+        .tempdir()
+        .expect("temp dir");
+    let port = free_udp_port();
+    // The documented example, made local: every comment of it must survive the save.
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml")).unwrap();
+    let text = example
+        .replace("registrar = \"pbx.example\"", "registrar = \"\"")
+        .replace(
+            "listen = \"0.0.0.0:5060\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+        .replace("input = \"\"", "input = \"null\"")
+        .replace("output = \"\"", "output = \"null\"")
+        .replace("language = \"\"", "language = \"en\"");
+    let config = home.path().join("config.toml");
+    std::fs::write(&config, &text).unwrap();
+    let t = Tmux::start(home.path(), 100, 30, &pane_command(&config));
+    let diag = || log_of(home.path());
+    t.wait_for("the idle screen", SECS(15), |s| s.contains("No calls"), diag);
+    // Settings → Basic → the fifth field (integration timeout) → 7 → save.
+    t.keys(&["s"]);
+    t.wait_for(
+        "the settings",
+        SECS(5),
+        |s| s.contains("Integration timeout"),
+        diag,
+    );
+    t.keys(&[
+        "Down", "Down", "Down", "Down", "Enter", "BSpace", "BSpace", "BSpace", "BSpace",
+    ]);
+    t.keys(&["-l", "7"]);
+    t.keys(&["Enter", "w"]);
+    t.wait_for("the save", SECS(5), |s| s.contains("saved to"), diag);
+    let saved = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        saved.lines().any(|l| l.starts_with("timeout_seconds = 7")),
+        "{saved}"
+    );
+    for line in example.lines().filter(|l| l.trim_start().starts_with('#')) {
+        assert!(saved.contains(line), "comment lost: {line}");
+    }
+    // An invalid template is refused, and the file stays as it was.
+    t.keys(&["Tab", "Tab", "Tab", "Down", "Enter"]);
+    t.keys(&["-l", "{NOPE}"]);
+    t.keys(&["Enter", "w"]);
+    t.wait_for(
+        "the refusal",
+        SECS(5),
+        |s| s.contains("not saved") && s.contains("{NOPE}"),
+        diag,
+    );
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        saved,
+        "nothing is written when invalid"
+    );
+    t.keys(&["Escape", "Escape", "q"]);
+}

@@ -137,6 +137,20 @@ impl Catalog {
         }
     }
 
+    /// A catalog from a file (a language beyond the bundled ones: a third language is a file,
+    /// e.g. `$XDG_CONFIG_HOME/ctiphone/lang/fr.toml`, not a code change). Missing keys fall
+    /// back to English. The file is read once per process.
+    pub fn from_file(path: &std::path::Path) -> Result<Catalog, String> {
+        let src = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let parsed = parse_catalog(&src).map_err(|e| format!("{}: {e}", path.display()))?;
+        let own: &'static Messages = Box::leak(Box::new(parsed));
+        Ok(Catalog {
+            lang: Lang::En,
+            own,
+            en: messages(Lang::En),
+        })
+    }
+
     /// The catalog's language.
     pub fn lang(&self) -> Lang {
         self.lang
@@ -190,6 +204,29 @@ fn substitute(template: &str, args: &[(&str, &str)]) -> String {
     }
     out.push_str(rest);
     out
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn a_third_language_is_a_file() {
+        let dir = std::env::temp_dir().join(format!("ctiphone-lang-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("fr.toml");
+        std::fs::write(&path, "\"popup.answer\" = \"Répondre\"\n").unwrap();
+        let c = Catalog::from_file(&path).unwrap();
+        assert_eq!(c.get("popup.answer"), "Répondre");
+        assert_eq!(
+            c.get("popup.hangup"),
+            Catalog::new(Lang::En).get("popup.hangup"),
+            "falls back to English"
+        );
+        std::fs::write(&path, "broken = [").unwrap();
+        assert!(Catalog::from_file(&path).unwrap_err().contains("fr.toml"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 #[cfg(test)]

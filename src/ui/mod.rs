@@ -26,8 +26,29 @@ use state::{App, Effect, Level};
 
 /// Runs the terminal UI until the agent quits. Returns the exit code.
 pub async fn run(config: Config, plan: Plan) -> u8 {
-    let lang = i18n::Lang::parse(&config.ui.language).unwrap_or_else(i18n::Lang::from_env);
-    let cat = i18n::Catalog::new(lang);
+    let cat = match i18n::Lang::parse(&config.ui.language) {
+        Some(lang) => i18n::Catalog::new(lang),
+        None if config.ui.language.is_empty() => i18n::Catalog::new(i18n::Lang::from_env()),
+        None => {
+            // Another language: a catalog file beside the configuration.
+            let code: String = config
+                .ui
+                .language
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let file = crate::config::default_path()
+                .and_then(|p| p.parent().map(|d| d.join("lang").join(format!("{code}.toml"))));
+            match file.map(|f| i18n::Catalog::from_file(&f)) {
+                Some(Ok(c)) => c,
+                Some(Err(e)) => {
+                    eprintln!("ctiphone: [ui] language: {e}");
+                    return 2;
+                }
+                None => i18n::Catalog::new(i18n::Lang::En),
+            }
+        }
+    };
     let theme_name = if config.ui.theme.is_empty() {
         "default"
     } else {
