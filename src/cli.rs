@@ -173,14 +173,14 @@ impl CallArgs {
 /// file is used when it exists; when it does not, defaults are used unless `required`.
 pub fn load(path: Option<&PathBuf>, required: bool) -> Result<(Config, Plan), ConfigError> {
     let file = path.cloned().or_else(config::default_path);
-    let (config, mut problems) = match &file {
+    let (config, plan, problems) = match &file {
         Some(p) if path.is_some() || required || p.exists() => {
             let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
                 file: p.display().to_string(),
                 text: String::new(),
                 problems: vec![Diagnostic::nowhere(format!("cannot read the file: {e}"))],
             })?;
-            Config::parse_partial(&text, Some(p.clone()))
+            crate::cti::plan::check(&text, Some(p.clone()))
         }
         None if required => {
             return Err(ConfigError {
@@ -189,21 +189,11 @@ pub fn load(path: Option<&PathBuf>, required: bool) -> Result<(Config, Plan), Co
                 problems: vec![Diagnostic::nowhere("no configuration file: give --config FILE")],
             });
         }
-        _ => (Config::default(), Vec::new()),
-    };
-    let syntax = problems.iter().any(|p| p.message.starts_with("invalid TOML"));
-    let plan = if syntax {
-        Plan::default()
-    } else {
-        Plan::compile(&config).unwrap_or_else(|more| {
-            problems.extend(more);
-            Plan::default()
-        })
+        _ => (Config::default(), Plan::default(), Vec::new()),
     };
     if problems.is_empty() {
         Ok((config, plan))
     } else {
-        config::sort(&mut problems);
         Err(ConfigError {
             file: config.source.name(),
             text: config.source.text.clone(),

@@ -6,35 +6,23 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use crate::app::{Bus, Command, CtiEvent, Event, PhoneEvent};
 use crate::config::Config;
-use crate::cti::{Engine, Options, Plan};
-use crate::sip::ua::{self, UaConfig};
+use crate::cti::Plan;
 
 /// Runs until `quit`, SIGTERM or SIGINT. Returns the exit code.
 pub async fn run(config: Config, plan: Plan, auto_answer: Option<Duration>) -> u8 {
     let bus = Bus::new();
     let mut events = bus.subscribe();
-    let engine = Engine::new(
-        &config,
-        plan,
-        Options {
-            bus: Some(bus.clone()),
-            ..Options::default()
-        },
-    );
-    let cti = engine.subscribe(&bus);
-    let ua_cfg = match UaConfig::from_config(&config, auto_answer).await {
+    let mut core = match crate::app::core::Core::start(&bus, &config, plan, auto_answer).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ctiphone: {e}");
             return 2;
         }
     };
-    let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(64);
-    let ua = tokio::spawn(ua::run(ua_cfg, bus.clone(), cmd_rx));
+    let cmd_tx = core.commands.clone();
 
     // stdin: one command per line; a bad line is an `error` event and the phone goes on.
     let stdin_bus = bus.clone();
@@ -93,13 +81,12 @@ pub async fn run(config: Config, plan: Plan, auto_answer: Option<Duration>) -> u
             }
         }
     });
-    let result = ua.await;
+    let result = (&mut core.ua).await;
     // Let the last events reach stdout.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    cti.abort();
     drop(bus);
     printer.abort();
-    engine.shutdown().await;
+    core.finish().await;
     match result {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {

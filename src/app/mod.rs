@@ -8,6 +8,7 @@
 pub mod event;
 
 pub mod command;
+pub mod core;
 
 pub use command::Command;
 pub use event::{

@@ -165,21 +165,10 @@ impl Editor {
     /// (`Config::parse_partial` + `cti::Plan::compile`): every problem as (dotted key path if
     /// it can be found from the diagnostic's span, else None; the message with its LINE:COL).
     pub fn validate(&self) -> Result<(Config, Plan), Vec<Problem>> {
-        let text = self.doc.raw();
-        let (config, mut problems) = Config::parse_partial(text, Some(self.path.clone()));
-        let syntax = problems.iter().any(|p| p.message.starts_with("invalid TOML"));
-        let plan = if syntax {
-            Plan::default()
-        } else {
-            Plan::compile(&config).unwrap_or_else(|more| {
-                problems.extend(more);
-                Plan::default()
-            })
-        };
+        let (config, plan, problems) = crate::cti::plan::check(self.doc.raw(), Some(self.path.clone()));
         if problems.is_empty() {
             return Ok((config, plan));
         }
-        super::sort(&mut problems);
         Err(problems.iter().map(|d| self.problem(d)).collect())
     }
 

@@ -85,6 +85,24 @@ pub struct Plan {
     pub search_vars: BTreeSet<String>,
 }
 
+/// The whole check of a configuration text, as `ctiphone check-config` runs it: the file's
+/// structure, then (unless the TOML itself is broken) every access's templates and captures.
+/// Returns what could be read and every problem, in file order.
+pub fn check(text: &str, path: Option<std::path::PathBuf>) -> (Config, Plan, Vec<Diagnostic>) {
+    let (config, mut problems) = Config::parse_partial(text, path);
+    let syntax = problems.iter().any(|p| p.message.starts_with("invalid TOML"));
+    let plan = if syntax {
+        Plan::default()
+    } else {
+        Plan::compile(&config).unwrap_or_else(|more| {
+            problems.extend(more);
+            Plan::default()
+        })
+    };
+    crate::config::sort(&mut problems);
+    (config, plan, problems)
+}
+
 impl Plan {
     pub fn get(&self, name: &str) -> Option<&Access> {
         self.accesses.get(name)

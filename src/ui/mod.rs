@@ -15,12 +15,9 @@ pub mod view;
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
 use crate::app::{Bus, Command};
 use crate::config::Config;
-use crate::cti::{Engine, Options, Plan};
-use crate::sip::ua::{self, UaConfig};
+use crate::cti::Plan;
 
 use state::{App, Effect, Level};
 
@@ -74,26 +71,16 @@ pub async fn run(config: Config, plan: Plan) -> u8 {
             return 2;
         }
     };
-    let ua_cfg = match UaConfig::from_config(&config, None).await {
+    let bus = Bus::new();
+    let mut events = bus.subscribe();
+    let core = match crate::app::core::Core::start(&bus, &config, plan, None).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ctiphone: {e}");
             return 2;
         }
     };
-    let bus = Bus::new();
-    let mut events = bus.subscribe();
-    let engine = Engine::new(
-        &config,
-        plan,
-        Options {
-            bus: Some(bus.clone()),
-            ..Options::default()
-        },
-    );
-    let cti = engine.subscribe(&bus);
-    let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(64);
-    let ua = tokio::spawn(ua::run(ua_cfg, bus.clone(), cmd_rx));
+    let cmd_tx = core.commands.clone();
 
     let mut app = App::new(&config, keymap);
     for w in theme.warnings() {
@@ -188,8 +175,8 @@ pub async fn run(config: Config, plan: Plan) -> u8 {
     }
     drop(terminal);
     let _ = cmd_tx.send(Command::Quit).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), ua).await;
-    cti.abort();
-    engine.shutdown().await;
+    let mut core = core;
+    let _ = tokio::time::timeout(Duration::from_secs(2), &mut core.ua).await;
+    core.finish().await;
     0
 }

@@ -1,0 +1,56 @@
+//! The phone's core, started the same way by every front end: the SIP user agent and the CTI
+//! engine, both on the front end's call-event bus, and the channel commands go in by.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{Bus, Command};
+use crate::config::Config;
+use crate::cti::{Engine, Options, Plan};
+use crate::sip::ua::{self, UaConfig};
+
+/// A running core.
+pub struct Core {
+    pub commands: mpsc::Sender<Command>,
+    pub ua: JoinHandle<Result<(), String>>,
+    engine: Engine,
+    cti: JoinHandle<()>,
+}
+
+impl Core {
+    /// Starts the CTI engine and the user agent on `bus` (subscribe to it first to see the
+    /// first events). Fails when the account settings cannot be used.
+    pub async fn start(
+        bus: &Bus,
+        config: &Config,
+        plan: Plan,
+        auto_answer: Option<Duration>,
+    ) -> Result<Core, String> {
+        let ua_cfg = UaConfig::from_config(config, auto_answer).await?;
+        let engine = Engine::new(
+            config,
+            plan,
+            Options {
+                bus: Some(bus.clone()),
+                ..Options::default()
+            },
+        );
+        let cti = engine.subscribe(bus);
+        let (commands, rx) = mpsc::channel::<Command>(64);
+        let ua = tokio::spawn(ua::run(ua_cfg, bus.clone(), rx));
+        Ok(Core {
+            commands,
+            ua,
+            engine,
+            cti,
+        })
+    }
+
+    /// Stops the CTI engine once the user agent has ended, and removes its temporary files.
+    pub async fn finish(self) {
+        self.cti.abort();
+        self.engine.shutdown().await;
+    }
+}
