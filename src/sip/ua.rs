@@ -330,6 +330,56 @@ struct Call {
     transfer_to: Option<String>,
 }
 
+impl Call {
+    /// A call in `state` between `local` and `remote`, reached at `peer`; the rest starts empty.
+    fn new(
+        id: String,
+        state: CallState,
+        local: NameAddr,
+        remote: NameAddr,
+        peer: SocketAddr,
+        proto: Proto,
+        params: CallParams,
+    ) -> Call {
+        Call {
+            incoming: state == CallState::Ringing,
+            remote_target: remote.uri.clone(),
+            id,
+            state,
+            local,
+            remote,
+            route: Vec::new(),
+            peer,
+            proto,
+            local_cseq: 1,
+            invite: None,
+            invite_key: None,
+            our_invite: None,
+            our_branch: None,
+            auth_tries: 0,
+            cancel_pending: false,
+            remote_sdp: None,
+            local_sdp_version: 0,
+            session_id: rand::random_range(1..u64::from(u32::MAX)),
+            rtp: None,
+            rtcp: None,
+            local_sdp: None,
+            media: None,
+            dtmf_pt: None,
+            ok_retransmit: None,
+            ack: None,
+            started: Instant::now(),
+            answered_at: None,
+            auto_answer_at: None,
+            held: false,
+            pending_hold: None,
+            muted: false,
+            params,
+            transfer_to: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RegState {
     Idle,
@@ -778,42 +828,24 @@ impl Ua {
             .collect();
         let params = caller_identity(&msg);
         let (rtp, rtcp) = bind_rtp(self.local.ip()).await;
-        let mut call = Call {
-            id: call_id.clone(),
-            incoming: true,
-            state: CallState::Ringing,
+        let mut call = Call::new(
+            call_id.clone(),
+            CallState::Ringing,
             local,
             remote,
-            remote_target: contact.unwrap_or_else(|| msg.uri().unwrap_or("").to_owned()),
-            route,
-            peer: from,
+            from,
             proto,
-            local_cseq: rand::random_range(1..10_000),
-            invite_key: server_key(&msg),
-            invite: Some(msg.clone()),
-            our_invite: None,
-            our_branch: None,
-            auth_tries: 0,
-            cancel_pending: false,
-            remote_sdp: offer,
-            local_sdp_version: 1,
-            session_id: rand::random_range(1..u32::MAX as u64),
-            rtp,
-            rtcp,
-            local_sdp: None,
-            media: None,
-            dtmf_pt: None,
-            ok_retransmit: None,
-            ack: None,
-            started: Instant::now(),
-            answered_at: None,
-            auto_answer_at: self.cfg.auto_answer.map(|d| Instant::now() + d),
-            held: false,
-            pending_hold: None,
-            muted: false,
-            params: params.clone(),
-            transfer_to: None,
-        };
+            params.clone(),
+        );
+        call.remote_target = contact.unwrap_or_else(|| msg.uri().unwrap_or("").to_owned());
+        call.route = route;
+        call.local_cseq = rand::random_range(1..10_000);
+        call.invite_key = server_key(&msg);
+        call.invite = Some(msg.clone());
+        call.remote_sdp = offer;
+        call.local_sdp_version = 1;
+        (call.rtp, call.rtcp) = (rtp, rtcp);
+        call.auto_answer_at = self.cfg.auto_answer.map(|d| Instant::now() + d);
         let mut trying = Message::response(&msg, 100, "Trying");
         trying.remove("Record-Route");
         self.send_response_only(from, proto, &trying).await;
@@ -1840,42 +1872,17 @@ impl Ua {
             .unwrap_or_else(|| to.to_owned());
         let mut params = CallParams::outgoing(&id, &tel);
         params.called = tel.clone();
-        let mut call = Call {
-            id: id.clone(),
-            incoming: false,
-            state: CallState::Calling,
+        let mut call = Call::new(
+            id.clone(),
+            CallState::Calling,
             local,
             remote,
-            remote_target: uri.clone(),
-            route: Vec::new(),
-            peer: dest,
-            proto: self.cfg.proto,
-            local_cseq: 1,
-            invite: None,
-            invite_key: None,
-            our_invite: None,
-            our_branch: None,
-            auth_tries: 0,
-            cancel_pending: false,
-            remote_sdp: None,
-            local_sdp_version: 0,
-            session_id: rand::random_range(1..u32::MAX as u64),
-            rtp,
-            rtcp,
-            local_sdp: None,
-            media: None,
-            dtmf_pt: None,
-            ok_retransmit: None,
-            ack: None,
-            started: Instant::now(),
-            answered_at: None,
-            auto_answer_at: None,
-            held: false,
-            pending_hold: None,
-            muted: false,
-            params: params.clone(),
-            transfer_to: None,
-        };
+            dest,
+            self.cfg.proto,
+            params.clone(),
+        );
+        call.remote_target = uri.clone();
+        (call.rtp, call.rtcp) = (rtp, rtcp);
         let mut inv = Message::request("INVITE", &uri);
         inv.push("From", call.local.to_string())
             .push("To", call.remote.to_string())
