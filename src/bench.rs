@@ -203,34 +203,49 @@ impl Caller {
         }
     }
 
+    /// A request of the current call: `method` with CSeq `cseq`; `tag` keeps its branch unique.
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &self,
+        method: &str,
+        uri: &str,
+        from: &str,
+        to: &str,
+        call_id: &str,
+        cseq: u32,
+        tag: &str,
+    ) -> Message {
+        let mut m = Message::request(method, uri);
+        let branch = format!("z9hG4bK{tag}{}x{}", std::process::id(), self.n);
+        m.push("Via", format!("SIP/2.0/UDP {};branch={branch}", self.local))
+            .push("Max-Forwards", "70")
+            .push("From", from.to_owned())
+            .push("To", to.to_owned())
+            .push("Call-ID", call_id.to_owned())
+            .push("CSeq", format!("{cseq} {method}"));
+        m
+    }
+
+    /// Our INVITE offering PCMU on our RTP port.
+    fn invite(&self, uri: &str, from: &str, call_id: &str, tag: &str) -> Option<Message> {
+        let rtp_port = self.rtp.local_addr().ok()?.port();
+        let sdp = format!(
+            "v=0\r\no=bench 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+        );
+        let mut inv = self.request("INVITE", uri, from, &format!("<{uri}>"), call_id, 1, tag);
+        inv.push("Contact", format!("<sip:caller@{}>", self.local))
+            .with_body("application/sdp", sdp.into_bytes());
+        Some(inv)
+    }
+
     /// One call: returns (INVITE → first 1xx, INVITE → 200) in microseconds.
     fn call(&mut self, to: SocketAddr) -> Option<(f64, f64)> {
         self.n += 1;
         let call_id = format!("bench-{}-{}@127.0.0.1", std::process::id(), self.n);
-        let rtp_port = self.rtp.local_addr().ok()?.port();
-        let sdp = format!(
-            "v=0\r\no=bench 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
-        );
         let uri = format!("sip:bench@{to}");
         let from = format!("<sip:caller@{}>;tag=t{}", self.local, self.n);
-        let mut inv = Message::request("INVITE", &uri);
-        inv.push(
-            "Via",
-            format!(
-                "SIP/2.0/UDP {};branch=z9hG4bKb{}x{}",
-                self.local,
-                std::process::id(),
-                self.n
-            ),
-        )
-        .push("Max-Forwards", "70")
-        .push("From", from.clone())
-        .push("To", format!("<{uri}>"))
-        .push("Call-ID", call_id.clone())
-        .push("CSeq", "1 INVITE")
-        .push("Contact", format!("<sip:caller@{}>", self.local))
-        .with_body("application/sdp", sdp.into_bytes());
+        let inv = self.invite(&uri, &from, &call_id, "b")?;
         let start = Instant::now();
         self.sock.send_to(&inv.to_bytes(), to).ok()?;
         let deadline = start + Duration::from_secs(3);
@@ -260,21 +275,7 @@ impl Caller {
             .and_then(|c| crate::sip::addr::NameAddr::parse(c).ok())
             .map_or(uri.clone(), |c| c.uri);
         for (method, cseq, br) in [("ACK", 1, "a"), ("BYE", 2, "b")] {
-            let mut m = Message::request(method, &target);
-            m.push(
-                "Via",
-                format!(
-                    "SIP/2.0/UDP {};branch=z9hG4bK{br}{}x{}",
-                    self.local,
-                    std::process::id(),
-                    self.n
-                ),
-            )
-            .push("Max-Forwards", "70")
-            .push("From", from.clone())
-            .push("To", to_hdr.clone())
-            .push("Call-ID", call_id.clone())
-            .push("CSeq", format!("{cseq} {method}"));
+            let m = self.request(method, &target, &from, &to_hdr, &call_id, cseq, br);
             self.sock.send_to(&m.to_bytes(), to).ok()?;
         }
         // Wait for the BYE's answer so calls do not overlap.
@@ -445,30 +446,9 @@ impl Caller {
     fn media_call(&mut self, to: SocketAddr, pid: u32, secs: u64) -> Result<MediaFigures, String> {
         self.n += 1;
         let call_id = format!("media-{}-{}@127.0.0.1", std::process::id(), self.n);
-        let rtp_port = self.rtp.local_addr().map_err(|e| e.to_string())?.port();
-        let sdp = format!(
-            "v=0\r\no=bench 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
-        );
         let uri = format!("sip:bench@{to}");
         let from = format!("<sip:caller@{}>;tag=m{}", self.local, self.n);
-        let mut inv = Message::request("INVITE", &uri);
-        inv.push(
-            "Via",
-            format!(
-                "SIP/2.0/UDP {};branch=z9hG4bKm{}x{}",
-                self.local,
-                std::process::id(),
-                self.n
-            ),
-        )
-        .push("Max-Forwards", "70")
-        .push("From", from.clone())
-        .push("To", format!("<{uri}>"))
-        .push("Call-ID", call_id.clone())
-        .push("CSeq", "1 INVITE")
-        .push("Contact", format!("<sip:caller@{}>", self.local))
-        .with_body("application/sdp", sdp.into_bytes());
+        let inv = self.invite(&uri, &from, &call_id, "m").ok_or("no RTP port")?;
         self.sock
             .send_to(&inv.to_bytes(), to)
             .map_err(|e| e.to_string())?;
@@ -484,21 +464,7 @@ impl Caller {
         let audio = answer.audio.ok_or("no audio in the callee's SDP")?;
         let media_to = SocketAddr::new(audio.addr, audio.port);
         let to_hdr = ok.get("To").unwrap_or("").to_owned();
-        let mut ack = Message::request("ACK", &uri);
-        ack.push(
-            "Via",
-            format!(
-                "SIP/2.0/UDP {};branch=z9hG4bKma{}x{}",
-                self.local,
-                std::process::id(),
-                self.n
-            ),
-        )
-        .push("Max-Forwards", "70")
-        .push("From", from.clone())
-        .push("To", to_hdr.clone())
-        .push("Call-ID", call_id.clone())
-        .push("CSeq", "1 ACK");
+        let ack = self.request("ACK", &uri, &from, &to_hdr, &call_id, 1, "ma");
         self.sock
             .send_to(&ack.to_bytes(), to)
             .map_err(|e| e.to_string())?;
@@ -545,21 +511,7 @@ impl Caller {
         let wall = t0.elapsed();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = tx.join();
-        let mut bye = Message::request("BYE", &uri);
-        bye.push(
-            "Via",
-            format!(
-                "SIP/2.0/UDP {};branch=z9hG4bKmb{}x{}",
-                self.local,
-                std::process::id(),
-                self.n
-            ),
-        )
-        .push("Max-Forwards", "70")
-        .push("From", from)
-        .push("To", to_hdr)
-        .push("Call-ID", call_id)
-        .push("CSeq", "2 BYE");
+        let bye = self.request("BYE", &uri, &from, &to_hdr, &call_id, 2, "mb");
         let _ = self.sock.send_to(&bye.to_bytes(), to);
         let intervals_ms = arrivals
             .windows(2)
