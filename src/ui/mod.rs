@@ -161,7 +161,9 @@ pub async fn run(config: Config, plan: Plan) -> u8 {
                 }
                 Effect::Copy(text) => terminal.copy(&text),
                 Effect::Notify(text) => terminal.notify(&text),
-                Effect::OpenSettings => match config_path.as_deref().map(settings::Settings::open) {
+                Effect::OpenSettings => match config_path.as_deref().map(|p| {
+                    settings::Settings::open(p, app.history.iter().map(|h| h.called.clone()).collect())
+                }) {
                     Some(Ok(s)) => settings = Some(s),
                     Some(Err(e)) => app.log(Level::Error, e),
                     None => app.log(Level::Error, "no configuration file to edit: give --config FILE"),

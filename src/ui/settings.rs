@@ -145,6 +145,8 @@ pub enum Outcome {
 /// The settings screen's state.
 pub struct Settings {
     editor: Editor,
+    /// Called numbers seen in calls but not in the file (TGT-5): offered unchecked.
+    seen: Vec<String>,
     pane: usize,
     row: usize,
     editing: Option<String>,
@@ -181,11 +183,12 @@ fn show(v: Option<Value>, kind: Kind) -> String {
 }
 
 impl Settings {
-    /// Opens the configuration file for editing.
-    pub fn open(path: &std::path::Path) -> Result<Settings, String> {
+    /// Opens the configuration file for editing; `seen`: called numbers seen in calls.
+    pub fn open(path: &std::path::Path, seen: Vec<String>) -> Result<Settings, String> {
         let editor = Editor::open(path)?;
         let mut s = Settings {
             editor,
+            seen,
             pane: 0,
             row: 0,
             editing: None,
@@ -203,11 +206,20 @@ impl Settings {
         };
     }
 
+    /// The target numbers (TGT-1): the file's, then the called numbers seen in calls that
+    /// the file does not list yet, unchecked (TGT-5).
     fn numbers(&self) -> Vec<(String, bool)> {
-        match self.editor.get("cti.numbers") {
+        let mut n = match self.editor.get("cti.numbers") {
             Some(Value::Numbers(n)) => n,
             _ => Vec::new(),
+        };
+        let norm = crate::cti::filter::normalize;
+        for called in &self.seen {
+            if !called.is_empty() && !n.iter().any(|(x, _)| norm(x) == norm(called)) {
+                n.push((called.clone(), false));
+            }
         }
+        n
     }
 
     fn rows(&self) -> usize {
@@ -486,4 +498,47 @@ fn parse_method(m: &str) -> Option<Method> {
         "command" => Method::Command,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    #[test]
+    fn numbers_seen_in_calls_are_offered_unchecked_and_can_be_ticked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "# mine\n[cti]\nnumbers = [{ number = \"03-1234-5678\", enabled = true }]\n",
+        )
+        .unwrap();
+        let mut s = Settings::open(&path, vec!["0312345678".into(), "0120999888".into()]).unwrap();
+        // The same number in another form is not offered twice.
+        assert_eq!(
+            s.numbers(),
+            vec![("03-1234-5678".into(), true), ("0120999888".into(), false)]
+        );
+        s.on_key(key(KeyCode::Tab));
+        s.on_key(key(KeyCode::Down));
+        s.on_key(key(KeyCode::Char(' ')));
+        s.on_key(key(KeyCode::Char('w')));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# mine\n"), "{text}");
+        let config = crate::config::Config::parse(&text, None).unwrap();
+        let got: Vec<(String, bool)> = config
+            .cti
+            .numbers
+            .iter()
+            .map(|n| (n.number.clone(), n.enabled))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("03-1234-5678".into(), true), ("0120999888".into(), true)]
+        );
+    }
 }

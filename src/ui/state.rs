@@ -61,6 +61,8 @@ pub struct HistoryRow {
     pub incoming: bool,
     pub result: &'static str,
     pub tel: String,
+    /// The number that was called (offered as a target number, TGT-5).
+    pub called: String,
     pub name: String,
     pub company: String,
     pub duration_s: f64,
@@ -339,6 +341,11 @@ impl App {
                                 self.anonymous_name.clone()
                             } else {
                                 c.tel.clone()
+                            },
+                            called: if c.incoming {
+                                c.called.clone()
+                            } else {
+                                String::new()
                             },
                             name: if c.crm.name.is_empty() {
                                 c.telname.clone()
