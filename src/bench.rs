@@ -289,6 +289,24 @@ impl Caller {
     }
 }
 
+/// The header of a ctiphone-vs-baresip table.
+fn table_header() {
+    println!(
+        "{:<34} {:>14} {:>14} {:>8}",
+        "metric", "ctiphone", "baresip", "ratio"
+    );
+}
+
+/// One row: both figures with `decimals` and their unit, and the ratio ctiphone / baresip.
+fn table_row(name: &str, a: Option<f64>, b: Option<f64>, unit: &str, decimals: usize) {
+    let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$} {unit}"));
+    let ratio = match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".to_owned(),
+    };
+    println!("{name:<34} {:>14} {:>14} {:>8}", fmt(a), fmt(b), ratio);
+}
+
 fn percentile(v: &[f64], p: f64) -> Option<f64> {
     if v.is_empty() {
         return None;
@@ -366,19 +384,9 @@ fn run_sip(calls: usize, as_json: bool) -> Result<(), String> {
     }
     let ours = &figures[0];
     let theirs = figures.get(1);
-    let row = |name: &str, a: Option<f64>, b: Option<f64>, unit: &str| {
-        let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} {unit}"));
-        let ratio = match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-            _ => "-".to_owned(),
-        };
-        println!("{name:<34} {:>14} {:>14} {:>8}", fmt(a), fmt(b), ratio);
-    };
+    let row = |name: &str, a: Option<f64>, b: Option<f64>, unit: &str| table_row(name, a, b, unit, 0);
     println!("ctiphone bench sip: {calls} calls each, loopback UDP, auto-answer");
-    println!(
-        "{:<34} {:>14} {:>14} {:>8}",
-        "metric", "ctiphone", "baresip", "ratio"
-    );
+    table_header();
     let pick =
         |f: Option<&Figures>, g: fn(&Figures) -> &Vec<f64>, p: f64| f.and_then(|f| percentile(g(f), p));
     row(
@@ -425,7 +433,11 @@ fn cpu_time(pid: u32) -> Option<Duration> {
     let mut total: u64 = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
         let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-        total += stat.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        total += stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
     }
     Some(Duration::from_nanos(total))
 }
@@ -596,19 +608,9 @@ fn run_media(secs: u64, as_json: bool) -> Result<(), String> {
     }
     let ours = &results[0];
     let theirs = results.get(1);
-    let row = |name: &str, a: Option<f64>, b: Option<f64>, unit: &str| {
-        let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2} {unit}"));
-        let ratio = match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-            _ => "-".to_owned(),
-        };
-        println!("{name:<34} {:>14} {:>14} {:>8}", fmt(a), fmt(b), ratio);
-    };
+    let row = |name: &str, a: Option<f64>, b: Option<f64>, unit: &str| table_row(name, a, b, unit, 2);
     println!("ctiphone bench media: one {secs} s G.711 call each, file source, recording on");
-    println!(
-        "{:<34} {:>14} {:>14} {:>8}",
-        "metric", "ctiphone", "baresip", "ratio"
-    );
+    table_header();
     row(
         "CPU (one core)",
         Some(ours.cpu_percent),

@@ -118,20 +118,6 @@ fn call_with(codec_ours: &str, codec_baresip: &str) -> Run {
     }
 }
 
-fn baresip_heard(dir: &Path) -> PathBuf {
-    // sndfile's dump of what baresip decoded, else aufile's player output.
-    std::fs::read_dir(dir)
-        .expect("baresip dir")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("dump-") && n.ends_with("-dec.wav"))
-        })
-        .unwrap_or_else(|| dir.join("baresip-heard.wav"))
-}
-
 fn check(run: &Run) {
     let (ours, rate) = channel(&run.heard, 0);
     assert_tone("ctiphone --audio-out (baresip's 1 kHz)", &ours, rate, 1000.0);
@@ -139,7 +125,7 @@ fn check(run: &Run) {
     let (right, rate_r) = channel(&run.recording, 1);
     assert_tone("recording left (the agent, 440 Hz)", &left, rate_l, 440.0);
     assert_tone("recording right (the customer, 1 kHz)", &right, rate_r, 1000.0);
-    let theirs_path = baresip_heard(&run.baresip_dir);
+    let theirs_path = Baresip::heard_wav(&run.baresip_dir);
     let (theirs, rate) = channel(&theirs_path, 0);
     assert_tone(
         &format!("baresip heard ({})", theirs_path.display()),

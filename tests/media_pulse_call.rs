@@ -15,16 +15,7 @@ use common::pulse::start_pulseaudio;
 use ctiphone::media::goertzel;
 
 fn heard(dir: &Path) -> Vec<i16> {
-    let path = std::fs::read_dir(dir)
-        .expect("baresip dir")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("dump-") && n.ends_with("-dec.wav"))
-        })
-        .unwrap_or_else(|| dir.join("baresip-heard.wav"));
+    let path = Baresip::heard_wav(dir);
     let mut r = hound::WavReader::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     r.samples::<i16>().filter_map(Result::ok).collect()
 }

@@ -1387,16 +1387,7 @@ impl Ua {
             return;
         }
         if (code == 401 || code == 407) && self.calls[i].auth_tries == 0 && !self.cfg.password.is_empty() {
-            let header = if code == 401 {
-                "WWW-Authenticate"
-            } else {
-                "Proxy-Authenticate"
-            };
-            let challenges: Vec<Challenge> = msg
-                .get_all(header)
-                .iter()
-                .filter_map(|h| Challenge::parse(h).ok())
-                .collect();
+            let challenges = challenges(msg, code);
             if let Some(ch) = auth::pick(&challenges).cloned() {
                 self.calls[i].auth_tries += 1;
                 let Some(mut inv) = self.calls[i].our_invite.clone() else {
@@ -1579,16 +1570,7 @@ impl Ua {
             return;
         }
         if (code == 401 || code == 407) && self.reg.auth_tries < 2 {
-            let header = if code == 401 {
-                "WWW-Authenticate"
-            } else {
-                "Proxy-Authenticate"
-            };
-            let challenges: Vec<Challenge> = msg
-                .get_all(header)
-                .iter()
-                .filter_map(|h| Challenge::parse(h).ok())
-                .collect();
+            let challenges = challenges(msg, code);
             let stale = challenges.iter().any(|c| c.stale);
             // A second challenge right after our credentials means they were wrong (unless stale).
             if let Some(ch) = auth::pick(&challenges).cloned() {
@@ -2172,6 +2154,20 @@ impl Ua {
         }
         self.bus.call(CallEvent::hangup(params, c.answered_at.is_some()));
     }
+}
+
+/// The digest challenges of a 401 (WWW-Authenticate) or 407 (Proxy-Authenticate); those that
+/// cannot be answered (another scheme, an unknown algorithm) are left out.
+fn challenges(msg: &Message, code: u16) -> Vec<Challenge> {
+    let header = if code == 401 {
+        "WWW-Authenticate"
+    } else {
+        "Proxy-Authenticate"
+    };
+    msg.get_all(header)
+        .iter()
+        .filter_map(|h| Challenge::parse(h).ok())
+        .collect()
 }
 
 /// An I/O error with its causes (a TLS alert says why the certificate was refused).

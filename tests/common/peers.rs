@@ -845,6 +845,20 @@ impl Baresip {
         self.dir.path()
     }
 
+    /// What baresip heard: sndfile's dump of its decoded audio, else aufile's player output.
+    pub fn heard_wav(dir: &std::path::Path) -> PathBuf {
+        std::fs::read_dir(dir)
+            .expect("baresip dir")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("dump-") && n.ends_with("-dec.wav"))
+            })
+            .unwrap_or_else(|| dir.join("baresip-heard.wav"))
+    }
+
     /// Waits until baresip's output contains `needle`.
     pub fn wait_log(&self, needle: &str, timeout: Duration) {
         let end = Instant::now() + timeout;
