@@ -11,9 +11,10 @@ SUDO=""
 # browser stand-in), ca-certificates (rustls trust store for TLS tests), and the real SIP peers
 # of the sip_* tests: sip-tester (sipp), kamailio, baresip-core, sox (tone file for baresip);
 # for the media layer: cmake and g++ (the opus crate builds libopus), ALSA and PulseAudio
-# headers (cpal), and a PulseAudio daemon for the null-sink test of the real device path.
+# headers (cpal), and a PulseAudio daemon for the null-sink test of the real device path;
+# tmux for the end-to-end tests of the terminal UI.
 PKGS="python3 ca-certificates sip-tester kamailio baresip-core sox \
-  cmake g++ pkg-config libasound2-dev libpulse-dev pulseaudio pulseaudio-utils"
+  cmake g++ pkg-config libasound2-dev libpulse-dev pulseaudio pulseaudio-utils tmux"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
