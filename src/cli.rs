@@ -34,6 +34,9 @@ pub enum Command {
     /// CTI integration tools for admins.
     #[command(subcommand)]
     Cti(CtiCommand),
+    /// The call history.
+    #[command(subcommand)]
+    History(HistoryCommand),
     /// Measure the phone against a peer (baresip) in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -42,6 +45,25 @@ pub enum Command {
         /// Answer every incoming call, after MS milliseconds (default 0).
         #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "0")]
         auto_answer: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// Calls, newest first.
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Calls since this date or time (YYYY-MM-DD or YYYY-MM-DDTHH:MM).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only calls with this result (answered, missed, rejected, busy, failed, cancelled,
+        /// interrupted).
+        #[arg(long)]
+        result: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
 }
 
@@ -217,6 +239,12 @@ pub fn run(cli: Cli) -> ExitCode {
             rec_path,
         }) => fire(cli.config.as_ref(), event, &call, answered, rec_path),
         Command::Headless { auto_answer } => headless(cli.config.as_ref(), auto_answer, &cli.audio),
+        Command::History(HistoryCommand::List {
+            json,
+            since,
+            result,
+            limit,
+        }) => history_list(json, since.as_deref(), result.as_deref(), limit),
         Command::Bench(BenchCommand::Sip { calls, json }) => ExitCode::from(crate::bench::sip(calls, json)),
         Command::Bench(BenchCommand::Media { secs, json }) => ExitCode::from(crate::bench::media(secs, json)),
         Command::Bench(BenchCommand::Ui { calls, json }) => ExitCode::from(crate::bench::ui(calls, json)),
@@ -249,6 +277,43 @@ fn init_logging() {
         .with_max_level(level)
         .with_ansi(false)
         .try_init();
+}
+
+fn history_list(json: bool, since: Option<&str>, result: Option<&str>, limit: usize) -> ExitCode {
+    let path = crate::history::default_path();
+    let listed = crate::history::History::open(&path).and_then(|h| {
+        h.recover(&crate::history::lock_path())?;
+        h.list(since, result, limit)
+    });
+    let rows = match listed {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ctiphone: history {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    for r in rows {
+        if json {
+            match serde_json::to_string(&r) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("ctiphone: {e}"),
+            }
+        } else {
+            // Caller-controlled text is escaped: no control byte reaches the terminal.
+            let esc = |s: &str| s.escape_debug().to_string();
+            println!(
+                "{}  {:3}  {:11}  {:>6}  {}  {}  {}",
+                r.ring_at.get(..19).unwrap_or(&r.ring_at),
+                r.direction,
+                r.result.as_deref().unwrap_or("-"),
+                r.duration_s.map_or("-".to_owned(), |d| format!("{d:.0}s")),
+                esc(&r.tel),
+                esc(&r.telname),
+                esc(&r.company),
+            );
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn tui(path: Option<&PathBuf>, audio: &AudioArgs) -> ExitCode {

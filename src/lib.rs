@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod cti;
 pub mod headless;
+pub mod history;
 pub mod media;
 pub mod sip;
 pub mod ui;

@@ -17,6 +17,7 @@ pub struct Core {
     pub ua: JoinHandle<Result<(), String>>,
     engine: Engine,
     cti: JoinHandle<()>,
+    history: Option<JoinHandle<()>>,
 }
 
 impl Core {
@@ -38,6 +39,19 @@ impl Core {
             },
         );
         let cti = engine.subscribe(bus);
+        // The history is one more subscriber; a history that cannot open is a warning, not a
+        // phone that cannot take calls.
+        let opened = crate::history::History::open(&crate::history::default_path())
+            .and_then(|h| crate::history::claim(&h, &crate::history::lock_path()).map(|()| h));
+        let history = match opened {
+            Ok(h) => Some(h.subscribe(bus)),
+            Err(e) => {
+                bus.publish(super::Event::Phone(super::PhoneEvent::Warning {
+                    message: format!("call history: {e}"),
+                }));
+                None
+            }
+        };
         let (commands, rx) = mpsc::channel::<Command>(64);
         let ua = tokio::spawn(ua::run(ua_cfg, bus.clone(), rx));
         Ok(Core {
@@ -45,11 +59,17 @@ impl Core {
             ua,
             engine,
             cti,
+            history,
         })
     }
 
     /// Stops the CTI engine once the user agent has ended, and removes its temporary files.
     pub async fn finish(self) {
+        // Let the history write the last events before it stops.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Some(h) = self.history {
+            h.abort();
+        }
         self.cti.abort();
         self.engine.shutdown().await;
     }

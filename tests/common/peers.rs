@@ -933,6 +933,17 @@ pub struct Phone {
 }
 
 impl Phone {
+    /// The phone's HOME (its XDG directories are below it: `xdg-data` holds the history).
+    pub fn home(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Kills the phone with SIGKILL (no chance to clean up: a crash or a power cut).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM to the phone (as a service manager or a dropped SSH session would).
     pub fn terminate(&self) {
         let pid = i32::try_from(self.child.id()).expect("pid");

@@ -1,0 +1,344 @@
+//! The call history (HIS-1): every call in SQLite (WAL, migrations from the first version),
+//! written when it rings or is dialled and updated on answer, CRM result, end and recording.
+//! A call still open when the phone starts again (a crash, `kill -9`, a power cut) is marked
+//! `interrupted`: its row is never lost. The history is one more subscriber of the bus.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::Local;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::app::{Bus, CallEvent, CallEventKind, CtiEvent, Direction, Event};
+
+/// Schema migrations, in order; `schema_version` counts those applied.
+const MIGRATIONS: &[&str] = &["CREATE TABLE calls (
+        id INTEGER PRIMARY KEY,
+        call_id TEXT NOT NULL UNIQUE,
+        direction TEXT NOT NULL,
+        tel TEXT NOT NULL,
+        telname TEXT NOT NULL,
+        called TEXT NOT NULL,
+        calledname TEXT NOT NULL,
+        anonymous INTEGER NOT NULL,
+        ring_at TEXT NOT NULL,
+        answer_at TEXT,
+        end_at TEXT,
+        duration_s REAL,
+        result TEXT,
+        end_reason TEXT,
+        company TEXT NOT NULL DEFAULT '',
+        name TEXT NOT NULL DEFAULT '',
+        ext_id TEXT NOT NULL DEFAULT '',
+        vars TEXT NOT NULL DEFAULT '{}',
+        recording TEXT,
+        state TEXT NOT NULL DEFAULT 'open'
+    );
+    CREATE INDEX calls_ring_at ON calls(ring_at);"];
+
+/// One call as stored.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Row {
+    pub call_id: String,
+    pub direction: String,
+    pub tel: String,
+    pub telname: String,
+    pub called: String,
+    pub calledname: String,
+    pub anonymous: bool,
+    pub ring_at: String,
+    pub answer_at: Option<String>,
+    pub end_at: Option<String>,
+    pub duration_s: Option<f64>,
+    pub result: Option<String>,
+    pub company: String,
+    pub name: String,
+    pub ext_id: String,
+    pub vars: BTreeMap<String, String>,
+    pub recording: Option<String>,
+    /// `open` (in progress), `closed`, or `interrupted` (the phone stopped during the call).
+    pub state: String,
+}
+
+/// The history database.
+#[derive(Debug)]
+pub struct History {
+    db: Connection,
+}
+
+/// The pid file of the phone that writes the history in this data directory.
+pub fn lock_path() -> PathBuf {
+    crate::config::data_dir().join("phone.pid")
+}
+
+/// Is the process named in the pid file alive?
+fn phone_running(lock: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(lock) else {
+        return false;
+    };
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    pid > 0 && pid != std::process::id() as i32 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// Claims the data directory for this phone: calls left open by a previous run are marked
+/// interrupted, then our pid is written.
+pub fn claim(history: &History, lock: &Path) -> Result<(), String> {
+    history.recover(lock)?;
+    std::fs::write(lock, std::process::id().to_string()).map_err(|e| format!("{}: {e}", lock.display()))
+}
+
+/// The default location: `$XDG_DATA_HOME/ctiphone/history.sqlite3`.
+pub fn default_path() -> PathBuf {
+    crate::config::data_dir().join("history.sqlite3")
+}
+
+fn now() -> String {
+    Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string()
+}
+
+impl History {
+    /// Opens (creating and migrating) the database.
+    pub fn open(path: &Path) -> Result<History, String> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let db = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        db.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| e.to_string())?;
+        db.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| e.to_string())?;
+        db.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            .map_err(|e| e.to_string())?;
+        let version: i64 = db
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| e.to_string())?
+            .unwrap_or(0);
+        for (i, m) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
+            let tx = db.unchecked_transaction().map_err(|e| e.to_string())?;
+            tx.execute_batch(m)
+                .map_err(|e| format!("migration {}: {e}", i + 1))?;
+            tx.execute("DELETE FROM schema_version", [])
+                .map_err(|e| e.to_string())?;
+            tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [i as i64 + 1])
+                .map_err(|e| e.to_string())?;
+            tx.commit().map_err(|e| e.to_string())?;
+        }
+        Ok(History { db })
+    }
+
+    /// Marks calls left open by a phone that is gone (a crash, `kill -9`, a power cut) as
+    /// interrupted. Only when no phone runs on this data directory: `lock` is the phone's pid
+    /// file (see [`claim`]).
+    pub fn recover(&self, lock: &Path) -> Result<usize, String> {
+        if phone_running(lock) {
+            return Ok(0);
+        }
+        self.db
+            .execute(
+                "UPDATE calls SET state = 'interrupted', result = COALESCE(result, 'interrupted') WHERE state = 'open'",
+                [],
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    /// Records one bus event.
+    pub fn record(&self, ev: &Event) -> Result<(), String> {
+        let r = match ev {
+            Event::Call(c) => self.call_event(c),
+            Event::Cti(CtiEvent::SearchResult { call_id, vars }) => {
+                let get = |k: &str| vars.get(k).cloned().unwrap_or_default();
+                let json = serde_json::to_string(vars).unwrap_or_else(|_| "{}".into());
+                self.db.execute(
+                    "UPDATE calls SET company = ?2, name = ?3, ext_id = ?4, vars = ?5 WHERE call_id = ?1",
+                    params![call_id, get("COMPANY"), get("NAME"), get("EXT_ID"), json],
+                )
+            }
+            _ => return Ok(()),
+        };
+        r.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    fn call_event(&self, c: &CallEvent) -> rusqlite::Result<usize> {
+        let p = &c.params;
+        match &c.kind {
+            CallEventKind::Ring | CallEventKind::Outgoing => self.db.execute(
+                "INSERT OR IGNORE INTO calls (call_id, direction, tel, telname, called, calledname, anonymous, ring_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    p.id,
+                    if p.direction == Direction::Incoming { "in" } else { "out" },
+                    p.tel,
+                    p.telname,
+                    p.called,
+                    p.calledname,
+                    p.anonymous,
+                    now()
+                ],
+            ),
+            CallEventKind::Answer => {
+                self.db.execute("UPDATE calls SET answer_at = ?2 WHERE call_id = ?1 AND answer_at IS NULL", params![p.id, now()])
+            }
+            CallEventKind::Hangup { .. } => {
+                let duration: Option<f64> = p.extra.get("DURATION").and_then(|d| d.parse().ok());
+                let result = p.extra.get("RESULT").cloned().unwrap_or_else(|| "failed".into());
+                self.db.execute(
+                    "UPDATE calls SET end_at = ?2, duration_s = ?3, result = ?4, state = 'closed' WHERE call_id = ?1",
+                    params![p.id, now(), duration, result],
+                )
+            }
+            CallEventKind::Recorded { path } => self.db.execute(
+                "UPDATE calls SET recording = ?2 WHERE call_id = ?1",
+                params![p.id, path.display().to_string()],
+            ),
+            CallEventKind::Click => Ok(0),
+        }
+    }
+
+    /// Calls, newest first: those that rang since `since` (a date or time prefix as stored,
+    /// e.g. "2026-11-25"), with `result`, at most `limit`.
+    pub fn list(&self, since: Option<&str>, result: Option<&str>, limit: usize) -> Result<Vec<Row>, String> {
+        let mut q = self
+            .db
+            .prepare(
+                "SELECT call_id, direction, tel, telname, called, calledname, anonymous, ring_at, answer_at, end_at,
+                        duration_s, result, company, name, ext_id, vars, recording, state
+                 FROM calls WHERE (?1 IS NULL OR ring_at >= ?1) AND (?2 IS NULL OR result = ?2)
+                 ORDER BY ring_at DESC, id DESC LIMIT ?3",
+            )
+            .map_err(|e| e.to_string())?;
+        let rows = q
+            .query_map(
+                params![since, result, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| {
+                    let vars: String = r.get(15)?;
+                    Ok(Row {
+                        call_id: r.get(0)?,
+                        direction: r.get(1)?,
+                        tel: r.get(2)?,
+                        telname: r.get(3)?,
+                        called: r.get(4)?,
+                        calledname: r.get(5)?,
+                        anonymous: r.get(6)?,
+                        ring_at: r.get(7)?,
+                        answer_at: r.get(8)?,
+                        end_at: r.get(9)?,
+                        duration_s: r.get(10)?,
+                        result: r.get(11)?,
+                        company: r.get(12)?,
+                        name: r.get(13)?,
+                        ext_id: r.get(14)?,
+                        vars: serde_json::from_str(&vars).unwrap_or_default(),
+                        recording: r.get(16)?,
+                        state: r.get(17)?,
+                    })
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+    }
+
+    /// Subscribes to the bus and writes every call event until the bus closes. A failed write
+    /// is logged; the phone goes on.
+    pub fn subscribe(self, bus: &Bus) -> tokio::task::JoinHandle<()> {
+        let mut rx = bus.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => {
+                        if let Err(e) = self.record(&ev) {
+                            tracing::warn!("history: {e}");
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("history lagged behind the bus and lost {n} events");
+                    }
+                    Err(_) => break,
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::CallParams;
+
+    #[test]
+    fn a_call_is_written_then_updated_and_read_back_byte_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(&dir.path().join("h.db")).unwrap();
+        let mut p = CallParams::incoming("c1", "\u{1b}]52;c;x\u{7}0311112222", "0312345678");
+        p.telname = "山田 太郎\n'); DROP TABLE calls;--".into();
+        h.record(&Event::Call(CallEvent::ring(p.clone()))).unwrap();
+        h.record(&Event::Call(CallEvent::answer(p.clone()))).unwrap();
+        let vars = [
+            ("COMPANY".to_owned(), "ACME".to_owned()),
+            ("NAME".to_owned(), "Taro".to_owned()),
+        ]
+        .into();
+        h.record(&Event::Cti(CtiEvent::SearchResult {
+            call_id: "c1".into(),
+            vars,
+        }))
+        .unwrap();
+        let mut end = p.clone();
+        end.extra.insert("DURATION".into(), "12".into());
+        end.extra.insert("RESULT".into(), "answered".into());
+        h.record(&Event::Call(CallEvent::hangup(end, true))).unwrap();
+        h.record(&Event::Call(CallEvent::recorded(p.clone(), "/r/x.wav".into())))
+            .unwrap();
+        let rows = h.list(None, None, 10).unwrap();
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!(
+            (r.tel.as_str(), r.telname.as_str()),
+            (p.tel.as_str(), p.telname.as_str())
+        );
+        assert_eq!(
+            (r.result.as_deref(), r.duration_s, r.state.as_str()),
+            (Some("answered"), Some(12.0), "closed")
+        );
+        assert_eq!((r.company.as_str(), r.name.as_str()), ("ACME", "Taro"));
+        assert_eq!(r.recording.as_deref(), Some("/r/x.wav"));
+        assert!(r.answer_at.is_some() && r.end_at.is_some());
+        assert_eq!(h.list(None, Some("missed"), 10).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn calls_left_open_are_interrupted_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        {
+            let h = History::open(&path).unwrap();
+            h.record(&Event::Call(CallEvent::ring(CallParams::incoming(
+                "c2", "1", "2",
+            ))))
+            .unwrap();
+        }
+        let h = History::open(&path).unwrap();
+        // While a phone runs (our own pid stands for it here), open calls are its calls.
+        let lock = dir.path().join("phone.pid");
+        std::fs::write(&lock, "1").unwrap();
+        assert_eq!(h.recover(&lock).unwrap(), 0, "pid 1 is alive: no recovery");
+        std::fs::write(&lock, "999999999").unwrap();
+        assert_eq!(h.recover(&lock).unwrap(), 1);
+        let rows = h.list(None, None, 10).unwrap();
+        assert_eq!(
+            (rows[0].state.as_str(), rows[0].result.as_deref()),
+            ("interrupted", Some("interrupted"))
+        );
+        // Opening again migrates nothing twice.
+        drop(h);
+        assert!(History::open(&path).is_ok());
+    }
+}
