@@ -65,6 +65,11 @@ pub enum HistoryCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Write every call as CSV (cells a spreadsheet would run as formulas are defused).
+    Export {
+        #[arg(long, value_name = "FILE")]
+        csv: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +250,7 @@ pub fn run(cli: Cli) -> ExitCode {
             result,
             limit,
         }) => history_list(json, since.as_deref(), result.as_deref(), limit),
+        Command::History(HistoryCommand::Export { csv }) => history_export(&csv),
         Command::Bench(BenchCommand::Sip { calls, json }) => ExitCode::from(crate::bench::sip(calls, json)),
         Command::Bench(BenchCommand::Media { secs, json }) => ExitCode::from(crate::bench::media(secs, json)),
         Command::Bench(BenchCommand::Ui { calls, json }) => ExitCode::from(crate::bench::ui(calls, json)),
@@ -277,6 +283,24 @@ fn init_logging() {
         .with_max_level(level)
         .with_ansi(false)
         .try_init();
+}
+
+fn history_export(file: &std::path::Path) -> ExitCode {
+    let path = crate::history::default_path();
+    let exported = crate::history::History::open(&path).and_then(|h| {
+        let f = std::fs::File::create(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        h.export_csv(std::io::BufWriter::new(f))
+    });
+    match exported {
+        Ok(n) => {
+            println!("{n} calls written to {}", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ctiphone: history export: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn history_list(json: bool, since: Option<&str>, result: Option<&str>, limit: usize) -> ExitCode {

@@ -41,8 +41,14 @@ impl Core {
         let cti = engine.subscribe(bus);
         // The history is one more subscriber; a history that cannot open is a warning, not a
         // phone that cannot take calls.
-        let opened = crate::history::History::open(&crate::history::default_path())
-            .and_then(|h| crate::history::claim(&h, &crate::history::lock_path()).map(|()| h));
+        let keep = &config.history;
+        let opened = crate::history::History::open(&crate::history::default_path()).and_then(|h| {
+            crate::history::claim(&h, &crate::history::lock_path())?;
+            if keep.keep_days > 0 {
+                h.prune(keep.keep_days, keep.delete_recordings)?;
+            }
+            Ok(h)
+        });
         let history = match opened {
             Ok(h) => Some(h.subscribe(bus)),
             Err(e) => {

@@ -26,6 +26,7 @@ pub struct Config {
     pub audio: Audio,
     pub recording: Recording,
     pub ui: Ui,
+    pub history: HistoryConfig,
     /// `[keys]`: action name → key, overriding the defaults of the terminal UI.
     pub keys: BTreeMap<String, String>,
     /// The file it came from and that file's text (for diagnostics found later).
@@ -314,6 +315,16 @@ impl Default for Audio {
     }
 }
 
+/// `[history]`: how long calls are kept.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Calls older than this many days are deleted at start; 0 keeps them forever.
+    pub keep_days: u32,
+    /// Delete the recordings of the calls deleted too.
+    pub delete_recordings: bool,
+}
+
 /// `[ui]`: the terminal UI.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -461,6 +472,11 @@ impl Config {
                         config.ui = v;
                     }
                 }
+                "history" => {
+                    if let Some(v) = section::<HistoryConfig>(value, &mut problems) {
+                        config.history = v;
+                    }
+                }
                 "keys" => {
                     if let Some(v) = section::<BTreeMap<String, String>>(value, &mut problems) {
                         config.keys = v;
@@ -470,7 +486,7 @@ impl Config {
                 other => problems.push(Diagnostic::at(
                     key.span(),
                     format!(
-                        "unknown section `{other}`, expected one of `account`, `agent`, `audio`, `cti`, `keys`, `popup`, `recording`, `ui`"
+                        "unknown section `{other}`, expected one of `account`, `agent`, `audio`, `cti`, `history`, `keys`, `popup`, `recording`, `ui`"
                     ),
                 )),
             }

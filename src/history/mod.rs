@@ -246,6 +246,93 @@ impl History {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
     }
 
+    /// Writes calls as CSV (newest first). Cells that a spreadsheet would run as a formula
+    /// (starting with `=`, `+`, `-`, `@`, tab or CR) get a leading `'`.
+    pub fn export_csv(&self, out: impl std::io::Write) -> Result<usize, String> {
+        let rows = self.list(None, None, usize::MAX)?;
+        let mut w = csv::Writer::from_writer(out);
+        let header = [
+            "ring_at",
+            "direction",
+            "result",
+            "tel",
+            "telname",
+            "called",
+            "calledname",
+            "anonymous",
+            "answer_at",
+            "end_at",
+            "duration_s",
+            "company",
+            "name",
+            "ext_id",
+            "recording",
+            "call_id",
+            "state",
+        ];
+        w.write_record(header).map_err(|e| e.to_string())?;
+        let safe = |s: &str| -> String {
+            if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+                format!("'{s}")
+            } else {
+                s.to_owned()
+            }
+        };
+        for r in &rows {
+            let cells = [
+                r.ring_at.clone(),
+                r.direction.clone(),
+                r.result.clone().unwrap_or_default(),
+                r.tel.clone(),
+                r.telname.clone(),
+                r.called.clone(),
+                r.calledname.clone(),
+                r.anonymous.to_string(),
+                r.answer_at.clone().unwrap_or_default(),
+                r.end_at.clone().unwrap_or_default(),
+                r.duration_s.map(|d| d.to_string()).unwrap_or_default(),
+                r.company.clone(),
+                r.name.clone(),
+                r.ext_id.clone(),
+                r.recording.clone().unwrap_or_default(),
+                r.call_id.clone(),
+                r.state.clone(),
+            ];
+            w.write_record(cells.iter().map(|c| safe(c)))
+                .map_err(|e| e.to_string())?;
+        }
+        w.flush().map_err(|e| e.to_string())?;
+        Ok(rows.len())
+    }
+
+    /// Deletes calls that rang more than `days` ago; their recording files too when
+    /// `delete_recordings`. Returns how many calls were removed.
+    pub fn prune(&self, days: u32, delete_recordings: bool) -> Result<usize, String> {
+        let cutoff = (Local::now() - chrono::Duration::days(i64::from(days)))
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        if delete_recordings {
+            let mut q = self
+                .db
+                .prepare("SELECT recording FROM calls WHERE ring_at < ?1 AND recording IS NOT NULL")
+                .map_err(|e| e.to_string())?;
+            let paths: Vec<String> = q
+                .query_map([&cutoff], |r| r.get(0))
+                .map_err(|e| e.to_string())?
+                .filter_map(Result::ok)
+                .collect();
+            for p in paths {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        self.db
+            .execute(
+                "DELETE FROM calls WHERE ring_at < ?1 AND state != 'open'",
+                [&cutoff],
+            )
+            .map_err(|e| e.to_string())
+    }
+
     /// Subscribes to the bus and writes every call event until the bus closes. A failed write
     /// is logged; the phone goes on.
     pub fn subscribe(self, bus: &Bus) -> tokio::task::JoinHandle<()> {
@@ -312,6 +399,23 @@ mod tests {
         assert_eq!(r.recording.as_deref(), Some("/r/x.wav"));
         assert!(r.answer_at.is_some() && r.end_at.is_some());
         assert_eq!(h.list(None, Some("missed"), 10).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn csv_export_defuses_formulas() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(&dir.path().join("h.db")).unwrap();
+        let mut p = CallParams::incoming("c3", "+15550100", "2");
+        p.telname = "=HYPERLINK(\"http://evil.example\",\"click\")".into();
+        h.record(&Event::Call(CallEvent::ring(p))).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(h.export_csv(&mut out).unwrap(), 1);
+        let text = String::from_utf8(out).unwrap();
+        let mut rd = csv::Reader::from_reader(text.as_bytes());
+        let row = rd.records().next().unwrap().unwrap();
+        assert_eq!(&row[3], "'+15550100");
+        assert_eq!(&row[4], "'=HYPERLINK(\"http://evil.example\",\"click\")");
+        assert_eq!(h.prune(0, false).unwrap(), 0, "an open call is never pruned");
     }
 
     #[test]

@@ -83,6 +83,18 @@ pub async fn run(config: Config, plan: Plan) -> u8 {
     let cmd_tx = core.commands.clone();
 
     let mut app = App::new(&config, keymap);
+    // The call list continues the history (HIS-2): the latest calls from the database.
+    match crate::history::History::open(&crate::history::default_path()).and_then(|h| h.list(None, None, 500))
+    {
+        Ok(rows) => {
+            app.history = rows
+                .iter()
+                .filter(|r| r.state != "open")
+                .map(state::HistoryRow::from_db)
+                .collect()
+        }
+        Err(e) => app.log(Level::Warn, format!("call history: {e}")),
+    }
     for w in theme.warnings() {
         app.log(Level::Warn, w.clone());
     }

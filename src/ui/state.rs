@@ -636,6 +636,35 @@ impl App {
     }
 }
 
+impl HistoryRow {
+    /// A row of the call history database, for the call list.
+    pub fn from_db(r: &crate::history::Row) -> HistoryRow {
+        let result = match r.result.as_deref() {
+            Some("answered") => "answered",
+            Some("missed") => "missed",
+            Some("rejected") => "rejected",
+            Some("busy") => "busy",
+            Some("cancelled") => "cancelled",
+            Some("interrupted") => "interrupted",
+            _ => "failed",
+        };
+        let date = DateTime::parse_from_rfc3339(&r.ring_at)
+            .map_or_else(|_| Local::now(), |d| d.with_timezone(&Local));
+        HistoryRow {
+            id: r.call_id.clone(),
+            date,
+            incoming: r.direction == "in",
+            result,
+            tel: clean(&r.tel),
+            called: clean(&r.called),
+            name: clean(if r.name.is_empty() { &r.telname } else { &r.name }),
+            company: clean(&r.company),
+            duration_s: r.duration_s.unwrap_or(0.0),
+            recording: r.recording.as_deref().map(clean),
+        }
+    }
+}
+
 /// The history result of a call (HIS-1).
 pub fn result_name(incoming: bool, answered: bool, reason: EndReason) -> &'static str {
     match (answered, reason) {
