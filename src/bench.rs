@@ -107,18 +107,7 @@ fn start_baresip_with(record: bool) -> Result<Option<Peer>, String> {
     let rtp = free_udp_port().map_err(|e| e.to_string())?;
     // baresip's file source: a 1 kHz tone, 8 kHz mono.
     let tone = dir.path().join("tone.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&tone, spec).map_err(|e| e.to_string())?;
-    for i in 0..8000 * 30 {
-        let v = (f64::from(i) * 2.0 * std::f64::consts::PI * 1000.0 / 8000.0).sin() * 8000.0;
-        w.write_sample(v as i16).map_err(|e| e.to_string())?;
-    }
-    w.finalize().map_err(|e| e.to_string())?;
+    write_tone(&tone, 1000.0, 30)?;
     let config = format!(
         "sip_listen\t\t127.0.0.1:{port}\nsip_trans_def\t\tudp\naudio_source\t\taufile,{tone}\n\
          audio_player\t\taufile,{d}/heard.wav\naudio_alert\t\taufile,/dev/null\naudio_srate\t\t8000\n\
@@ -155,6 +144,22 @@ fn start_baresip_with(record: bool) -> Result<Option<Peer>, String> {
         child,
         _dir: Some(dir),
     }))
+}
+
+/// A mono 16-bit 8 kHz WAV of a sine tone.
+fn write_tone(path: &std::path::Path, freq: f64, secs: u32) -> Result<(), String> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).map_err(|e| e.to_string())?;
+    for i in 0..8000 * secs {
+        let v = (f64::from(i) * 2.0 * std::f64::consts::PI * freq / 8000.0).sin() * 8000.0;
+        w.write_sample(v as i16).map_err(|e| e.to_string())?;
+    }
+    w.finalize().map_err(|e| e.to_string())
 }
 
 fn which(name: &str) -> Option<std::path::PathBuf> {
@@ -557,18 +562,7 @@ fn deviation(intervals: &[f64]) -> (Option<f64>, Option<f64>, Option<f64>) {
 fn run_media(secs: u64, as_json: bool) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let tone = dir.path().join("tone.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&tone, spec).map_err(|e| e.to_string())?;
-    for i in 0..8000 * 10 {
-        let v = (f64::from(i) * 2.0 * std::f64::consts::PI * 440.0 / 8000.0).sin() * 8000.0;
-        w.write_sample(v as i16).map_err(|e| e.to_string())?;
-    }
-    w.finalize().map_err(|e| e.to_string())?;
+    write_tone(&tone, 440.0, 10)?;
     let extra = format!(
         "[audio]\ninput = \"file:{}\"\noutput = \"null\"\ncodecs = [\"PCMU\"]\n[recording]\nauto = true\ndir = \"@DIR@/rec\"\n",
         tone.display()
