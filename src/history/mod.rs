@@ -111,6 +111,11 @@ impl History {
             .map_err(|e| e.to_string())?;
         db.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| e.to_string())?;
+        // A phone writes a few rows a minute: a small page cache and no memory map keep it small.
+        db.pragma_update(None, "cache_size", -64)
+            .map_err(|e| e.to_string())?;
+        db.pragma_update(None, "mmap_size", 0)
+            .map_err(|e| e.to_string())?;
         db.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             .map_err(|e| e.to_string())?;
         let version: i64 = db
