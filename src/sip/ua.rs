@@ -319,7 +319,6 @@ struct Call {
     ok_retransmit: Option<(Vec<u8>, Instant, Duration, Instant)>,
     /// The ACK for our 2xx, repeated if the 2xx is retransmitted.
     ack: Option<Vec<u8>>,
-    started: Instant,
     answered_at: Option<Instant>,
     auto_answer_at: Option<Instant>,
     held: bool,
@@ -368,7 +367,6 @@ impl Call {
             dtmf_pt: None,
             ok_retransmit: None,
             ack: None,
-            started: Instant::now(),
             answered_at: None,
             auto_answer_at: None,
             held: false,
@@ -1969,7 +1967,6 @@ impl Ua {
             cancel.push("Route", r.to_string());
         }
         let (to, proto) = (c.peer, c.proto);
-        let id = c.id.clone();
         // CANCEL keeps the INVITE's branch: a transaction of its own keyed by method.
         let bytes = cancel.to_bytes();
         let key = format!(
@@ -1999,7 +1996,6 @@ impl Ua {
         );
         self.send(proto, to, bytes).await;
         self.end_call(i, EndReason::Cancelled, None);
-        let _ = id;
     }
 
     /// A request inside the dialog of call `i` (RFC 3261 §12.2.1.1).
@@ -2132,7 +2128,6 @@ impl Ua {
     fn end_call(&mut self, i: usize, reason: EndReason, code: Option<u16>) {
         let mut c = self.calls.remove(i);
         let duration = c.answered_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
-        let _ = c.started;
         let mut params = c.params.clone();
         params
             .extra
