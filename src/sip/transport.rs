@@ -16,6 +16,12 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::message::{self, MAX_MESSAGE, Message};
 
+/// How long a message may take to arrive whole on a stream, from its first byte: a stream
+/// whose message never ends (a Content-Length past the bytes sent, no empty line, a peer
+/// dripping bytes) is closed then (RFC 4475 §3.1.2.2: "close the connection if none is
+/// forthcoming within a reasonable period of time").
+pub const STREAM_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The transport a message travels on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Proto {
@@ -126,6 +132,8 @@ pub struct Transport {
     pub local: SocketAddr,
     connector: Option<TlsConnector>,
     server_name: Option<String>,
+    /// [`STREAM_MESSAGE_TIMEOUT`] (shorter in unit tests).
+    message_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Transport {
@@ -141,6 +149,15 @@ impl Transport {
         listen: SocketAddr,
         inbound: mpsc::Sender<Inbound>,
         tls: &TlsSettings,
+    ) -> Result<Self, String> {
+        Self::bind_with(listen, inbound, tls, STREAM_MESSAGE_TIMEOUT).await
+    }
+
+    async fn bind_with(
+        listen: SocketAddr,
+        inbound: mpsc::Sender<Inbound>,
+        tls: &TlsSettings,
+        message_timeout: std::time::Duration,
     ) -> Result<Self, String> {
         let (connector, acceptor) = if tls.enabled {
             tls_configs(tls)?
@@ -158,6 +175,7 @@ impl Transport {
             local,
             connector,
             server_name: tls.server_name.clone(),
+            message_timeout,
         };
         t.spawn_udp();
         t.spawn_tcp(tcp, acceptor);
@@ -249,11 +267,25 @@ impl Transport {
         });
         let t = self.clone();
         let writer = tx.clone();
+        let t_timeout = self.message_timeout;
         tokio::spawn(async move {
             let mut buf: Vec<u8> = Vec::with_capacity(4096);
             let mut chunk = vec![0u8; 16 * 1024];
+            // When the first byte of the unfinished message in `buf` came.
+            let mut started: Option<tokio::time::Instant> = None;
             'conn: loop {
-                let n = match rd.read(&mut chunk).await {
+                let read = rd.read(&mut chunk);
+                let got = match started {
+                    Some(t) => match tokio::time::timeout_at(t + t_timeout, read).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            tracing::debug!(%peer, "closing a connection whose message did not end in time");
+                            break;
+                        }
+                    },
+                    None => read.await,
+                };
+                let n = match got {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
@@ -265,6 +297,7 @@ impl Transport {
                     match message::frame(&buf) {
                         Ok(None) => break,
                         Ok(Some(len)) => {
+                            started = None;
                             let bytes: Vec<u8> = buf.drain(..len).collect();
                             match message::parse(&bytes, true) {
                                 Ok((msg, _)) => {
@@ -291,6 +324,11 @@ impl Transport {
                             break 'conn;
                         }
                     }
+                }
+                if buf.is_empty() {
+                    started = None;
+                } else if started.is_none() {
+                    started = Some(tokio::time::Instant::now());
                 }
             }
             if let Ok(mut c) = t.conns.lock() {
@@ -401,4 +439,81 @@ pub fn error_response(bytes: &[u8], status: u16, why: &str) -> Option<Vec<u8>> {
         "Warning: 399 ctiphone \"{warning}\"\r\nContent-Length: 0\r\n\r\n"
     ));
     Some(out.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    const OPTIONS: &[u8] = b"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK1\r\n\
+From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+
+    async fn transport(timeout: Duration) -> (Transport, mpsc::Receiver<Inbound>) {
+        let (tx, rx) = mpsc::channel(8);
+        let listen = "127.0.0.1:0".parse().unwrap();
+        let t = Transport::bind_with(listen, tx, &TlsSettings::default(), timeout)
+            .await
+            .unwrap();
+        (t, rx)
+    }
+
+    /// Reads until the phone closes the connection; how long that took (None: still open).
+    async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        let mut b = [0u8; 1024];
+        loop {
+            match tokio::time::timeout(limit, s.read(&mut b)).await {
+                Ok(Ok(0) | Err(_)) => return Some(start.elapsed()),
+                Ok(Ok(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_message_that_never_ends_is_closed_after_the_timeout() {
+        let (t, mut rx) = transport(Duration::from_millis(300)).await;
+        // RFC 4475 clerr: a Content-Length past the bytes sent.
+        let clerr = String::from_utf8_lossy(OPTIONS).replace("Content-Length: 0", "Content-Length: 9999");
+        let mut s = TcpStream::connect(t.local).await.unwrap();
+        s.write_all(clerr.as_bytes()).await.unwrap();
+        let took = closed_within(&mut s, Duration::from_secs(5))
+            .await
+            .expect("closed");
+        assert!(took >= Duration::from_millis(250), "closed after {took:?}");
+        // A header section that never ends, dripped a byte at a time (each byte in time).
+        let mut s = TcpStream::connect(t.local).await.unwrap();
+        for b in b"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1" {
+            if s.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(closed_within(&mut s, Duration::from_secs(5)).await.is_some());
+        assert!(rx.try_recv().is_err(), "nothing was delivered");
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_between_messages_stays_open() {
+        let (t, mut rx) = transport(Duration::from_millis(200)).await;
+        let mut s = TcpStream::connect(t.local).await.unwrap();
+        s.write_all(OPTIONS).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap();
+        assert_eq!(first.unwrap().msg.method(), Some("OPTIONS"));
+        // Idle (keep-alive CRLFs only) for longer than the timeout: still open.
+        s.write_all(b"\r\n\r\n").await.unwrap();
+        assert_eq!(closed_within(&mut s, Duration::from_millis(600)).await, None);
+        // A message split over two writes, within the timeout, goes through.
+        s.write_all(&OPTIONS[..40]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.write_all(&OPTIONS[40..]).await.unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap();
+        assert_eq!(second.unwrap().msg.method(), Some("OPTIONS"));
+    }
 }

@@ -696,6 +696,15 @@ impl Ua {
                 return;
             }
         }
+        if let Some((code, reason, headers)) = precheck(&msg) {
+            let mut r = Message::response(&msg, code, reason);
+            add_tag(&mut r);
+            for (name, value) in headers {
+                r.push(name, value);
+            }
+            self.respond(from, proto, &msg, r).await;
+            return;
+        }
         let to_tag = msg
             .get("To")
             .and_then(|t| NameAddr::parse(t).ok())
@@ -731,24 +740,6 @@ impl Ua {
         if self.find_call(&call_id).is_some() {
             return; // a retransmission answered by the transaction table
         }
-        // Our own Require extensions: none.
-        if let Some(req) = msg.get("Require") {
-            let mut r = Message::response(&msg, 420, "Bad Extension");
-            add_tag(&mut r);
-            r.push("Unsupported", req.to_owned());
-            self.respond(from, proto, &msg, r).await;
-            return;
-        }
-        let uri_ok = msg
-            .uri()
-            .and_then(|u| u.split_once(':'))
-            .is_some_and(|(s, _)| matches!(s.to_ascii_lowercase().as_str(), "sip" | "sips" | "tel"));
-        if !uri_ok {
-            let mut r = Message::response(&msg, 416, "Unsupported URI Scheme");
-            add_tag(&mut r);
-            self.respond(from, proto, &msg, r).await;
-            return;
-        }
         let offer = if msg.body.is_empty() {
             None
         } else {
@@ -760,6 +751,14 @@ impl Ua {
                 let mut r = Message::response(&msg, 415, "Unsupported Media Type");
                 add_tag(&mut r);
                 r.push("Accept", "application/sdp");
+                self.respond(from, proto, &msg, r).await;
+                return;
+            }
+            // Our answer is SDP too: a caller that accepts no SDP cannot have one (RFC 4475
+            // §3.3.15).
+            if !accepts_sdp(&msg) {
+                let mut r = Message::response(&msg, 406, "Not Acceptable");
+                add_tag(&mut r);
                 self.respond(from, proto, &msg, r).await;
                 return;
             }
@@ -2223,6 +2222,64 @@ fn reason_phrase(msg: &Message) -> String {
     }
 }
 
+/// A response's code, reason phrase and extra headers.
+type Refusal = (u16, &'static str, Vec<(&'static str, String)>);
+
+/// The checks of a request before its method's own handling (RFC 3261 §8.2.1, §8.2.2): a
+/// method this agent does not take (405 for REGISTER, which only a registrar takes, with Allow;
+/// 501 for others), a Request-URI scheme it cannot serve (416), an extension the request
+/// requires (420, with the tags in Unsupported: this agent supports none). The response's code,
+/// reason and extra headers; `None` when the request passes. ACK is never answered and CANCEL's
+/// Require is ignored (§8.2.2.3).
+fn precheck(msg: &Message) -> Option<Refusal> {
+    let method = msg.method()?;
+    if method == "ACK" {
+        return None;
+    }
+    if !ALLOW.split(", ").any(|m| m == method) {
+        return Some(if method == "REGISTER" {
+            (405, "Method Not Allowed", vec![("Allow", ALLOW.to_owned())])
+        } else {
+            (501, "Not Implemented", vec![("Allow", ALLOW.to_owned())])
+        });
+    }
+    let scheme = msg
+        .uri()
+        .and_then(|u| u.split_once(':'))
+        .map(|(s, _)| s.to_ascii_lowercase());
+    if !matches!(scheme.as_deref(), Some("sip" | "sips" | "tel")) {
+        return Some((416, "Unsupported URI Scheme", Vec::new()));
+    }
+    if method != "CANCEL" {
+        let required: Vec<&str> = msg
+            .get_all("Require")
+            .into_iter()
+            .flat_map(super::message::split_commas)
+            .collect();
+        if !required.is_empty() {
+            return Some((420, "Bad Extension", vec![("Unsupported", required.join(", "))]));
+        }
+    }
+    None
+}
+
+/// Whether a request's Accept (if any) takes `application/sdp` (or `application/*`, `*/*`).
+/// No Accept, or one that lists nothing: SDP, the default (RFC 3261 §20.1).
+fn accepts_sdp(msg: &Message) -> bool {
+    let ranges: Vec<String> = msg
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "Accept")
+        .flat_map(|(_, v)| super::message::split_commas(v))
+        .map(|r| r.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .filter(|r| !r.is_empty())
+        .collect();
+    ranges.is_empty()
+        || ranges
+            .iter()
+            .any(|r| matches!(r.as_str(), "application/sdp" | "application/*" | "*/*"))
+}
+
 /// Adds a To tag to a final response made outside any dialog.
 fn add_tag(r: &mut Message) {
     if let Some(to) = r.get("To").map(str::to_owned) {
@@ -2343,6 +2400,92 @@ mod tests {
             )
             .replace("0311112222@", "anonymous@");
         assert!(caller_identity(&Message::parse(anon.as_bytes()).unwrap()).anonymous);
+    }
+
+    fn request(first: &str, extra: &str) -> Message {
+        let method = first.split(' ').next().unwrap();
+        let raw = format!(
+            "{first} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK1\r\n\
+             From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>\r\nCall-ID: c1\r\n\
+             CSeq: 1 {method}\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        Message::parse(raw.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn requests_refused_before_their_method_is_handled() {
+        // RFC 4475 §3.3.7 and friends: REGISTER to a phone is a method it knows but does not
+        // take (405); an unknown method is 501; both list what is allowed.
+        let r = precheck(&request("REGISTER sip:example.com", "")).unwrap();
+        assert_eq!((r.0, r.2[0].0, r.2[0].1.as_str()), (405, "Allow", ALLOW));
+        assert_eq!(
+            precheck(&request("NEWMETHOD sip:b@127.0.0.1", "")).unwrap().0,
+            501
+        );
+        // §3.3.2, §3.3.3: a Request-URI scheme the phone cannot serve, whatever the method.
+        let opaque = request("OPTIONS nobodyKnowsThisScheme:totallyopaquecontent", "");
+        assert_eq!(precheck(&opaque).unwrap().0, 416);
+        let beep = request("OPTIONS soap.beep://192.0.2.103:3002", "");
+        assert_eq!(precheck(&beep).unwrap().0, 416);
+        assert_eq!(
+            precheck(&request("INVITE http://example.com/", "")).unwrap().0,
+            416
+        );
+        // §3.3.5: Require of an unknown extension: 420 naming every required tag; Proxy-Require
+        // is for proxies.
+        let ext = request(
+            "OPTIONS sip:b@127.0.0.1",
+            "Require: nothingSupportsThis, nothingSupportsThisEither\r\nProxy-Require: x\r\n",
+        );
+        let r = precheck(&ext).unwrap();
+        assert_eq!(r.0, 420);
+        assert_eq!(
+            r.2,
+            vec![(
+                "Unsupported",
+                "nothingSupportsThis, nothingSupportsThisEither".to_owned()
+            )]
+        );
+        assert_eq!(
+            precheck(&request("OPTIONS sip:b@127.0.0.1", "Proxy-Require: x\r\n")),
+            None
+        );
+        // CANCEL's Require is ignored; ACK is never answered.
+        assert_eq!(
+            precheck(&request("CANCEL sip:b@127.0.0.1", "Require: foo\r\n")),
+            None
+        );
+        assert_eq!(
+            precheck(&request("ACK nobodyKnowsThisScheme:x", "Require: foo\r\n")),
+            None
+        );
+        // What the phone takes passes.
+        for m in ["INVITE", "BYE", "OPTIONS", "INFO", "NOTIFY", "UPDATE", "CANCEL"] {
+            assert_eq!(
+                precheck(&request(&format!("{m} sip:b@127.0.0.1"), "")),
+                None,
+                "{m}"
+            );
+        }
+        assert_eq!(precheck(&request("INVITE tel:+81312345678", "")), None);
+    }
+
+    #[test]
+    fn an_offer_needs_a_caller_that_accepts_sdp() {
+        let inv = |accept: &str| request("INVITE sip:b@127.0.0.1", accept);
+        assert!(accepts_sdp(&inv("")));
+        assert!(accepts_sdp(&inv("Accept: application/sdp\r\n")));
+        assert!(accepts_sdp(&inv(
+            "Accept: text/plain, Application/SDP;level=1\r\n"
+        )));
+        assert!(accepts_sdp(&inv(
+            "Accept: text/plain\r\nAccept: application/*\r\n"
+        )));
+        assert!(accepts_sdp(&inv("Accept: */*\r\n")));
+        assert!(accepts_sdp(&inv("Accept: \r\n")));
+        // RFC 4475 §3.3.15 (sdp01): 406.
+        assert!(!accepts_sdp(&inv("Accept: text/nobodyKnowsThis\r\n")));
+        assert!(!accepts_sdp(&inv("Accept: application/sdpx, text/*\r\n")));
     }
 
     #[test]

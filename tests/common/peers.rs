@@ -1038,6 +1038,28 @@ impl Phone {
             .unwrap_or_else(|| panic!("ready event listen {l:?} has no port"))
     }
 
+    /// The phone's process id (for /proc/PID/status: its resident memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The phone's resident memory (VmRSS) in KiB, read from /proc/PID/status.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_else(|e| panic!("reading /proc/{}/status: {e}", self.pid()));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in /proc/{}/status", self.pid()))
+    }
+
+    /// Whether the process is still running (not exited, not killed).
+    pub fn alive(&mut self) -> bool {
+        self.exit.is_none() && self.child.try_wait().ok().flatten().is_none()
+    }
+
     /// `127.0.0.1:PORT`, the target for a SIPp UAC calling the phone directly.
     pub fn target(&self) -> String {
         format!("127.0.0.1:{}", self.port())
