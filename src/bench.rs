@@ -1,8 +1,16 @@
-//! `ctiphone bench sip`: the phone's signalling speed measured against a peer in the same run.
-//! Starts `ctiphone headless --auto-answer` and (when installed) baresip with auto-answer, both
-//! on 127.0.0.1, and calls each in turn from one loopback caller: INVITE → first provisional
-//! and INVITE → 200 OK per call (then ACK, BYE), plus each process's idle RSS. Prints medians,
-//! p99 and the ratio ctiphone / baresip, or JSON.
+//! `ctiphone bench`: the phone measured against a peer (baresip) in the same run, on 127.0.0.1.
+//! Each part starts `ctiphone headless --auto-answer` and, when installed, baresip with
+//! auto-answer, and calls them from one loopback caller:
+//!
+//! - `sip`: INVITE → first provisional and INVITE → 200 OK per call (then ACK, BYE), and each
+//!   process's idle RSS;
+//! - `media`: a G.711 call with a file source and recording: CPU, RSS, and the RTP
+//!   send-interval deviation;
+//! - `ui`: the terminal UI's drawing times and idle cost;
+//! - with no subcommand, `sip`, `media` and ring → CTI search result (the demo's CRM on
+//!   loopback; baresip has no CTI) in one table with the ratio ctiphone / baresip.
+//!
+//! Each prints medians, p99 and ratios, or JSON.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -18,7 +26,18 @@ struct Peer {
     name: &'static str,
     addr: SocketAddr,
     child: Child,
+    /// ctiphone's event lines as they arrive on its stdout, with their arrival time.
+    events: Option<std::sync::mpsc::Receiver<(Instant, String)>>,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl Peer {
+    /// Asks a headless ctiphone to quit (baresip is killed on drop).
+    fn quit(&mut self) {
+        if let Some(stdin) = self.child.stdin.as_mut() {
+            let _ = stdin.write_all(b"{\"cmd\":\"quit\"}\n");
+        }
+    }
 }
 
 impl Drop for Peer {
@@ -75,26 +94,32 @@ fn start_ctiphone(extra: &str) -> Result<Peer, String> {
         .spawn()
         .map_err(|e| format!("cannot start ctiphone headless: {e}"))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut reader = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
+    reader.read_line(&mut line).map_err(|e| e.to_string())?;
     let ready: serde_json::Value =
         serde_json::from_str(&line).map_err(|e| format!("ctiphone said `{line}`: {e}"))?;
     let addr = ready["listen"]
         .as_str()
         .and_then(|a| a.parse().ok())
         .ok_or("no listen address")?;
+    // Every later line, timed on arrival; the thread ends with ctiphone's stdout.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in reader.lines() {
+            let Ok(line) = line else { break };
+            if tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
     Ok(Peer {
         name: "ctiphone",
         addr,
         child,
+        events: Some(rx),
         _dir: Some(dir),
     })
-}
-
-fn start_baresip() -> Result<Option<Peer>, String> {
-    start_baresip_with(false)
 }
 
 /// baresip with auto-answer; `record`: its sndfile module writes both directions to WAV files.
@@ -142,6 +167,7 @@ fn start_baresip_with(record: bool) -> Result<Option<Peer>, String> {
         name: "baresip",
         addr,
         child,
+        events: None,
         _dir: Some(dir),
     }))
 }
@@ -244,12 +270,17 @@ impl Caller {
         Some(inv)
     }
 
-    /// One call: returns (INVITE → first 1xx, INVITE → 200) in microseconds.
-    fn call(&mut self, to: SocketAddr) -> Option<(f64, f64)> {
+    /// One call to `sip:bench@TO` from `caller`.
+    fn call(&mut self, to: SocketAddr) -> Option<Timing> {
+        self.call_as(to, "bench", "caller")
+    }
+
+    /// One call to `sip:USER@TO` from `sip:FROM_USER@…`: INVITE, ACK, BYE.
+    fn call_as(&mut self, to: SocketAddr, user: &str, from_user: &str) -> Option<Timing> {
         self.n += 1;
         let call_id = format!("bench-{}-{}@127.0.0.1", std::process::id(), self.n);
-        let uri = format!("sip:bench@{to}");
-        let from = format!("<sip:caller@{}>;tag=t{}", self.local, self.n);
+        let uri = format!("sip:{user}@{to}");
+        let from = format!("<sip:{from_user}@{}>;tag=t{}", self.local, self.n);
         let inv = self.invite(&uri, &from, &call_id, "b")?;
         let start = Instant::now();
         self.sock.send_to(&inv.to_bytes(), to).ok()?;
@@ -290,27 +321,98 @@ impl Caller {
                 break;
             }
         }
-        Some((first.unwrap_or(t_ok), t_ok))
+        Some(Timing {
+            call_id,
+            sent: start,
+            provisional_us: first.unwrap_or(t_ok),
+            ok_us: t_ok,
+        })
     }
 }
 
-/// The header of a ctiphone-vs-baresip table.
-fn table_header() {
-    println!(
-        "{:<34} {:>14} {:>14} {:>8}",
-        "metric", "ctiphone", "baresip", "ratio"
-    );
+/// What one call measured.
+struct Timing {
+    call_id: String,
+    /// When the INVITE left.
+    sent: Instant,
+    /// INVITE → first provisional and → 200 OK, in microseconds.
+    provisional_us: f64,
+    ok_us: f64,
 }
 
-/// One row: both figures with `decimals` and their unit, and the ratio ctiphone / baresip.
-fn table_row(name: &str, a: Option<f64>, b: Option<f64>, unit: &str, decimals: usize) {
-    let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$} {unit}"));
-    let ratio = match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-        _ => "-".to_owned(),
-    };
-    println!("{name:<34} {:>14} {:>14} {:>8}", fmt(a), fmt(b), ratio);
+/// One row of a ctiphone-vs-baresip table.
+struct Metric {
+    name: &'static str,
+    unit: &'static str,
+    decimals: usize,
+    ours: Option<f64>,
+    theirs: Option<f64>,
+    /// baresip has no such thing (CTI): its cell reads "—".
+    ours_only: bool,
 }
+
+impl Metric {
+    fn new(
+        name: &'static str,
+        unit: &'static str,
+        decimals: usize,
+        ours: Option<f64>,
+        theirs: Option<f64>,
+    ) -> Self {
+        Self {
+            name,
+            unit,
+            decimals,
+            ours,
+            theirs,
+            ours_only: false,
+        }
+    }
+
+    fn ratio(&self) -> Option<f64> {
+        match (self.ours, self.theirs) {
+            (Some(a), Some(b)) if b > 0.0 && a.is_finite() => Some(a / b),
+            _ => None,
+        }
+    }
+}
+
+/// Prints the table; `baresip`: whether baresip ran (else its column reads "not installed").
+fn print_table(metrics: &[Metric], baresip: bool) {
+    println!(
+        "{:<36} {:>14} {:>14} {:>8}",
+        "metric", "ctiphone", "baresip", "ratio"
+    );
+    for m in metrics {
+        let d = m.decimals;
+        let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.d$} {}", m.unit));
+        let theirs = if m.ours_only {
+            "—".to_owned()
+        } else if !baresip {
+            "not installed".to_owned()
+        } else {
+            fmt(m.theirs)
+        };
+        let ratio = m.ratio().map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
+        println!("{:<36} {:>14} {:>14} {:>8}", m.name, fmt(m.ours), theirs, ratio);
+    }
+}
+
+/// The table as JSON rows: metric, unit, ctiphone, baresip (null when it did not run or has
+/// no such thing), ratio.
+fn metrics_json(metrics: &[Metric]) -> serde_json::Value {
+    metrics
+        .iter()
+        .map(|m| {
+            json!({
+                "metric": m.name, "unit": m.unit, "ctiphone": m.ours,
+                "baresip": if m.ours_only { None } else { m.theirs }, "ratio": m.ratio(),
+            })
+        })
+        .collect()
+}
+
+const NO_BARESIP: &str = "baresip is not installed: measuring ctiphone alone (apt-get install baresip-core)";
 
 fn percentile(v: &[f64], p: f64) -> Option<f64> {
     if v.is_empty() {
@@ -333,43 +435,78 @@ pub fn sip(calls: usize, as_json: bool) -> u8 {
     }
 }
 
-fn run_sip(calls: usize, as_json: bool) -> Result<(), String> {
-    let mut peers = vec![start_ctiphone("[audio]\ninput = \"null\"\noutput = \"null\"\n")?];
-    match start_baresip()? {
+/// The peers of one part: ctiphone with `extra` configuration, and baresip when installed.
+fn start_peers(extra: &str, record: bool) -> Result<Vec<Peer>, String> {
+    let mut peers = vec![start_ctiphone(extra)?];
+    match start_baresip_with(record)? {
         Some(b) => peers.push(b),
-        None => {
-            eprintln!("baresip is not installed: measuring ctiphone alone (apt-get install baresip-core)")
-        }
+        None => eprintln!("{NO_BARESIP}"),
     }
-    // Let both settle, then read idle memory.
+    // Let both settle.
     std::thread::sleep(Duration::from_millis(1500));
-    let mut figures: Vec<Figures> = peers.iter().map(|_| Figures::default()).collect();
-    for (p, f) in peers.iter_mut().zip(figures.iter_mut()) {
+    for p in &mut peers {
         if !matches!(p.child.try_wait(), Ok(None)) {
             return Err(format!("{} exited at start", p.name));
         }
-        f.idle_rss_kib = rss_kib(p.child.id());
     }
+    Ok(peers)
+}
+
+/// The signalling part: idle RSS, then `calls` calls to each peer, interleaved so both see the
+/// same machine load. One `Figures` per peer, ctiphone first.
+fn measure_sip(calls: usize) -> Result<Vec<(&'static str, Figures)>, String> {
+    let mut peers = start_peers("[audio]\ninput = \"null\"\noutput = \"null\"\n", false)?;
+    let mut figures: Vec<Figures> = peers
+        .iter()
+        .map(|p| Figures {
+            idle_rss_kib: rss_kib(p.child.id()),
+            ..Figures::default()
+        })
+        .collect();
     let mut caller = Caller::new().map_err(|e| e.to_string())?;
     // A warm-up call each, not counted.
     for p in &peers {
         let _ = caller.call(p.addr);
     }
-    // Interleaved, so both see the same machine load.
     for _ in 0..calls {
         for (p, f) in peers.iter().zip(figures.iter_mut()) {
             match caller.call(p.addr) {
-                Some((prov, ok)) => {
-                    f.provisional.push(prov);
-                    f.ok.push(ok);
+                Some(t) => {
+                    f.provisional.push(t.provisional_us);
+                    f.ok.push(t.ok_us);
                 }
                 None => f.failed += 1,
             }
         }
     }
-    if let Some(stdin) = peers[0].child.stdin.as_mut() {
-        let _ = stdin.write_all(b"{\"cmd\":\"quit\"}\n");
-    }
+    peers[0].quit();
+    Ok(peers.iter().map(|p| p.name).zip(figures).collect())
+}
+
+/// The signalling rows of a table.
+fn sip_metrics(ours: &Figures, theirs: Option<&Figures>) -> Vec<Metric> {
+    let pick =
+        |f: Option<&Figures>, g: fn(&Figures) -> &Vec<f64>, p: f64| f.and_then(|f| percentile(g(f), p));
+    let row = |name, g: fn(&Figures) -> &Vec<f64>, p| {
+        Metric::new(name, "us", 0, pick(Some(ours), g, p), pick(theirs, g, p))
+    };
+    vec![
+        row("INVITE -> first provisional median", |f| &f.provisional, 50.0),
+        row("INVITE -> first provisional p99", |f| &f.provisional, 99.0),
+        row("INVITE -> 200 OK median", |f| &f.ok, 50.0),
+        row("INVITE -> 200 OK p99", |f| &f.ok, 99.0),
+        Metric::new(
+            "idle RSS",
+            "KiB",
+            0,
+            ours.idle_rss_kib.map(|v| v as f64),
+            theirs.and_then(|t| t.idle_rss_kib).map(|v| v as f64),
+        ),
+    ]
+}
+
+fn run_sip(calls: usize, as_json: bool) -> Result<(), String> {
+    let figures = measure_sip(calls)?;
     let stat = |f: &Figures| {
         json!({
             "calls": f.ok.len(),
@@ -379,55 +516,20 @@ fn run_sip(calls: usize, as_json: bool) -> Result<(), String> {
             "idle_rss_kib": f.idle_rss_kib,
         })
     };
-    let mut report = serde_json::Map::new();
-    for (p, f) in peers.iter().zip(&figures) {
-        report.insert(p.name.to_owned(), stat(f));
-    }
     if as_json {
+        let report: serde_json::Map<String, serde_json::Value> =
+            figures.iter().map(|(n, f)| ((*n).to_owned(), stat(f))).collect();
         println!("{}", serde_json::Value::Object(report));
         return Ok(());
     }
-    let ours = &figures[0];
-    let theirs = figures.get(1);
-    let row = |name: &str, a: Option<f64>, b: Option<f64>, unit: &str| table_row(name, a, b, unit, 0);
+    let ours = &figures[0].1;
+    let theirs = figures.get(1).map(|f| &f.1);
     println!("ctiphone bench sip: {calls} calls each, loopback UDP, auto-answer");
-    table_header();
-    let pick =
-        |f: Option<&Figures>, g: fn(&Figures) -> &Vec<f64>, p: f64| f.and_then(|f| percentile(g(f), p));
-    row(
-        "INVITE -> first provisional median",
-        pick(Some(ours), |f| &f.provisional, 50.0),
-        pick(theirs, |f| &f.provisional, 50.0),
-        "us",
-    );
-    row(
-        "INVITE -> first provisional p99",
-        pick(Some(ours), |f| &f.provisional, 99.0),
-        pick(theirs, |f| &f.provisional, 99.0),
-        "us",
-    );
-    row(
-        "INVITE -> 200 OK median",
-        pick(Some(ours), |f| &f.ok, 50.0),
-        pick(theirs, |f| &f.ok, 50.0),
-        "us",
-    );
-    row(
-        "INVITE -> 200 OK p99",
-        pick(Some(ours), |f| &f.ok, 99.0),
-        pick(theirs, |f| &f.ok, 99.0),
-        "us",
-    );
-    row(
-        "idle RSS",
-        ours.idle_rss_kib.map(|v| v as f64),
-        theirs.and_then(|t| t.idle_rss_kib).map(|v| v as f64),
-        "KiB",
-    );
+    print_table(&sip_metrics(ours, theirs), theirs.is_some());
     println!(
         "failed calls: ctiphone {}, baresip {}",
         ours.failed,
-        theirs.map_or(0, |t| t.failed)
+        theirs.map_or("not installed".to_owned(), |t| t.failed.to_string())
     );
     Ok(())
 }
@@ -559,7 +661,8 @@ fn deviation(intervals: &[f64]) -> (Option<f64>, Option<f64>, Option<f64>) {
     )
 }
 
-fn run_media(secs: u64, as_json: bool) -> Result<(), String> {
+/// The media part: one `secs`-second G.711 call to each peer, ctiphone first.
+fn measure_media(secs: u64) -> Result<Vec<(&'static str, MediaFigures)>, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let tone = dir.path().join("tone.wav");
     write_tone(&tone, 440.0, 10)?;
@@ -567,22 +670,43 @@ fn run_media(secs: u64, as_json: bool) -> Result<(), String> {
         "[audio]\ninput = \"file:{}\"\noutput = \"null\"\ncodecs = [\"PCMU\"]\n[recording]\nauto = true\ndir = \"@DIR@/rec\"\n",
         tone.display()
     );
-    let mut peers = vec![start_ctiphone(&extra)?];
-    match start_baresip_with(true)? {
-        Some(b) => peers.push(b),
-        None => {
-            eprintln!("baresip is not installed: measuring ctiphone alone (apt-get install baresip-core)")
-        }
-    }
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut peers = start_peers(&extra, true)?;
     let mut caller = Caller::new().map_err(|e| e.to_string())?;
     let mut results = Vec::new();
     for p in &peers {
-        results.push(caller.media_call(p.addr, p.child.id(), secs)?);
+        results.push((p.name, caller.media_call(p.addr, p.child.id(), secs)?));
     }
-    if let Some(stdin) = peers[0].child.stdin.as_mut() {
-        let _ = stdin.write_all(b"{\"cmd\":\"quit\"}\n");
-    }
+    peers[0].quit();
+    Ok(results)
+}
+
+/// The media rows of a table.
+fn media_metrics(ours: &MediaFigures, theirs: Option<&MediaFigures>) -> Vec<Metric> {
+    let (a50, a99, amax) = deviation(&ours.intervals_ms);
+    let (b50, b99, bmax) = theirs.map_or((None, None, None), |t| deviation(&t.intervals_ms));
+    vec![
+        Metric::new(
+            "CPU in a call (one core)",
+            "%",
+            2,
+            Some(ours.cpu_percent),
+            theirs.map(|t| t.cpu_percent),
+        ),
+        Metric::new(
+            "RSS in a call",
+            "KiB",
+            0,
+            ours.rss_kib.map(|v| v as f64),
+            theirs.and_then(|t| t.rss_kib).map(|v| v as f64),
+        ),
+        Metric::new("RTP send interval |dev| p50", "ms", 2, a50, b50),
+        Metric::new("RTP send interval |dev| p99", "ms", 2, a99, b99),
+        Metric::new("RTP send interval |dev| max", "ms", 2, amax, bmax),
+    ]
+}
+
+fn run_media(secs: u64, as_json: bool) -> Result<(), String> {
+    let results = measure_media(secs)?;
     let json_of = |f: &MediaFigures| {
         let (p50, p99, max) = deviation(&f.intervals_ms);
         json!({
@@ -593,39 +717,136 @@ fn run_media(secs: u64, as_json: bool) -> Result<(), String> {
         })
     };
     if as_json {
-        let mut m = serde_json::Map::new();
-        for (p, f) in peers.iter().zip(&results) {
-            m.insert(p.name.to_owned(), json_of(f));
-        }
+        let m: serde_json::Map<String, serde_json::Value> = results
+            .iter()
+            .map(|(n, f)| ((*n).to_owned(), json_of(f)))
+            .collect();
         println!("{}", serde_json::Value::Object(m));
         return Ok(());
     }
-    let ours = &results[0];
-    let theirs = results.get(1);
-    let row = |name: &str, a: Option<f64>, b: Option<f64>, unit: &str| table_row(name, a, b, unit, 2);
+    let ours = &results[0].1;
+    let theirs = results.get(1).map(|r| &r.1);
     println!("ctiphone bench media: one {secs} s G.711 call each, file source, recording on");
-    table_header();
-    row(
-        "CPU (one core)",
-        Some(ours.cpu_percent),
-        theirs.map(|t| t.cpu_percent),
-        "%",
-    );
-    row(
-        "RSS in a call",
-        ours.rss_kib.map(|v| v as f64),
-        theirs.and_then(|t| t.rss_kib).map(|v| v as f64),
-        "KiB",
-    );
-    let (a50, a99, amax) = deviation(&ours.intervals_ms);
-    let (b50, b99, bmax) = theirs.map_or((None, None, None), |t| deviation(&t.intervals_ms));
-    row("RTP send interval |dev| p50", a50, b50, "ms");
-    row("RTP send interval |dev| p99", a99, b99, "ms");
-    row("RTP send interval |dev| max", amax, bmax, "ms");
+    print_table(&media_metrics(ours, theirs), theirs.is_some());
     println!(
         "RTP packets received: ctiphone {}, baresip {}",
         ours.intervals_ms.len() + 1,
-        theirs.map_or(0, |t| t.intervals_ms.len() + 1)
+        theirs.map_or("not installed".to_owned(), |t| (t.intervals_ms.len() + 1)
+            .to_string())
+    );
+    Ok(())
+}
+
+/// Ring → CTI search result: `calls` calls from the demo CRM's known customer to a ctiphone
+/// whose CTI searches the demo CRM on loopback; the time from the INVITE leaving to the
+/// search result on the phone's JSON output, in milliseconds. Also counts failed searches.
+fn measure_cti(calls: usize) -> Result<(Vec<f64>, usize), String> {
+    // The CRM serves from a runtime thread of its own.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let crm = rt
+        .block_on(crate::demo::crm::Crm::start())
+        .map_err(|e| format!("the loopback CRM cannot start: {e}"))?;
+    let extra = format!(
+        "[audio]\ninput = \"null\"\noutput = \"null\"\n{}",
+        crate::demo::world::cti_config(&crm.url())
+    );
+    let mut phone = start_ctiphone(&extra)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let events = phone.events.take().ok_or("no event lines")?;
+    let mut caller = Caller::new().map_err(|e| e.to_string())?;
+    let called = crate::demo::world::CALLED;
+    let from = crate::demo::crm::KNOWN.tel;
+    let mut times = Vec::with_capacity(calls);
+    let mut failed = 0;
+    // The first call also logs in to the CRM: not counted.
+    for i in 0..=calls {
+        let Some(t) = caller.call_as(phone.addr, called, from) else {
+            failed += 1;
+            continue;
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let found = loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break None;
+            };
+            let Ok((at, line)) = events.recv_timeout(left) else {
+                break None;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let result = v["event"] == "cti" && v["access"] == "search" && v["ok"].is_boolean();
+            if result && v["call"] == t.call_id.as_str() {
+                break Some((at, v["ok"] == true));
+            }
+        };
+        match found {
+            Some((at, true)) if i > 0 => times.push((at - t.sent).as_secs_f64() * 1000.0),
+            Some((_, true)) => {}
+            _ => failed += 1,
+        }
+    }
+    phone.quit();
+    if crm.searches() == 0 {
+        return Err("the phone never searched the loopback CRM".to_owned());
+    }
+    Ok((times, failed))
+}
+
+/// `ctiphone bench`: signalling, media and ring → CTI search result in one table (or JSON),
+/// ctiphone against baresip.
+pub fn all(calls: usize, secs: u64, as_json: bool) -> u8 {
+    match run_all(calls.max(1), secs.max(5), as_json) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ctiphone bench: {e}");
+            1
+        }
+    }
+}
+
+fn run_all(calls: usize, secs: u64, as_json: bool) -> Result<(), String> {
+    let sip = measure_sip(calls)?;
+    let media = measure_media(secs)?;
+    let (cti, cti_failed) = measure_cti(calls)?;
+    let baresip = sip.len() > 1;
+    let mut metrics = sip_metrics(&sip[0].1, sip.get(1).map(|f| &f.1));
+    metrics.extend(media_metrics(&media[0].1, media.get(1).map(|m| &m.1)));
+    for (name, p) in [
+        ("ring -> CTI search result median", 50.0),
+        ("ring -> CTI search result p99", 99.0),
+    ] {
+        metrics.push(Metric {
+            ours_only: true,
+            ..Metric::new(name, "ms", 2, percentile(&cti, p), None)
+        });
+    }
+    let failed = |i: usize| sip.get(i).map(|f| f.1.failed);
+    if as_json {
+        let report = json!({
+            "calls": calls,
+            "media_secs": secs,
+            "baresip": if baresip { "installed" } else { "not installed" },
+            "metrics": metrics_json(&metrics),
+            "failed_calls": { "ctiphone": failed(0), "baresip": failed(1) },
+            "failed_cti_searches": cti_failed,
+        });
+        println!("{report}");
+        return Ok(());
+    }
+    println!(
+        "ctiphone bench: {calls} calls each (signalling, CTI), one {secs} s G.711 call each (media); \
+         loopback UDP, auto-answer; CTI against the demo CRM on loopback"
+    );
+    print_table(&metrics, baresip);
+    println!(
+        "failed calls: ctiphone {}, baresip {}; failed CTI searches: {cti_failed}",
+        failed(0).unwrap_or(0),
+        failed(1).map_or("not installed".to_owned(), |n| n.to_string())
     );
     Ok(())
 }

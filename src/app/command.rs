@@ -3,12 +3,30 @@
 
 use serde::Deserialize;
 
+/// Who an outgoing call says it is calling from, in place of the account's identity.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallerId {
+    /// The From display name (`None`: the account's).
+    pub display: Option<String>,
+    /// The From URI's user part (`None`: the account's).
+    pub user: Option<String>,
+    /// The From URI's host (`None`: the account's domain), e.g. `anonymous.invalid`.
+    pub host: Option<String>,
+    /// Further headers of the INVITE, in order (name, value).
+    pub headers: Vec<(String, String)>,
+}
+
 /// One command.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
     /// Call a number or a SIP URI.
     Dial { to: String },
+    /// Call as someone else: the From's display name and user, and extra headers
+    /// (P-Asserted-Identity, Privacy). For the built-in demo's caller and tests; not part of
+    /// the headless protocol.
+    #[serde(skip)]
+    DialAs { to: String, caller: CallerId },
     Answer {
         #[serde(default)]
         call: Option<String>,

@@ -10,7 +10,7 @@ pub mod event;
 pub mod command;
 pub mod core;
 
-pub use command::Command;
+pub use command::{CallerId, Command};
 pub use event::{
     ActionReport, CallEvent, CallEventKind, CallParams, CtiEvent, Direction, EndReason, Event, PhoneEvent,
 };
