@@ -84,10 +84,12 @@ fn start_ctiphone(extra: &str) -> Result<Peer, String> {
     )
     .map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // Its history and log stay in the temporary directory, not the user's.
     let mut child = Command::new(exe)
         .arg("--config")
         .arg(&cfg)
         .args(["headless", "--auto-answer"])
+        .env("XDG_DATA_HOME", dir.path().join("data"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -961,10 +963,10 @@ fn idle_in_tmux() -> Option<(u64, Option<u64>)> {
     let exe = std::env::current_exe().ok()?;
     let sock = format!("ctiphone-bench-{}", std::process::id());
     let cmd = format!(
-        "HOME={} {} --config {}",
-        dir.path().display(),
-        exe.display(),
-        cfg.display()
+        "HOME={d} XDG_DATA_HOME={d}/data {exe} --config {cfg}",
+        d = dir.path().display(),
+        exe = exe.display(),
+        cfg = cfg.display()
     );
     let ok = Command::new("tmux")
         .args(["-L", &sock, "new-session", "-d", "-x", "100", "-y", "30", &cmd])
