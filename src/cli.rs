@@ -37,9 +37,31 @@ pub enum Command {
     /// The call history.
     #[command(subcommand)]
     History(HistoryCommand),
-    /// Measure the phone against a peer (baresip) in the same run.
+    /// The phonebook: names for numbers ({TELNAME}, {CALLEDNAME}).
     #[command(subcommand)]
-    Bench(BenchCommand),
+    Phonebook(PhonebookCommand),
+    /// Measure the phone against a peer (baresip) in the same run: without a subcommand,
+    /// every figure in one table.
+    Bench(BenchArgs),
+    /// The terminal UI on a loopback world: a built-in caller rings with sample customers, a
+    /// built-in CRM answers the searches. Nothing leaves 127.0.0.1.
+    Demo {
+        /// Where the demo writes its configuration, history and log (kept afterwards;
+        /// default: a new temporary directory).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Seconds between the end of one call and the next ring.
+        #[arg(long, value_name = "SECS", default_value_t = 5)]
+        interval: u64,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff): `ctiphone man > ctiphone.1; man ./ctiphone.1`.
+    Man {
+        /// Write ctiphone.1 and a page per subcommand (ctiphone-demo.1, …) into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Run the phone without a terminal UI: JSON-line commands on stdin, events on stdout.
     Headless {
         /// Answer every incoming call, after MS milliseconds (default 0).
@@ -70,6 +92,64 @@ pub enum HistoryCommand {
         #[arg(long, value_name = "FILE")]
         csv: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PhonebookCommand {
+    /// Local and shared entries whose name or company holds QUERY, or whose number starts
+    /// with it; all without QUERY.
+    List {
+        query: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// The name the phone would show for NUMBER, and where it comes from.
+    Lookup { number: String },
+    /// Add a local entry.
+    Add {
+        name: String,
+        number: String,
+        #[arg(long, default_value = "")]
+        company: String,
+    },
+    /// Change a local entry (its id from `list`).
+    Edit {
+        id: i64,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        number: Option<String>,
+        #[arg(long)]
+        company: Option<String>,
+    },
+    /// Delete a local entry (its id from `list`).
+    Delete { id: i64 },
+    /// Add every entry of a CSV or vCard file to the local phonebook.
+    Import { file: PathBuf },
+    /// Write the local phonebook to FILE: vCard when it ends in .vcf or .vcard, else CSV.
+    Export { file: PathBuf },
+    /// Fetch the shared phonebook now and keep its copy.
+    Refresh,
+}
+
+/// `ctiphone bench`: a subcommand, or with none, the combined run.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    /// Calls to each peer for the signalling and CTI figures.
+    #[arg(long, default_value_t = 50)]
+    pub calls: usize,
+    /// Length of the media call in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub secs: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -251,9 +331,40 @@ pub fn run(cli: Cli) -> ExitCode {
             limit,
         }) => history_list(json, since.as_deref(), result.as_deref(), limit),
         Command::History(HistoryCommand::Export { csv }) => history_export(&csv),
-        Command::Bench(BenchCommand::Sip { calls, json }) => ExitCode::from(crate::bench::sip(calls, json)),
-        Command::Bench(BenchCommand::Media { secs, json }) => ExitCode::from(crate::bench::media(secs, json)),
-        Command::Bench(BenchCommand::Ui { calls, json }) => ExitCode::from(crate::bench::ui(calls, json)),
+        Command::Phonebook(cmd) => match load(cli.config.as_ref(), false) {
+            Ok((config, _)) => crate::phonebook::cli::run(&config, cmd),
+            Err(e) => config_failed(&e),
+        },
+        Command::Bench(b) => ExitCode::from(match b.command {
+            Some(BenchCommand::Sip { calls, json }) => crate::bench::sip(calls, json),
+            Some(BenchCommand::Media { secs, json }) => crate::bench::media(secs, json),
+            Some(BenchCommand::Ui { calls, json }) => crate::bench::ui(calls, json),
+            None => crate::bench::all(b.calls, b.secs, b.json),
+        }),
+        Command::Demo { dir, interval } => ExitCode::from(crate::demo::main(
+            dir,
+            std::time::Duration::from_secs(interval),
+            &|c| cli.audio.apply(c),
+        )),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "ctiphone", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let written = match &dir {
+                Some(d) => std::fs::create_dir_all(d).and_then(|()| clap_mangen::generate_to(cmd, d)),
+                None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()),
+            };
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ctiphone man: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }
 
@@ -360,7 +471,7 @@ fn tui(path: Option<&PathBuf>, audio: &AudioArgs) -> ExitCode {
 }
 
 /// The UI owns the terminal: logs go to the log file.
-fn init_file_logging() {
+pub(crate) fn init_file_logging() {
     let level = std::env::var("CTIPHONE_LOG")
         .ok()
         .and_then(|l| l.parse::<tracing::Level>().ok())

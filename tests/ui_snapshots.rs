@@ -497,3 +497,107 @@ fn labels_fit_their_columns() {
     }
     assert!(cut.is_empty(), "cut labels:\n{}", cut.join("\n"));
 }
+
+/// The contacts pane: search text, local and shared entries (shared ones marked `↓`), a
+/// hostile name drawn clean, then the add form; Enter on an entry dials it.
+#[test]
+fn contacts_pane_and_form() {
+    use ctiphone::phonebook::{Contact, Origin};
+    use ctiphone::ui::contacts::Op;
+    use ctiphone::ui::state::Effect;
+    let mut app = ui::app("");
+    let fx = app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::NONE));
+    assert_eq!(app.mode, Mode::Contacts);
+    assert_eq!(fx, vec![Effect::Contacts(Op::Search(String::new()))]);
+    let fx = app.on_key(KeyEvent::new(KeyCode::Char('y'), KeyModifiers::NONE));
+    assert_eq!(fx, vec![Effect::Contacts(Op::Search("y".into()))]);
+    let c = |id: Option<i64>, name: &str, number: &str, company: &str| Contact {
+        id,
+        name: name.into(),
+        number: number.into(),
+        company: company.into(),
+        origin: if id.is_some() {
+            Origin::Local
+        } else {
+            Origin::Shared
+        },
+    };
+    app.contacts.show(vec![
+        c(Some(1), "山田 太郎", "+81 3-1234-5678", "ACME"),
+        c(Some(2), "Yamamoto\u{1b}[2J\u{7}", "1002", ""),
+        c(None, "Yano (shared)", "0120-000-111", "Example Inc."),
+    ]);
+    for lang in [Lang::En, Lang::Ja] {
+        let buf = shot(&app, lang, 80, 24);
+        let t = ui::text(&buf);
+        assert!(t.contains("↓ 0120-000-111"), "{t}");
+        insta::assert_snapshot!(format!("contacts_{}", lang.code()), ui::stable(&buf));
+    }
+    app.on_key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL));
+    for ch in "Sato".chars() {
+        app.on_key(KeyEvent::new(KeyCode::Char(ch), KeyModifiers::NONE));
+    }
+    let buf = shot(&app, Lang::En, 80, 24);
+    ui::frame_titled(&buf, "New contact");
+    insta::assert_snapshot!("contacts_form_en", ui::stable(&buf));
+    app.on_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    key(&mut app, KeyCode::Down);
+    let fx = app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(
+        fx,
+        vec![Effect::Command(ctiphone::app::Command::Dial {
+            to: "1002".into()
+        })]
+    );
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+/// The history filters: `/` types a text filter, `f` cycles the result, `g` jumps to a date;
+/// each asks the run loop for the list again, and the list's title says what is in force.
+#[test]
+fn history_filters_show_in_the_title() {
+    use ctiphone::history::Query;
+    use ctiphone::ui::state::Effect;
+    let mut app = ui::app("");
+    key(&mut app, KeyCode::Char('/'));
+    for ch in "yama".chars() {
+        key(&mut app, KeyCode::Char(ch));
+    }
+    let buf = shot(&app, Lang::En, 80, 24);
+    assert!(
+        ui::rows(&buf)[23].starts_with("Filter: yama▏"),
+        "{}",
+        ui::dump(&buf)
+    );
+    let fx = app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    let q = |text: &str, result: Option<&str>, until: Option<&str>| Query {
+        text: text.into(),
+        result: result.map(str::to_owned),
+        until: until.map(str::to_owned),
+        limit: 500,
+        ..Query::default()
+    };
+    assert_eq!(fx, vec![Effect::LoadHistory(q("yama", None, None))]);
+    let fx = app.on_key(KeyEvent::new(KeyCode::Char('f'), KeyModifiers::NONE));
+    assert_eq!(fx, vec![Effect::LoadHistory(q("yama", Some("answered"), None))]);
+    key(&mut app, KeyCode::Char('g'));
+    for ch in "2026-11-20".chars() {
+        key(&mut app, KeyCode::Char(ch));
+    }
+    let fx = app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(
+        fx,
+        vec![Effect::LoadHistory(q(
+            "yama",
+            Some("answered"),
+            Some("2026-11-20")
+        ))]
+    );
+    let buf = shot(&app, Lang::En, 100, 24);
+    let title = ui::rows(&buf)[1].clone();
+    assert!(
+        title.contains("filter: yama · result: answered · until 2026-11-20"),
+        "{title}"
+    );
+    insta::assert_snapshot!("history_filtered_en", ui::stable(&buf));
+}

@@ -1,5 +1,6 @@
 //! The phone's core, started the same way by every front end: the SIP user agent and the CTI
-//! engine, both on the front end's call-event bus, and the channel commands go in by.
+//! engine, both on the front end's call-event bus, the history and the phonebook, and the
+//! channel commands go in by.
 
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ pub struct Core {
     engine: Engine,
     cti: JoinHandle<()>,
     history: Option<JoinHandle<()>>,
+    /// The phonebook, for the front ends' contacts screens.
+    pub phonebook: Option<std::sync::Arc<crate::phonebook::Phonebook>>,
+    refresh: Option<JoinHandle<()>>,
 }
 
 impl Core {
@@ -29,7 +33,7 @@ impl Core {
         plan: Plan,
         auto_answer: Option<Duration>,
     ) -> Result<Core, String> {
-        let ua_cfg = UaConfig::from_config(config, auto_answer).await?;
+        let mut ua_cfg = UaConfig::from_config(config, auto_answer).await?;
         let engine = Engine::new(
             config,
             plan,
@@ -58,6 +62,20 @@ impl Core {
                 None
             }
         };
+        // The phonebook names callers; one that cannot open is a warning too.
+        let (phonebook, refresh) = match crate::phonebook::Phonebook::open_default(&config.phonebook) {
+            Ok(pb) => {
+                let refresh = pb.spawn_refresh(bus.clone());
+                (Some(pb), refresh)
+            }
+            Err(e) => {
+                bus.publish(super::Event::Phone(super::PhoneEvent::Warning {
+                    message: format!("phonebook: {e}"),
+                }));
+                (None, None)
+            }
+        };
+        ua_cfg.phonebook = phonebook.clone();
         let (commands, rx) = mpsc::channel::<Command>(64);
         let ua = tokio::spawn(ua::run(ua_cfg, bus.clone(), rx));
         Ok(Core {
@@ -66,6 +84,8 @@ impl Core {
             engine,
             cti,
             history,
+            phonebook,
+            refresh,
         })
     }
 
@@ -75,6 +95,9 @@ impl Core {
         tokio::time::sleep(Duration::from_millis(20)).await;
         if let Some(h) = self.history {
             h.abort();
+        }
+        if let Some(r) = self.refresh {
+            r.abort();
         }
         self.cti.abort();
         self.engine.shutdown().await;

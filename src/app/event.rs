@@ -68,8 +68,11 @@ pub enum CallEventKind {
     Answer,
     /// The call ended; `answered` tells whether it was ever answered (CUS-10).
     Hangup { answered: bool },
-    /// The agent activated the popup (CUS-5), or re-ran it from history.
+    /// The agent activated the popup (CUS-5).
     Click,
+    /// The agent ran the click access again for a past call (HIS-2), with the CRM values
+    /// stored for it then (no new search).
+    Reclick { stored: BTreeMap<String, String> },
     /// The agent dialled (outgoing access).
     Outgoing,
     /// The call's recording file is complete (REC-2).
@@ -83,7 +86,7 @@ impl CallEventKind {
             Self::Ring => "ring",
             Self::Answer => "answer",
             Self::Hangup { .. } => "hangup",
-            Self::Click => "click",
+            Self::Click | Self::Reclick { .. } => "click",
             Self::Outgoing => "outgoing",
             Self::Recorded { .. } => "recorded",
         }
@@ -119,6 +122,12 @@ impl CallEvent {
     pub fn click(params: CallParams) -> Self {
         Self {
             kind: CallEventKind::Click,
+            params,
+        }
+    }
+    pub fn reclick(params: CallParams, stored: BTreeMap<String, String>) -> Self {
+        Self {
+            kind: CallEventKind::Reclick { stored },
             params,
         }
     }

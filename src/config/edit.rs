@@ -214,11 +214,10 @@ impl Editor {
         let (mut path, is_table) = best?;
         if is_table {
             let refs: Vec<&str> = path.iter().map(String::as_str).collect();
-            if let Some(t) = lookup(self.doc.as_item(), &refs).and_then(Item::as_table_like) {
-                if let Some(name) = backticked(message).into_iter().find(|n| t.contains_key(n)) {
+            if let Some(t) = lookup(self.doc.as_item(), &refs).and_then(Item::as_table_like)
+                && let Some(name) = backticked(message).into_iter().find(|n| t.contains_key(n)) {
                     path.push(name.to_owned());
                 }
-            }
         }
         Some(path.join("."))
     }
@@ -606,11 +605,10 @@ fn last_kv(t: &Table) -> Option<(usize, usize)> {
             Item::Table(sub) if sub.is_dotted() => last_kv(sub),
             _ => None,
         };
-        if let Some(f) = found {
-            if best.is_none_or(|b| f.1 > b.1) {
+        if let Some(f) = found
+            && best.is_none_or(|b| f.1 > b.1) {
                 best = Some(f);
             }
-        }
     }
     best
 }

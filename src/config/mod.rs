@@ -27,6 +27,7 @@ pub struct Config {
     pub recording: Recording,
     pub ui: Ui,
     pub history: HistoryConfig,
+    pub phonebook: PhonebookConfig,
     /// `[keys]`: action name → key, overriding the defaults of the terminal UI.
     pub keys: BTreeMap<String, String>,
     /// The file it came from and that file's text (for diagnostics found later).
@@ -325,6 +326,37 @@ pub struct HistoryConfig {
     pub delete_recordings: bool,
 }
 
+/// `[phonebook]`: names for numbers ({TELNAME}, {CALLEDNAME}; PAR-2, PAR-4).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PhonebookConfig {
+    /// A shared phonebook: a CSV or vCard file, by path or `https://` (or `http://`) URL;
+    /// "" = none. The local phonebook (kept with the history) wins over it.
+    pub shared: String,
+    /// How often the shared phonebook is fetched again, in minutes (0: only at start).
+    pub refresh_minutes: u32,
+    /// The country calling code of the agent's country, without `+` (e.g. "81"): a number
+    /// written `+81 3-1234-5678` then matches `03-1234-5678`. "" = compare numbers as
+    /// written, separators dropped.
+    pub country_code: String,
+    /// The prefix dialled before a country code from this country (e.g. "00", Japan "010").
+    pub international_prefix: String,
+    /// The trunk prefix of national numbers (e.g. "0").
+    pub trunk_prefix: String,
+}
+
+impl Default for PhonebookConfig {
+    fn default() -> Self {
+        Self {
+            shared: String::new(),
+            refresh_minutes: 60,
+            country_code: String::new(),
+            international_prefix: "00".into(),
+            trunk_prefix: "0".into(),
+        }
+    }
+}
+
 /// `[ui]`: the terminal UI.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -477,6 +509,12 @@ impl Config {
                         config.history = v;
                     }
                 }
+                "phonebook" => {
+                    if let Some(v) = section::<PhonebookConfig>(value, &mut problems) {
+                        check_phonebook(&v, span, &mut problems);
+                        config.phonebook = v;
+                    }
+                }
                 "keys" => {
                     if let Some(v) = section::<BTreeMap<String, String>>(value, &mut problems) {
                         config.keys = v;
@@ -486,7 +524,7 @@ impl Config {
                 other => problems.push(Diagnostic::at(
                     key.span(),
                     format!(
-                        "unknown section `{other}`, expected one of `account`, `agent`, `audio`, `cti`, `history`, `keys`, `popup`, `recording`, `ui`"
+                        "unknown section `{other}`, expected one of `account`, `agent`, `audio`, `cti`, `history`, `keys`, `phonebook`, `popup`, `recording`, `ui`"
                     ),
                 )),
             }
@@ -604,14 +642,13 @@ fn check_access_keys(name: &str, access: &AccessConfig, span: Range<usize>, prob
             ));
         }
     }
-    if let Some(o) = &access.only_if_answered {
-        if name != "hangup" {
+    if let Some(o) = &access.only_if_answered
+        && name != "hangup" {
             problems.push(Diagnostic::at(
                 o.span(),
                 format!("`only_if_answered` belongs to `[cti.hangup]`, not `[cti.{name}]`"),
             ));
         }
-    }
     let method = *access.method.get_ref();
     if matches!(name, "auth" | "search") && method.is_browser() {
         problems.push(Diagnostic::at(
@@ -665,6 +702,32 @@ fn check_audio(audio: &Audio, span: Range<usize>, problems: &mut Vec<Diagnostic>
             "`[audio] codecs` is empty, expected at least one of PCMU, PCMA, G722, opus",
         ));
     }
+}
+
+fn check_phonebook(pb: &PhonebookConfig, span: Range<usize>, problems: &mut Vec<Diagnostic>) {
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    for (key, value) in [
+        ("country_code", &pb.country_code),
+        ("international_prefix", &pb.international_prefix),
+        ("trunk_prefix", &pb.trunk_prefix),
+    ] {
+        if !digits(value) || value.len() > 4 {
+            problems.push(Diagnostic::at(
+                span.clone(),
+                format!("`[phonebook] {key}` is `{value}`, expected up to 4 digits"),
+            ));
+        }
+    }
+    let s = pb.shared.trim();
+    if let Some(rest) = s.split_once("://").map(|(scheme, _)| scheme)
+        && !rest.eq_ignore_ascii_case("https") && !rest.eq_ignore_ascii_case("http") {
+            problems.push(Diagnostic::at(
+                span,
+                format!(
+                    "`[phonebook] shared` has the scheme `{rest}`, expected a file path or an https:// URL"
+                ),
+            ));
+        }
 }
 
 /// A multi-line library message on one line.

@@ -52,7 +52,7 @@ fn every_problem_is_reported_with_line_and_column() {
     assert_eq!(p[3], "c.toml:6:24: invalid type: string \"x\", expected a number");
     assert_eq!(
         p[4],
-        "c.toml:7:2: unknown section `zzz`, expected one of `account`, `agent`, `audio`, `cti`, `history`, `keys`, `popup`, `recording`, `ui`"
+        "c.toml:7:2: unknown section `zzz`, expected one of `account`, `agent`, `audio`, `cti`, `history`, `keys`, `phonebook`, `popup`, `recording`, `ui`"
     );
 }
 
@@ -107,4 +107,27 @@ fn template_positions_map_into_the_file() {
         rendered.starts_with("c.toml:3:26: template: unbalanced `{` at position 14"),
         "{rendered}"
     );
+}
+
+#[test]
+fn phonebook_settings_are_checked() {
+    let text = "[phonebook]\nshared = \"ftp://x/book.csv\"\ncountry_code = \"+81\"\nrefresh_minutes = -1\n";
+    let p = problems(text);
+    assert!(p.iter().any(|m| m.starts_with("c.toml:4:19:")), "{p:?}");
+    let text = "[phonebook]\nshared = \"ftp://x/book.csv\"\ncountry_code = \"+81\"\n";
+    let p = problems(text);
+    assert_eq!(
+        p,
+        vec![
+            "c.toml:1:1: `[phonebook] country_code` is `+81`, expected up to 4 digits".to_owned(),
+            "c.toml:1:1: `[phonebook] shared` has the scheme `ftp`, expected a file path or an https:// URL"
+                .to_owned(),
+        ]
+    );
+    let ok = Config::parse(
+        "[phonebook]\nshared = \"https://crm.example/book.vcf\"\ncountry_code = \"81\"\n",
+        None,
+    )
+    .unwrap();
+    assert_eq!(ok.phonebook.refresh_minutes, 60);
 }

@@ -179,6 +179,9 @@ impl Engine {
                 tokio::spawn(async move { inner.ring_like("outgoing", &params, name).await })
             }
             CallEventKind::Click => tokio::spawn(async move { inner.simple("click", &params, name).await }),
+            CallEventKind::Reclick { stored } => {
+                tokio::spawn(async move { inner.simple_with("click", &params, name, Some(stored)).await })
+            }
             CallEventKind::Recorded { path } => {
                 let mut params = params;
                 params
@@ -293,11 +296,10 @@ impl Inner {
             return Ok(BTreeMap::new());
         };
         let mut guard = self.session.lock().await;
-        if let Some(s) = guard.as_ref() {
-            if s.at.elapsed() < self.keep {
+        if let Some(s) = guard.as_ref()
+            && s.at.elapsed() < self.keep {
                 return Ok(s.vars.clone());
             }
-        }
         let vars = Vars::new(&self.identity, params, (self.clock)());
         let out = self.runner.run(auth, &vars).await;
         self.report(&params.id, "auth", &out.report);
@@ -438,6 +440,17 @@ impl Inner {
     /// Click, answer, hangup, recorded: the access with the call's search results (searching
     /// first when the template needs them and the call has none yet).
     async fn simple(&self, access: &str, params: &CallParams, event: String) -> FireReport {
+        self.simple_with(access, params, event, None).await
+    }
+
+    /// As [`Self::simple`], with the search results given (a past call's stored values).
+    async fn simple_with(
+        &self,
+        access: &str,
+        params: &CallParams,
+        event: String,
+        given: Option<BTreeMap<String, String>>,
+    ) -> FireReport {
         let mut actions = Vec::new();
         let Some(acc) = self.plan.get(access) else {
             return FireReport {
@@ -445,7 +458,7 @@ impl Inner {
                 ..Default::default()
             };
         };
-        let stored = self.with_call(&params.id, |c| c.search.clone());
+        let stored = given.or_else(|| self.with_call(&params.id, |c| c.search.clone()));
         let found = match stored {
             Some(f) => f,
             None if self.needs_search(acc) => self.search(params, &mut actions).await,

@@ -479,7 +479,7 @@ fn fmt_secs(d: Duration) -> String {
 }
 
 /// An error with its causes, on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -13,7 +13,8 @@ use serde::Serialize;
 use crate::app::{Bus, CallEvent, CallEventKind, CtiEvent, Direction, Event};
 
 /// Schema migrations, in order; `schema_version` counts those applied.
-const MIGRATIONS: &[&str] = &["CREATE TABLE calls (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE calls (
         id INTEGER PRIMARY KEY,
         call_id TEXT NOT NULL UNIQUE,
         direction TEXT NOT NULL,
@@ -35,7 +36,19 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE calls (
         recording TEXT,
         state TEXT NOT NULL DEFAULT 'open'
     );
-    CREATE INDEX calls_ring_at ON calls(ring_at);"];
+    CREATE INDEX calls_ring_at ON calls(ring_at);",
+    // 2: the local phonebook (PAR-2, PAR-4); `norm` is the number as matched.
+    "CREATE TABLE contacts (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        number TEXT NOT NULL,
+        norm TEXT NOT NULL,
+        company TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX contacts_norm ON contacts(norm);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+];
 
 /// One call as stored.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -59,6 +72,82 @@ pub struct Row {
     pub recording: Option<String>,
     /// `open` (in progress), `closed`, or `interrupted` (the phone stopped during the call).
     pub state: String,
+}
+
+/// What to list: calls that rang since a time, up to a date, with a result, with text in
+/// their numbers, names, company or CRM id.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Query {
+    /// A date or time prefix as stored (`2026-11-25`, `2026-11-25T10:00`).
+    pub since: Option<String>,
+    /// A date (`YYYY-MM-DD`): calls of that day and before.
+    pub until: Option<String>,
+    pub result: Option<String>,
+    /// Case-insensitive (ASCII) text anywhere in the numbers, names, company or CRM id.
+    pub text: String,
+    pub limit: usize,
+}
+
+impl Row {
+    /// The click access of this past call again (HIS-2): the call's parameters and the CRM
+    /// values stored for it.
+    pub fn reclick(&self) -> CallEvent {
+        let mut p = if self.direction == "in" {
+            crate::app::CallParams::incoming(&self.call_id, &self.tel, &self.called)
+        } else {
+            let mut p = crate::app::CallParams::outgoing(&self.call_id, &self.tel);
+            p.called = self.called.clone();
+            p
+        };
+        p.telname = self.telname.clone();
+        p.calledname = self.calledname.clone();
+        p.anonymous = self.anonymous;
+        if let Some(d) = self.duration_s {
+            p.extra.insert("DURATION".into(), format!("{}", d.round() as i64));
+        }
+        if let Some(r) = &self.result {
+            p.extra.insert("RESULT".into(), r.clone());
+        }
+        if let Some(rec) = &self.recording {
+            p.extra.insert("REC_PATH".into(), rec.clone());
+        }
+        let mut stored = self.vars.clone();
+        for (k, v) in [
+            ("COMPANY", &self.company),
+            ("NAME", &self.name),
+            ("EXT_ID", &self.ext_id),
+        ] {
+            stored.entry(k.to_owned()).or_insert_with(|| v.clone());
+        }
+        CallEvent::reclick(p, stored)
+    }
+}
+
+const COLUMNS: &str = "call_id, direction, tel, telname, called, calledname, anonymous, ring_at, answer_at,
+    end_at, duration_s, result, company, name, ext_id, vars, recording, state";
+
+fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let vars: String = r.get(15)?;
+    Ok(Row {
+        call_id: r.get(0)?,
+        direction: r.get(1)?,
+        tel: r.get(2)?,
+        telname: r.get(3)?,
+        called: r.get(4)?,
+        calledname: r.get(5)?,
+        anonymous: r.get(6)?,
+        ring_at: r.get(7)?,
+        answer_at: r.get(8)?,
+        end_at: r.get(9)?,
+        duration_s: r.get(10)?,
+        result: r.get(11)?,
+        company: r.get(12)?,
+        name: r.get(13)?,
+        ext_id: r.get(14)?,
+        vars: serde_json::from_str(&vars).unwrap_or_default(),
+        recording: r.get(16)?,
+        state: r.get(17)?,
+    })
 }
 
 /// The history database.
@@ -96,48 +185,77 @@ pub fn default_path() -> PathBuf {
     crate::config::data_dir().join("history.sqlite3")
 }
 
+/// A CSV cell a spreadsheet will not run as a formula: one that starts with `=`, `+`, `-`,
+/// `@`, tab or CR gets a leading `'`.
+pub fn defuse(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    }
+}
+
 fn now() -> String {
     Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string()
+}
+
+/// Opens (creating and migrating) the database of the history and the local phonebook.
+pub fn open_db(path: &Path) -> Result<Connection, String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let db = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    db.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| e.to_string())?;
+    db.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|e| e.to_string())?;
+    // A phone writes a few rows a minute: a small page cache and no memory map keep it small.
+    db.pragma_update(None, "cache_size", -64)
+        .map_err(|e| e.to_string())?;
+    db.pragma_update(None, "mmap_size", 0)
+        .map_err(|e| e.to_string())?;
+    // Two processes may open it at once (the phone and `ctiphone phonebook …`): wait for
+    // each other, and migrate inside one write transaction that reads the version first.
+    db.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    let tx = rusqlite::Transaction::new_unchecked(&db, rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .map_err(|e| e.to_string())?;
+    let version: i64 = tx
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .optional()
+        .map_err(|e| e.to_string())?
+        .unwrap_or(0);
+    let applied = usize::try_from(version).unwrap_or(0);
+    if applied > MIGRATIONS.len() {
+        return Err(format!(
+            "{}: written by a newer ctiphone (schema {version}, this one knows {})",
+            path.display(),
+            MIGRATIONS.len()
+        ));
+    }
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.execute_batch(m)
+            .map_err(|e| format!("migration {}: {e}", i + 1))?;
+    }
+    if applied < MIGRATIONS.len() {
+        tx.execute("DELETE FROM schema_version", [])
+            .map_err(|e| e.to_string())?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [MIGRATIONS.len() as i64],
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    tx.commit().map_err(|e| e.to_string())?;
+    Ok(db)
 }
 
 impl History {
     /// Opens (creating and migrating) the database.
     pub fn open(path: &Path) -> Result<History, String> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-        let db = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        db.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| e.to_string())?;
-        db.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| e.to_string())?;
-        // A phone writes a few rows a minute: a small page cache and no memory map keep it small.
-        db.pragma_update(None, "cache_size", -64)
-            .map_err(|e| e.to_string())?;
-        db.pragma_update(None, "mmap_size", 0)
-            .map_err(|e| e.to_string())?;
-        db.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            .map_err(|e| e.to_string())?;
-        let version: i64 = db
-            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
-            .optional()
-            .map_err(|e| e.to_string())?
-            .unwrap_or(0);
-        for (i, m) in MIGRATIONS
-            .iter()
-            .enumerate()
-            .skip(usize::try_from(version).unwrap_or(0))
-        {
-            let tx = db.unchecked_transaction().map_err(|e| e.to_string())?;
-            tx.execute_batch(m)
-                .map_err(|e| format!("migration {}: {e}", i + 1))?;
-            tx.execute("DELETE FROM schema_version", [])
-                .map_err(|e| e.to_string())?;
-            tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [i as i64 + 1])
-                .map_err(|e| e.to_string())?;
-            tx.commit().map_err(|e| e.to_string())?;
-        }
-        Ok(History { db })
+        Ok(History { db: open_db(path)? })
     }
 
     /// Marks calls left open by a phone that is gone (a crash, `kill -9`, a power cut) as
@@ -204,48 +322,76 @@ impl History {
                 "UPDATE calls SET recording = ?2 WHERE call_id = ?1",
                 params![p.id, path.display().to_string()],
             ),
-            CallEventKind::Click => Ok(0),
+            CallEventKind::Click | CallEventKind::Reclick { .. } => Ok(0),
         }
     }
 
     /// Calls, newest first: those that rang since `since` (a date or time prefix as stored,
     /// e.g. "2026-11-25"), with `result`, at most `limit`.
     pub fn list(&self, since: Option<&str>, result: Option<&str>, limit: usize) -> Result<Vec<Row>, String> {
-        let mut q = self
-            .db
-            .prepare(
-                "SELECT call_id, direction, tel, telname, called, calledname, anonymous, ring_at, answer_at, end_at,
-                        duration_s, result, company, name, ext_id, vars, recording, state
-                 FROM calls WHERE (?1 IS NULL OR ring_at >= ?1) AND (?2 IS NULL OR result = ?2)
-                 ORDER BY ring_at DESC, id DESC LIMIT ?3",
+        self.query(&Query {
+            since: since.map(str::to_owned),
+            result: result.map(str::to_owned),
+            limit,
+            ..Query::default()
+        })
+    }
+
+    /// One call by its Call-ID.
+    pub fn get(&self, call_id: &str) -> Result<Option<Row>, String> {
+        self.db
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM calls WHERE call_id = ?1"),
+                [call_id],
+                row_of,
             )
+            .optional()
+            .map_err(|e| e.to_string())
+    }
+
+    /// Calls matching `q`, newest first.
+    pub fn query(&self, q: &Query) -> Result<Vec<Row>, String> {
+        let text = q.text.trim();
+        let like = format!(
+            "%{}%",
+            text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+        );
+        // "Up to a date": everything before the next day.
+        let before = match &q.until {
+            Some(d) => Some(
+                chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+                    .map_err(|_| format!("`{d}` is not a date, expected YYYY-MM-DD"))?
+                    .succ_opt()
+                    .ok_or("no day after that date")?
+                    .format("%Y-%m-%d")
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let mut st = self
+            .db
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS}
+                 FROM calls WHERE (?1 IS NULL OR ring_at >= ?1) AND (?2 IS NULL OR result = ?2)
+                   AND (?4 IS NULL OR ring_at < ?4)
+                   AND (?5 = '' OR tel LIKE ?6 ESCAPE '\\' OR telname LIKE ?6 ESCAPE '\\'
+                        OR called LIKE ?6 ESCAPE '\\' OR calledname LIKE ?6 ESCAPE '\\'
+                        OR company LIKE ?6 ESCAPE '\\' OR name LIKE ?6 ESCAPE '\\'
+                        OR ext_id LIKE ?6 ESCAPE '\\')
+                 ORDER BY ring_at DESC, id DESC LIMIT ?3"
+            ))
             .map_err(|e| e.to_string())?;
-        let rows = q
+        let rows = st
             .query_map(
-                params![since, result, i64::try_from(limit).unwrap_or(i64::MAX)],
-                |r| {
-                    let vars: String = r.get(15)?;
-                    Ok(Row {
-                        call_id: r.get(0)?,
-                        direction: r.get(1)?,
-                        tel: r.get(2)?,
-                        telname: r.get(3)?,
-                        called: r.get(4)?,
-                        calledname: r.get(5)?,
-                        anonymous: r.get(6)?,
-                        ring_at: r.get(7)?,
-                        answer_at: r.get(8)?,
-                        end_at: r.get(9)?,
-                        duration_s: r.get(10)?,
-                        result: r.get(11)?,
-                        company: r.get(12)?,
-                        name: r.get(13)?,
-                        ext_id: r.get(14)?,
-                        vars: serde_json::from_str(&vars).unwrap_or_default(),
-                        recording: r.get(16)?,
-                        state: r.get(17)?,
-                    })
-                },
+                params![
+                    q.since,
+                    q.result,
+                    i64::try_from(q.limit).unwrap_or(i64::MAX),
+                    before,
+                    text,
+                    like
+                ],
+                row_of,
             )
             .map_err(|e| e.to_string())?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
@@ -276,13 +422,6 @@ impl History {
             "state",
         ];
         w.write_record(header).map_err(|e| e.to_string())?;
-        let safe = |s: &str| -> String {
-            if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-                format!("'{s}")
-            } else {
-                s.to_owned()
-            }
-        };
         for r in &rows {
             let cells = [
                 r.ring_at.clone(),
@@ -303,7 +442,7 @@ impl History {
                 r.call_id.clone(),
                 r.state.clone(),
             ];
-            w.write_record(cells.iter().map(|c| safe(c)))
+            w.write_record(cells.iter().map(|c| defuse(c)))
                 .map_err(|e| e.to_string())?;
         }
         w.flush().map_err(|e| e.to_string())?;
@@ -404,6 +543,121 @@ mod tests {
         assert_eq!(r.recording.as_deref(), Some("/r/x.wav"));
         assert!(r.answer_at.is_some() && r.end_at.is_some());
         assert_eq!(h.list(None, Some("missed"), 10).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn queries_by_text_result_and_date_and_a_past_click() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(&dir.path().join("h.db")).unwrap();
+        for (id, tel, name) in [
+            ("a", "0311112222", "Yamada"),
+            ("b", "0322223333", "50%_off"),
+            ("c", "1001", "Sato"),
+        ] {
+            let mut p = CallParams::incoming(id, tel, "0120000111");
+            p.telname = name.into();
+            h.record(&Event::Call(CallEvent::ring(p.clone()))).unwrap();
+            let mut end = p;
+            end.extra.insert(
+                "RESULT".into(),
+                if id == "c" { "answered" } else { "missed" }.into(),
+            );
+            h.record(&Event::Call(CallEvent::hangup(end, id == "c"))).unwrap();
+        }
+        let ids = |q: Query| -> Vec<String> {
+            h.query(&Query { limit: 10, ..q })
+                .unwrap()
+                .into_iter()
+                .map(|r| r.call_id)
+                .collect()
+        };
+        assert_eq!(ids(Query::default()), ["c", "b", "a"]);
+        assert_eq!(
+            ids(Query {
+                text: "yama".into(),
+                ..Query::default()
+            }),
+            ["a"]
+        );
+        assert_eq!(
+            ids(Query {
+                text: "1122".into(),
+                ..Query::default()
+            }),
+            ["a"]
+        );
+        assert_eq!(
+            ids(Query {
+                text: "%".into(),
+                ..Query::default()
+            }),
+            ["b"],
+            "LIKE wildcards are literal"
+        );
+        assert_eq!(
+            ids(Query {
+                result: Some("missed".into()),
+                ..Query::default()
+            }),
+            ["b", "a"]
+        );
+        let today = Local::now().format("%Y-%m-%d").to_string();
+        assert_eq!(
+            ids(Query {
+                until: Some(today),
+                ..Query::default()
+            })
+            .len(),
+            3
+        );
+        assert!(
+            ids(Query {
+                until: Some("2000-01-01".into()),
+                ..Query::default()
+            })
+            .is_empty()
+        );
+        assert!(
+            h.query(&Query {
+                until: Some("yesterday".into()),
+                ..Query::default()
+            })
+            .is_err()
+        );
+        // A past call's click event carries its stored CRM values.
+        h.record(&Event::Cti(CtiEvent::SearchResult {
+            call_id: "c".into(),
+            vars: [
+                ("COMPANY".to_owned(), "ACME".to_owned()),
+                ("CUSTNO".to_owned(), "42".to_owned()),
+            ]
+            .into(),
+        }))
+        .unwrap();
+        let row = h
+            .query(&Query {
+                text: "sato".into(),
+                limit: 1,
+                ..Query::default()
+            })
+            .unwrap()
+            .remove(0);
+        let ev = row.reclick();
+        assert_eq!(
+            (ev.params.tel.as_str(), ev.params.telname.as_str()),
+            ("1001", "Sato")
+        );
+        assert_eq!(
+            ev.params.extra.get("RESULT").map(String::as_str),
+            Some("answered")
+        );
+        match ev.kind {
+            CallEventKind::Reclick { stored } => {
+                assert_eq!(stored.get("CUSTNO").map(String::as_str), Some("42"));
+                assert_eq!(stored.get("COMPANY").map(String::as_str), Some("ACME"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -285,23 +285,20 @@ impl Session {
         }
         self.speaker.resize(frame, 0);
         self.sink.push(&self.speaker);
-        if let Some(r) = self.recorder.as_mut() {
-            if let Err(e) = r.write(&self.mic, &self.speaker) {
+        if let Some(r) = self.recorder.as_mut()
+            && let Err(e) = r.write(&self.mic, &self.speaker) {
                 self.recorder = None;
                 self.warn(format!("recording stopped: {e}"));
             }
-        }
     }
 
     async fn send_frame(&mut self, sock: &UdpSocket) {
         // A telephone-event in progress replaces the audio (RFC 4733 §2.5.1.1).
-        if self.dtmf_tx.is_none() {
-            if let (Some(d), Some(_)) = (self.dtmf_queue.pop(), self.dtmf_pt) {
-                if let Some(code) = super::dtmf::event_code(d) {
+        if self.dtmf_tx.is_none()
+            && let (Some(d), Some(_)) = (self.dtmf_queue.pop(), self.dtmf_pt)
+                && let Some(code) = super::dtmf::event_code(d) {
                     self.dtmf_tx = Some(DtmfSender::new(code, self.ts, self.codec.frame_ticks()));
                 }
-            }
-        }
         if let (Some(sender), Some(pt)) = (self.dtmf_tx.as_mut(), self.dtmf_pt) {
             match sender.next() {
                 Some(ev) => {
@@ -392,11 +389,10 @@ impl Session {
     }
 
     async fn on_rtcp(&mut self, data: &[u8]) {
-        if let Some(rep) = rtp::read_report(data, self.ssrc, &mut self.recv_stats) {
-            if rep.fraction_lost.is_some() || rep.rtt.is_some() {
+        if let Some(rep) = rtp::read_report(data, self.ssrc, &mut self.recv_stats)
+            && (rep.fraction_lost.is_some() || rep.rtt.is_some()) {
                 self.remote_report = rep;
             }
-        }
     }
 
     async fn send_report(&mut self, sock: &UdpSocket, separate: bool) {

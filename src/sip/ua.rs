@@ -14,7 +14,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::app::{Bus, CallEvent, CallParams, Command, EndReason, Event, PhoneEvent};
+use crate::app::{Bus, CallEvent, CallParams, CallerId, Command, EndReason, Event, PhoneEvent};
 use crate::config::{Config, Transport as TransportKind};
 
 use super::addr::{NameAddr, Uri, Via};
@@ -30,6 +30,8 @@ use crate::media::session::{self as media, MediaCommand, MediaEvent, MediaHandle
 /// RFC 3261 timer values.
 const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
+/// How long an ACKed failure of an INVITE stays, to absorb retransmitted ACKs (Timer I).
+const T4: Duration = Duration::from_secs(5);
 const TX_TIMEOUT: Duration = Duration::from_secs(32);
 /// The methods this agent answers (the Allow header).
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, UPDATE";
@@ -64,6 +66,8 @@ pub struct UaConfig {
     pub record_name: Template,
     /// The agent's identity, for recording names ({EXT}, {AID}…).
     pub identity: Identity,
+    /// Names for numbers ({TELNAME}, {CALLEDNAME}); the SIP display name when it has none.
+    pub phonebook: Option<std::sync::Arc<crate::phonebook::Phonebook>>,
 }
 
 impl UaConfig {
@@ -172,6 +176,7 @@ impl UaConfig {
                 )
             })?,
             identity: Identity::from_config(config),
+            phonebook: None,
         })
     }
 }
@@ -265,6 +270,8 @@ struct ClientTx {
 /// A request we answered: its last response, sent again for each retransmission.
 struct ServerTx {
     last: Vec<u8>,
+    /// The status of `last`.
+    code: u16,
     to: SocketAddr,
     proto: Proto,
     expires: Instant,
@@ -429,15 +436,12 @@ pub async fn run(cfg: UaConfig, bus: Bus, mut commands: mpsc::Receiver<Command>)
     let mut local = transport.local;
     if local.ip().is_unspecified() {
         // The address others reach us at: the one the kernel routes to the registrar from.
-        if let Some(r) = cfg.registrar {
-            if let Ok(s) = std::net::UdpSocket::bind((local.ip(), 0)) {
-                if s.connect(r).is_ok() {
-                    if let Ok(a) = s.local_addr() {
+        if let Some(r) = cfg.registrar
+            && let Ok(s) = std::net::UdpSocket::bind((local.ip(), 0))
+                && s.connect(r).is_ok()
+                    && let Ok(a) = s.local_addr() {
                         local = SocketAddr::new(a.ip(), local.port());
                     }
-                }
-            }
-        }
     }
     bus.publish(Event::Phone(PhoneEvent::Ready {
         listen: local.to_string(),
@@ -535,6 +539,20 @@ impl Ua {
         format!("<sip:{}@{}{t}>", self.cfg.user, fmt_addr(a))
     }
 
+    /// {TELNAME} and {CALLEDNAME} from the phonebook (the local entry over the shared one);
+    /// {TELNAME} stays the SIP display name when the phonebook has no entry, and a withheld
+    /// number is never looked up.
+    fn name_parties(&self, params: &mut CallParams) {
+        let Some(pb) = &self.cfg.phonebook else { return };
+        if !params.anonymous
+            && let Some(name) = pb.name_for(&params.tel) {
+                params.telname = name;
+            }
+        if let Some(name) = pb.name_for(&params.called) {
+            params.calledname = name;
+        }
+    }
+
     fn aor(&self) -> String {
         format!("sip:{}@{}", self.cfg.user, self.cfg.domain)
     }
@@ -615,13 +633,12 @@ impl Ua {
         if let Err(e) = self.try_send(proto, to, bytes).await {
             // A stream transport that cannot connect fails the transaction now (RFC 3261
             // §8.1.3.1: as a 503); over UDP the retransmissions go on.
-            if proto.is_stream() {
-                if let Some(tx) = self.clients.get_mut(&br) {
+            if proto.is_stream()
+                && let Some(tx) = self.clients.get_mut(&br) {
                     tx.deadline = now;
                     tx.next = None;
                     tx.error = Some(e);
                 }
-            }
         }
         br
     }
@@ -652,15 +669,17 @@ impl Ua {
         let bytes = resp.to_bytes();
         if let Some(key) = server_key(req) {
             let code = resp.code().unwrap_or(0);
-            let invite_failure = req.method() == Some("INVITE") && code >= 300;
+            let invite = req.method() == Some("INVITE");
+            let invite_failure = invite && code >= 300;
             let now = Instant::now();
             self.servers.insert(
                 key,
                 ServerTx {
                     last: bytes.clone(),
+                    code,
                     to: inb_from,
                     proto,
-                    expires: now + TX_TIMEOUT,
+                    expires: now + server_tx_lifetime(invite, proto),
                     retransmit: (invite_failure && !proto.is_stream()).then(|| (now + T1, T1)),
                 },
             );
@@ -684,12 +703,16 @@ impl Ua {
         // A retransmission of a request we answered: the same answer again.
         if let Some(key) = server_key(&msg) {
             if method == "ACK" {
-                // ACK for a non-2xx final response ends Timer G.
+                // ACK for a non-2xx final response ends Timer G; the transaction stays only to
+                // absorb retransmitted ACKs (Timer I). An ACK for a 2xx that matches the
+                // INVITE's transaction (an RFC 2543 peer: no branch) is the dialog's.
                 let invite_key = key.replacen("|ACK", "|INVITE", 1);
-                if let Some(tx) = self.servers.get_mut(&invite_key) {
-                    tx.retransmit = None;
-                    return;
-                }
+                if let Some(tx) = self.servers.get_mut(&invite_key)
+                    && tx.code >= 300 {
+                        tx.retransmit = None;
+                        tx.expires = Instant::now() + acked_lifetime(tx.proto);
+                        return;
+                    }
             } else if let Some(tx) = self.servers.get(&key) {
                 let (bytes, to, p) = (tx.last.clone(), tx.to, tx.proto);
                 self.send(p, to, bytes).await;
@@ -776,8 +799,8 @@ impl Ua {
                 }
             }
         };
-        if let Some(o) = &offer {
-            if sdp::answer(
+        if let Some(o) = &offer
+            && sdp::answer(
                 o,
                 "-",
                 0,
@@ -794,7 +817,6 @@ impl Ua {
                 self.respond(from, proto, &msg, r).await;
                 return;
             }
-        }
         let busy = self
             .calls
             .iter()
@@ -823,7 +845,8 @@ impl Ua {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let params = caller_identity(&msg);
+        let mut params = caller_identity(&msg);
+        self.name_parties(&mut params);
         let (rtp, rtcp) = bind_rtp(self.local.ip()).await;
         let mut call = Call::new(
             call_id.clone(),
@@ -964,8 +987,8 @@ impl Ua {
                 // Transfer progress (RFC 3515): a final 2xx ends our side of the call.
                 let frag = String::from_utf8_lossy(&msg.body);
                 let code: Option<u16> = frag.split_whitespace().nth(1).and_then(|c| c.parse().ok());
-                if self.calls[i].transfer_to.is_some() {
-                    if let Some(c) = code.filter(|c| *c >= 200) {
+                if self.calls[i].transfer_to.is_some()
+                    && let Some(c) = code.filter(|c| *c >= 200) {
                         if c < 300 {
                             self.hangup(i).await;
                         } else {
@@ -973,7 +996,6 @@ impl Ua {
                             self.error(format!("transfer failed: {}", frag.trim()));
                         }
                     }
-                }
             }
             _ => {}
         }
@@ -1224,14 +1246,12 @@ impl Ua {
         };
         let Some(tx) = self.clients.get_mut(&key) else {
             // A 2xx retransmitted after its transaction ended: ACK it again.
-            if (200..300).contains(&code) && cseq_method == "INVITE" {
-                if let Some(i) = msg.call_id().and_then(|id| self.find_call(id)) {
-                    if let Some(ack) = self.calls[i].ack.clone() {
+            if (200..300).contains(&code) && cseq_method == "INVITE"
+                && let Some(i) = msg.call_id().and_then(|id| self.find_call(id))
+                    && let Some(ack) = self.calls[i].ack.clone() {
                         let (p, pr) = (self.calls[i].peer, self.calls[i].proto);
                         self.send(pr, p, ack).await;
                     }
-                }
-            }
             return;
         };
         if tx.method != cseq_method {
@@ -1264,22 +1284,19 @@ impl Ua {
         let owner = tx.owner.clone();
         let method = tx.method.clone();
         // A failed INVITE is ACKed by its transaction (same branch), whatever became of the call.
-        if method == "INVITE" && code >= 300 {
-            if let Some(ack) = Message::parse(&tx.bytes).ok().map(|inv| failure_ack(&inv, msg)) {
+        if method == "INVITE" && code >= 300
+            && let Some(ack) = Message::parse(&tx.bytes).ok().map(|inv| failure_ack(&inv, msg)) {
                 tx.ack = Some(ack.clone());
                 let (to, p) = (tx.to, tx.proto);
                 self.send(p, to, ack).await;
             }
-        }
-        if method == "INVITE" && (200..300).contains(&code) {
-            if let Owner::Call(id) = &owner {
-                if self.find_call(id).is_none() {
+        if method == "INVITE" && (200..300).contains(&code)
+            && let Owner::Call(id) = &owner
+                && self.find_call(id).is_none() {
                     // Answered after we gave up on it: ACK, then BYE.
                     self.ack_and_bye(msg, inb.from, inb.proto).await;
                     return;
                 }
-            }
-        }
         match owner {
             Owner::Register => self.on_register_response(msg, code).await,
             Owner::Call(id) => {
@@ -1304,11 +1321,9 @@ impl Ua {
             .get("To")
             .and_then(|t| NameAddr::parse(t).ok())
             .and_then(|t| t.tag().map(str::to_owned))
-        {
-            if code > 100 && code < 300 {
+            && code > 100 && code < 300 {
                 self.calls[i].remote.set_param("tag", &tag);
             }
-        }
         if code < 200 {
             if (code == 180 || code == 183) && self.calls[i].state == CallState::Calling {
                 self.calls[i].state = CallState::Early;
@@ -1570,8 +1585,8 @@ impl Ua {
             let challenges = challenges(msg, code);
             let stale = challenges.iter().any(|c| c.stale);
             // A second challenge right after our credentials means they were wrong (unless stale).
-            if let Some(ch) = auth::pick(&challenges).cloned() {
-                if self.reg.auth_tries == 0 || stale {
+            if let Some(ch) = auth::pick(&challenges).cloned()
+                && (self.reg.auth_tries == 0 || stale) {
                     self.reg.auth_tries += 1;
                     self.reg.challenge = Some((ch, code == 407));
                     self.reg.nc = 0;
@@ -1579,17 +1594,14 @@ impl Ua {
                     self.register(e).await;
                     return;
                 }
-            }
         }
-        if code == 423 && !unregistering {
-            if let Some(min) = msg.get("Min-Expires").and_then(|m| m.trim().parse::<u32>().ok()) {
-                if min > self.reg.expires {
+        if code == 423 && !unregistering
+            && let Some(min) = msg.get("Min-Expires").and_then(|m| m.trim().parse::<u32>().ok())
+                && min > self.reg.expires {
                     self.reg.expires = min;
                     self.register(min).await;
                     return;
                 }
-            }
-        }
         if unregistering {
             self.reg.state = RegState::Idle;
             self.emit(PhoneEvent::Unregistered);
@@ -1622,8 +1634,8 @@ impl Ua {
                 }
                 return false;
             }
-            if let Some(next) = tx.next {
-                if next <= now {
+            if let Some(next) = tx.next
+                && next <= now {
                     resend.push((tx.proto, tx.to, tx.bytes.clone()));
                     tx.interval = if tx.method == "INVITE" {
                         tx.interval * 2
@@ -1632,17 +1644,15 @@ impl Ua {
                     };
                     tx.next = Some(now + tx.interval);
                 }
-            }
             true
         });
         for tx in self.servers.values_mut() {
-            if let Some((t, iv)) = tx.retransmit {
-                if t <= now {
+            if let Some((t, iv)) = tx.retransmit
+                && t <= now {
                     resend.push((tx.proto, tx.to, tx.last.clone()));
                     let iv = (iv * 2).min(T2);
                     tx.retransmit = Some((now + iv, iv));
                 }
-            }
         }
         self.servers.retain(|_, tx| tx.expires > now);
         // 2xx retransmission until ACK (RFC 3261 §13.3.1.4).
@@ -1686,14 +1696,13 @@ impl Ua {
                     }
                 }
                 Owner::Call(id) if method == "INVITE" => {
-                    if let Some(i) = self.find_call(&id) {
-                        if self.calls[i].state != CallState::Confirmed {
+                    if let Some(i) = self.find_call(&id)
+                        && self.calls[i].state != CallState::Confirmed {
                             match error {
                                 Some(_) => self.end_call(i, EndReason::Failed, Some(503)),
                                 None => self.end_call(i, EndReason::Timeout, Some(408)),
                             }
                         }
-                    }
                 }
                 _ => {}
             }
@@ -1736,7 +1745,8 @@ impl Ua {
             })
         };
         match cmd {
-            Command::Dial { to } => self.dial(&to).await,
+            Command::Dial { to } => self.dial(&to, None).await,
+            Command::DialAs { to, caller } => self.dial(&to, Some(&caller)).await,
             Command::Answer { call } => match self.pick(call.as_deref()) {
                 Some(i) if self.calls[i].incoming && self.calls[i].state == CallState::Ringing => {
                     self.answer(i).await
@@ -1812,7 +1822,8 @@ impl Ua {
         Ok(format!("sip:{to}@{}", self.cfg.domain))
     }
 
-    async fn dial(&mut self, to: &str) {
+    /// Calls `to`; `caller` replaces our identity in From and adds its headers.
+    async fn dial(&mut self, to: &str, caller: Option<&CallerId>) {
         let uri = match self.target_uri(to) {
             Ok(u) => u,
             Err(e) => return self.error(e),
@@ -1837,9 +1848,16 @@ impl Ua {
         let id = format!("{}@ctiphone", random_token(20));
         let (rtp, rtcp) = bind_rtp(self.local.ip()).await;
         let local = {
-            let mut n = NameAddr::new(&self.aor());
-            if !self.cfg.display_name.is_empty() {
-                n.display = Some(self.cfg.display_name.clone());
+            let who = caller.cloned().unwrap_or_default();
+            let aor = format!(
+                "sip:{}@{}",
+                who.user.as_deref().unwrap_or(&self.cfg.user),
+                who.host.as_deref().unwrap_or(&self.cfg.domain)
+            );
+            let mut n = NameAddr::new(&aor);
+            let display = who.display.unwrap_or_else(|| self.cfg.display_name.clone());
+            if !display.is_empty() {
+                n.display = Some(display);
             }
             n.set_param("tag", &random_token(10));
             n
@@ -1851,6 +1869,7 @@ impl Ua {
             .unwrap_or_else(|| to.to_owned());
         let mut params = CallParams::outgoing(&id, &tel);
         params.called = tel.clone();
+        self.name_parties(&mut params);
         let mut call = Call::new(
             id.clone(),
             CallState::Calling,
@@ -1869,6 +1888,9 @@ impl Ua {
             .push("CSeq", "1 INVITE")
             .push("Contact", self.contact())
             .push("Allow", ALLOW);
+        for (name, value) in caller.map_or(&[][..], |c| &c.headers) {
+            inv.push(name, value.clone());
+        }
         self.calls.push(call);
         let i = self.calls.len() - 1;
         if let Some(sdp) = self.local_sdp(i, None, Direction::SendRecv) {
@@ -1910,11 +1932,10 @@ impl Ua {
         let c = &mut self.calls[i];
         c.state = CallState::Confirmed;
         c.answered_at = Some(now);
-        if !proto.is_stream() {
-            if let Some(b) = bytes {
+        if !proto.is_stream()
+            && let Some(b) = bytes {
                 c.ok_retransmit = Some((b, now + T1, T1, now + TX_TIMEOUT));
             }
-        }
         let id = c.id.clone();
         let params = c.params.clone();
         self.emit(PhoneEvent::Answered { call: id });
@@ -2222,6 +2243,23 @@ fn reason_phrase(msg: &Message) -> String {
     }
 }
 
+/// How long a server transaction keeps its answer for retransmitted requests: an INVITE's
+/// until its ACK (Timer H, then [`acked_lifetime`]) or for its 2xx's retransmissions; other
+/// requests 64×T1 over UDP (Timer J), nothing over a stream, where nothing is retransmitted
+/// (RFC 3261 §17.2).
+fn server_tx_lifetime(invite: bool, proto: Proto) -> Duration {
+    if invite || !proto.is_stream() {
+        TX_TIMEOUT
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// How long an INVITE's failure stays once ACKed (Timer I: T4 over UDP, nothing over a stream).
+fn acked_lifetime(proto: Proto) -> Duration {
+    if proto.is_stream() { Duration::ZERO } else { T4 }
+}
+
 /// A response's code, reason phrase and extra headers.
 type Refusal = (u16, &'static str, Vec<(&'static str, String)>);
 
@@ -2282,14 +2320,12 @@ fn accepts_sdp(msg: &Message) -> bool {
 
 /// Adds a To tag to a final response made outside any dialog.
 fn add_tag(r: &mut Message) {
-    if let Some(to) = r.get("To").map(str::to_owned) {
-        if let Ok(mut n) = NameAddr::parse(&to) {
-            if n.tag().is_none() {
+    if let Some(to) = r.get("To").map(str::to_owned)
+        && let Ok(mut n) = NameAddr::parse(&to)
+            && n.tag().is_none() {
                 n.set_param("tag", &random_token(10));
                 r.set("To", n.to_string());
             }
-        }
-    }
 }
 
 /// The key of a server transaction: top Via branch (with its sent-by) and the method (ACK
@@ -2468,6 +2504,103 @@ mod tests {
             );
         }
         assert_eq!(precheck(&request("INVITE tel:+81312345678", "")), None);
+    }
+
+    /// A user agent running in this process on 127.0.0.1 (`auto_answer`: answering every call
+    /// after that long), and a UDP socket to talk SIP to it.
+    async fn agent(auto_answer: Option<Duration>) -> (SocketAddr, UdpSocket, mpsc::Sender<Command>) {
+        let text = "[account]\nuri = \"sip:1001@127.0.0.1\"\nregistrar = \"\"\n\
+                    listen = \"127.0.0.1:0\"\ncall_waiting = false\n\
+                    [audio]\ninput = \"null\"\noutput = \"null\"\n";
+        let config = Config::parse(text, None).unwrap();
+        let cfg = UaConfig::from_config(&config, auto_answer).await.unwrap();
+        let bus = Bus::new();
+        let mut events = bus.subscribe();
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(run(cfg, bus, rx));
+        let listen = loop {
+            if let Event::Phone(PhoneEvent::Ready { listen, .. }) = events.recv().await.unwrap() {
+                break listen.parse().unwrap();
+            }
+        };
+        (listen, UdpSocket::bind("127.0.0.1:0").await.unwrap(), tx)
+    }
+
+    /// The next message on `sock` within `within`.
+    async fn recv(sock: &UdpSocket, within: Duration) -> Option<Message> {
+        let mut buf = vec![0u8; 65536];
+        let (n, _) = tokio::time::timeout(within, sock.recv_from(&mut buf)).await.ok()?.ok()?;
+        Some(Message::parse(&buf[..n]).expect("the agent's message parses"))
+    }
+
+    /// An INVITE (RFC 2543 style: no branch, no From tag) with a PCMU offer, and its ACK for
+    /// the final response `resp`.
+    fn invite_2543(ua: SocketAddr, me: SocketAddr, content_type: &str) -> (String, impl Fn(&Message) -> String) {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                   m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+        let common = format!(
+            "Via: SIP/2.0/UDP {me}\r\nFrom: <sip:a@{me}>\r\nCall-ID: rfc2543-{}\r\n",
+            me.port()
+        );
+        let invite = format!(
+            "INVITE sip:1001@{ua} SIP/2.0\r\n{common}To: <sip:1001@{ua}>\r\nCSeq: 1 INVITE\r\n\
+             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        let ack = move |resp: &Message| {
+            format!(
+                "ACK sip:1001@{ua} SIP/2.0\r\n{common}To: {}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                resp.get("To").unwrap()
+            )
+        };
+        (invite, ack)
+    }
+
+    #[tokio::test]
+    async fn an_ack_matching_the_invite_transaction_reaches_the_call_after_a_2xx() {
+        // An RFC 2543 peer's ACK for our 200 has the INVITE's transaction id (Call-ID, CSeq,
+        // From tag): it is the dialog's ACK, and the 200 stops being retransmitted (it was
+        // swallowed by the transaction: the 200 went on for 32 s and the call was hung up).
+        let (ua, sock, _commands) = agent(Some(Duration::ZERO)).await;
+        let (invite, ack) = invite_2543(ua, sock.local_addr().unwrap(), "application/sdp");
+        sock.send_to(invite.as_bytes(), ua).await.unwrap();
+        let ok = loop {
+            let m = recv(&sock, Duration::from_secs(5)).await.expect("an answer");
+            if m.code() == Some(200) {
+                break m;
+            }
+        };
+        sock.send_to(ack(&ok).as_bytes(), ua).await.unwrap();
+        // T1 is 500 ms: a retransmission would come within 1.2 s.
+        if let Some(m) = recv(&sock, Duration::from_millis(1200)).await {
+            panic!("after the ACK: {:?}", m.start);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_acked_failure_is_not_retransmitted() {
+        let (ua, sock, _commands) = agent(None).await;
+        let (invite, ack) = invite_2543(ua, sock.local_addr().unwrap(), "text/plain");
+        sock.send_to(invite.as_bytes(), ua).await.unwrap();
+        let refused = recv(&sock, Duration::from_secs(5)).await.expect("an answer");
+        assert_eq!(refused.code(), Some(415));
+        sock.send_to(ack(&refused).as_bytes(), ua).await.unwrap();
+        // The ACK's retransmission is absorbed too.
+        sock.send_to(ack(&refused).as_bytes(), ua).await.unwrap();
+        if let Some(m) = recv(&sock, Duration::from_millis(1200)).await {
+            panic!("after the ACK: {:?}", m.start);
+        }
+    }
+
+    #[test]
+    fn server_transactions_live_as_rfc_3261_says() {
+        // Timer J: a non-INVITE's answer absorbs retransmissions for 64×T1 over UDP, and is
+        // not kept over a stream; an INVITE's stays until its ACK (Timer H), then T4 (Timer I).
+        assert_eq!(server_tx_lifetime(false, Proto::Udp), Duration::from_secs(32));
+        assert_eq!(server_tx_lifetime(false, Proto::Tcp), Duration::ZERO);
+        assert_eq!(server_tx_lifetime(true, Proto::Tcp), Duration::from_secs(32));
+        assert_eq!(acked_lifetime(Proto::Udp), Duration::from_secs(5));
+        assert_eq!(acked_lifetime(Proto::Tls), Duration::ZERO);
     }
 
     #[test]

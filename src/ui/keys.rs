@@ -25,12 +25,22 @@ pub enum Action {
     Activate,
     Copy,
     ClosePopup,
+    /// Filter the call list by text, by result; jump to a date.
+    Filter,
+    ResultFilter,
+    JumpDate,
+    /// The contacts pane.
+    Contacts,
+    /// Run the click access again for the selected past call (HIS-2).
+    Reclick,
+    /// Open (or copy the path of) the selected past call's recording.
+    OpenRecording,
     Quit,
 }
 
 impl Action {
     /// Every action with its config name, default keys and help catalog key.
-    pub const ALL: [(Action, &'static str, &'static [&'static str], &'static str); 17] = [
+    pub const ALL: [(Action, &'static str, &'static [&'static str], &'static str); 23] = [
         (Action::Answer, "answer", &["a"], "help.answer"),
         (Action::Hangup, "hangup", &["x"], "help.hangup"),
         (Action::Hold, "hold", &["h"], "help.hold"),
@@ -47,6 +57,22 @@ impl Action {
         (Action::Activate, "activate", &["enter"], "help.click"),
         (Action::Copy, "copy", &["y"], "help.copy"),
         (Action::ClosePopup, "close", &["esc"], "help.close"),
+        (Action::Filter, "filter", &["/"], "help.filter"),
+        (
+            Action::ResultFilter,
+            "result_filter",
+            &["f"],
+            "help.result_filter",
+        ),
+        (Action::JumpDate, "jump", &["g"], "help.jump"),
+        (Action::Contacts, "contacts", &["c"], "help.contacts"),
+        (Action::Reclick, "reclick", &["o"], "help.reclick"),
+        (
+            Action::OpenRecording,
+            "open_recording",
+            &["v"],
+            "help.open_recording",
+        ),
         (Action::Quit, "quit", &["q"], "help.quit"),
     ];
 
@@ -166,14 +192,13 @@ impl KeyMap {
             for k in keys {
                 match Key::parse(&k) {
                     Ok(key) => {
-                        if let Some(other) = map.insert(key, action) {
-                            if other != action {
+                        if let Some(other) = map.insert(key, action)
+                            && other != action {
                                 errors.push(format!(
                                     "[keys] `{k}` is given to both `{}` and `{name}`",
                                     other.name()
                                 ));
                             }
-                        }
                     }
                     Err(e) => errors.push(format!("[keys] {name}: {e}")),
                 }

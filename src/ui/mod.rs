@@ -4,6 +4,7 @@
 //! always restores the terminal (quit, panic, SIGTERM, SIGHUP), and sends nothing from the
 //! caller to the terminal uncleaned.
 
+pub mod contacts;
 pub mod i18n;
 pub mod keys;
 pub mod settings;
@@ -20,6 +21,38 @@ use crate::config::Config;
 use crate::cti::Plan;
 
 use state::{App, Effect, Level};
+
+/// Fills the call list from the history database.
+fn load_history(app: &mut App, h: &crate::history::History, q: &crate::history::Query) {
+    match h.query(q) {
+        Ok(rows) => app.set_history(
+            rows.iter()
+                .filter(|r| r.state != "open")
+                .map(state::HistoryRow::from_db)
+                .collect(),
+        ),
+        Err(e) => app.log(Level::Warn, format!("call history: {e}")),
+    }
+}
+
+/// Does a contacts-pane search or change, and shows the list again.
+fn contacts_op(app: &mut App, pb: &crate::phonebook::Phonebook, op: contacts::Op, cat: &i18n::Catalog) {
+    let done = match op {
+        contacts::Op::Search(_) => Ok(None),
+        contacts::Op::Save { id: Some(id), entry } => pb.update(id, &entry).map(|()| Some("contacts.saved")),
+        contacts::Op::Save { id: None, entry } => pb.add(&entry).map(|_| Some("contacts.saved")),
+        contacts::Op::Delete(id) => pb.delete(id).map(|_| Some("contacts.deleted")),
+    };
+    match done {
+        Ok(msg) => app.contacts.message = msg.map(|m| cat.get(m).to_owned()),
+        Err(e) => app.contacts.message = Some(e),
+    }
+    match pb.search(&app.contacts.query, contacts::PAGE) {
+        Ok(list) => app.contacts.show(list),
+        Err(e) => app.contacts.message = Some(e),
+    }
+    app.dirty = true;
+}
 
 /// Runs the terminal UI until the agent quits. Returns the exit code.
 pub async fn run(config: Config, plan: Plan) -> u8 {
@@ -84,17 +117,16 @@ pub async fn run(config: Config, plan: Plan) -> u8 {
 
     let mut app = App::new(&config, keymap);
     // The call list continues the history (HIS-2): the latest calls from the database.
-    match crate::history::History::open(&crate::history::default_path()).and_then(|h| h.list(None, None, 500))
-    {
-        Ok(rows) => {
-            app.history = rows
-                .iter()
-                .filter(|r| r.state != "open")
-                .map(state::HistoryRow::from_db)
-                .collect()
+    let history = crate::history::History::open(&crate::history::default_path());
+    match &history {
+        Ok(h) => {
+            let q = app.filter.query();
+            load_history(&mut app, h, &q);
         }
         Err(e) => app.log(Level::Warn, format!("call history: {e}")),
     }
+    let history = history.ok();
+    let phonebook = core.phonebook.clone();
     for w in theme.warnings() {
         app.log(Level::Warn, w.clone());
     }
@@ -179,6 +211,46 @@ pub async fn run(config: Config, plan: Plan) -> u8 {
                     Some(Ok(s)) => settings = Some(s),
                     Some(Err(e)) => app.log(Level::Error, e),
                     None => app.log(Level::Error, "no configuration file to edit: give --config FILE"),
+                },
+                Effect::LoadHistory(q) => match &history {
+                    Some(h) => load_history(&mut app, h, &q),
+                    None => app.log(Level::Warn, "call history: not available"),
+                },
+                Effect::Reclick(id) => match history.as_ref().map(|h| h.get(&id)) {
+                    Some(Ok(Some(row))) => bus.call(row.reclick()),
+                    Some(Ok(None)) => app.log(Level::Warn, "that call is no longer in the history"),
+                    Some(Err(e)) => app.log(Level::Error, format!("call history: {e}")),
+                    None => app.log(Level::Warn, "call history: not available"),
+                },
+                Effect::OpenRecording(path) => {
+                    let browser = crate::cti::exec::BrowserEnv::from_env();
+                    if browser.graphical {
+                        // The path is one argument of the opener: never a shell.
+                        let (program, args) = browser
+                            .command
+                            .split_first()
+                            .map_or(("xdg-open", &[][..]), |(p, a)| (p.as_str(), a));
+                        let spawned = tokio::process::Command::new(program)
+                            .args(args)
+                            .arg(&path)
+                            .stdin(std::process::Stdio::null())
+                            .stdout(std::process::Stdio::null())
+                            .stderr(std::process::Stdio::null())
+                            .spawn();
+                        if let Err(e) = spawned {
+                            app.log(Level::Error, format!("{program}: {e}"));
+                        }
+                    } else {
+                        terminal.copy(&path);
+                        app.log(
+                            Level::Info,
+                            cat.fmt("history.recording_copied", &[("path", &path)]),
+                        );
+                    }
+                }
+                Effect::Contacts(op) => match &phonebook {
+                    Some(pb) => contacts_op(&mut app, pb, op, &cat),
+                    None => app.contacts.message = Some("phonebook: not available".into()),
                 },
                 Effect::Quit => quitting = true,
             }

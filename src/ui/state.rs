@@ -11,6 +11,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use crate::app::{Command, CtiEvent, EndReason, Event, PhoneEvent};
 use crate::config::{Config, PopupSize};
 
+use super::contacts::{self, Contacts};
 use super::keys::{Action, KeyMap};
 use super::text::clean;
 
@@ -85,9 +86,72 @@ pub enum Mode {
         input: String,
         transfer: bool,
     },
+    /// Typing a history filter or a date to jump to.
+    Prompt {
+        kind: PromptKind,
+        input: String,
+    },
+    /// The contacts pane.
+    Contacts,
     Help,
     Settings,
     ConfirmQuit,
+}
+
+/// What a [`Mode::Prompt`] asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromptKind {
+    Filter,
+    Date,
+}
+
+/// The results a history filter cycles through (`None`: all).
+pub const RESULTS: [Option<&str>; 8] = [
+    None,
+    Some("answered"),
+    Some("missed"),
+    Some("rejected"),
+    Some("busy"),
+    Some("cancelled"),
+    Some("failed"),
+    Some("interrupted"),
+];
+
+/// The call list's filter (HIS-2): text, result, and the date it starts from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistoryFilter {
+    pub text: String,
+    pub result: Option<&'static str>,
+    /// `YYYY-MM-DD`: calls of that day and before.
+    pub until: Option<String>,
+}
+
+impl HistoryFilter {
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty() && self.result.is_none() && self.until.is_none()
+    }
+
+    /// The database query for it.
+    pub fn query(&self) -> crate::history::Query {
+        crate::history::Query {
+            text: self.text.clone(),
+            result: self.result.map(str::to_owned),
+            until: self.until.clone(),
+            limit: HISTORY_ROWS,
+            ..Default::default()
+        }
+    }
+
+    /// Does a call that just ended belong in the filtered list?
+    fn admits(&self, h: &HistoryRow) -> bool {
+        let text = self.text.to_lowercase();
+        self.until.is_none()
+            && self.result.is_none_or(|r| r == h.result)
+            && (text.is_empty()
+                || [&h.tel, &h.called, &h.name, &h.company]
+                    .iter()
+                    .any(|f| f.to_lowercase().contains(&text)))
+    }
 }
 
 /// Registration as shown in the status bar.
@@ -109,6 +173,14 @@ pub enum Effect {
     /// Ring the terminal bell and raise a desktop notification (OSC 9 / 777).
     Notify(String),
     OpenSettings,
+    /// Read the call list from the history database with this query.
+    LoadHistory(crate::history::Query),
+    /// Run the click access again for this past call (HIS-2).
+    Reclick(String),
+    /// Open this recording, or copy its path where nothing can open it.
+    OpenRecording(String),
+    /// Search or change the phonebook.
+    Contacts(contacts::Op),
     Quit,
 }
 
@@ -143,6 +215,10 @@ pub struct App {
     pub copy_number: bool,
     pub anonymous_name: String,
     pub keys: KeyMap,
+    /// The call list's filter.
+    pub filter: HistoryFilter,
+    /// The contacts pane.
+    pub contacts: Contacts,
     /// Something changed since the last frame.
     pub dirty: bool,
 }
@@ -175,6 +251,8 @@ impl App {
             copy_number: config.popup.copy_number,
             anonymous_name: clean(&config.popup.anonymous_name),
             keys,
+            filter: HistoryFilter::default(),
+            contacts: Contacts::default(),
             dirty: true,
         }
     }
@@ -197,11 +275,10 @@ impl App {
 
     /// The call a key acts on: the popup's, else the selected one, else the newest.
     pub fn current_call(&self) -> Option<&CallRow> {
-        if let Some(p) = &self.popup {
-            if let Some(c) = self.call(&p.call) {
+        if let Some(p) = &self.popup
+            && let Some(c) = self.call(&p.call) {
                 return Some(c);
             }
-        }
         self.calls.get(self.selected).or_else(|| self.calls.last())
     }
 
@@ -330,34 +407,34 @@ impl App {
                 if let Some(i) = self.calls.iter().position(|c| c.id == *call) {
                     let c = self.calls.remove(i);
                     let result = result_name(c.incoming, c.answered.is_some(), *reason);
-                    self.history.insert(
-                        0,
-                        HistoryRow {
-                            id: c.id.clone(),
-                            date: Local::now(),
-                            incoming: c.incoming,
-                            result,
-                            tel: if c.anonymous {
-                                self.anonymous_name.clone()
-                            } else {
-                                c.tel.clone()
-                            },
-                            called: if c.incoming {
-                                c.called.clone()
-                            } else {
-                                String::new()
-                            },
-                            name: if c.crm.name.is_empty() {
-                                c.telname.clone()
-                            } else {
-                                c.crm.name.clone()
-                            },
-                            company: c.crm.company.clone(),
-                            duration_s: *duration_s,
-                            recording: None,
+                    let row = HistoryRow {
+                        id: c.id.clone(),
+                        date: Local::now(),
+                        incoming: c.incoming,
+                        result,
+                        tel: if c.anonymous {
+                            self.anonymous_name.clone()
+                        } else {
+                            c.tel.clone()
                         },
-                    );
-                    self.history.truncate(HISTORY_ROWS);
+                        called: if c.incoming {
+                            c.called.clone()
+                        } else {
+                            String::new()
+                        },
+                        name: if c.crm.name.is_empty() {
+                            c.telname.clone()
+                        } else {
+                            c.crm.name.clone()
+                        },
+                        company: c.crm.company.clone(),
+                        duration_s: *duration_s,
+                        recording: None,
+                    };
+                    if self.filter.admits(&row) {
+                        self.history.insert(0, row);
+                        self.history.truncate(HISTORY_ROWS);
+                    }
                 }
                 if self.popup.as_ref().is_some_and(|p| p.call == *call) {
                     self.popup = None;
@@ -415,11 +492,10 @@ impl App {
                 self.log(Level::Warn, format!("CRM search failed: {error}"));
             }
             CtiEvent::Action { call_id, report, .. } => {
-                if let Some(link) = &report.link {
-                    if let Some(c) = self.call_mut(call_id) {
+                if let Some(link) = &report.link
+                    && let Some(c) = self.call_mut(call_id) {
                         c.crm.link = Some(link.clone());
                     }
-                }
                 let msg = match &report.error {
                     Some(e) => format!("CTI {} failed: {e}", report.access),
                     None => format!("CTI {} ok ({} ms)", report.access, report.ms),
@@ -488,6 +564,46 @@ impl App {
                 }
                 vec![]
             }
+            Mode::Prompt { kind, mut input } => {
+                match key.code {
+                    KeyCode::Esc => self.mode = Mode::Normal,
+                    KeyCode::Enter => {
+                        self.mode = Mode::Normal;
+                        let v = input.trim().to_owned();
+                        match kind {
+                            PromptKind::Filter => self.filter.text = v,
+                            PromptKind::Date => self.filter.until = (!v.is_empty()).then_some(v),
+                        }
+                        return self.reload();
+                    }
+                    KeyCode::Backspace => {
+                        input.pop();
+                        self.mode = Mode::Prompt { kind, input };
+                    }
+                    KeyCode::Char(ch)
+                        if !key.modifiers.contains(KeyModifiers::CONTROL) && !ch.is_control() =>
+                    {
+                        if input.chars().count() < 256 {
+                            input.push(ch);
+                        }
+                        self.mode = Mode::Prompt { kind, input };
+                    }
+                    _ => {}
+                }
+                vec![]
+            }
+            Mode::Contacts => match self.contacts.on_key(key) {
+                contacts::Outcome::Nothing => vec![],
+                contacts::Outcome::Close => {
+                    self.mode = Mode::Normal;
+                    vec![]
+                }
+                contacts::Outcome::Op(op) => vec![Effect::Contacts(op)],
+                contacts::Outcome::Dial(to) => {
+                    self.mode = Mode::Normal;
+                    vec![Effect::Command(Command::Dial { to })]
+                }
+            },
             Mode::Help => {
                 self.mode = Mode::Normal;
                 vec![]
@@ -502,6 +618,26 @@ impl App {
             Mode::Settings => vec![],
             Mode::Normal => self.normal_key(key),
         }
+    }
+
+    /// The call list again from the database, after the filter changed.
+    fn reload(&mut self) -> Vec<Effect> {
+        self.selected = 0;
+        vec![Effect::LoadHistory(self.filter.query())]
+    }
+
+    /// The call list read from the database (the filter's result).
+    pub fn set_history(&mut self, rows: Vec<HistoryRow>) {
+        self.history = rows;
+        self.clamp_selection();
+        self.dirty = true;
+    }
+
+    /// The selected history row, if a history row is selected.
+    pub fn selected_history(&self) -> Option<&HistoryRow> {
+        self.selected
+            .checked_sub(self.calls.len())
+            .and_then(|i| self.history.get(i))
     }
 
     fn normal_key(&mut self, key: KeyEvent) -> Vec<Effect> {
@@ -608,6 +744,55 @@ impl App {
                 match self.history.get(self.selected - self.calls.len()) {
                     Some(h) if !h.tel.is_empty() && h.tel != self.anonymous_name => {
                         cmd(Command::Dial { to: h.tel.clone() })
+                    }
+                    _ => vec![],
+                }
+            }
+            Action::Filter => {
+                self.mode = Mode::Prompt {
+                    kind: PromptKind::Filter,
+                    input: self.filter.text.clone(),
+                };
+                vec![]
+            }
+            Action::JumpDate => {
+                self.mode = Mode::Prompt {
+                    kind: PromptKind::Date,
+                    input: self.filter.until.clone().unwrap_or_default(),
+                };
+                vec![]
+            }
+            Action::ResultFilter => {
+                let i = RESULTS.iter().position(|r| *r == self.filter.result).unwrap_or(0);
+                self.filter.result = RESULTS[(i + 1) % RESULTS.len()];
+                self.reload()
+            }
+            Action::Contacts => {
+                self.mode = Mode::Contacts;
+                vec![Effect::Contacts(contacts::Op::Search(
+                    self.contacts.query.clone(),
+                ))]
+            }
+            Action::Reclick => match self.selected_history() {
+                Some(h) => vec![Effect::Reclick(h.id.clone())],
+                None => vec![],
+            },
+            Action::OpenRecording => match self.selected_history() {
+                Some(h) => match &h.recording {
+                    Some(path) => vec![Effect::OpenRecording(path.clone())],
+                    None => vec![],
+                },
+                None => vec![],
+            },
+            Action::Copy if self.popup.is_none() && self.selected_history().is_some() => {
+                // On a history row: its recording's path, else its number.
+                match self.selected_history() {
+                    Some(HistoryRow {
+                        recording: Some(path),
+                        ..
+                    }) => vec![Effect::Copy(path.clone())],
+                    Some(h) if !h.tel.is_empty() && h.tel != self.anonymous_name => {
+                        vec![Effect::Copy(h.tel.clone())]
                     }
                     _ => vec![],
                 }

@@ -83,6 +83,7 @@ pub fn draw_with_link(f: &mut Frame, app: &App, look: &Look) -> Drawn {
     };
     match app.mode {
         Mode::Help => draw_help(f, area, app, look),
+        Mode::Contacts => super::contacts::draw(f, body, &app.contacts, look),
         Mode::ConfirmQuit => {
             let text = look.cat.get("quit.confirm");
             let w = (width(text) as u16 + 4).min(area.width);
@@ -285,7 +286,27 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App, look: &Look) {
     let header_line = lines.remove(0);
     let mut shown = vec![header_line];
     shown.extend(lines.into_iter().skip(skip));
-    let title = format!("{} / {}", cat.get("calls.active"), cat.get("calls.history"));
+    let mut title = format!("{} / {}", cat.get("calls.active"), cat.get("calls.history"));
+    // The filter in force, so a short list is never mistaken for the whole history.
+    let fl = &app.filter;
+    if !fl.text.is_empty() {
+        title += &format!(
+            " · {}",
+            cat.fmt("history.filter", &[("text", &super::text::clean(&fl.text))])
+        );
+    }
+    if let Some(r) = fl.result {
+        title += &format!(
+            " · {}",
+            cat.fmt("history.result", &[("result", cat.get(&format!("result.{r}")))])
+        );
+    }
+    if let Some(d) = &fl.until {
+        title += &format!(
+            " · {}",
+            cat.fmt("history.until", &[("date", &super::text::clean(d))])
+        );
+    }
     f.render_widget(Paragraph::new(shown).block(bordered(look, &title)), area);
 }
 
@@ -345,6 +366,16 @@ fn draw_bottom(f: &mut Frame, area: Rect, app: &App, look: &Look) {
                 Span::styled(format!("{}▏", super::text::clean(input)), t.style("input")),
             ])
         }
+        Mode::Prompt { kind, input } => {
+            let prompt = match kind {
+                super::state::PromptKind::Filter => look.cat.get("history.filter_prompt"),
+                super::state::PromptKind::Date => look.cat.get("history.date_prompt"),
+            };
+            Line::from(vec![
+                Span::styled(prompt, t.style("help.key")),
+                Span::styled(format!("{}▏", super::text::clean(input)), t.style("input")),
+            ])
+        }
         _ => {
             // The main keys, as mapped, with their help texts.
             let k = |a: Action| app.keys.keys_of(a).first().cloned().unwrap_or_default();
@@ -381,7 +412,7 @@ fn popup_rect(area: Rect, size: PopupSize) -> Rect {
     centered(area, w, h)
 }
 
-fn centered(area: Rect, w: u16, h: u16) -> Rect {
+pub(crate) fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
     let h = h.min(area.height);
     Rect {
@@ -413,11 +444,10 @@ fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) -> Drawn {
     if r.x > area.x {
         let buf = f.buffer_mut();
         for y in r.y..r.y + r.height {
-            if let Some(cell) = buf.cell_mut((r.x - 1, y)) {
-                if width(cell.symbol()) > 1 {
+            if let Some(cell) = buf.cell_mut((r.x - 1, y))
+                && width(cell.symbol()) > 1 {
                     cell.set_symbol(" ");
                 }
-            }
         }
     }
     f.render_widget(Clear, r);
@@ -578,17 +608,41 @@ fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) -> Drawn {
 
 fn draw_help(f: &mut Frame, area: Rect, app: &App, look: &Look) {
     let t = look.theme;
+    let entries: Vec<(String, &str)> = Action::ALL
+        .iter()
+        .map(|(action, _, _, help_key)| (app.keys.keys_of(*action).join(" "), look.cat.get(help_key)))
+        .collect();
+    // One column when it fits the screen's height, else two side by side.
+    let cols = if entries.len() as u16 + 2 <= area.height {
+        1
+    } else {
+        2
+    };
+    let rows = entries.len().div_ceil(cols);
+    // Two columns stay inside the call list's box, so its sides show on both ends.
+    let w = if cols == 1 {
+        56.min(area.width)
+    } else {
+        100.min(area.width.saturating_sub(4))
+    };
+    let col_w = (w.saturating_sub(2) as usize) / cols;
+    let key_w = if cols == 1 { 12 } else { 6 }.min(col_w / 3);
     let mut lines = Vec::new();
-    for (action, _, _, help_key) in Action::ALL {
-        let keys = app.keys.keys_of(action).join(" ");
-        lines.push(Line::from(vec![
-            Span::styled(pad_right(&keys, 12), t.style("help.key")),
-            Span::raw(" "),
-            Span::styled(look.cat.get(help_key).to_owned(), t.style("ui.text")),
-        ]));
+    for r in 0..rows {
+        let mut spans = Vec::new();
+        for c in 0..cols {
+            if let Some((keys, help)) = entries.get(c * rows + r) {
+                spans.push(Span::styled(pad_right(keys, key_w), t.style("help.key")));
+                spans.push(Span::raw(" "));
+                spans.push(Span::styled(
+                    pad_right(help, col_w.saturating_sub(key_w + 1)),
+                    t.style("ui.text"),
+                ));
+            }
+        }
+        lines.push(Line::from(spans));
     }
     let h = (lines.len() as u16 + 2).min(area.height);
-    let w = 56.min(area.width);
     let r = centered(area, w, h);
     f.render_widget(Clear, r);
     f.render_widget(
