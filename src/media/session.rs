@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use std::net::UdpSocket as StdUdpSocket;
+
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -129,6 +131,9 @@ struct Session {
     remote_report: rtp::RemoteReport,
 }
 
+/// The most RTP packets read per 20 ms tick: a flood cannot starve the rest of the loop.
+const MAX_PACKETS_PER_TICK: usize = 64;
+
 async fn run(
     call_id: String,
     rtp_socket: UdpSocket,
@@ -180,20 +185,39 @@ async fn run(
         tokio::time::Instant::now() + Duration::from_secs(5),
         Duration::from_secs(5),
     );
+    // Plain non-blocking sockets, outside the reactor: the loop reads them at each tick and is
+    // never woken by a packet (one wakeup per 20 ms, not one per packet as well).
+    let (rtp_socket, rtcp_socket) = match (
+        rtp_socket.into_std(),
+        rtcp_socket.map(UdpSocket::into_std).transpose(),
+    ) {
+        (Ok(rtp), Ok(rtcp)) => (rtp, rtcp),
+        (Err(e), _) | (_, Err(e)) => {
+            s.warn(format!("media socket: {e}"));
+            return;
+        }
+    };
     let mut buf = vec![0u8; 2048];
     let mut rbuf = vec![0u8; 2048];
     loop {
         tokio::select! {
-            _ = tick.tick() => s.on_tick(&rtp_socket).await,
-            r = rtp_socket.recv_from(&mut buf) => {
-                if let Ok((n, from)) = r {
-                    s.on_packet(&buf[..n], from).await;
+            _ = tick.tick() => {
+                // What arrived since the last tick, read here rather than woken for: one
+                // wakeup per 20 ms instead of two. A packet waits at most one period, which
+                // the jitter buffer's playout at this same tick would have added anyway.
+                for _ in 0..MAX_PACKETS_PER_TICK {
+                    match rtp_socket.recv_from(&mut buf) {
+                        Ok((n, from)) => s.on_packet(&buf[..n], from).await,
+                        // WouldBlock (nothing more), or ICMP port unreachable and the like.
+                        Err(_) => break,
+                    }
                 }
-            }
-            r = recv_opt(rtcp_socket.as_ref(), &mut rbuf) => {
-                if let Some((n, _)) = r {
-                    s.on_rtcp(&rbuf[..n]).await;
+                if let Some(sock) = &rtcp_socket {
+                    while let Ok((n, _)) = sock.recv_from(&mut rbuf) {
+                        s.on_rtcp(&rbuf[..n]).await;
+                    }
                 }
+                s.on_tick(&rtp_socket).await;
             }
             _ = report.tick() => s.send_report(rtcp_socket.as_ref().unwrap_or(&rtp_socket), rtcp_socket.is_some()).await,
             cmd = commands.recv() => match cmd {
@@ -225,13 +249,6 @@ async fn run(
     }
 }
 
-async fn recv_opt(sock: Option<&UdpSocket>, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
-    match sock {
-        Some(s) => s.recv_from(buf).await.ok(),
-        None => std::future::pending().await,
-    }
-}
-
 impl Session {
     fn warn(&self, msg: String) {
         let _ = self
@@ -260,7 +277,7 @@ impl Session {
     }
 
     /// One 20 ms period.
-    async fn on_tick(&mut self, sock: &UdpSocket) {
+    async fn on_tick(&mut self, sock: &StdUdpSocket) {
         let frame = self.codec.frame_samples();
         // Microphone → RTP.
         self.mic.resize(frame, 0);
@@ -286,19 +303,21 @@ impl Session {
         self.speaker.resize(frame, 0);
         self.sink.push(&self.speaker);
         if let Some(r) = self.recorder.as_mut()
-            && let Err(e) = r.write(&self.mic, &self.speaker) {
-                self.recorder = None;
-                self.warn(format!("recording stopped: {e}"));
-            }
+            && let Err(e) = r.write(&self.mic, &self.speaker)
+        {
+            self.recorder = None;
+            self.warn(format!("recording stopped: {e}"));
+        }
     }
 
-    async fn send_frame(&mut self, sock: &UdpSocket) {
+    async fn send_frame(&mut self, sock: &StdUdpSocket) {
         // A telephone-event in progress replaces the audio (RFC 4733 §2.5.1.1).
         if self.dtmf_tx.is_none()
             && let (Some(d), Some(_)) = (self.dtmf_queue.pop(), self.dtmf_pt)
-                && let Some(code) = super::dtmf::event_code(d) {
-                    self.dtmf_tx = Some(DtmfSender::new(code, self.ts, self.codec.frame_ticks()));
-                }
+            && let Some(code) = super::dtmf::event_code(d)
+        {
+            self.dtmf_tx = Some(DtmfSender::new(code, self.ts, self.codec.frame_ticks()));
+        }
         if let (Some(sender), Some(pt)) = (self.dtmf_tx.as_mut(), self.dtmf_pt) {
             match sender.next() {
                 Some(ev) => {
@@ -337,8 +356,9 @@ impl Session {
         }
     }
 
-    async fn transmit(&mut self, sock: &UdpSocket, bytes: &[u8], payload_len: usize, ts: u32) {
-        let _ = sock.send_to(bytes, self.remote).await;
+    async fn transmit(&mut self, sock: &StdUdpSocket, bytes: &[u8], payload_len: usize, ts: u32) {
+        // A UDP send on loopback or a LAN never blocks for long; a full buffer drops the packet.
+        let _ = sock.send_to(bytes, self.remote);
         self.seq = self.seq.wrapping_add(1);
         self.sent.packets = self.sent.packets.wrapping_add(1);
         self.sent.octets = self.sent.octets.wrapping_add(payload_len as u32);
@@ -390,12 +410,13 @@ impl Session {
 
     async fn on_rtcp(&mut self, data: &[u8]) {
         if let Some(rep) = rtp::read_report(data, self.ssrc, &mut self.recv_stats)
-            && (rep.fraction_lost.is_some() || rep.rtt.is_some()) {
-                self.remote_report = rep;
-            }
+            && (rep.fraction_lost.is_some() || rep.rtt.is_some())
+        {
+            self.remote_report = rep;
+        }
     }
 
-    async fn send_report(&mut self, sock: &UdpSocket, separate: bool) {
+    async fn send_report(&mut self, sock: &StdUdpSocket, separate: bool) {
         let sent = std::mem::take(&mut self.sent_since_report).then_some(self.sent);
         if let Some(bytes) = rtp::build_report(self.ssrc, sent, &mut self.recv_stats) {
             let to = if separate {
@@ -403,7 +424,7 @@ impl Session {
             } else {
                 self.remote
             };
-            let _ = sock.send_to(&bytes, to).await;
+            let _ = sock.send_to(&bytes, to);
         }
         let expected = self.recv_stats.expected();
         let js = self.jitter.stats();
