@@ -1,4 +1,4 @@
-//! One call's media: a task that, every 20 ms from a monotonic clock (no drift), takes a frame
+//! One call's media: a thread that, every 20 ms from a monotonic clock (no drift), takes a frame
 //! from the microphone, encodes and sends it (or a telephone-event, or nothing on hold), and
 //! plays the next frame out of the jitter buffer (decoded, or concealed) to the speaker and
 //! the recording. Received RTP is checked, demultiplexed from RTCP, fed to the jitter buffer
@@ -95,7 +95,8 @@ pub fn spawn(
     events: mpsc::Sender<(String, MediaEvent)>,
 ) -> MediaHandle {
     let (tx, rx) = mpsc::channel(32);
-    let task = tokio::spawn(run(call_id, rtp_socket, rtcp_socket, setup, events, rx));
+    // Its own thread, sleeping to each 20 ms deadline: one wakeup per period, no reactor.
+    let task = tokio::task::spawn_blocking(move || run(call_id, rtp_socket, rtcp_socket, setup, events, rx));
     MediaHandle { commands: tx, task }
 }
 
@@ -134,7 +135,7 @@ struct Session {
 /// The most RTP packets read per 20 ms tick: a flood cannot starve the rest of the loop.
 const MAX_PACKETS_PER_TICK: usize = 64;
 
-async fn run(
+fn run(
     call_id: String,
     rtp_socket: UdpSocket,
     rtcp_socket: Option<UdpSocket>,
@@ -175,18 +176,12 @@ async fn run(
         codec: setup.codec,
     };
     if let Some((dir, name)) = setup.record {
-        s.start_recording(&dir, &name).await;
+        s.start_recording(&dir, &name);
     }
-    // The 20 ms clock: tokio's interval is drift-free (deadlines are start + n × period) and
-    // fires late ticks at once, so the average rate stays exact after a stall.
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut report = tokio::time::interval_at(
-        tokio::time::Instant::now() + Duration::from_secs(5),
-        Duration::from_secs(5),
-    );
-    // Plain non-blocking sockets, outside the reactor: the loop reads them at each tick and is
-    // never woken by a packet (one wakeup per 20 ms, not one per packet as well).
+    // The 20 ms clock: deadlines are start + n × period on the monotonic clock (no drift); a
+    // late tick runs at once, so the average rate stays exact after a stall, and a stall of
+    // over a second starts a new schedule rather than a burst.
+    // Plain non-blocking sockets, outside the reactor.
     let (rtp_socket, rtcp_socket) = match (
         rtp_socket.into_std(),
         rtcp_socket.map(UdpSocket::into_std).transpose(),
@@ -197,31 +192,16 @@ async fn run(
             return;
         }
     };
+    let period = Duration::from_millis(20);
+    let mut next = Instant::now();
+    let mut next_report = next + Duration::from_secs(5);
     let mut buf = vec![0u8; 2048];
     let mut rbuf = vec![0u8; 2048];
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                // What arrived since the last tick, read here rather than woken for: one
-                // wakeup per 20 ms instead of two. A packet waits at most one period, which
-                // the jitter buffer's playout at this same tick would have added anyway.
-                for _ in 0..MAX_PACKETS_PER_TICK {
-                    match rtp_socket.recv_from(&mut buf) {
-                        Ok((n, from)) => s.on_packet(&buf[..n], from).await,
-                        // WouldBlock (nothing more), or ICMP port unreachable and the like.
-                        Err(_) => break,
-                    }
-                }
-                if let Some(sock) = &rtcp_socket {
-                    while let Ok((n, _)) = sock.recv_from(&mut rbuf) {
-                        s.on_rtcp(&rbuf[..n]).await;
-                    }
-                }
-                s.on_tick(&rtp_socket).await;
-            }
-            _ = report.tick() => s.send_report(rtcp_socket.as_ref().unwrap_or(&rtp_socket), rtcp_socket.is_some()).await,
-            cmd = commands.recv() => match cmd {
-                Some(MediaCommand::Update { remote, send, recv }) => {
+    'run: loop {
+        // Commands wait at most one period.
+        loop {
+            match commands.try_recv() {
+                Ok(MediaCommand::Update { remote, send, recv }) => {
                     if remote != s.remote {
                         s.remote = remote;
                         s.latched = false;
@@ -230,20 +210,47 @@ async fn run(
                     s.send = send;
                     s.recv = recv;
                 }
-                Some(MediaCommand::Mute(m)) => s.muted = m,
-                Some(MediaCommand::Dtmf(digits)) => s.dtmf_queue.extend(digits.chars().rev()),
-                Some(MediaCommand::Record(Some((dir, name)))) => {
+                Ok(MediaCommand::Mute(m)) => s.muted = m,
+                Ok(MediaCommand::Dtmf(digits)) => s.dtmf_queue.extend(digits.chars().rev()),
+                Ok(MediaCommand::Record(Some((dir, name)))) => {
                     if s.recorder.is_none() {
-                        s.start_recording(&dir, &name).await;
+                        s.start_recording(&dir, &name);
                     }
                 }
-                Some(MediaCommand::Record(None)) => s.stop_recording().await,
-                Some(MediaCommand::Stop) | None => break,
-            },
+                Ok(MediaCommand::Record(None)) => s.stop_recording(),
+                Ok(MediaCommand::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => break 'run,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+            }
+        }
+        // What arrived since the last tick: read here, never woken for.
+        for _ in 0..MAX_PACKETS_PER_TICK {
+            match rtp_socket.recv_from(&mut buf) {
+                Ok((n, from)) => s.on_packet(&buf[..n], from),
+                // WouldBlock (nothing more), or ICMP port unreachable and the like.
+                Err(_) => break,
+            }
+        }
+        if let Some(sock) = &rtcp_socket {
+            while let Ok((n, _)) = sock.recv_from(&mut rbuf) {
+                s.on_rtcp(&rbuf[..n]);
+            }
+        }
+        s.on_tick(&rtp_socket);
+        let now = Instant::now();
+        if now >= next_report {
+            next_report += Duration::from_secs(5);
+            s.send_report(rtcp_socket.as_ref().unwrap_or(&rtp_socket), rtcp_socket.is_some());
+        }
+        next += period;
+        if now > next + Duration::from_secs(1) {
+            next = now;
+        }
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
         }
     }
     // Close the recording (reported as a `Recorded` event) and the output file.
-    s.stop_recording().await;
+    s.stop_recording();
     if let Err(e) = s.sink.finish() {
         s.warn(format!("audio output: {e}"));
     }
@@ -260,14 +267,14 @@ impl Session {
         let _ = self.events.try_send((self.call_id.clone(), e));
     }
 
-    async fn start_recording(&mut self, dir: &std::path::Path, name: &str) {
+    fn start_recording(&mut self, dir: &std::path::Path, name: &str) {
         match Recorder::create(dir, name, self.codec.sample_rate()) {
             Ok(r) => self.recorder = Some(r),
             Err(e) => self.warn(format!("recording: {e}")),
         }
     }
 
-    async fn stop_recording(&mut self) {
+    fn stop_recording(&mut self) {
         if let Some(r) = self.recorder.take() {
             match r.finish() {
                 Ok(path) => self.event(MediaEvent::Recorded(path)),
@@ -277,7 +284,7 @@ impl Session {
     }
 
     /// One 20 ms period.
-    async fn on_tick(&mut self, sock: &StdUdpSocket) {
+    fn on_tick(&mut self, sock: &StdUdpSocket) {
         let frame = self.codec.frame_samples();
         // Microphone → RTP.
         self.mic.resize(frame, 0);
@@ -286,7 +293,7 @@ impl Session {
             self.mic.iter_mut().for_each(|s| *s = 0);
         }
         if self.send {
-            self.send_frame(sock).await;
+            self.send_frame(sock);
         }
         self.ts = self.ts.wrapping_add(self.codec.frame_ticks());
         // Jitter buffer → speaker and recording.
@@ -310,7 +317,7 @@ impl Session {
         }
     }
 
-    async fn send_frame(&mut self, sock: &StdUdpSocket) {
+    fn send_frame(&mut self, sock: &StdUdpSocket) {
         // A telephone-event in progress replaces the audio (RFC 4733 §2.5.1.1).
         if self.dtmf_tx.is_none()
             && let (Some(d), Some(_)) = (self.dtmf_queue.pop(), self.dtmf_pt)
@@ -330,7 +337,7 @@ impl Session {
                         .payload(&ev.payload)
                         .build();
                     if let Ok(b) = bytes {
-                        self.transmit(sock, &b, 4, ev.start_ts).await;
+                        self.transmit(sock, &b, 4, ev.start_ts);
                     }
                     return;
                 }
@@ -352,11 +359,11 @@ impl Session {
         if let Ok(b) = bytes {
             let n = self.payload.len();
             let ts = self.ts;
-            self.transmit(sock, &b, n, ts).await;
+            self.transmit(sock, &b, n, ts);
         }
     }
 
-    async fn transmit(&mut self, sock: &StdUdpSocket, bytes: &[u8], payload_len: usize, ts: u32) {
+    fn transmit(&mut self, sock: &StdUdpSocket, bytes: &[u8], payload_len: usize, ts: u32) {
         // A UDP send on loopback or a LAN never blocks for long; a full buffer drops the packet.
         let _ = sock.send_to(bytes, self.remote);
         self.seq = self.seq.wrapping_add(1);
@@ -366,9 +373,9 @@ impl Session {
         self.sent_since_report = true;
     }
 
-    async fn on_packet(&mut self, data: &[u8], from: SocketAddr) {
+    fn on_packet(&mut self, data: &[u8], from: SocketAddr) {
         if rtp::is_rtcp(data) {
-            return self.on_rtcp(data).await;
+            return self.on_rtcp(data);
         }
         let Ok(pkt) = rtp_rs::RtpReader::new(data) else {
             return;
@@ -408,7 +415,7 @@ impl Session {
         );
     }
 
-    async fn on_rtcp(&mut self, data: &[u8]) {
+    fn on_rtcp(&mut self, data: &[u8]) {
         if let Some(rep) = rtp::read_report(data, self.ssrc, &mut self.recv_stats)
             && (rep.fraction_lost.is_some() || rep.rtt.is_some())
         {
@@ -416,7 +423,7 @@ impl Session {
         }
     }
 
-    async fn send_report(&mut self, sock: &StdUdpSocket, separate: bool) {
+    fn send_report(&mut self, sock: &StdUdpSocket, separate: bool) {
         let sent = std::mem::take(&mut self.sent_since_report).then_some(self.sent);
         if let Some(bytes) = rtp::build_report(self.ssrc, sent, &mut self.recv_stats) {
             let to = if separate {
