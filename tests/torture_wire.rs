@@ -25,25 +25,20 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use common::peers::{Phone, Sipp, account_toml, ms, secs};
+use common::wire::{Conn, Proto, Recv, first_line, header, status};
 use ctiphone::sip::addr::{NameAddr, Via};
 use ctiphone::sip::message::{self, Message};
 
 /// How long an incomplete message may take on a stream before the phone closes the connection
 /// (ctiphone's `STREAM_MESSAGE_TIMEOUT`), plus slack for a loaded machine.
 const STREAM_CLOSE_WITHIN: Duration = Duration::from_secs(10 + 5);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Proto {
-    Udp,
-    Tcp,
-}
 
 struct Msg {
     corpus: &'static str,
@@ -211,129 +206,6 @@ fn verdicts_follow_the_index() {
 // ---------------------------------------------------------------------------------------------
 // Talking to the phone
 
-enum Recv {
-    Msg(Vec<u8>),
-    Timeout,
-    Closed,
-}
-
-/// A UDP socket or a TCP connection to the phone.
-enum Conn {
-    Udp(UdpSocket, SocketAddr),
-    Tcp(TcpStream, Vec<u8>),
-}
-
-impl Conn {
-    fn open(proto: Proto, to: SocketAddr) -> Conn {
-        match proto {
-            Proto::Udp => {
-                let s = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
-                Conn::Udp(s, to)
-            }
-            Proto::Tcp => {
-                let s = TcpStream::connect_timeout(&to, secs(5)).expect("connect to the phone over TCP");
-                s.set_nodelay(true).ok();
-                Conn::Tcp(s, Vec::new())
-            }
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        match self {
-            Conn::Udp(s, to) => {
-                s.send_to(bytes, *to).expect("udp send");
-            }
-            Conn::Tcp(s, _) => {
-                // The phone may have closed the connection already; that is for the caller to see.
-                let _ = s.write_all(bytes);
-            }
-        }
-    }
-
-    /// The next message from the phone, waiting until `deadline`.
-    fn recv(&mut self, deadline: Instant) -> Recv {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Recv::Timeout;
-            }
-            match self {
-                Conn::Udp(s, _) => {
-                    s.set_read_timeout(Some(left)).unwrap();
-                    let mut buf = vec![0u8; 70_000];
-                    match s.recv_from(&mut buf) {
-                        Ok((n, _)) => return Recv::Msg(buf[..n].to_vec()),
-                        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                            return Recv::Timeout;
-                        }
-                        // ICMP errors of earlier sends.
-                        Err(_) => continue,
-                    }
-                }
-                Conn::Tcp(s, buf) => {
-                    if let Some(len) = frame(buf) {
-                        return Recv::Msg(buf.drain(..len).collect());
-                    }
-                    s.set_read_timeout(Some(left)).unwrap();
-                    let mut chunk = [0u8; 16 * 1024];
-                    match s.read(&mut chunk) {
-                        Ok(0) => return Recv::Closed,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                            return Recv::Timeout;
-                        }
-                        Err(_) => return Recv::Closed,
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The length of the first complete message in a TCP buffer (the phone always writes
-/// Content-Length).
-fn frame(buf: &[u8]) -> Option<usize> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let cl: usize = head
-        .lines()
-        .find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            let n = n.trim();
-            (n.eq_ignore_ascii_case("content-length") || n == "l").then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    (buf.len() >= end + cl).then_some(end + cl)
-}
-
-/// The status code of a response (`None` for anything else).
-fn status(raw: &[u8]) -> Option<u16> {
-    let line = raw.split(|b| *b == b'\n').next()?;
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split(' ');
-    (parts.next()? == "SIP/2.0").then_some(())?;
-    parts.next()?.trim().parse().ok()
-}
-
-/// A header of a response the phone wrote (canonical names).
-fn header(raw: &[u8], name: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(raw);
-    let head = text.split("\r\n\r\n").next()?;
-    head.lines().skip(1).find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-    })
-}
-
-fn first_line(raw: &[u8]) -> String {
-    let line = raw.split(|b| *b == b'\n').next().unwrap_or_default();
-    String::from_utf8_lossy(line)
-        .trim_end()
-        .chars()
-        .take(70)
-        .collect()
-}
-
 /// The phone's transaction key of a request (its `server_key`): the top Via's branch and
 /// sent-by and the method (ACK as INVITE); without an RFC 3261 branch, Call-ID, CSeq number and
 /// From tag. `None`: the phone's parser refuses the message (answered without a transaction).
@@ -456,10 +328,10 @@ fn cancel(
     let id = inv.call_id().unwrap_or("").to_owned();
     let inc = p.expect_where("incoming", secs(5), |v| v["call"] == id.as_str());
     let mut problem = None;
-    if let Some((field, value)) = details(name) {
-        if inc[field] != value.as_str() {
-            problem = Some(format!("incoming {field} is {}, expected {value:?}", inc[field]));
-        }
+    if let Some((field, value)) = details(name)
+        && inc[field] != value.as_str()
+    {
+        problem = Some(format!("incoming {field} is {}, expected {value:?}", inc[field]));
     }
     let mut other = Conn::open(proto, target);
     other.send(&follow_up(inv, "CANCEL", inv.get("To").unwrap_or("")));
@@ -570,11 +442,13 @@ fn run_one(pooled: &mut Pooled, m: &Msg, proto: Proto, n: usize) -> (Row, Option
                 }
             }
             // ACK a failed INVITE the phone made a transaction of (it retransmits until then).
-            if let (Some(inv), Some(raw)) = (&parsed, answers.last()) {
-                if inv.method() == Some("INVITE") && status(raw).is_some_and(|c| c >= 300) && !closed {
-                    let to = header(raw, "To").unwrap_or_default();
-                    conn.send(&follow_up(inv, "ACK", &to));
-                }
+            if let (Some(inv), Some(raw)) = (&parsed, answers.last())
+                && inv.method() == Some("INVITE")
+                && status(raw).is_some_and(|c| c >= 300)
+                && !closed
+            {
+                let to = header(raw, "To").unwrap_or_default();
+                conn.send(&follow_up(inv, "ACK", &to));
             }
         }
         Want::Finals(want_codes) => {
@@ -610,10 +484,11 @@ fn run_one(pooled: &mut Pooled, m: &Msg, proto: Proto, n: usize) -> (Row, Option
             problem.get_or_insert(e);
         }
     }
-    if problem.is_none() && !answers.is_empty() {
-        if let Some(bad) = answers.iter().find(|a| status(a).is_none()) {
-            problem = Some(format!("not a response: {}", first_line(bad)));
-        }
+    if problem.is_none()
+        && !answers.is_empty()
+        && let Some(bad) = answers.iter().find(|a| status(a).is_none())
+    {
+        problem = Some(format!("not a response: {}", first_line(bad)));
     }
     probe(&mut pooled.phone, n, &what);
     let waiting = match (w, conn) {

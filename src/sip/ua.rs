@@ -21,6 +21,7 @@ use super::addr::{NameAddr, Uri, Via};
 use super::auth::{self, Challenge};
 use super::message::{Message, StartLine};
 use super::sdp::{self, Codec, Direction, Sdp};
+use super::transaction::{ServerTable, ServerTx};
 use super::transport::{Inbound, Proto, TlsSettings, Transport};
 use crate::cti::template::Template;
 use crate::cti::vars::{Identity, Vars};
@@ -267,18 +268,6 @@ struct ClientTx {
     error: Option<String>,
 }
 
-/// A request we answered: its last response, sent again for each retransmission.
-struct ServerTx {
-    last: Vec<u8>,
-    /// The status of `last`.
-    code: u16,
-    to: SocketAddr,
-    proto: Proto,
-    expires: Instant,
-    /// Timer G for a non-2xx final response to an INVITE, until its ACK.
-    retransmit: Option<(Instant, Duration)>,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CallState {
     /// Incoming, ringing here.
@@ -416,7 +405,7 @@ struct Ua {
     local: SocketAddr,
     bus: Bus,
     clients: HashMap<String, ClientTx>,
-    servers: HashMap<String, ServerTx>,
+    servers: ServerTable,
     calls: Vec<Call>,
     reg: Registration,
     quitting: Option<Instant>,
@@ -438,10 +427,11 @@ pub async fn run(cfg: UaConfig, bus: Bus, mut commands: mpsc::Receiver<Command>)
         // The address others reach us at: the one the kernel routes to the registrar from.
         if let Some(r) = cfg.registrar
             && let Ok(s) = std::net::UdpSocket::bind((local.ip(), 0))
-                && s.connect(r).is_ok()
-                    && let Ok(a) = s.local_addr() {
-                        local = SocketAddr::new(a.ip(), local.port());
-                    }
+            && s.connect(r).is_ok()
+            && let Ok(a) = s.local_addr()
+        {
+            local = SocketAddr::new(a.ip(), local.port());
+        }
     }
     bus.publish(Event::Phone(PhoneEvent::Ready {
         listen: local.to_string(),
@@ -466,7 +456,7 @@ pub async fn run(cfg: UaConfig, bus: Bus, mut commands: mpsc::Receiver<Command>)
         local,
         bus,
         clients: HashMap::new(),
-        servers: HashMap::new(),
+        servers: ServerTable::default(),
         calls: Vec::new(),
         quitting: None,
         media_tx,
@@ -545,9 +535,10 @@ impl Ua {
     fn name_parties(&self, params: &mut CallParams) {
         let Some(pb) = &self.cfg.phonebook else { return };
         if !params.anonymous
-            && let Some(name) = pb.name_for(&params.tel) {
-                params.telname = name;
-            }
+            && let Some(name) = pb.name_for(&params.tel)
+        {
+            params.telname = name;
+        }
         if let Some(name) = pb.name_for(&params.called) {
             params.calledname = name;
         }
@@ -634,11 +625,12 @@ impl Ua {
             // A stream transport that cannot connect fails the transaction now (RFC 3261
             // §8.1.3.1: as a 503); over UDP the retransmissions go on.
             if proto.is_stream()
-                && let Some(tx) = self.clients.get_mut(&br) {
-                    tx.deadline = now;
-                    tx.next = None;
-                    tx.error = Some(e);
-                }
+                && let Some(tx) = self.clients.get_mut(&br)
+            {
+                tx.deadline = now;
+                tx.next = None;
+                tx.error = Some(e);
+            }
         }
         br
     }
@@ -708,11 +700,12 @@ impl Ua {
                 // INVITE's transaction (an RFC 2543 peer: no branch) is the dialog's.
                 let invite_key = key.replacen("|ACK", "|INVITE", 1);
                 if let Some(tx) = self.servers.get_mut(&invite_key)
-                    && tx.code >= 300 {
-                        tx.retransmit = None;
-                        tx.expires = Instant::now() + acked_lifetime(tx.proto);
-                        return;
-                    }
+                    && tx.code >= 300
+                {
+                    tx.retransmit = None;
+                    tx.expires = Instant::now() + acked_lifetime(tx.proto);
+                    return;
+                }
             } else if let Some(tx) = self.servers.get(&key) {
                 let (bytes, to, p) = (tx.last.clone(), tx.to, tx.proto);
                 self.send(p, to, bytes).await;
@@ -792,7 +785,7 @@ impl Ua {
                     add_tag(&mut r);
                     r.push(
                         "Warning",
-                        format!("399 ctiphone \"bad SDP: {}\"", e.replace('"', "'")),
+                        format!("399 ctiphone \"bad SDP: {}\"", warning_text(&e)),
                     );
                     self.respond(from, proto, &msg, r).await;
                     return;
@@ -811,12 +804,12 @@ impl Ua {
                 Direction::SendRecv,
             )
             .is_err()
-            {
-                let mut r = Message::response(&msg, 488, "Not Acceptable Here");
-                add_tag(&mut r);
-                self.respond(from, proto, &msg, r).await;
-                return;
-            }
+        {
+            let mut r = Message::response(&msg, 488, "Not Acceptable Here");
+            add_tag(&mut r);
+            self.respond(from, proto, &msg, r).await;
+            return;
+        }
         let busy = self
             .calls
             .iter()
@@ -988,14 +981,15 @@ impl Ua {
                 let frag = String::from_utf8_lossy(&msg.body);
                 let code: Option<u16> = frag.split_whitespace().nth(1).and_then(|c| c.parse().ok());
                 if self.calls[i].transfer_to.is_some()
-                    && let Some(c) = code.filter(|c| *c >= 200) {
-                        if c < 300 {
-                            self.hangup(i).await;
-                        } else {
-                            self.calls[i].transfer_to = None;
-                            self.error(format!("transfer failed: {}", frag.trim()));
-                        }
+                    && let Some(c) = code.filter(|c| *c >= 200)
+                {
+                    if c < 300 {
+                        self.hangup(i).await;
+                    } else {
+                        self.calls[i].transfer_to = None;
+                        self.error(format!("transfer failed: {}", frag.trim()));
                     }
+                }
             }
             _ => {}
         }
@@ -1246,12 +1240,14 @@ impl Ua {
         };
         let Some(tx) = self.clients.get_mut(&key) else {
             // A 2xx retransmitted after its transaction ended: ACK it again.
-            if (200..300).contains(&code) && cseq_method == "INVITE"
+            if (200..300).contains(&code)
+                && cseq_method == "INVITE"
                 && let Some(i) = msg.call_id().and_then(|id| self.find_call(id))
-                    && let Some(ack) = self.calls[i].ack.clone() {
-                        let (p, pr) = (self.calls[i].peer, self.calls[i].proto);
-                        self.send(pr, p, ack).await;
-                    }
+                && let Some(ack) = self.calls[i].ack.clone()
+            {
+                let (p, pr) = (self.calls[i].peer, self.calls[i].proto);
+                self.send(pr, p, ack).await;
+            }
             return;
         };
         if tx.method != cseq_method {
@@ -1284,19 +1280,23 @@ impl Ua {
         let owner = tx.owner.clone();
         let method = tx.method.clone();
         // A failed INVITE is ACKed by its transaction (same branch), whatever became of the call.
-        if method == "INVITE" && code >= 300
-            && let Some(ack) = Message::parse(&tx.bytes).ok().map(|inv| failure_ack(&inv, msg)) {
-                tx.ack = Some(ack.clone());
-                let (to, p) = (tx.to, tx.proto);
-                self.send(p, to, ack).await;
-            }
-        if method == "INVITE" && (200..300).contains(&code)
+        if method == "INVITE"
+            && code >= 300
+            && let Some(ack) = Message::parse(&tx.bytes).ok().map(|inv| failure_ack(&inv, msg))
+        {
+            tx.ack = Some(ack.clone());
+            let (to, p) = (tx.to, tx.proto);
+            self.send(p, to, ack).await;
+        }
+        if method == "INVITE"
+            && (200..300).contains(&code)
             && let Owner::Call(id) = &owner
-                && self.find_call(id).is_none() {
-                    // Answered after we gave up on it: ACK, then BYE.
-                    self.ack_and_bye(msg, inb.from, inb.proto).await;
-                    return;
-                }
+            && self.find_call(id).is_none()
+        {
+            // Answered after we gave up on it: ACK, then BYE.
+            self.ack_and_bye(msg, inb.from, inb.proto).await;
+            return;
+        }
         match owner {
             Owner::Register => self.on_register_response(msg, code).await,
             Owner::Call(id) => {
@@ -1321,9 +1321,11 @@ impl Ua {
             .get("To")
             .and_then(|t| NameAddr::parse(t).ok())
             .and_then(|t| t.tag().map(str::to_owned))
-            && code > 100 && code < 300 {
-                self.calls[i].remote.set_param("tag", &tag);
-            }
+            && code > 100
+            && code < 300
+        {
+            self.calls[i].remote.set_param("tag", &tag);
+        }
         if code < 200 {
             if (code == 180 || code == 183) && self.calls[i].state == CallState::Calling {
                 self.calls[i].state = CallState::Early;
@@ -1586,22 +1588,25 @@ impl Ua {
             let stale = challenges.iter().any(|c| c.stale);
             // A second challenge right after our credentials means they were wrong (unless stale).
             if let Some(ch) = auth::pick(&challenges).cloned()
-                && (self.reg.auth_tries == 0 || stale) {
-                    self.reg.auth_tries += 1;
-                    self.reg.challenge = Some((ch, code == 407));
-                    self.reg.nc = 0;
-                    let e = if unregistering { 0 } else { self.reg.expires };
-                    self.register(e).await;
-                    return;
-                }
+                && (self.reg.auth_tries == 0 || stale)
+            {
+                self.reg.auth_tries += 1;
+                self.reg.challenge = Some((ch, code == 407));
+                self.reg.nc = 0;
+                let e = if unregistering { 0 } else { self.reg.expires };
+                self.register(e).await;
+                return;
+            }
         }
-        if code == 423 && !unregistering
+        if code == 423
+            && !unregistering
             && let Some(min) = msg.get("Min-Expires").and_then(|m| m.trim().parse::<u32>().ok())
-                && min > self.reg.expires {
-                    self.reg.expires = min;
-                    self.register(min).await;
-                    return;
-                }
+            && min > self.reg.expires
+        {
+            self.reg.expires = min;
+            self.register(min).await;
+            return;
+        }
         if unregistering {
             self.reg.state = RegState::Idle;
             self.emit(PhoneEvent::Unregistered);
@@ -1635,26 +1640,28 @@ impl Ua {
                 return false;
             }
             if let Some(next) = tx.next
-                && next <= now {
-                    resend.push((tx.proto, tx.to, tx.bytes.clone()));
-                    tx.interval = if tx.method == "INVITE" {
-                        tx.interval * 2
-                    } else {
-                        (tx.interval * 2).min(T2)
-                    };
-                    tx.next = Some(now + tx.interval);
-                }
+                && next <= now
+            {
+                resend.push((tx.proto, tx.to, tx.bytes.clone()));
+                tx.interval = if tx.method == "INVITE" {
+                    tx.interval * 2
+                } else {
+                    (tx.interval * 2).min(T2)
+                };
+                tx.next = Some(now + tx.interval);
+            }
             true
         });
         for tx in self.servers.values_mut() {
             if let Some((t, iv)) = tx.retransmit
-                && t <= now {
-                    resend.push((tx.proto, tx.to, tx.last.clone()));
-                    let iv = (iv * 2).min(T2);
-                    tx.retransmit = Some((now + iv, iv));
-                }
+                && t <= now
+            {
+                resend.push((tx.proto, tx.to, tx.last.clone()));
+                let iv = (iv * 2).min(T2);
+                tx.retransmit = Some((now + iv, iv));
+            }
         }
-        self.servers.retain(|_, tx| tx.expires > now);
+        self.servers.remove_expired(now);
         // 2xx retransmission until ACK (RFC 3261 §13.3.1.4).
         let mut no_ack = Vec::new();
         for c in &mut self.calls {
@@ -1697,12 +1704,13 @@ impl Ua {
                 }
                 Owner::Call(id) if method == "INVITE" => {
                     if let Some(i) = self.find_call(&id)
-                        && self.calls[i].state != CallState::Confirmed {
-                            match error {
-                                Some(_) => self.end_call(i, EndReason::Failed, Some(503)),
-                                None => self.end_call(i, EndReason::Timeout, Some(408)),
-                            }
+                        && self.calls[i].state != CallState::Confirmed
+                    {
+                        match error {
+                            Some(_) => self.end_call(i, EndReason::Failed, Some(503)),
+                            None => self.end_call(i, EndReason::Timeout, Some(408)),
                         }
+                    }
                 }
                 _ => {}
             }
@@ -1933,9 +1941,10 @@ impl Ua {
         c.state = CallState::Confirmed;
         c.answered_at = Some(now);
         if !proto.is_stream()
-            && let Some(b) = bytes {
-                c.ok_retransmit = Some((b, now + T1, T1, now + TX_TIMEOUT));
-            }
+            && let Some(b) = bytes
+        {
+            c.ok_retransmit = Some((b, now + T1, T1, now + TX_TIMEOUT));
+        }
         let id = c.id.clone();
         let params = c.params.clone();
         self.emit(PhoneEvent::Answered { call: id });
@@ -2260,6 +2269,16 @@ fn acked_lifetime(proto: Proto) -> Duration {
     if proto.is_stream() { Duration::ZERO } else { T4 }
 }
 
+/// A Warning's text (RFC 3261 §20.43): at most 120 characters of `why`, no control characters
+/// or quotes. An error may quote what the peer sent, 60 KB of it: the answer would not fit a
+/// datagram and never be sent.
+fn warning_text(why: &str) -> String {
+    why.chars()
+        .filter(|c| !c.is_control() && *c != '"')
+        .take(120)
+        .collect()
+}
+
 /// A response's code, reason phrase and extra headers.
 type Refusal = (u16, &'static str, Vec<(&'static str, String)>);
 
@@ -2322,10 +2341,11 @@ fn accepts_sdp(msg: &Message) -> bool {
 fn add_tag(r: &mut Message) {
     if let Some(to) = r.get("To").map(str::to_owned)
         && let Ok(mut n) = NameAddr::parse(&to)
-            && n.tag().is_none() {
-                n.set_param("tag", &random_token(10));
-                r.set("To", n.to_string());
-            }
+        && n.tag().is_none()
+    {
+        n.set_param("tag", &random_token(10));
+        r.set("To", n.to_string());
+    }
 }
 
 /// The key of a server transaction: top Via branch (with its sent-by) and the method (ACK
@@ -2529,13 +2549,20 @@ mod tests {
     /// The next message on `sock` within `within`.
     async fn recv(sock: &UdpSocket, within: Duration) -> Option<Message> {
         let mut buf = vec![0u8; 65536];
-        let (n, _) = tokio::time::timeout(within, sock.recv_from(&mut buf)).await.ok()?.ok()?;
+        let (n, _) = tokio::time::timeout(within, sock.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
         Some(Message::parse(&buf[..n]).expect("the agent's message parses"))
     }
 
     /// An INVITE (RFC 2543 style: no branch, no From tag) with a PCMU offer, and its ACK for
     /// the final response `resp`.
-    fn invite_2543(ua: SocketAddr, me: SocketAddr, content_type: &str) -> (String, impl Fn(&Message) -> String) {
+    fn invite_2543(
+        ua: SocketAddr,
+        me: SocketAddr,
+        content_type: &str,
+    ) -> (String, impl Fn(&Message) -> String) {
         let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                    m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
         let common = format!(
@@ -2590,6 +2617,18 @@ mod tests {
         if let Some(m) = recv(&sock, Duration::from_millis(1200)).await {
             panic!("after the ACK: {:?}", m.start);
         }
+    }
+
+    #[test]
+    fn a_warning_quotes_little_of_what_the_peer_sent() {
+        let huge = format!(
+            "line 4: unsupported network type \"{}\"\r\n",
+            "\u{fffd}".repeat(60_000)
+        );
+        let w = warning_text(&huge);
+        assert_eq!(w.chars().count(), 120);
+        assert!(!w.contains(['"', '\r', '\n']));
+        assert_eq!(warning_text("m= needs media"), "m= needs media");
     }
 
     #[test]

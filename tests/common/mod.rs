@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 
 pub mod peers;
 pub mod pulse;
+pub mod wire;
 
 /// One request as the server received it, bytes untouched.
 #[derive(Clone, Debug)]

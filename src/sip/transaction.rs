@@ -1,0 +1,239 @@
+//! The server transaction table: the answer the user agent gave to each request, kept to
+//! answer the request's retransmissions (RFC 3261 §17.2) and to retransmit a failure of an
+//! INVITE until its ACK (Timer G).
+//!
+//! Its memory is bounded whatever peers send: an answer over [`MAX_ANSWER`] bytes (a request
+//! that carried huge headers, echoed in its answer) is sent but not kept, and when the table
+//! holds more than its entry or byte bounds the oldest transactions are forgotten first. A
+//! forgotten transaction only means that a late retransmission of its request is handled as
+//! the request again.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::transport::Proto;
+
+/// The largest answer kept for retransmissions.
+pub const MAX_ANSWER: usize = 8 * 1024;
+/// At most this many transactions (a flood of 500 requests a second never ACKed: 16,000 in
+/// the 32 s a transaction lives).
+pub const MAX_ENTRIES: usize = 16_384;
+/// At most this many bytes of answers and keys.
+pub const MAX_BYTES: usize = 2 * 1024 * 1024;
+
+/// A request we answered: its last response, sent again for each retransmission.
+#[derive(Debug)]
+pub struct ServerTx {
+    pub last: Vec<u8>,
+    /// The status of `last`.
+    pub code: u16,
+    pub to: SocketAddr,
+    pub proto: Proto,
+    pub expires: Instant,
+    /// Timer G for a non-2xx final response to an INVITE, until its ACK.
+    pub retransmit: Option<(Instant, Duration)>,
+}
+
+/// Server transactions by key (see the user agent's `server_key`), within bounds.
+#[derive(Debug)]
+pub struct ServerTable {
+    map: HashMap<String, (u64, ServerTx)>,
+    /// Keys in the order their answers were kept (stale entries are skipped).
+    order: VecDeque<(u64, String)>,
+    seq: u64,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl Default for ServerTable {
+    fn default() -> Self {
+        Self::new(MAX_ENTRIES, MAX_BYTES)
+    }
+}
+
+/// What an entry counts against the byte bound: its key, its answer and its bookkeeping.
+fn cost(key: &str, tx: &ServerTx) -> usize {
+    key.len() * 2 + tx.last.len() + std::mem::size_of::<(u64, ServerTx)>() + 32
+}
+
+impl ServerTable {
+    pub fn new(max_entries: usize, max_bytes: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            seq: 0,
+            bytes: 0,
+            max_entries,
+            max_bytes,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&ServerTx> {
+        self.map.get(key).map(|(_, tx)| tx)
+    }
+
+    /// The transaction to update its timers (`last` must not change: use [`Self::insert`]).
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut ServerTx> {
+        self.map.get_mut(key).map(|(_, tx)| tx)
+    }
+
+    /// Keeps `tx` as the answer of transaction `key`, in place of an earlier one. An answer
+    /// over [`MAX_ANSWER`] is not kept (nor is the earlier one): `false`. Forgets the oldest
+    /// transactions while the table is over its bounds.
+    pub fn insert(&mut self, key: String, tx: ServerTx) -> bool {
+        self.remove(&key);
+        if tx.last.len() > MAX_ANSWER {
+            return false;
+        }
+        self.seq += 1;
+        self.bytes += cost(&key, &tx);
+        self.order.push_back((self.seq, key.clone()));
+        self.map.insert(key, (self.seq, tx));
+        while self.map.len() > self.max_entries || self.bytes > self.max_bytes {
+            let Some((seq, oldest)) = self.order.pop_front() else {
+                break;
+            };
+            if self.map.get(&oldest).is_some_and(|(s, _)| *s == seq) {
+                self.remove(&oldest);
+            }
+        }
+        true
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((_, tx)) = self.map.remove(key) {
+            self.bytes -= cost(key, &tx);
+        }
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &ServerTx> {
+        self.map.values().map(|(_, tx)| tx)
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut ServerTx> {
+        self.map.values_mut().map(|(_, tx)| tx)
+    }
+
+    /// Forgets the transactions whose time is over.
+    pub fn remove_expired(&mut self, now: Instant) {
+        let mut freed = 0;
+        self.map.retain(|key, (_, tx)| {
+            let keep = tx.expires > now;
+            if !keep {
+                freed += cost(key, tx);
+            }
+            keep
+        });
+        self.bytes -= freed;
+        if self.order.len() > 2 * self.map.len() + 64 {
+            let map = &self.map;
+            self.order
+                .retain(|(seq, key)| map.get(key).is_some_and(|(s, _)| s == seq));
+        }
+        if self.map.capacity() > 4 * self.map.len() + 64 {
+            self.map.shrink_to_fit();
+            self.order.shrink_to_fit();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// What the table's entries count against its byte bound.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tx(len: usize, code: u16) -> ServerTx {
+        ServerTx {
+            last: vec![b'x'; len],
+            code,
+            to: "127.0.0.1:5060".parse().unwrap(),
+            proto: Proto::Udp,
+            expires: Instant::now() + Duration::from_secs(32),
+            retransmit: None,
+        }
+    }
+
+    #[test]
+    fn an_answer_replaces_the_earlier_one_of_its_transaction() {
+        let mut t = ServerTable::default();
+        assert!(t.insert("a|INVITE".into(), tx(300, 180)));
+        assert!(t.insert("a|INVITE".into(), tx(400, 487)));
+        assert_eq!((t.len(), t.get("a|INVITE").unwrap().code), (1, 487));
+        assert_eq!(t.bytes(), cost("a|INVITE", &tx(400, 487)));
+    }
+
+    #[test]
+    fn huge_answers_are_not_kept() {
+        let mut t = ServerTable::default();
+        assert!(t.insert("a|INVITE".into(), tx(300, 180)));
+        // A request with a 60 KB header: its answer echoes it. Neither answer is kept (the
+        // 180 would be the wrong answer to a retransmission now).
+        assert!(!t.insert("a|INVITE".into(), tx(MAX_ANSWER + 1, 400)));
+        assert!(t.is_empty());
+        assert_eq!(t.bytes(), 0);
+    }
+
+    #[test]
+    fn the_oldest_transactions_go_first_when_the_table_is_full() {
+        let mut t = ServerTable::new(3, usize::MAX);
+        for k in ["a", "b", "c"] {
+            t.insert(k.into(), tx(100, 200));
+        }
+        // `a` answered again: now the newest.
+        t.insert("a".into(), tx(100, 487));
+        t.insert("d".into(), tx(100, 200));
+        assert!(t.get("b").is_none(), "the oldest answer is forgotten");
+        assert!(t.get("a").is_some() && t.get("c").is_some() && t.get("d").is_some());
+        // By bytes: three entries fit, a fourth pushes the oldest out.
+        let one = cost("k0", &tx(1000, 200));
+        let mut t = ServerTable::new(usize::MAX, 3 * one);
+        for i in 0..10 {
+            t.insert(format!("k{i}"), tx(1000, 200));
+            assert!(t.bytes() <= 3 * one);
+        }
+        assert_eq!(t.len(), 3);
+        assert!(t.get("k9").is_some() && t.get("k6").is_none());
+    }
+
+    #[test]
+    fn a_flood_stays_within_the_bounds() {
+        let mut t = ServerTable::default();
+        for i in 0..100_000 {
+            t.insert(format!("z9hG4bK{i:032}|127.0.0.1:5060|INVITE"), tx(600, 486));
+        }
+        assert!(t.len() <= MAX_ENTRIES);
+        assert!(t.bytes() <= MAX_BYTES);
+        assert!(t.order.len() <= MAX_ENTRIES + 1);
+    }
+
+    #[test]
+    fn expired_transactions_are_forgotten() {
+        let mut t = ServerTable::default();
+        let mut old = tx(100, 200);
+        old.expires = Instant::now();
+        t.insert("old".into(), old);
+        t.insert("new".into(), tx(100, 200));
+        for i in 0..200 {
+            // Replaced answers leave stale order entries behind.
+            t.insert("new".into(), tx(100 + i, 200));
+        }
+        t.remove_expired(Instant::now());
+        assert!(t.get("old").is_none() && t.get("new").is_some());
+        assert_eq!(t.bytes(), cost("new", t.get("new").unwrap()));
+        assert!(t.order.len() <= 2);
+    }
+}
