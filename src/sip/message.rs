@@ -456,7 +456,8 @@ fn parse_start(line: &str) -> Result<StartLine, ParseError> {
         return Err(ParseError::bad(format!("invalid method `{}`", clip(method))));
     }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
-        if version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/") {
+        // Bytes, not `str` slicing: the fifth byte may sit inside a multi-byte character.
+        if version.len() > 4 && version.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/") {
             return Err(ParseError {
                 message: format!("unsupported version `{}`", clip(version)),
                 status: Some(505),

@@ -25,6 +25,12 @@ const MAX_COMBINING: usize = 2;
 /// The ellipsis appended when text is cut; one display column wide.
 const ELLIPSIS: char = '…';
 
+/// How many columns, counted character by character, [`clean`] reads before it leaves the
+/// rest out. Larger than [`CLEAN_MAX_WIDTH`]: a string can be narrower than the sum of its
+/// characters (an emoji with U+FE0E, a lam-alef ligature), and what is read is then cut to
+/// the real width.
+const CLEAN_SCAN_COLUMNS: usize = 4 * CLEAN_MAX_WIDTH;
+
 /// Makes caller-controlled text safe to draw on one terminal line.
 ///
 /// * C0 controls, DEL and C1 controls become visible escapes: `\n`, `\r`,
@@ -33,7 +39,7 @@ const ELLIPSIS: char = '…';
 /// * Bidi controls (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C),
 ///   zero-width / format characters (U+200B–U+200D, U+2060, U+FEFF) and a few
 ///   other invisible format characters (U+2028/U+2029 line and paragraph
-///   separators, U+2061–U+2064, U+206A–U+206F, U+180E, U+FFF9–U+FFFB, tag
+///   separators, U+2061–U+2065, U+206A–U+206F, U+180E, U+FFF9–U+FFFB, tag
 ///   characters U+E0000–U+E007F) become `\u{XXXX}` escapes.
 /// * A literal backslash is kept as is.
 /// * At most two combining marks (any other zero-width character) are kept
@@ -49,8 +55,10 @@ pub fn clean(s: &str) -> String {
     // Combining marks seen since the last base character; `None` when there
     // is no base to attach to.
     let mut combining: Option<usize> = None;
+    let mut left_out = false;
     for c in s.chars() {
-        if cols > CLEAN_MAX_WIDTH {
+        if cols > CLEAN_SCAN_COLUMNS {
+            left_out = true;
             break;
         }
         if let Some(esc) = escape(c) {
@@ -78,6 +86,10 @@ pub fn clean(s: &str) -> String {
                 combining = Some(0);
             }
         }
+    }
+    if left_out {
+        // Text was left out: say so even when what was read fits.
+        out.push(ELLIPSIS);
     }
     if width(&out) > CLEAN_MAX_WIDTH {
         truncate(&out, CLEAN_MAX_WIDTH)
@@ -126,6 +138,7 @@ fn is_invisible_format(cp: u32) -> bool {
         | 0x2028..=0x2029 // LINE / PARAGRAPH SEPARATOR
         | 0x202A..=0x202E // LRE, RLE, PDF, LRO, RLO
         | 0x2060..=0x2064 // WORD JOINER, invisible operators
+        | 0x2065        // reserved, default-ignorable: may render as nothing
         | 0x2066..=0x2069 // LRI, RLI, FSI, PDI
         | 0x206A..=0x206F // deprecated format characters
         | 0xFEFF        // BOM / ZWNBSP
@@ -253,6 +266,17 @@ mod tests {
         assert_eq!(clean("x\u{e0041}"), "x\\u{e0041}");
     }
 
+    /// Found by the `ui_text` fuzz target: the unassigned U+2065, in the middle of the
+    /// invisible-operator and bidi-isolate block, passed through as a zero-width mark.
+    #[test]
+    fn the_whole_invisible_format_block_is_escaped() {
+        assert_eq!(clean("a\u{2065}b"), "a\\u{2065}b");
+        for cp in 0x2060..=0x206f {
+            let c = char::from_u32(cp).unwrap_or('?');
+            assert_eq!(clean(&format!("x{c}")), format!("x\\u{{{cp:x}}}"), "U+{cp:04X}");
+        }
+    }
+
     #[test]
     fn backslash_and_plain_text_kept() {
         assert_eq!(clean("C:\\path"), "C:\\path");
@@ -314,6 +338,27 @@ mod tests {
 
         let exact = "a".repeat(CLEAN_MAX_WIDTH);
         assert_eq!(clean(&exact), exact);
+    }
+
+    /// Found by the `ui_text` fuzz target: reading stopped after 256 columns counted per
+    /// character, but an emoji with U+FE0E (text presentation) is two columns alone and one
+    /// in the string, so long text came out cut at about 128 columns with no `…`, and
+    /// cleaning the result again cut it further.
+    #[test]
+    fn text_narrower_than_its_characters_is_cut_with_an_ellipsis() {
+        let narrow = "\u{1f4da}\u{fe0e}".repeat(300);
+        assert_eq!(width("\u{1f4da}\u{fe0e}"), 1);
+        let out = clean(&narrow);
+        assert!(out.ends_with('…'), "{out:?}");
+        assert_eq!(width(&out), CLEAN_MAX_WIDTH);
+        assert_eq!(clean(&out), out);
+        let fits = "\u{1f4da}\u{fe0e}".repeat(200);
+        assert_eq!(clean(&fits), fits);
+        // The same with escapes, whose length counts: cut once, never inside a second pass.
+        let mixed = "\u{1f4da}\u{fe0e}\u{1b}".repeat(100);
+        let out = clean(&mixed);
+        assert!(out.ends_with('…') && width(&out) <= CLEAN_MAX_WIDTH, "{out:?}");
+        assert_eq!(clean(&out), out);
     }
 
     #[test]

@@ -86,3 +86,24 @@ fn writing_recomputes_content_length_and_keeps_binary_bodies() {
     assert!(!text.contains("99"));
     assert!(bytes.ends_with(&[0, 159, 146, 150, b'\n', 0]));
 }
+
+/// Found by the `sip_message` fuzz target: a request-line version whose fifth byte falls
+/// inside a multi-byte character (`SI\u{fffd}P/2.0` after lossy decoding) made the version
+/// check slice a `str` off a character boundary and panic.
+#[test]
+fn version_with_a_multibyte_character_is_refused_not_a_panic() {
+    for version in ["SI\u{fffd}P/2.0", "SIP\u{e9}/2.0", "\u{1f4de}/2.0", "SIP/\u{e9}"] {
+        let raw = format!(
+            "REGISTER sip:example.com {version}\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+             To: <sip:a@example.com>\r\nFrom: <sip:a@example.com>;tag=1\r\nCall-ID: c\r\n\
+             CSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"
+        );
+        let e = Message::parse(raw.as_bytes()).expect_err(version);
+        let want = if version.starts_with("SIP/") { 505 } else { 400 };
+        assert_eq!(e.status, Some(want), "{version}: {e}");
+    }
+    // The same bytes as the fuzzer sent them: invalid UTF-8 inside `SIP`.
+    let mut raw = b"OPTIONS sip:example.com SI\xe2\x82P/2.0\r\n".to_vec();
+    raw.extend_from_slice(b"Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(Message::parse(&raw).map_err(|e| e.status), Err(Some(400)));
+}
