@@ -389,11 +389,20 @@ fn init_logging() {
         .ok()
         .and_then(|l| l.parse::<tracing::Level>().ok())
         .unwrap_or(tracing::Level::WARN);
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+    let _ = tracing::subscriber::set_global_default(log_subscriber(std::io::stderr, level));
+}
+
+/// The phone's log lines, on stderr (headless) or in the log file (the terminal UI): plain
+/// text, no colours. Caller values in them are written with `app::Logged`.
+pub fn log_subscriber<W>(writer: W, level: tracing::Level) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_writer(writer)
         .with_max_level(level)
         .with_ansi(false)
-        .try_init();
+        .finish()
 }
 
 fn history_export(file: &std::path::Path) -> ExitCode {
@@ -481,11 +490,7 @@ pub(crate) fn init_file_logging() {
         let _ = std::fs::create_dir_all(dir);
     }
     if let Ok(file) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
-        let _ = tracing_subscriber::fmt()
-            .with_writer(std::sync::Mutex::new(file))
-            .with_max_level(level)
-            .with_ansi(false)
-            .try_init();
+        let _ = tracing::subscriber::set_global_default(log_subscriber(std::sync::Mutex::new(file), level));
     }
 }
 

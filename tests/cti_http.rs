@@ -151,7 +151,10 @@ async fn huge_and_broken_replies_give_clear_capture_errors() {
     let crm = Crm::start().await;
     for (path, expect) in [
         ("big", "the reply is larger than 1024 KiB"),
-        ("broken", "capture COMPANY: the reply is not valid JSON"),
+        (
+            "broken",
+            "capture COMPANY, EXT_ID, NAME, RANK: the reply is not valid JSON",
+        ),
         ("status/503", "HTTP 503 Service Unavailable"),
         ("loop", "redirect"),
     ] {

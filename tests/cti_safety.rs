@@ -4,22 +4,13 @@
 
 mod common;
 
-use std::path::Path;
-
+use common::outputs::{CtiOutputs, assert_no_canary, params};
 use common::{Crm, engine, hostile, no_browser, recorded, recorder};
-use ctiphone::app::{CallEvent, CallParams};
+use ctiphone::app::CallEvent;
 use ctiphone::cti::exec::BrowserEnv;
 
-const CANARY: &str = "/tmp/ctiphone-pwned";
-
-/// The first error of a report, cut short (corpus values can be 64 KiB).
-fn error(r: &ctiphone::cti::FireReport) -> String {
-    let e = r.actions.iter().find_map(|a| a.error.clone()).unwrap_or_default();
-    e.chars().take(200).collect()
-}
-
-fn params(id: &str, tel: &str, name: &str) -> CallParams {
-    let mut p = CallParams::incoming(id, tel, "0312345678");
+/// `params` with a different name.
+fn with_name(mut p: ctiphone::app::CallParams, name: &str) -> ctiphone::app::CallParams {
     p.telname = name.to_owned();
     p
 }
@@ -33,116 +24,25 @@ fn base(crm: &Crm, accesses: &str) -> String {
 
 #[tokio::test]
 async fn hostile_values_stay_one_url_value_one_form_value_one_argument() {
-    let _ = std::fs::remove_file(CANARY);
-    let crm = Crm::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let argv_file = dir.path().join("argv.jsonl");
-    let accesses = format!(
-        r#"
-[cti.ring]
-method = "get"
-template = "{{SVADDR}}q?tel={{TEL}}&name={{TELNAME}}&x=1#frag"
-[cti.click]
-method = "post"
-template = "{{SVADDR}}f?tel={{TEL}}&name={{TELNAME}}"
-[cti.answer]
-method = "get"
-template = "{{SVADDR}}p/{{TELNAME}}/end"
-[cti.hangup]
-method = "command"
-template = "'{rec}' '{out}' -- {{TEL}} {{TELNAME}} 'end word'"
-"#,
-        rec = recorder().display(),
-        out = argv_file.display()
-    );
-    let e = engine(&base(&crm, &accesses), None, no_browser());
+    let _ = std::fs::remove_file(common::outputs::CANARY);
+    let out = CtiOutputs::start().await;
     let corpus = hostile();
     assert_eq!(corpus.len(), 78, "the whole corpus is used");
     let mut checks = 0;
-    let mut expected_argv = Vec::new();
     for (n, (id, _field, value)) in corpus.iter().enumerate() {
         let call = format!("h{n}");
-        let p = params(&call, value, value);
         // URL query: exactly the template's three parameters, values byte-exact.
-        let r = e.dispatch(CallEvent::ring(p.clone())).await.unwrap();
-        let too_long = value.len() * 3 > ctiphone::cti::template::MAX_URL;
-        if too_long {
-            // H043/H044: a clear data error, nothing sent.
-            assert!(!r.ok(), "{id}");
-            assert!(error(&r).contains("over the limit"), "{id}: {}", error(&r));
-            checks += 2;
-            expected_argv.push(vec!["--".into(), value.clone(), value.clone(), "end word".into()]);
-            let r = e.dispatch(CallEvent::hangup(p, true)).await.unwrap();
-            assert!(r.ok(), "{id}: {}", error(&r));
-            checks += 2;
-            continue;
-        }
-        assert!(r.ok(), "{id}: {}", error(&r));
-        let seen = crm.seen_path("/q");
-        let q = seen.last().unwrap().query.clone().unwrap();
-        let got = common::pairs(q.as_bytes());
-        assert_eq!(
-            got,
-            vec![
-                ("tel".into(), value.clone()),
-                ("name".into(), value.clone()),
-                ("x".into(), "1".into())
-            ],
-            "{id}"
-        );
-        checks += 1;
+        out.url_query(id, &call, value).await;
         // Form body: exactly two pairs.
-        let r = e.dispatch(CallEvent::click(p.clone())).await.unwrap();
-        assert!(r.ok(), "{id}: {}", error(&r));
-        let seen = crm.seen_path("/f");
-        let got = common::pairs(&seen.last().unwrap().body);
-        assert_eq!(
-            got,
-            vec![("tel".into(), value.clone()), ("name".into(), value.clone())],
-            "{id}"
-        );
-        checks += 1;
+        out.form(id, &call, value).await;
         // URL path: one segment, never a climb.
-        let before = crm.seen().len();
-        let r = e.dispatch(CallEvent::answer(p.clone())).await.unwrap();
-        if value == ".." || value == "." {
-            assert!(!r.ok(), "{id}: a `..` segment must be refused");
-            assert!(
-                r.actions[0].error.as_deref().unwrap().starts_with("not sent"),
-                "{id}"
-            );
-            assert_eq!(crm.seen().len(), before, "{id}: nothing sent");
-        } else {
-            assert!(r.ok(), "{id}: {}", error(&r));
-            let last = crm.seen().pop().unwrap();
-            let segs: Vec<_> = last.path.split('/').collect();
-            assert_eq!(segs.len(), 4, "{id}: {}", last.path);
-            assert_eq!((segs[1], segs[3]), ("p", "end"), "{id}");
-            let decoded = percent_encoding::percent_decode_str(segs[2]).decode_utf8_lossy();
-            assert_eq!(decoded, value.as_str(), "{id}");
-        }
-        checks += 1;
-        // argv: exactly five arguments after the output file, byte-exact.
-        let r = e.dispatch(CallEvent::hangup(p, true)).await.unwrap();
-        if value.contains('\0') {
-            assert!(!r.ok(), "{id}");
-            assert!(error(&r).contains("NUL byte"), "{id}: {}", error(&r));
-        } else {
-            assert!(r.ok(), "{id}: {}", error(&r));
-            expected_argv.push(vec!["--".into(), value.clone(), value.clone(), "end word".into()]);
-        }
-        checks += 1;
-    }
-    let got: Vec<Vec<String>> = recorded(&argv_file).into_iter().map(|(a, _)| a).collect();
-    assert_eq!(got.len(), expected_argv.len());
-    for (g, want) in got.iter().zip(&expected_argv) {
-        assert!(g == want, "argv differs: {} vs {} elements", g.len(), want.len());
+        out.url_path(id, &call, value).await;
+        // argv: exactly the template's words, byte-exact.
+        out.argv(id, &call, value).await;
+        checks += 4;
     }
     assert_eq!(checks, 78 * 4);
-    assert!(
-        !Path::new(CANARY).exists(),
-        "the canary file was created: an injection ran"
-    );
+    assert_no_canary();
 }
 
 #[tokio::test]
@@ -170,7 +70,7 @@ async fn commands_are_killed_with_their_group_at_the_timeout() {
     let e = engine(&text, None, no_browser());
     let start = std::time::Instant::now();
     let r = e
-        .dispatch(CallEvent::ring(params("k1", "0311112222", "x")))
+        .dispatch(CallEvent::ring(params("k1", "0311112222")))
         .await
         .unwrap();
     assert!(
@@ -206,7 +106,7 @@ async fn command_output_is_the_reply_for_captures_and_exit_codes_are_reported() 
     );
     let e = engine(&text, None, no_browser());
     let r = e
-        .dispatch(CallEvent::ring(params("c1", "0311112222", "x")))
+        .dispatch(CallEvent::ring(params("c1", "0311112222")))
         .await
         .unwrap();
     let search = r.actions.iter().find(|a| a.access == "search").unwrap();
@@ -237,12 +137,12 @@ async fn browser_methods_use_the_browser_or_give_a_link() {
     let e = engine(&text, None, gui);
     let hostile = "\"><script>alert(1)</script>&x=1";
     let r = e
-        .dispatch(CallEvent::ring(params("b1", "+81 3-1234", hostile)))
+        .dispatch(CallEvent::ring(with_name(params("b1", "+81 3-1234"), hostile)))
         .await
         .unwrap();
     assert!(r.ok(), "{r:?}");
     let r = e
-        .dispatch(CallEvent::click(params("b1", "+81 3-1234", hostile)))
+        .dispatch(CallEvent::click(with_name(params("b1", "+81 3-1234"), hostile)))
         .await
         .unwrap();
     assert!(r.ok(), "{r:?}");
@@ -261,12 +161,15 @@ async fn browser_methods_use_the_browser_or_give_a_link() {
     assert!(!page.contains("<script>"));
     let file = rec[1].0[0].trim_start_matches("file://").to_owned();
     e.shutdown().await;
-    assert!(!Path::new(&file).exists(), "the form page is removed afterwards");
+    assert!(
+        !std::path::Path::new(&file).exists(),
+        "the form page is removed afterwards"
+    );
 
     // No graphical session (SSH): the URL comes back as a link, nothing is started.
     let e = engine(&text, None, no_browser());
     let r = e
-        .dispatch(CallEvent::ring(params("b2", "+81 3-1234", "x")))
+        .dispatch(CallEvent::ring(params("b2", "+81 3-1234")))
         .await
         .unwrap();
     assert!(r.ok());

@@ -5,33 +5,15 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
+use serde_json::json;
 
-use serde_json::{Value, json};
-
-use common::peers::{Phone, Sipp, account_toml, secs};
+use common::peers::{Phone, Sipp, account_toml, history_list, secs};
 
 fn direct() -> String {
     format!(
         "{}\n[audio]\ninput = \"null\"\noutput = \"null\"\n",
         account_toml("1001", "pw1001", "", "udp", 60)
     )
-}
-
-/// `ctiphone history list --json` with the phone's data directory.
-fn history(home: &Path) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_ctiphone"))
-        .args(["history", "list", "--json"])
-        .env("HOME", home)
-        .env("XDG_DATA_HOME", home.join("xdg-data"))
-        .output()
-        .expect("run ctiphone history");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json row"))
-        .collect()
 }
 
 #[test]
@@ -55,7 +37,7 @@ fn answered_rejected_and_missed_calls_each_leave_one_row() {
     p.expect("ended", secs(10));
     uac.wait(secs(10)).assert_ok();
     std::thread::sleep(secs(1));
-    let rows = history(p.home());
+    let rows = history_list(p.home());
     let results: Vec<&str> = rows.iter().map(|r| r["result"].as_str().unwrap_or("")).collect();
     assert_eq!(results, ["missed", "rejected", "answered"], "{rows:#?}");
     for r in &rows {
@@ -82,7 +64,7 @@ fn a_call_cut_by_kill_9_reads_interrupted_after_restart() {
     p.kill9();
     drop(uac);
     // The next start (here `history list`, as the phone is gone) marks it.
-    let rows = history(&home);
+    let rows = history_list(&home);
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert_eq!(rows[0]["state"], "interrupted", "{}", rows[0]);
     assert_eq!(rows[0]["result"], "interrupted", "{}", rows[0]);

@@ -93,18 +93,31 @@ impl Capture {
     }
 }
 
-/// Applies every capture; returns the values found and one message per capture that failed.
+/// Applies every capture; returns the values found and one message per capture that failed
+/// (a reply that is not JSON at all is one message naming every `json:` capture).
 pub fn apply_all(captures: &[Capture], body: &str) -> (BTreeMap<String, String>, Vec<String>) {
     let mut json = None;
     let mut vars = BTreeMap::new();
     let mut errors = Vec::new();
+    // The captures the unparseable reply failed, and where their one message goes.
+    let mut not_json: Vec<&str> = Vec::new();
+    let mut not_json_at = 0;
     for c in captures {
         match c.apply(body, &mut json) {
             Ok(v) => {
                 vars.insert(c.var.clone(), v);
             }
+            Err(_) if matches!(c.rule, Rule::Json(_)) && matches!(json, Some(Err(_))) => {
+                if not_json.is_empty() {
+                    not_json_at = errors.len();
+                }
+                not_json.push(&c.var);
+            }
             Err(e) => errors.push(format!("capture {}: {e}", c.var)),
         }
+    }
+    if let Some(Err(e)) = &json {
+        errors.insert(not_json_at, format!("capture {}: {e}", not_json.join(", ")));
     }
     (vars, errors)
 }
@@ -137,11 +150,19 @@ mod tests {
     fn failures_say_what_went_wrong() {
         let caps = [
             Capture::parse("A", "json:/a").unwrap(),
+            Capture::parse("L", "line:l").unwrap(),
             Capture::parse("B", "json:/b").unwrap(),
         ];
         let (v, e) = apply_all(&caps, "{broken");
         assert!(v.is_empty());
-        assert_eq!(e.len(), 2);
+        // A reply that is not JSON: said once for every `json:` capture.
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("capture A, B: the reply is not valid JSON ("),
+            "{e:?}"
+        );
+        assert_eq!(e[1], "capture L: no `l=` line in the reply");
+        let (_, e) = apply_all(&caps[..1], "{broken");
         assert!(
             e[0].starts_with("capture A: the reply is not valid JSON"),
             "{e:?}"

@@ -12,7 +12,7 @@ use chrono::NaiveDateTime;
 use serde::Serialize;
 use tokio::task::{AbortHandle, JoinHandle};
 
-use crate::app::{ActionReport, Bus, CallEvent, CallEventKind, CallParams, CtiEvent, Event};
+use crate::app::{ActionReport, Bus, CallEvent, CallEventKind, CallParams, CtiEvent, Event, Logged};
 use crate::config::Config;
 
 use super::exec::{BrowserEnv, Outcome, Runner};
@@ -153,6 +153,14 @@ impl Engine {
         let inner = self.inner.clone();
         let name = event.kind.name().to_owned();
         let params = event.params;
+        // Caller values go into the log escaped, one line per event (`Logged`).
+        tracing::info!(
+            call = %Logged(&params.id),
+            tel = %Logged(&params.tel),
+            telname = %Logged(&params.telname),
+            called = %Logged(&params.called),
+            "CTI {name}"
+        );
         let decision = inner.decide(&event.kind, &params);
         let skipped = |why: String| {
             inner.publish(CtiEvent::Skipped {
@@ -318,7 +326,8 @@ impl Inner {
 
     fn report(&self, call_id: &str, event: &str, report: &ActionReport) {
         if !report.ok {
-            tracing::warn!(access = %report.access, error = ?report.error, "CTI access failed");
+            let error = report.error.as_deref().unwrap_or_default();
+            tracing::warn!(access = %report.access, error = %Logged(error), "CTI access failed");
         }
         self.publish(CtiEvent::Action {
             call_id: call_id.to_owned(),

@@ -246,26 +246,26 @@ impl Runner {
         } else {
             client.get(url)
         };
+        // How far the reply came, for the timeout's message: none yet (-1), else its bytes.
+        let progress = std::sync::atomic::AtomicI64::new(-1);
         let work = async {
             // Errors never carry the URL: it may hold secrets (SAF-3) and the report has it masked.
-            let mut resp = req
-                .send()
-                .await
-                .map_err(|e| (None, error_chain(&e.without_url())))?;
+            let mut resp = req.send().await.map_err(|e| (None, http_error(e)))?;
+            progress.store(0, std::sync::atomic::Ordering::Relaxed);
             let status = resp.status();
             let code = Some(i64::from(status.as_u16()));
             let mut buf = Vec::new();
             let mut too_large = false;
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|e| (code, error_chain(&e.without_url())))?
-            {
+            while let Some(chunk) = resp.chunk().await.map_err(|e| (code, http_error(e)))? {
                 if buf.len() + chunk.len() > MAX_REPLY {
                     too_large = true;
                     break;
                 }
                 buf.extend_from_slice(&chunk);
+                progress.store(
+                    i64::try_from(buf.len()).unwrap_or(i64::MAX),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
             }
             if !status.is_success() {
                 return Err((code, format!("HTTP {status}")));
@@ -281,7 +281,14 @@ impl Runner {
         };
         match tokio::time::timeout(self.timeout, work).await {
             Ok(r) => r,
-            Err(_) => Err((None, format!("timeout after {} s", fmt_secs(self.timeout)))),
+            Err(_) => {
+                let why = match progress.load(std::sync::atomic::Ordering::Relaxed) {
+                    n if n < 0 => "no answer".to_owned(),
+                    1 => "the reply was still coming after 1 byte".to_owned(),
+                    n => format!("the reply was still coming after {n} bytes"),
+                };
+                Err((None, format!("timeout after {} s: {why}", fmt_secs(self.timeout))))
+            }
         }
     }
 
@@ -478,6 +485,44 @@ fn fmt_secs(d: Duration) -> String {
     }
 }
 
+/// An HTTP error as the agent reads it (the popup has room for a line or two): what failed
+/// and why, the TLS or connection cause first rather than reqwest's layers ("error sending
+/// request: client error (Connect): …"). Never the URL: it may hold secrets (SAF-3) and the
+/// report has it masked.
+pub(crate) fn http_error(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let chain = || std::iter::successors(Some(&e as &dyn std::error::Error), |c| c.source());
+    // rustls' error travels inside io::Errors (nested: tokio-rustls, then hyper-util), which
+    // hide it from `source()`.
+    let tls = chain().find_map(|c| {
+        let mut cur: &(dyn std::error::Error + 'static) = c;
+        loop {
+            if let Some(t) = cur.downcast_ref::<rustls::Error>() {
+                return Some(t);
+            }
+            cur = cur.downcast_ref::<std::io::Error>()?.get_ref()?;
+        }
+    });
+    if let Some(t) = tls {
+        let hint = match t {
+            rustls::Error::InvalidMessage(_) => " (not a TLS server?)",
+            _ => "",
+        };
+        return format!("TLS: {t}{hint}");
+    }
+    if e.is_redirect() {
+        return format!(
+            "redirect: {}",
+            chain().last().map(|c| c.to_string()).unwrap_or_default()
+        );
+    }
+    if e.is_connect() {
+        let root = chain().last().map(|c| c.to_string()).unwrap_or_default();
+        return format!("cannot connect: {root}");
+    }
+    error_chain(&e)
+}
+
 /// An error with its causes, on one line.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -542,6 +587,56 @@ pub fn form_page(action: &str, body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn get_error(url: &str) -> String {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .build()
+            .unwrap();
+        http_error(client.get(url).send().await.expect_err("the request fails"))
+    }
+
+    /// A loopback server answering every connection with `reply`, then closing it.
+    async fn answering(reply: &'static [u8]) -> std::net::SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await;
+                let _ = s.write_all(reply).await;
+                let _ = s.shutdown().await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn http_errors_say_the_cause_first_and_never_the_url() {
+        // A plain HTTP server spoken to as https.
+        let plain = answering(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
+        let tls = get_error(&format!("https://{plain}/s?token=secret")).await;
+        assert!(tls.starts_with("TLS: received corrupt message"), "{tls}");
+        assert!(tls.ends_with("(not a TLS server?)"), "{tls}");
+        // Nothing listens.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let refused = get_error(&format!("http://127.0.0.1:{port}/s?token=secret")).await;
+        assert!(
+            refused.starts_with("cannot connect: ") && refused.contains("refused"),
+            "{refused}"
+        );
+        // A redirect loop.
+        let looping = answering(b"HTTP/1.1 302 Found\r\nlocation: /again\r\ncontent-length: 0\r\n\r\n").await;
+        let redirect = get_error(&format!("http://{looping}/s?token=secret")).await;
+        assert_eq!(redirect, "redirect: too many redirects");
+        for e in [tls, refused, redirect] {
+            assert!(!e.contains("secret") && !e.contains("127.0.0.1"), "{e}");
+        }
+    }
 
     #[test]
     fn form_pages_escape_every_value() {

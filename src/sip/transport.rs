@@ -122,12 +122,15 @@ pub struct Inbound {
 }
 
 type Conns = Arc<Mutex<HashMap<(Proto, SocketAddr), mpsc::Sender<Vec<u8>>>>>;
+/// Where the end of a stream connection is reported: its transport and peer.
+type Closed = Arc<Mutex<Option<mpsc::UnboundedSender<(Proto, SocketAddr)>>>>;
 
 /// Sends messages; cheap to clone.
 #[derive(Clone)]
 pub struct Transport {
     udp: Arc<UdpSocket>,
     conns: Conns,
+    closed: Closed,
     inbound: mpsc::Sender<Inbound>,
     pub local: SocketAddr,
     connector: Option<TlsConnector>,
@@ -171,6 +174,7 @@ impl Transport {
         let t = Self {
             udp: Arc::new(udp),
             conns: Arc::default(),
+            closed: Arc::default(),
             inbound,
             local,
             connector,
@@ -180,6 +184,17 @@ impl Transport {
         t.spawn_udp();
         t.spawn_tcp(tcp, acceptor);
         Ok(t)
+    }
+
+    /// From now on, every stream connection that ends (the peer closed or reset it, it could
+    /// not be framed, a message did not end in time) is reported here with its transport and
+    /// peer, once; the next send to that peer opens a new connection.
+    pub fn closed_connections(&self) -> mpsc::UnboundedReceiver<(Proto, SocketAddr)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Ok(mut c) = self.closed.lock() {
+            *c = Some(tx);
+        }
+        rx
     }
 
     fn spawn_udp(&self) {
@@ -331,8 +346,17 @@ impl Transport {
                     started = Some(tokio::time::Instant::now());
                 }
             }
-            if let Ok(mut c) = t.conns.lock() {
-                c.remove(&(proto, peer));
+            // Forget the connection, unless a newer one to the same peer took its place (a
+            // send after the old one's writer failed), and report its end.
+            let current = t.conns.lock().is_ok_and(|mut c| {
+                let ours = c.get(&(proto, peer)).is_some_and(|s| s.same_channel(&writer));
+                if ours {
+                    c.remove(&(proto, peer));
+                }
+                ours
+            });
+            if current && let Some(closed) = t.closed.lock().ok().and_then(|c| c.clone()) {
+                let _ = closed.send((proto, peer));
             }
         });
         tx
@@ -493,6 +517,73 @@ From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: c\r\nCSeq: 1 
         }
         assert!(closed_within(&mut s, Duration::from_secs(5)).await.is_some());
         assert!(rx.try_recv().is_err(), "nothing was delivered");
+    }
+
+    #[tokio::test]
+    async fn a_lost_connection_is_reported_once_and_the_next_send_connects_again() {
+        let (t, _rx) = transport(Duration::from_secs(5)).await;
+        let mut closed = t.closed_connections();
+        let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let to = peer.local_addr().unwrap();
+        let read_some = |mut s: TcpStream| async move {
+            let mut b = vec![0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+                .await
+                .unwrap()
+                .unwrap();
+            b.truncate(n);
+            (s, b)
+        };
+        t.send(Proto::Tcp, to, OPTIONS.to_vec()).await.unwrap();
+        let (s1, _) = peer.accept().await.unwrap();
+        let (s1, got) = read_some(s1).await;
+        assert_eq!(got, OPTIONS);
+        // The peer closes the connection (a registrar restarting).
+        drop(s1);
+        let lost = tokio::time::timeout(Duration::from_secs(5), closed.recv()).await;
+        assert_eq!(lost.unwrap(), Some((Proto::Tcp, to)));
+        // The next send opens a new connection.
+        t.send(Proto::Tcp, to, OPTIONS.to_vec()).await.unwrap();
+        let (s2, _) = tokio::time::timeout(Duration::from_secs(5), peer.accept())
+            .await
+            .expect("a new connection")
+            .unwrap();
+        let (_s2, got) = read_some(s2).await;
+        assert_eq!(got, OPTIONS);
+        assert!(closed.try_recv().is_err(), "reported once");
+    }
+
+    #[tokio::test]
+    async fn an_old_connection_ending_does_not_forget_the_newer_one() {
+        let (t, _rx) = transport(Duration::from_secs(5)).await;
+        let mut closed = t.closed_connections();
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = l.local_addr().unwrap();
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        // Two connections to the same peer, the second adopted after the first.
+        let a = TcpStream::connect(at).await.unwrap();
+        let (far_a, _) = l.accept().await.unwrap();
+        let b = TcpStream::connect(at).await.unwrap();
+        let (mut far_b, _) = l.accept().await.unwrap();
+        t.adopt(a, peer, Proto::Tcp);
+        t.adopt(b, peer, Proto::Tcp);
+        drop(far_a);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            closed.try_recv().is_err(),
+            "the replaced connection is not the peer's any more"
+        );
+        // Sends still go over the newer connection.
+        t.send(Proto::Tcp, peer, OPTIONS.to_vec()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), far_b.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], OPTIONS);
+        drop(far_b);
+        let lost = tokio::time::timeout(Duration::from_secs(5), closed.recv()).await;
+        assert_eq!(lost.unwrap(), Some((Proto::Tcp, peer)));
     }
 
     #[tokio::test]

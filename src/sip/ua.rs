@@ -422,6 +422,7 @@ pub async fn run(cfg: UaConfig, bus: Bus, mut commands: mpsc::Receiver<Command>)
     let (in_tx, mut inbound) = mpsc::channel::<Inbound>(1024);
     let (media_tx, mut media_rx) = mpsc::channel::<(String, MediaEvent)>(256);
     let transport = Transport::bind(cfg.listen, in_tx, &cfg.tls).await?;
+    let mut closed = transport.closed_connections();
     let mut local = transport.local;
     if local.ip().is_unspecified() {
         // The address others reach us at: the one the kernel routes to the registrar from.
@@ -476,6 +477,7 @@ pub async fn run(cfg: UaConfig, bus: Bus, mut commands: mpsc::Receiver<Command>)
         };
         tokio::select! {
             Some(inb) = inbound.recv() => ua.on_message(inb).await,
+            Some((proto, peer)) = closed.recv() => ua.on_connection_lost(proto, peer).await,
             Some((id, ev)) = media_rx.recv() => ua.on_media_event(id, ev),
             cmd = commands.recv(), if ua.quitting.is_none() => match cmd {
                 Some(Command::Quit) | None => ua.quit().await,
@@ -1615,6 +1617,63 @@ impl Ua {
         self.registration_failed(Some(code), reason_phrase(msg));
     }
 
+    /// A TCP or TLS connection ended (the peer restarted, closed or reset it). The phone
+    /// recovers by itself and says so: the registrar's connection lost while registered means
+    /// registering again now over a new one (a restarted registrar has forgotten us, and it
+    /// reached us over that connection); lost while registering, a failed registration, retried
+    /// with backoff (a registrar that keeps dropping connections gets no storm). A call's
+    /// connection lost: its next request connects again; a direct call (no proxy in its route)
+    /// whose peer cannot be reached any more ends.
+    async fn on_connection_lost(&mut self, proto: Proto, peer: SocketAddr) {
+        if self.quitting.is_some() {
+            return;
+        }
+        if self.cfg.registrar == Some(peer) && self.cfg.proto == proto {
+            // Its transaction waits for an answer that cannot come over the closed connection.
+            self.clients
+                .retain(|_, tx| !(matches!(tx.owner, Owner::Register) && tx.to == peer && tx.proto == proto));
+            // The address the registrar saw us at was that connection's: learn the new one.
+            self.reg.public = None;
+            let what = format!("the {} connection to the registrar {peer} was lost", proto.name());
+            match self.reg.state {
+                RegState::Registered => {
+                    self.warn(format!("{what}; registering again"));
+                    self.register(self.reg.expires).await;
+                }
+                RegState::Registering => self.registration_failed(None, what),
+                RegState::Idle | RegState::Failed | RegState::Unregistering => {}
+            }
+        }
+        let hit: Vec<String> = (0..self.calls.len())
+            .filter(|&i| {
+                let c = &self.calls[i];
+                c.proto == proto && (c.peer == peer || self.dialog_destination(i).0 == peer)
+            })
+            .map(|i| self.calls[i].id.clone())
+            .collect();
+        for id in hit {
+            let Some(i) = self.find_call(&id) else { continue };
+            let direct = self.calls[i].route.is_empty();
+            let (dest, _) = self.dialog_destination(i);
+            // A direct call's peer is the only way to the other party: is it still there? (A
+            // CRLF keep-alive, RFC 5626 §3.5.1, opens a new connection to it.)
+            let gone = direct && self.try_send(proto, dest, b"\r\n\r\n".to_vec()).await.is_err();
+            if gone {
+                self.warn(format!(
+                    "call {id}: the {} connection to {peer} was lost and {dest} cannot be reached: \
+                     the call ends",
+                    proto.name()
+                ));
+                self.end_call(i, EndReason::Failed, None);
+            } else {
+                self.warn(format!(
+                    "call {id}: the {} connection to {peer} was lost; its next request connects again",
+                    proto.name()
+                ));
+            }
+        }
+    }
+
     fn registration_failed(&mut self, code: Option<u16>, reason: String) {
         self.reg.state = RegState::Failed;
         self.reg.auth_tries = 0;
@@ -2670,3 +2729,7 @@ mod tests {
         assert_eq!(dtmf_from_info("Signal=55"), None);
     }
 }
+
+#[cfg(test)]
+#[path = "ua_reconnect_tests.rs"]
+mod reconnect_tests;

@@ -73,11 +73,9 @@ impl Terminal {
     /// Copies text to the agent's clipboard with OSC 52: it works through SSH and (with
     /// `set-clipboard on`) tmux.
     pub fn copy(&mut self, text: &str) {
-        let text = clean(text);
-        let _ = execute!(
-            stdout(),
-            crossterm::clipboard::CopyToClipboard::to_clipboard_from(text.as_bytes())
-        );
+        let mut out = stdout();
+        let _ = out.write_all(&osc52(text));
+        let _ = out.flush();
     }
 
     /// Turns text already drawn at (x, y) into a clickable OSC 8 hyperlink (ratatui has no
@@ -97,9 +95,8 @@ impl Terminal {
 
     /// Rings the bell and asks the terminal for a desktop notification (OSC 9, OSC 777).
     pub fn notify(&mut self, text: &str) {
-        let text: String = clean(text).chars().filter(|c| *c != ';').collect();
         let mut out = stdout();
-        let _ = write!(out, "\x07\x1b]9;{text}\x07\x1b]777;notify;ctiphone;{text}\x07");
+        let _ = out.write_all(&notification(text));
         let _ = out.flush();
     }
 }
@@ -115,6 +112,26 @@ impl Drop for Terminal {
             }
         }
     }
+}
+
+/// The bytes [`Terminal::copy`] writes to the terminal: one OSC 52 sequence whose base64
+/// payload is the text as the screen shows it (cleaned: a caller's control characters arrive
+/// on the clipboard as visible escapes, never as bytes a paste would run).
+pub fn osc52(text: &str) -> Vec<u8> {
+    let text = clean(text);
+    let mut out = Vec::new();
+    let _ = crossterm::queue!(
+        out,
+        crossterm::clipboard::CopyToClipboard::to_clipboard_from(text.as_bytes())
+    );
+    out
+}
+
+/// The bytes [`Terminal::notify`] writes: the bell, then OSC 9 and OSC 777 with the text
+/// cleaned (and without `;`, their separator).
+pub fn notification(text: &str) -> Vec<u8> {
+    let text: String = clean(text).chars().filter(|c| *c != ';').collect();
+    format!("\x07\x1b]9;{text}\x07\x1b]777;notify;ctiphone;{text}\x07").into_bytes()
 }
 
 /// Points stderr at the log file; returns the saved original.

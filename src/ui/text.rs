@@ -216,9 +216,77 @@ pub fn pad_right(s: &str, w: usize) -> String {
     out
 }
 
+/// Breaks `s` into lines of at most `max` columns, at spaces where it can (a word longer
+/// than a line is cut between grapheme clusters), into at most `lines` lines; text left over
+/// ends the last line with `…`. Never splits a grapheme cluster or a wide character.
+pub fn wrap(s: &str, max: usize, lines: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if max == 0 || lines == 0 {
+        return out;
+    }
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        if out.len() + 1 == lines || width(rest) <= max {
+            out.push(truncate(rest, max));
+            break;
+        }
+        // The longest prefix of whole graphemes that fits.
+        let mut used = 0usize;
+        let mut end = 0usize;
+        let mut last_space = None;
+        for (i, g) in rest.grapheme_indices(true) {
+            let w = width(g);
+            if used + w > max {
+                break;
+            }
+            if g == " " {
+                last_space = Some(i);
+            }
+            used += w;
+            end = i + g.len();
+        }
+        if end == 0 {
+            // Not even one grapheme fits.
+            out.push(truncate(rest, max));
+            break;
+        }
+        // A line ending right before a space breaks there; else at the last space, if any.
+        let cut = match last_space {
+            _ if rest[end..].starts_with(' ') => end,
+            Some(sp) if sp > 0 => sp,
+            _ => end,
+        };
+        out.push(rest[..cut].trim_end().to_owned());
+        rest = rest[cut..].trim_start();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrap_breaks_at_spaces_and_cuts_the_last_line() {
+        assert_eq!(
+            wrap("CRM search failed: timeout", 40, 3),
+            ["CRM search failed: timeout"]
+        );
+        assert_eq!(
+            wrap("CRM search failed: TLS: invalid peer certificate", 20, 3),
+            ["CRM search failed:", "TLS: invalid peer", "certificate"]
+        );
+        assert_eq!(wrap("aaaa bbbb cccc dddd", 9, 2), ["aaaa bbbb", "cccc dddd"]);
+        assert_eq!(wrap("aaaa bbbb cccc dddd eeee", 9, 2), ["aaaa bbbb", "cccc ddd…"]);
+        // A word longer than a line is cut; wide characters are never split.
+        assert_eq!(wrap("abcdefghij", 4, 3), ["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("山田太郎です", 5, 3), ["山田", "太郎", "です"]);
+        assert!(wrap("x", 0, 3).is_empty() && wrap("x", 5, 0).is_empty());
+        assert_eq!(wrap("山田", 1, 3), ["…"]);
+        for l in wrap("検索に失敗しました: error sending a request to the CRM", 7, 10) {
+            assert!(width(&l) <= 7, "{l:?}");
+        }
+    }
 
     #[test]
     fn halfwidth_katakana_is_widened() {

@@ -17,7 +17,7 @@ use crate::config::PopupSize;
 use super::i18n::Catalog;
 use super::keys::Action;
 use super::state::{App, Level, Mode, Reg, RowState};
-use super::text::{pad_right, truncate, width};
+use super::text::{pad_right, truncate, width, wrap};
 use super::theme::Theme;
 
 /// Everything `draw` needs besides the state.
@@ -491,11 +491,14 @@ fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) -> Drawn {
             t.style("popup.searching"),
         ));
     } else if let Some(e) = &c.crm.error {
+        // Why the search failed, on as many lines as the popup has free (at least one): the
+        // cause is what the agent needs ("TLS: invalid peer certificate", "timeout after 5 s").
         let msg = cat.fmt("popup.search_failed", &[("error", e)]);
-        lines.push(Line::styled(
-            truncate(&msg, r.width.saturating_sub(4) as usize),
-            t.style("popup.error"),
-        ));
+        let inner_h = r.height.saturating_sub(2) as usize;
+        let free = inner_h.saturating_sub(lines.len() + 1 + usize::from(c.crm.link.is_some()));
+        for l in wrap(&msg, r.width.saturating_sub(4) as usize, free.max(1)) {
+            lines.push(Line::styled(l, t.style("popup.error")));
+        }
     } else {
         lines.push(field(
             cat.get("popup.company"),

@@ -14,6 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
+pub mod outputs;
 pub mod peers;
 pub mod pulse;
 pub mod wire;
@@ -35,8 +36,9 @@ struct State {
 }
 
 /// A loopback CRM. Paths: `/login` (a new token each time, slowly: 100 ms), `/search`
-/// (a customer record), `/slow` (never answers), `/big` (10 MiB), `/broken` (broken JSON),
-/// `/status/N`, `/loop` (redirects to itself), anything else: `ok`.
+/// (a customer record), `/slow` (never answers), `/drip` (a 200 whose JSON body comes at
+/// 1 byte/s), `/big` (10 MiB), `/broken` (broken JSON), `/status/N`, `/loop` (redirects to
+/// itself), anything else: `ok`.
 pub struct Crm {
     pub addr: SocketAddr,
     state: Arc<State>,
@@ -102,6 +104,7 @@ async fn handle(st: Arc<State>, method: Method, uri: Uri, headers: HeaderMap, bo
             tokio::time::sleep(Duration::from_secs(3600)).await;
             "late".into_response()
         }
+        "/drip" => Body::new(Drip::new(br#"{"company":"ACME","name":"Taro"}"#)).into_response(),
         "/big" => Body::from(vec![b'x'; 10 * 1024 * 1024]).into_response(),
         "/broken" => r#"{"company": "ACME", "name": "#.into_response(),
         "/loop" => (StatusCode::FOUND, [(header::LOCATION, "/loop")], "").into_response(),
@@ -115,6 +118,84 @@ async fn handle(st: Arc<State>, method: Method, uri: Uri, headers: HeaderMap, bo
         }
         _ => "ok".into_response(),
     }
+}
+
+/// A response body that sends its bytes one per second (headers at once).
+struct Drip {
+    left: std::collections::VecDeque<u8>,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Drip {
+    fn new(bytes: &[u8]) -> Self {
+        Self {
+            left: bytes.iter().copied().collect(),
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        }
+    }
+}
+
+impl hyper::body::Body for Drip {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if self.left.is_empty() {
+            return std::task::Poll::Ready(None);
+        }
+        if self.sleep.as_mut().poll(cx).is_pending() {
+            return std::task::Poll::Pending;
+        }
+        let next = tokio::time::Instant::now() + Duration::from_secs(1);
+        self.sleep.as_mut().reset(next);
+        let b = self.left.pop_front().unwrap_or(b' ');
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from(vec![b])))))
+    }
+}
+
+/// A TLS server on 127.0.0.1 with a self-signed certificate no client trusts (made with
+/// rcgen for 127.0.0.1 and localhost). It completes handshakes for clients that skip
+/// verification and answers them `ok`; a verifying client fails its handshake. Returns the
+/// address; the server runs on the current runtime.
+pub async fn untrusted_tls_server() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("self-signed certificate");
+    let chain = vec![ck.cert.der().clone()];
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server certificate");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                let _ = tls.read(&mut buf).await;
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
 }
 
 /// Parses a form-encoded string into its pairs, decoding bytes exactly.

@@ -1306,3 +1306,32 @@ pub fn account_toml_call_waiting(
     assert!(t.contains("call_waiting = false\n"));
     t.replace("call_waiting = false\n", "call_waiting = true\n")
 }
+
+/// `ctiphone history list --json` on the data directory of a phone whose HOME was `home`
+/// (`Phone::home`): its call history, newest first, one JSON object per call.
+pub fn history_list(home: &Path) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_ctiphone"))
+        .args(["history", "list", "--json"])
+        .env("HOME", home)
+        .env("XDG_DATA_HOME", home.join("xdg-data"))
+        .output()
+        .expect("run ctiphone history");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json row"))
+        .collect()
+}
+
+impl Sipp {
+    /// Kills SIPp and its process group with SIGKILL (a crash: no BYE, its sockets closed by
+    /// the kernel, TCP connections reset).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = c.id() as libc::pid_t;
+            // SAFETY: signals to our own child's process group.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            let _ = c.wait();
+        }
+    }
+}

@@ -382,3 +382,105 @@ pub fn assert_clean(buf: &Buffer, what: &str) {
         }
     }
 }
+
+/// The bytes one frame of `app` sends to a real terminal (ratatui's crossterm backend writing
+/// into memory, a fixed `w`×`h` screen), in `lang` with the default theme.
+pub fn terminal_bytes(app: &App, lang: Lang, w: u16, h: u16) -> Vec<u8> {
+    use ratatui::backend::CrosstermBackend;
+    use ratatui::layout::Rect;
+    use ratatui::{TerminalOptions, Viewport};
+    let theme = Theme::default();
+    let cat = Catalog::new(lang);
+    let look = Look {
+        theme: &theme,
+        cat: &cat,
+    };
+    let mut out = Vec::new();
+    {
+        let options = TerminalOptions {
+            viewport: Viewport::Fixed(Rect::new(0, 0, w, h)),
+        };
+        let mut terminal =
+            Terminal::with_options(CrosstermBackend::new(&mut out), options).expect("terminal in memory");
+        terminal
+            .draw(|f| view::draw(f, app, &look))
+            .expect("draw into memory");
+    }
+    out
+}
+
+/// An escape sequence in a terminal byte stream.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Seq {
+    /// `ESC [` parameters, intermediates and the final byte.
+    Csi(String),
+    /// `ESC ]` … up to BEL or `ESC \`, without them.
+    Osc(String),
+    /// A lone BEL.
+    Bell,
+}
+
+/// Splits what a program wrote to the terminal into its printable text and its escape
+/// sequences. Err on anything a terminal would act on besides well-formed CSI and OSC
+/// sequences and BEL: another C0 byte, DEL, a C1 code point, an ESC starting anything else,
+/// an unterminated sequence, invalid UTF-8, or a bidi/invisible format character in the text.
+pub fn scan_terminal(bytes: &[u8]) -> Result<(String, Vec<Seq>), String> {
+    let s = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+    let b = s.as_bytes();
+    let mut text = String::new();
+    let mut seqs = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            0x1b => match b.get(i + 1) {
+                Some(b'[') => {
+                    let start = i + 2;
+                    let mut j = start;
+                    while j < b.len() && (0x20..=0x3f).contains(&b[j]) {
+                        j += 1;
+                    }
+                    if j >= b.len() || !(0x40..=0x7e).contains(&b[j]) {
+                        return Err(format!(
+                            "malformed CSI at byte {i}: {:?}",
+                            &s[i..b.len().min(i + 16)]
+                        ));
+                    }
+                    seqs.push(Seq::Csi(s[start..=j].to_owned()));
+                    i = j + 1;
+                }
+                Some(b']') => {
+                    let start = i + 2;
+                    let mut j = start;
+                    let end = loop {
+                        match b.get(j) {
+                            None => return Err(format!("unterminated OSC at byte {i}")),
+                            Some(0x07) => break j + 1,
+                            Some(0x1b) if b.get(j + 1) == Some(&b'\\') => break j + 2,
+                            Some(c) if *c < 0x20 || *c == 0x7f => {
+                                return Err(format!("control byte 0x{c:02x} inside an OSC at byte {j}"));
+                            }
+                            Some(_) => j += 1,
+                        }
+                    };
+                    let body_end = if b[end - 1] == 0x07 { end - 1 } else { end - 2 };
+                    seqs.push(Seq::Osc(s[start..body_end].to_owned()));
+                    i = end;
+                }
+                other => return Err(format!("ESC followed by {other:?} at byte {i}")),
+            },
+            0x07 => {
+                seqs.push(Seq::Bell);
+                i += 1;
+            }
+            _ => {
+                let c = s[i..].chars().next().unwrap_or('\0');
+                if forbidden(c) {
+                    return Err(format!("raw U+{:04X} at byte {i}", u32::from(c)));
+                }
+                text.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    Ok((text, seqs))
+}
