@@ -1,7 +1,8 @@
 //! Network faults on 127.0.0.1, and the phone recovering by itself, saying so in its events:
 //!
 //! - the registrar (Kamailio, TCP) down when the phone starts: `registration_failed` events
-//!   with a growing backoff, then `registered` on its own once Kamailio is up;
+//!   with a growing backoff, then `registered` on its own once Kamailio is up; over UDP the
+//!   same, the failure said when the REGISTER transaction times out (32 s);
 //! - Kamailio restarted mid-shift (TCP: the connection is reset, the new Kamailio knows
 //!   nobody): a warning, registered again at once, calls through it work;
 //! - Kamailio restarted during a call through it (every TCP connection reset): the call goes
@@ -147,6 +148,34 @@ fn find<'a>(events: &'a [(Instant, Value)], name: &str, needle: &str) -> Option<
                 || e.as_object()
                     .is_some_and(|o| o.values().any(|v| v.as_str().is_some_and(|s| s.contains(needle)))))
     })
+}
+
+#[test]
+fn registrar_down_at_start_over_udp_fails_after_timer_f_then_registers_by_itself() {
+    let port = free_port_both();
+    let t0 = Instant::now();
+    let cfg = format!(
+        "{}{}",
+        account_toml("1002", "pw1002", &format!("127.0.0.1:{port}"), "udp", 60),
+        audio()
+    );
+    let mut p = Phone::start(&cfg, &[]);
+    // Over UDP nothing says the registrar is not there: the REGISTER is retransmitted until
+    // its transaction times out (Timer F, 64*T1 = 32 s), then the failure is said.
+    let failed = p.expect("registration_failed", secs(40));
+    let failed_at = t0.elapsed();
+    assert_eq!(failed["code"], 408, "{failed}");
+    assert!(failed_at >= secs(30), "{failed_at:?}");
+    let k = Kamailio::start_on(port);
+    let up = Instant::now();
+    p.expect("registered", secs(10));
+    eprintln!(
+        "UDP registrar down at start: registration_failed ({}) {failed_at:.1?} after the start; \
+         registered {:?} after kamailio came up",
+        failed["reason"],
+        up.elapsed()
+    );
+    assert!(k.saved("1002") >= 1, "{}", k.log());
 }
 
 #[test]
