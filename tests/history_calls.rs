@@ -70,3 +70,48 @@ fn a_call_cut_by_kill_9_reads_interrupted_after_restart() {
     assert_eq!(rows[0]["result"], "interrupted", "{}", rows[0]);
     assert_eq!(rows[0]["tel"], "0311112222");
 }
+
+/// REC-2 end to end: a recorded call's finished file fires the `recorded` access with
+/// {REC_PATH}, {REC_FILE}, {DURATION}, {RESULT} (a real program's argv), and the history row
+/// holds the same path.
+#[test]
+fn a_finished_recording_fires_the_recorded_access_and_lands_in_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("recorded.jsonl");
+    let config = format!(
+        "{}[recording]\nauto = true\n\n[cti]\ntarget = \"custom\"\nnumbers = [{{ number = \"0312345678\" }}]\n\n[cti.recorded]\nmethod = \"command\"\ntemplate = \"python3 {} {} {{REC_PATH}} {{REC_FILE}} {{DURATION}} {{RESULT}} {{TEL}}\"\n",
+        direct(),
+        common::recorder().display(),
+        out.display()
+    );
+    let mut p = Phone::start(&config, &["--auto-answer"]);
+    let target = p.target();
+    let uac = Sipp::spawn("uac_call_bye.xml", &[target.as_str(), "-s", "0312345678"]);
+    p.expect("answered", secs(5));
+    p.expect("ended", secs(10));
+    uac.wait(secs(10)).assert_ok();
+    let ev = p.expect("recorded", secs(5));
+    let deadline = std::time::Instant::now() + secs(10);
+    while common::recorded(&out).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let runs = common::recorded(&out);
+    assert_eq!(runs.len(), 1, "{ev}");
+    let argv = &runs[0].0;
+    assert_eq!(argv.len(), 5, "{argv:?}");
+    assert_eq!(Some(argv[0].as_str()), ev["path"].as_str(), "{ev}");
+    assert!(std::path::Path::new(&argv[0]).is_file(), "{argv:?}");
+    assert!(
+        argv[0].ends_with(&format!("/{}", argv[1])) && argv[1].ends_with(".wav"),
+        "{argv:?}"
+    );
+    assert!(argv[2].parse::<u64>().is_ok(), "{argv:?}");
+    assert_eq!((argv[3].as_str(), argv[4].as_str()), ("answered", "0311112222"));
+    let rows = history_list(p.home());
+    assert_eq!(
+        rows[0]["recording"].as_str(),
+        Some(argv[0].as_str()),
+        "{}",
+        rows[0]
+    );
+}

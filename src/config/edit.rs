@@ -215,9 +215,10 @@ impl Editor {
         if is_table {
             let refs: Vec<&str> = path.iter().map(String::as_str).collect();
             if let Some(t) = lookup(self.doc.as_item(), &refs).and_then(Item::as_table_like)
-                && let Some(name) = backticked(message).into_iter().find(|n| t.contains_key(n)) {
-                    path.push(name.to_owned());
-                }
+                && let Some(name) = backticked(message).into_iter().find(|n| t.contains_key(n))
+            {
+                path.push(name.to_owned());
+            }
         }
         Some(path.join("."))
     }
@@ -606,9 +607,10 @@ fn last_kv(t: &Table) -> Option<(usize, usize)> {
             _ => None,
         };
         if let Some(f) = found
-            && best.is_none_or(|b| f.1 > b.1) {
-                best = Some(f);
-            }
+            && best.is_none_or(|b| f.1 > b.1)
+        {
+            best = Some(f);
+        }
     }
     best
 }

@@ -643,12 +643,13 @@ fn check_access_keys(name: &str, access: &AccessConfig, span: Range<usize>, prob
         }
     }
     if let Some(o) = &access.only_if_answered
-        && name != "hangup" {
-            problems.push(Diagnostic::at(
-                o.span(),
-                format!("`only_if_answered` belongs to `[cti.hangup]`, not `[cti.{name}]`"),
-            ));
-        }
+        && name != "hangup"
+    {
+        problems.push(Diagnostic::at(
+            o.span(),
+            format!("`only_if_answered` belongs to `[cti.hangup]`, not `[cti.{name}]`"),
+        ));
+    }
     let method = *access.method.get_ref();
     if matches!(name, "auth" | "search") && method.is_browser() {
         problems.push(Diagnostic::at(
@@ -720,14 +721,14 @@ fn check_phonebook(pb: &PhonebookConfig, span: Range<usize>, problems: &mut Vec<
     }
     let s = pb.shared.trim();
     if let Some(rest) = s.split_once("://").map(|(scheme, _)| scheme)
-        && !rest.eq_ignore_ascii_case("https") && !rest.eq_ignore_ascii_case("http") {
-            problems.push(Diagnostic::at(
-                span,
-                format!(
-                    "`[phonebook] shared` has the scheme `{rest}`, expected a file path or an https:// URL"
-                ),
-            ));
-        }
+        && !rest.eq_ignore_ascii_case("https")
+        && !rest.eq_ignore_ascii_case("http")
+    {
+        problems.push(Diagnostic::at(
+            span,
+            format!("`[phonebook] shared` has the scheme `{rest}`, expected a file path or an https:// URL"),
+        ));
+    }
 }
 
 /// A multi-line library message on one line.

@@ -305,9 +305,10 @@ impl Inner {
         };
         let mut guard = self.session.lock().await;
         if let Some(s) = guard.as_ref()
-            && s.at.elapsed() < self.keep {
-                return Ok(s.vars.clone());
-            }
+            && s.at.elapsed() < self.keep
+        {
+            return Ok(s.vars.clone());
+        }
         let vars = Vars::new(&self.identity, params, (self.clock)());
         let out = self.runner.run(auth, &vars).await;
         self.report(&params.id, "auth", &out.report);

@@ -117,9 +117,10 @@ impl Phonebook {
         if !pb.source.is_empty() {
             // The last good copy, until the source answers.
             if let Ok(bytes) = std::fs::read(&pb.cache)
-                && let Ok(p) = formats::parse(&bytes) {
-                    pb.set_shared(p.entries);
-                }
+                && let Ok(p) = formats::parse(&bytes)
+            {
+                pb.set_shared(p.entries);
+            }
         }
         Ok(Arc::new(pb))
     }

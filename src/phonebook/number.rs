@@ -58,13 +58,14 @@ impl Numbering {
             return digits.to_owned();
         };
         if !self.country_code.is_empty()
-            && let Some(national) = intl.strip_prefix(self.country_code.as_str()) {
-                // `+81 (0)3…` keeps its trunk prefix; `+81 3…` gets it.
-                if national.starts_with(self.trunk_prefix.as_str()) {
-                    return national.to_owned();
-                }
-                return format!("{}{national}", self.trunk_prefix);
+            && let Some(national) = intl.strip_prefix(self.country_code.as_str())
+        {
+            // `+81 (0)3…` keeps its trunk prefix; `+81 3…` gets it.
+            if national.starts_with(self.trunk_prefix.as_str()) {
+                return national.to_owned();
             }
+            return format!("{}{national}", self.trunk_prefix);
+        }
         format!("+{intl}")
     }
 }

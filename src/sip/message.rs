@@ -325,17 +325,17 @@ pub fn frame(buf: &[u8]) -> Result<Option<usize>, ParseError> {
     let head = String::from_utf8_lossy(&buf[..end]);
     let mut length = None;
     for line in head.split('\n') {
-        if let Some((name, value)) = line.split_once(':') {
-            if canonical(name.trim()) == "Content-Length" {
-                let v = value.trim();
-                let n: usize = v
-                    .parse()
-                    .map_err(|_| ParseError::drop(format!("bad Content-Length `{v}`")))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(ParseError::drop("conflicting Content-Length headers"));
-                }
-                length = Some(n);
+        if let Some((name, value)) = line.split_once(':')
+            && canonical(name.trim()) == "Content-Length"
+        {
+            let v = value.trim();
+            let n: usize = v
+                .parse()
+                .map_err(|_| ParseError::drop(format!("bad Content-Length `{v}`")))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(ParseError::drop("conflicting Content-Length headers"));
             }
+            length = Some(n);
         }
     }
     // Over a stream, Content-Length is mandatory (RFC 3261 §18.3); without it the body is empty.
@@ -542,18 +542,18 @@ fn check(msg: &Message) -> Result<(), ParseError> {
     if !valid_number || method.is_empty() || parts.next().is_some() {
         return Err(fail(format!("invalid CSeq `{}`", clip(cseq))));
     }
-    if let Some(m) = msg.method() {
-        if m != method {
-            return Err(fail(format!(
-                "CSeq method `{}` does not match the request method `{m}`",
-                clip(method)
-            )));
-        }
+    if let Some(m) = msg.method()
+        && m != method
+    {
+        return Err(fail(format!(
+            "CSeq method `{}` does not match the request method `{m}`",
+            clip(method)
+        )));
     }
-    if let Some(mf) = msg.get("Max-Forwards") {
-        if mf.is_empty() || mf.len() > 10 || !mf.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(fail(format!("invalid Max-Forwards `{}`", clip(mf))));
-        }
+    if let Some(mf) = msg.get("Max-Forwards")
+        && (mf.is_empty() || mf.len() > 10 || !mf.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(fail(format!("invalid Max-Forwards `{}`", clip(mf))));
     }
     for name in ["From", "To"] {
         let v = msg.get(name).unwrap_or("");

@@ -193,12 +193,13 @@ impl KeyMap {
                 match Key::parse(&k) {
                     Ok(key) => {
                         if let Some(other) = map.insert(key, action)
-                            && other != action {
-                                errors.push(format!(
-                                    "[keys] `{k}` is given to both `{}` and `{name}`",
-                                    other.name()
-                                ));
-                            }
+                            && other != action
+                        {
+                            errors.push(format!(
+                                "[keys] `{k}` is given to both `{}` and `{name}`",
+                                other.name()
+                            ));
+                        }
                     }
                     Err(e) => errors.push(format!("[keys] {name}: {e}")),
                 }

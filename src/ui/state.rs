@@ -276,9 +276,10 @@ impl App {
     /// The call a key acts on: the popup's, else the selected one, else the newest.
     pub fn current_call(&self) -> Option<&CallRow> {
         if let Some(p) = &self.popup
-            && let Some(c) = self.call(&p.call) {
-                return Some(c);
-            }
+            && let Some(c) = self.call(&p.call)
+        {
+            return Some(c);
+        }
         self.calls.get(self.selected).or_else(|| self.calls.last())
     }
 
@@ -493,9 +494,10 @@ impl App {
             }
             CtiEvent::Action { call_id, report, .. } => {
                 if let Some(link) = &report.link
-                    && let Some(c) = self.call_mut(call_id) {
-                        c.crm.link = Some(link.clone());
-                    }
+                    && let Some(c) = self.call_mut(call_id)
+                {
+                    c.crm.link = Some(link.clone());
+                }
                 let msg = match &report.error {
                     Some(e) => format!("CTI {} failed: {e}", report.access),
                     None => format!("CTI {} ok ({} ms)", report.access, report.ms),

@@ -445,9 +445,10 @@ fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) -> Drawn {
         let buf = f.buffer_mut();
         for y in r.y..r.y + r.height {
             if let Some(cell) = buf.cell_mut((r.x - 1, y))
-                && width(cell.symbol()) > 1 {
-                    cell.set_symbol(" ");
-                }
+                && width(cell.symbol()) > 1
+            {
+                cell.set_symbol(" ");
+            }
         }
     }
     f.render_widget(Clear, r);
