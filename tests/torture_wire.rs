@@ -36,9 +36,10 @@ use common::wire::{Conn, Proto, Recv, first_line, header, status};
 use ctiphone::sip::addr::{NameAddr, Via};
 use ctiphone::sip::message::{self, Message};
 
-/// How long an incomplete message may take on a stream before the phone closes the connection
-/// (ctiphone's `STREAM_MESSAGE_TIMEOUT`), plus slack for a loaded machine.
-const STREAM_CLOSE_WITHIN: Duration = Duration::from_secs(10 + 5);
+/// How long an incomplete message may take on a stream before the phone closes the connection,
+/// plus slack for a loaded machine.
+const STREAM_CLOSE_WITHIN: Duration =
+    Duration::from_secs(ctiphone::sip::transport::STREAM_MESSAGE_TIMEOUT.as_secs() + 5);
 
 struct Msg {
     corpus: &'static str,
