@@ -332,10 +332,11 @@ impl Kamailio {
             );
             let _ = sock.send_to(msg.as_bytes(), ("127.0.0.1", self.port));
             let mut buf = [0u8; 4096];
-            if let Ok((len, _)) = sock.recv_from(&mut buf) {
-                if buf[..len].starts_with(b"SIP/2.0 ") && is_bound("tcp", self.port) {
-                    return;
-                }
+            if let Ok((len, _)) = sock.recv_from(&mut buf)
+                && buf[..len].starts_with(b"SIP/2.0 ")
+                && is_bound("tcp", self.port)
+            {
+                return;
             }
         }
         panic!(
