@@ -362,6 +362,17 @@ impl Transport {
         tx
     }
 
+    /// Is there a live stream connection to `to` (or is `proto` UDP, which needs none)?
+    pub fn ready_for(&self, proto: Proto, to: SocketAddr) -> bool {
+        proto == Proto::Udp
+            || self
+                .conns
+                .lock()
+                .ok()
+                .and_then(|c| c.get(&(proto, to)).map(|tx| !tx.is_closed()))
+                .unwrap_or(false)
+    }
+
     /// Sends bytes to `to` over `proto` (a TCP connection is opened when there is none).
     pub async fn send(&self, proto: Proto, to: SocketAddr, bytes: Vec<u8>) -> std::io::Result<()> {
         match proto {
@@ -534,7 +545,10 @@ From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: c\r\nCSeq: 1 
             b.truncate(n);
             (s, b)
         };
+        assert!(t.ready_for(Proto::Udp, to), "UDP needs no connection");
+        assert!(!t.ready_for(Proto::Tcp, to), "no connection yet");
         t.send(Proto::Tcp, to, OPTIONS.to_vec()).await.unwrap();
+        assert!(t.ready_for(Proto::Tcp, to));
         let (s1, _) = peer.accept().await.unwrap();
         let (s1, got) = read_some(s1).await;
         assert_eq!(got, OPTIONS);
@@ -542,6 +556,7 @@ From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: c\r\nCSeq: 1 
         drop(s1);
         let lost = tokio::time::timeout(Duration::from_secs(5), closed.recv()).await;
         assert_eq!(lost.unwrap(), Some((Proto::Tcp, to)));
+        assert!(!t.ready_for(Proto::Tcp, to), "a lost connection is not ready");
         // The next send opens a new connection.
         t.send(Proto::Tcp, to, OPTIONS.to_vec()).await.unwrap();
         let (s2, _) = tokio::time::timeout(Duration::from_secs(5), peer.accept())

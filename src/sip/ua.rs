@@ -583,7 +583,18 @@ impl Ua {
     }
 
     async fn send(&self, proto: Proto, to: SocketAddr, bytes: Vec<u8>) {
-        let _ = self.try_send(proto, to, bytes).await;
+        if self.transport.ready_for(proto, to) {
+            let _ = self.try_send(proto, to, bytes).await;
+            return;
+        }
+        // A stream connection must be opened first (up to 5 s, or never for a peer that is
+        // gone): off the agent's loop, so no peer can stall every other call meanwhile.
+        let transport = self.transport.clone();
+        tokio::spawn(async move {
+            if let Err(e) = transport.send(proto, to, bytes).await {
+                tracing::debug!(%to, error = %e, "SIP send failed");
+            }
+        });
     }
 
     async fn try_send(&self, proto: Proto, to: SocketAddr, bytes: Vec<u8>) -> Result<(), String> {
