@@ -921,7 +921,16 @@ impl Ua {
             c.incoming && c.state == CallState::Ringing && c.invite_key == key && key.is_some()
         });
         let Some(i) = idx else {
-            let mut r = Message::response(&msg, 481, "Call/Transaction Does Not Exist");
+            // An INVITE already answered (its transaction still known, or its call up): the
+            // CANCEL matched and has no effect, 200 (RFC 3261 §9.2); else 481.
+            let known = key.as_deref().is_some_and(|k| {
+                self.servers.get(k).is_some() || self.calls.iter().any(|c| c.invite_key.as_deref() == Some(k))
+            });
+            let mut r = if known {
+                Message::response(&msg, 200, "OK")
+            } else {
+                Message::response(&msg, 481, "Call/Transaction Does Not Exist")
+            };
             add_tag(&mut r);
             self.respond(from, proto, &msg, r).await;
             return;
@@ -2672,6 +2681,45 @@ mod tests {
         if let Some(m) = recv(&sock, Duration::from_millis(1200)).await {
             panic!("after the ACK: {:?}", m.start);
         }
+    }
+
+    #[tokio::test]
+    async fn a_cancel_after_the_answer_gets_200_and_an_unknown_one_481() {
+        // RFC 3261 §9.2: a CANCEL that matches a transaction is answered 200 even when the
+        // INVITE was already answered (and then has no effect); one matching nothing, 481.
+        let (ua, sock, _commands) = agent(Some(Duration::ZERO)).await;
+        let (invite, ack) = invite_2543(ua, sock.local_addr().unwrap(), "application/sdp");
+        sock.send_to(invite.as_bytes(), ua).await.unwrap();
+        let ok = loop {
+            let m = recv(&sock, Duration::from_secs(5)).await.expect("an answer");
+            if m.code() == Some(200) {
+                break m;
+            }
+        };
+        sock.send_to(ack(&ok).as_bytes(), ua).await.unwrap();
+        let cancel =
+            invite
+                .replacen("INVITE sip:", "CANCEL sip:", 1)
+                .replacen("CSeq: 1 INVITE", "CSeq: 1 CANCEL", 1);
+        let cancel = format!(
+            "{}\r\n\r\n",
+            &cancel[..cancel.find("Content-Type").unwrap()].trim_end()
+        );
+        let cancel = cancel.replacen("\r\n\r\n", "\r\nContent-Length: 0\r\n\r\n", 1);
+        sock.send_to(cancel.as_bytes(), ua).await.unwrap();
+        let answer = recv(&sock, Duration::from_secs(5))
+            .await
+            .expect("an answer to the CANCEL");
+        assert_eq!(
+            (answer.code(), answer.cseq().map(|c| c.1.to_owned())),
+            (Some(200), Some("CANCEL".to_owned()))
+        );
+        let unknown = cancel.replace("Call-ID: rfc2543-", "Call-ID: nothing-");
+        sock.send_to(unknown.as_bytes(), ua).await.unwrap();
+        let answer = recv(&sock, Duration::from_secs(5))
+            .await
+            .expect("an answer to the CANCEL");
+        assert_eq!(answer.code(), Some(481));
     }
 
     #[tokio::test]
