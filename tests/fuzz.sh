@@ -71,8 +71,13 @@ for t in "${targets[@]}"; do
         echo "fuzz: $t ok: ${runs:-?} runs in ${seconds} s ($(( ${runs:-0} / (seconds > 0 ? seconds : 1) )) exec/s), corpus $(ls "$corpus" | wc -l)"
     else
         failed+=("$t")
-        echo "fuzz: $t FAILED (exit $status); the end of its log:"
-        grep -v '^#[0-9]' "$log" | tail -n 40 | sed 's/^/    /'
+        mkdir -p "artifacts/$t"
+        cp "$log" "artifacts/$t/last-run.log"
+        echo "fuzz: $t FAILED (exit $status); full log: $root/fuzz/artifacts/$t/last-run.log"
+        # The panic message (or libFuzzer's timeout / out-of-memory report), without the
+        # backtrace and the input's byte dump.
+        grep -E -A4 'panicked at|^==[0-9]+== ERROR: libFuzzer|^SUMMARY: ' "$log" |
+            grep -v -E '^(stack backtrace|--)' | head -n 30 | sed 's/^/    /' || true
         artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
         if [ -n "$artifact" ]; then
             echo "fuzz: reproducer: $artifact"
