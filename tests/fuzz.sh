@@ -39,11 +39,7 @@ fi
 # debug-assertion failures, on in cargo-fuzz builds) are what they find; see fuzz/README.md.
 flags=(--sanitizer none)
 
-cd "$root/fuzz"
-start=$SECONDS
-cargo fuzz build "${flags[@]}"
-echo "fuzz: built in $((SECONDS - start)) s"
-
+# A relative FUZZ_CORPUS is relative to the repository's root.
 if [ -n "${FUZZ_CORPUS:-}" ]; then
     mkdir -p "$FUZZ_CORPUS"
     work=$(cd "$FUZZ_CORPUS" && pwd)
@@ -51,6 +47,11 @@ else
     work=$(mktemp -d "${TMPDIR:-/tmp}/ctiphone-fuzz.XXXXXX")
     trap 'rm -rf "$work"' EXIT
 fi
+
+cd "$root/fuzz"
+start=$SECONDS
+cargo fuzz build "${flags[@]}"
+echo "fuzz: built in $((SECONDS - start)) s"
 
 passed=0
 failed=()
