@@ -32,3 +32,7 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --all-targets
+# A short fuzz run of every cargo-fuzz target (30 s each; see fuzz/README.md for the longer
+# run before a release). Installs cargo-fuzz when missing.
+echo "== fuzz"
+bash tests/fuzz.sh
