@@ -39,10 +39,6 @@ fn peak(path: &Path) -> i32 {
         .unwrap_or(0)
 }
 
-fn line_with<'a>(screen: &'a str, needle: &str) -> Option<&'a str> {
-    screen.lines().find(|l| l.contains(needle))
-}
-
 #[test]
 fn demo_in_tmux_popup_link_answer_hangup_history_and_quit() {
     let home = tempfile::Builder::new()
@@ -77,11 +73,11 @@ fn demo_in_tmux_popup_link_answer_hangup_history_and_quit() {
         diag,
     );
     assert!(
-        line_with(&screen, "CRM name").is_some_and(|l| l.contains(KNOWN.name)),
+        tmux::line_with(&screen, "CRM name").is_some_and(|l| l.contains(KNOWN.name)),
         "{screen}"
     );
     assert!(
-        line_with(&screen, "│Number ").is_some_and(|l| l.contains(KNOWN.tel)),
+        tmux::line_with(&screen, "│Number ").is_some_and(|l| l.contains(KNOWN.tel)),
         "{screen}"
     );
     // The caller's P-Asserted-Identity names it on the SIP side.
@@ -95,7 +91,7 @@ fn demo_in_tmux_popup_link_answer_hangup_history_and_quit() {
         |s| s.contains("/customers/C-1001"),
         diag,
     );
-    let link = line_with(&screen, "http://127.0.0.1:")
+    let link = tmux::line_with(&screen, "http://127.0.0.1:")
         .and_then(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
         .expect("a link")
         .to_owned();
@@ -117,7 +113,7 @@ fn demo_in_tmux_popup_link_answer_hangup_history_and_quit() {
     t.wait_for(
         "the call to be active",
         SECS(10),
-        |s| line_with(s, "active").is_some_and(|l| l.contains(KNOWN.tel)),
+        |s| tmux::line_with(s, "active").is_some_and(|l| l.contains(KNOWN.tel)),
         diag,
     );
     std::thread::sleep(SECS(2));
@@ -125,14 +121,14 @@ fn demo_in_tmux_popup_link_answer_hangup_history_and_quit() {
     let screen = t.wait_for(
         "the history row of the answered call",
         SECS(10),
-        |s| line_with(s, "answered").is_some_and(|l| l.contains(KNOWN.tel)),
+        |s| tmux::line_with(s, "answered").is_some_and(|l| l.contains(KNOWN.tel)),
         diag,
     );
     assert!(
-        line_with(&screen, "answered").is_some_and(|l| l.contains("ACME Trading")),
+        tmux::line_with(&screen, "answered").is_some_and(|l| l.contains("ACME Trading")),
         "{screen}"
     );
-    assert!(line_with(&screen, "active").is_none(), "{screen}");
+    assert!(tmux::line_with(&screen, "active").is_none(), "{screen}");
 
     t.keys(&["q"]);
     let screen = t.wait_for(

@@ -45,30 +45,6 @@ captures = {{ COMPANY = "json:/company", NAME = "json:/name", EXT_ID = "json:/id
     path
 }
 
-/// The pane's command: the phone, then a marker with its exit code, then a pause so the pane
-/// (and its terminal modes) can be inspected after the phone exited.
-fn pane_command(config: &Path) -> String {
-    format!(
-        "'{}' --config '{}'; echo ctiphone-exited-$?; sleep 30",
-        env!("CARGO_BIN_EXE_ctiphone"),
-        config.display()
-    )
-}
-
-fn log_of(home: &Path) -> String {
-    let log = home.join("data/ctiphone/ctiphone.log");
-    format!(
-        "---- {} ----\n{}",
-        log.display(),
-        std::fs::read_to_string(&log).unwrap_or_default()
-    )
-}
-
-/// The line of the call list that holds `needle`.
-fn line_with<'a>(screen: &'a str, needle: &str) -> Option<&'a str> {
-    screen.lines().find(|l| l.contains(needle))
-}
-
 #[test]
 fn incoming_call_popup_answer_hangup_history_and_quit_in_tmux() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -84,8 +60,8 @@ fn incoming_call_popup_answer_hangup_history_and_quit_in_tmux() {
         .expect("temp dir");
     let port = free_udp_port();
     let config = write_config(home.path(), port, &crm.url());
-    let t = Tmux::start(home.path(), 100, 30, &pane_command(&config));
-    let diag = || log_of(home.path());
+    let t = Tmux::start(home.path(), 100, 30, &tmux::phone_command(&config));
+    let diag = || tmux::phone_log(home.path());
 
     t.wait_for(
         "the idle screen",
@@ -117,7 +93,7 @@ fn incoming_call_popup_answer_hangup_history_and_quit_in_tmux() {
     // The display name and the CRM's name are both "Taro Yamada".
     assert!(screen.matches("Taro Yamada").count() >= 2, "{screen}");
     assert!(
-        line_with(&screen, "ringing").is_some_and(|l| l.contains("0311112222")),
+        tmux::line_with(&screen, "ringing").is_some_and(|l| l.contains("0311112222")),
         "{screen}"
     );
     let searches = crm.seen_path("/search");
@@ -128,11 +104,11 @@ fn incoming_call_popup_answer_hangup_history_and_quit_in_tmux() {
     let screen = t.wait_for(
         "the call to be active",
         SECS(10),
-        |s| line_with(s, "active").is_some_and(|l| l.contains("0311112222")),
+        |s| tmux::line_with(s, "active").is_some_and(|l| l.contains("0311112222")),
         diag,
     );
     assert!(
-        line_with(&screen, "active").is_some_and(|l| l.contains("ACME 株式会社")),
+        tmux::line_with(&screen, "active").is_some_and(|l| l.contains("ACME 株式会社")),
         "{screen}"
     );
 
@@ -140,10 +116,10 @@ fn incoming_call_popup_answer_hangup_history_and_quit_in_tmux() {
     let screen = t.wait_for(
         "the history row of the answered call",
         SECS(10),
-        |s| line_with(s, "answered").is_some_and(|l| l.contains("0311112222")),
+        |s| tmux::line_with(s, "answered").is_some_and(|l| l.contains("0311112222")),
         diag,
     );
-    assert!(line_with(&screen, "active").is_none(), "{screen}");
+    assert!(tmux::line_with(&screen, "active").is_none(), "{screen}");
     assert!(!screen.contains("Incoming call"), "the popup stays:\n{screen}");
     let r = uac.wait(SECS(15));
     r.assert_ok();
@@ -177,8 +153,8 @@ fn help_overlay_and_dial_line_in_tmux() {
     let port = free_udp_port();
     // No CRM in this test: the search access points at a closed port and is never used.
     let config = write_config(home.path(), port, "http://127.0.0.1:9");
-    let t = Tmux::start(home.path(), 100, 30, &pane_command(&config));
-    let diag = || log_of(home.path());
+    let t = Tmux::start(home.path(), 100, 30, &tmux::phone_command(&config));
+    let diag = || tmux::phone_log(home.path());
     t.wait_for("the idle screen", SECS(15), |s| s.contains("No calls"), diag);
 
     // The help overlay: its box lists each action by its key.
@@ -209,7 +185,7 @@ fn help_overlay_and_dial_line_in_tmux() {
         |s| s.lines().any(|l| l.starts_with("Dial:") && l.contains("1002")),
         diag,
     );
-    let line = line_with(&screen, "1002").unwrap_or_default();
+    let line = tmux::line_with(&screen, "1002").unwrap_or_default();
     assert!(line.trim_end().ends_with("1002▏"), "{line:?}");
     // Esc leaves the dial line without dialling; q quits.
     t.keys(&["Escape"]);
@@ -251,8 +227,8 @@ fn a_setting_edited_in_the_ui_is_saved_with_the_comments_kept() {
         .replace("language = \"\"", "language = \"en\"");
     let config = home.path().join("config.toml");
     std::fs::write(&config, &text).unwrap();
-    let t = Tmux::start(home.path(), 100, 30, &pane_command(&config));
-    let diag = || log_of(home.path());
+    let t = Tmux::start(home.path(), 100, 30, &tmux::phone_command(&config));
+    let diag = || tmux::phone_log(home.path());
     t.wait_for("the idle screen", SECS(15), |s| s.contains("No calls"), diag);
     // Settings → Basic → the fifth field (integration timeout) → 7 → save.
     t.keys(&["s"]);

@@ -54,10 +54,6 @@ template = "python3 {recorder} {out} {{TEL}} {{NAME}} {{COMPANY}} {{RESULT}}"
     path
 }
 
-fn line_with<'a>(screen: &'a str, needle: &str) -> Option<&'a str> {
-    screen.lines().find(|l| l.contains(needle))
-}
-
 #[test]
 fn history_filter_reclick_jump_and_contacts_in_tmux() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -73,11 +69,7 @@ fn history_filter_reclick_jump_and_contacts_in_tmux() {
     let out = home.path().join("clicks.jsonl");
     let port = free_udp_port();
     let config = write_config(home.path(), port, &crm.url(), &out);
-    let cmd = format!(
-        "'{}' --config '{}'; echo ctiphone-exited-$?; sleep 30",
-        env!("CARGO_BIN_EXE_ctiphone"),
-        config.display()
-    );
+    let cmd = tmux::phone_command(&config);
     let t = Tmux::start(home.path(), 100, 30, &cmd);
     let diag = || std::fs::read_to_string(home.path().join("data/ctiphone/ctiphone.log")).unwrap_or_default();
     t.wait_for("the idle screen", SECS(15), |s| s.contains("No calls"), diag);
@@ -91,7 +83,7 @@ fn history_filter_reclick_jump_and_contacts_in_tmux() {
     t.wait_for(
         "the missed call's row",
         SECS(10),
-        |s| line_with(s, "missed").is_some(),
+        |s| tmux::line_with(s, "missed").is_some(),
         diag,
     );
     let uac = Sipp::spawn(
@@ -101,21 +93,21 @@ fn history_filter_reclick_jump_and_contacts_in_tmux() {
     t.wait_for(
         "the second call to ring",
         SECS(15),
-        |s| s.contains("Incoming call") && line_with(s, "ringing").is_some(),
+        |s| s.contains("Incoming call") && tmux::line_with(s, "ringing").is_some(),
         diag,
     );
     t.keys(&["a"]);
     t.wait_for(
         "the active call",
         SECS(10),
-        |s| line_with(s, "active").is_some(),
+        |s| tmux::line_with(s, "active").is_some(),
         diag,
     );
     t.keys(&["x"]);
     t.wait_for(
         "the answered row",
         SECS(10),
-        |s| line_with(s, "answered").is_some(),
+        |s| tmux::line_with(s, "answered").is_some(),
         diag,
     );
     uac.wait(SECS(15)).assert_ok();
@@ -126,7 +118,7 @@ fn history_filter_reclick_jump_and_contacts_in_tmux() {
     let screen = t.wait_for(
         "the list filtered to answered calls",
         SECS(10),
-        |s| s.contains("result: answered") && line_with(s, "missed").is_none(),
+        |s| s.contains("result: answered") && tmux::line_with(s, "missed").is_none(),
         diag,
     );
     assert!(
@@ -186,7 +178,7 @@ fn history_filter_reclick_jump_and_contacts_in_tmux() {
         diag,
     );
     assert!(
-        line_with(&screen, "Hanako").is_some_and(|l| l.contains("+81 3-1234-5678")),
+        tmux::line_with(&screen, "Hanako").is_some_and(|l| l.contains("+81 3-1234-5678")),
         "{screen}"
     );
     t.keys(&["Escape"]);

@@ -9,12 +9,11 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
+use super::keys::{LineKey, edit_line};
 use super::text::{clean, pad_right as fit};
 use super::view::Look;
 use crate::phonebook::{Contact, Entry, Origin};
 
-/// The longest search text or field, in characters.
-const MAX_INPUT: usize = 256;
 /// Contacts fetched per search.
 pub const PAGE: usize = 200;
 
@@ -57,20 +56,6 @@ pub struct Contacts {
     pub message: Option<String>,
 }
 
-fn typed(key: &KeyEvent) -> Option<char> {
-    match key.code {
-        KeyCode::Char(c)
-            if !key
-                .modifiers
-                .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
-                && !c.is_control() =>
-        {
-            Some(c)
-        }
-        _ => None,
-    }
-}
-
 fn ctrl(key: &KeyEvent, c: char) -> bool {
     key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char(c)
 }
@@ -102,22 +87,11 @@ impl Contacts {
         }
         self.message = None;
         match key.code {
-            KeyCode::Esc => return Outcome::Close,
             KeyCode::Up => self.selected = self.selected.saturating_sub(1),
             KeyCode::Down => {
                 if self.selected + 1 < self.list.len() {
                     self.selected += 1;
                 }
-            }
-            KeyCode::Enter => {
-                if let Some(c) = self.selected() {
-                    return Outcome::Dial(c.number.clone());
-                }
-            }
-            KeyCode::Backspace => {
-                self.query.pop();
-                self.selected = 0;
-                return Outcome::Op(Op::Search(self.query.clone()));
             }
             KeyCode::Insert => return self.new_form(),
             KeyCode::F(2) => return self.edit_form(),
@@ -125,15 +99,19 @@ impl Contacts {
             _ if ctrl(&key, 'n') => return self.new_form(),
             _ if ctrl(&key, 'e') => return self.edit_form(),
             _ if ctrl(&key, 'd') => return self.ask_delete(),
-            _ => {
-                if let Some(c) = typed(&key) {
-                    if self.query.chars().count() < MAX_INPUT {
-                        self.query.push(c);
+            _ => match edit_line(&mut self.query, &key) {
+                LineKey::Esc => return Outcome::Close,
+                LineKey::Enter => {
+                    if let Some(c) = self.selected() {
+                        return Outcome::Dial(c.number.clone());
                     }
+                }
+                LineKey::Edited => {
                     self.selected = 0;
                     return Outcome::Op(Op::Search(self.query.clone()));
                 }
-            }
+                LineKey::Other => {}
+            },
         }
         Outcome::Nothing
     }
@@ -180,33 +158,25 @@ impl Contacts {
             return Outcome::Nothing;
         };
         match key.code {
-            KeyCode::Esc => self.form = None,
             KeyCode::Tab | KeyCode::Down => form.focus = (form.focus + 1) % 3,
             KeyCode::BackTab | KeyCode::Up => form.focus = (form.focus + 2) % 3,
-            KeyCode::Backspace => {
-                form.fields[form.focus].pop();
-            }
-            KeyCode::Enter => {
-                let [name, number, company] = form.fields.clone();
-                let id = form.id;
-                self.form = None;
-                return Outcome::Op(Op::Save {
-                    id,
-                    entry: Entry {
-                        name,
-                        number,
-                        company,
-                    },
-                });
-            }
-            _ => {
-                if let Some(c) = typed(&key) {
-                    let f = &mut form.fields[form.focus];
-                    if f.chars().count() < MAX_INPUT {
-                        f.push(c);
-                    }
+            _ => match edit_line(&mut form.fields[form.focus], &key) {
+                LineKey::Esc => self.form = None,
+                LineKey::Enter => {
+                    let [name, number, company] = form.fields.clone();
+                    let id = form.id;
+                    self.form = None;
+                    return Outcome::Op(Op::Save {
+                        id,
+                        entry: Entry {
+                            name,
+                            number,
+                            company,
+                        },
+                    });
                 }
-            }
+                LineKey::Edited | LineKey::Other => {}
+            },
         }
         Outcome::Nothing
     }

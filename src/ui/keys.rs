@@ -84,6 +84,55 @@ impl Action {
     }
 }
 
+/// The longest line typed into a prompt or a field, in characters.
+pub const MAX_LINE: usize = 256;
+
+/// A printable character typed without Ctrl or Alt.
+pub fn typed(key: &KeyEvent) -> Option<char> {
+    match key.code {
+        KeyCode::Char(c)
+            if !key
+                .modifiers
+                .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+                && !c.is_control() =>
+        {
+            Some(c)
+        }
+        _ => None,
+    }
+}
+
+/// What a key did to a one-line input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineKey {
+    Enter,
+    Esc,
+    /// A character added (up to [`MAX_LINE`]) or removed.
+    Edited,
+    Other,
+}
+
+/// Applies a key to a one-line input: printable characters are added, Backspace removes one.
+pub fn edit_line(line: &mut String, key: &KeyEvent) -> LineKey {
+    match key.code {
+        KeyCode::Enter => LineKey::Enter,
+        KeyCode::Esc => LineKey::Esc,
+        KeyCode::Backspace => {
+            line.pop();
+            LineKey::Edited
+        }
+        _ => match typed(key) {
+            Some(c) => {
+                if line.chars().count() < MAX_LINE {
+                    line.push(c);
+                }
+                LineKey::Edited
+            }
+            None => LineKey::Other,
+        },
+    }
+}
+
 /// A key as written in the config: `a`, `A`, `F5`, `enter`, `esc`, `ctrl+d`, `up`, `?`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Key {

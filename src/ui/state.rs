@@ -6,13 +6,13 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Local};
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent};
 
 use crate::app::{Command, CtiEvent, EndReason, Event, PhoneEvent};
 use crate::config::{Config, PopupSize};
 
 use super::contacts::{self, Contacts};
-use super::keys::{Action, KeyMap};
+use super::keys::{Action, KeyMap, LineKey, edit_line};
 use super::text::clean;
 
 /// A call in progress.
@@ -532,9 +532,9 @@ impl App {
         self.dirty = true;
         match self.mode.clone() {
             Mode::Dial { mut input, transfer } => {
-                match key.code {
-                    KeyCode::Esc => self.mode = Mode::Normal,
-                    KeyCode::Enter => {
+                match edit_line(&mut input, &key) {
+                    LineKey::Esc => self.mode = Mode::Normal,
+                    LineKey::Enter => {
                         self.mode = Mode::Normal;
                         let to = input.trim().to_owned();
                         if to.is_empty() {
@@ -550,26 +550,14 @@ impl App {
                         };
                         return vec![Effect::Command(cmd)];
                     }
-                    KeyCode::Backspace => {
-                        input.pop();
-                        self.mode = Mode::Dial { input, transfer };
-                    }
-                    KeyCode::Char(ch)
-                        if !key.modifiers.contains(KeyModifiers::CONTROL) && !ch.is_control() =>
-                    {
-                        if input.chars().count() < 256 {
-                            input.push(ch);
-                        }
-                        self.mode = Mode::Dial { input, transfer };
-                    }
-                    _ => {}
+                    LineKey::Edited | LineKey::Other => self.mode = Mode::Dial { input, transfer },
                 }
                 vec![]
             }
             Mode::Prompt { kind, mut input } => {
-                match key.code {
-                    KeyCode::Esc => self.mode = Mode::Normal,
-                    KeyCode::Enter => {
+                match edit_line(&mut input, &key) {
+                    LineKey::Esc => self.mode = Mode::Normal,
+                    LineKey::Enter => {
                         self.mode = Mode::Normal;
                         let v = input.trim().to_owned();
                         match kind {
@@ -578,19 +566,7 @@ impl App {
                         }
                         return self.reload();
                     }
-                    KeyCode::Backspace => {
-                        input.pop();
-                        self.mode = Mode::Prompt { kind, input };
-                    }
-                    KeyCode::Char(ch)
-                        if !key.modifiers.contains(KeyModifiers::CONTROL) && !ch.is_control() =>
-                    {
-                        if input.chars().count() < 256 {
-                            input.push(ch);
-                        }
-                        self.mode = Mode::Prompt { kind, input };
-                    }
-                    _ => {}
+                    LineKey::Edited | LineKey::Other => self.mode = Mode::Prompt { kind, input },
                 }
                 vec![]
             }

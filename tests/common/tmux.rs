@@ -149,3 +149,28 @@ impl Drop for Tmux {
         let _ = self.run(&["kill-server"]);
     }
 }
+
+/// The pane's command for the phone on `config`: the phone, then a marker with its exit code,
+/// then a pause so the pane (and its terminal modes) can be inspected after it exited.
+pub fn phone_command(config: &Path) -> String {
+    format!(
+        "'{}' --config '{}'; echo ctiphone-exited-$?; sleep 30",
+        env!("CARGO_BIN_EXE_ctiphone"),
+        config.display()
+    )
+}
+
+/// The phone's log file under `home` (the terminal UI logs there, never on the screen).
+pub fn phone_log(home: &Path) -> String {
+    let log = home.join("data/ctiphone/ctiphone.log");
+    format!(
+        "---- {} ----\n{}",
+        log.display(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    )
+}
+
+/// The first line of the screen that holds `needle`.
+pub fn line_with<'a>(screen: &'a str, needle: &str) -> Option<&'a str> {
+    screen.lines().find(|l| l.contains(needle))
+}
