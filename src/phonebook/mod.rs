@@ -73,6 +73,28 @@ impl std::fmt::Debug for Phonebook {
     }
 }
 
+/// A shared entry as listed or found.
+fn shared_contact(e: &Entry) -> Contact {
+    Contact {
+        id: None,
+        name: e.name.clone(),
+        number: e.number.clone(),
+        company: e.company.clone(),
+        origin: Origin::Shared,
+    }
+}
+
+/// A local entry from a `SELECT id, name, number, company` row.
+fn local_contact(r: &rusqlite::Row<'_>) -> rusqlite::Result<Contact> {
+    Ok(Contact {
+        id: Some(r.get(0)?),
+        name: r.get(1)?,
+        number: r.get(2)?,
+        company: r.get(3)?,
+        origin: Origin::Local,
+    })
+}
+
 fn db_err(e: rusqlite::Error) -> String {
     e.to_string()
 }
@@ -152,15 +174,7 @@ impl Phonebook {
             .query_row(
                 "SELECT id, name, number, company FROM contacts WHERE norm = ?1 ORDER BY id LIMIT 1",
                 [&norm],
-                |r| {
-                    Ok(Contact {
-                        id: Some(r.get(0)?),
-                        name: r.get(1)?,
-                        number: r.get(2)?,
-                        company: r.get(3)?,
-                        origin: Origin::Local,
-                    })
-                },
+                local_contact,
             )
             .optional();
         match local {
@@ -170,13 +184,7 @@ impl Phonebook {
         }
         let shared = self.shared.read().unwrap_or_else(|p| p.into_inner());
         let e = shared.entries.get(*shared.by_number.get(&norm)?)?;
-        Some(Contact {
-            id: None,
-            name: e.name.clone(),
-            number: e.number.clone(),
-            company: e.company.clone(),
-            origin: Origin::Shared,
-        })
+        Some(shared_contact(e))
     }
 
     /// The name for a number ({TELNAME}, {CALLEDNAME}), if the phonebook has one.
@@ -293,15 +301,7 @@ impl Phonebook {
                     if norm.is_empty() { String::new() } else { nlike },
                     i64::try_from(limit).unwrap_or(i64::MAX)
                 ],
-                |r| {
-                    Ok(Contact {
-                        id: Some(r.get(0)?),
-                        name: r.get(1)?,
-                        number: r.get(2)?,
-                        company: r.get(3)?,
-                        origin: Origin::Local,
-                    })
-                },
+                local_contact,
             )
             .map_err(db_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
@@ -323,13 +323,7 @@ impl Phonebook {
                 || e.company.to_lowercase().contains(&q)
                 || (!norm.is_empty() && self.normalize(&e.number).starts_with(&norm));
             if hit {
-                out.push(Contact {
-                    id: None,
-                    name: e.name.clone(),
-                    number: e.number.clone(),
-                    company: e.company.clone(),
-                    origin: Origin::Shared,
-                });
+                out.push(shared_contact(e));
             }
         }
         Ok(out)
