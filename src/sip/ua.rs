@@ -2635,6 +2635,17 @@ mod tests {
         Some(Message::parse(&buf[..n]).expect("the agent's message parses"))
     }
 
+    /// Sends `invite` and returns the agent's 200 (after any provisional answers).
+    async fn answered(sock: &UdpSocket, invite: &str, ua: SocketAddr) -> Message {
+        sock.send_to(invite.as_bytes(), ua).await.unwrap();
+        loop {
+            let m = recv(sock, Duration::from_secs(5)).await.expect("an answer");
+            if m.code() == Some(200) {
+                return m;
+            }
+        }
+    }
+
     /// An INVITE (RFC 2543 style: no branch, no From tag) with a PCMU offer, and its ACK for
     /// the final response `resp`.
     fn invite_2543(
@@ -2669,13 +2680,7 @@ mod tests {
         // swallowed by the transaction: the 200 went on for 32 s and the call was hung up).
         let (ua, sock, _commands) = agent(Some(Duration::ZERO)).await;
         let (invite, ack) = invite_2543(ua, sock.local_addr().unwrap(), "application/sdp");
-        sock.send_to(invite.as_bytes(), ua).await.unwrap();
-        let ok = loop {
-            let m = recv(&sock, Duration::from_secs(5)).await.expect("an answer");
-            if m.code() == Some(200) {
-                break m;
-            }
-        };
+        let ok = answered(&sock, &invite, ua).await;
         sock.send_to(ack(&ok).as_bytes(), ua).await.unwrap();
         // T1 is 500 ms: a retransmission would come within 1.2 s.
         if let Some(m) = recv(&sock, Duration::from_millis(1200)).await {
@@ -2689,13 +2694,7 @@ mod tests {
         // INVITE was already answered (and then has no effect); one matching nothing, 481.
         let (ua, sock, _commands) = agent(Some(Duration::ZERO)).await;
         let (invite, ack) = invite_2543(ua, sock.local_addr().unwrap(), "application/sdp");
-        sock.send_to(invite.as_bytes(), ua).await.unwrap();
-        let ok = loop {
-            let m = recv(&sock, Duration::from_secs(5)).await.expect("an answer");
-            if m.code() == Some(200) {
-                break m;
-            }
-        };
+        let ok = answered(&sock, &invite, ua).await;
         sock.send_to(ack(&ok).as_bytes(), ua).await.unwrap();
         let cancel =
             invite
