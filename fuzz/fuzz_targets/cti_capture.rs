@@ -5,8 +5,8 @@
 //! Without 0xFF the whole input is the reply, read with a fixed set of rules.
 //!
 //! Checks, besides "never panics" (and no regex that takes forever to compile):
-//! - every rule that parses is applied, and `apply_all` gives one value or one error per
-//!   capture, never both, and each error names its variable;
+//! - every rule that parses is applied, and each capture gets a value or is named by exactly
+//!   one error, never both (the `json:` captures of a reply that is not JSON share one);
 //! - a `line:` value is what follows `KEY=` on a line, trimmed, so it holds no line break;
 //! - a `regex:` value is a substring of the reply; a `json:` string value equals the value
 //!   `serde_json` reads at that pointer.
@@ -44,10 +44,29 @@ fuzz_target!(|data: &[u8]| {
         .collect();
 
     let (values, errors) = apply_all(&captures, &body);
-    assert_eq!(values.len() + errors.len(), captures.len());
-    for e in &errors {
-        assert!(e.starts_with("capture V"), "error names no variable: {e}");
+    // Every capture has a value or is named by exactly one error ("capture V1, V3: why": the
+    // json captures of a reply that is not JSON share one message), and every error names
+    // failed captures only.
+    let named: Vec<Vec<&str>> = errors
+        .iter()
+        .map(|e| {
+            let list = e
+                .strip_prefix("capture ")
+                .and_then(|rest| rest.split_once(": "))
+                .map(|(vars, _)| vars)
+                .unwrap_or_else(|| panic!("error names no variable: {e}"));
+            list.split(", ").collect()
+        })
+        .collect();
+    for c in &captures {
+        let times = named.iter().flatten().filter(|v| **v == c.var).count();
+        let expected = usize::from(!values.contains_key(&c.var));
+        assert_eq!(times, expected, "capture {} named {times} times: {errors:?}", c.var);
     }
+    assert_eq!(
+        values.len() + named.iter().map(Vec::len).sum::<usize>(),
+        captures.len()
+    );
     let json: Option<serde_json::Value> = serde_json::from_str(&body).ok();
     for c in &captures {
         let Some(v) = values.get(&c.var) else {
