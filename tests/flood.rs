@@ -26,22 +26,6 @@ use ctiphone::media::goertzel;
 const RATE: u32 = 500;
 const FLOOD_SECS: u32 = 30;
 
-/// A mono 16-bit WAV of a sine tone.
-fn tone(path: &Path, freq: f64, rate: u32, secs: u32) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).expect("tone file");
-    for i in 0..rate * secs {
-        let v = (f64::from(i) * 2.0 * std::f64::consts::PI * freq / f64::from(rate)).sin() * 12000.0;
-        w.write_sample(v as i16).expect("write");
-    }
-    w.finalize().expect("finalize");
-}
-
 /// A mono WAV's samples and rate.
 fn samples(path: &Path) -> (Vec<i16>, u32) {
     let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -188,8 +172,8 @@ fn phone(user: &str, mic: &Path, heard: &Path) -> Phone {
 fn call_survives_a_flood_of_invites() {
     let dir = tempfile::tempdir().unwrap();
     let (a_mic, b_mic) = (dir.path().join("a440.wav"), dir.path().join("b1k.wav"));
-    tone(&a_mic, 440.0, 8000, 5);
-    tone(&b_mic, 1000.0, 8000, 5);
+    common::tone(&a_mic, 440.0, 8000, 5);
+    common::tone(&b_mic, 1000.0, 8000, 5);
     let a_heard: PathBuf = dir.path().join("a-heard.wav");
     let b_heard: PathBuf = dir.path().join("b-heard.wav");
     let mut a = phone("1001", &a_mic, &a_heard);

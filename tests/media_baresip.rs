@@ -13,22 +13,6 @@ use serde_json::json;
 use common::peers::{Baresip, Kamailio, Phone, account_toml, secs};
 use ctiphone::media::goertzel;
 
-/// A mono 16-bit WAV of a sine tone.
-fn tone(path: &Path, freq: f64, rate: u32, secs: u32) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).expect("tone file");
-    for i in 0..rate * secs {
-        let v = (f64::from(i) * 2.0 * std::f64::consts::PI * freq / f64::from(rate)).sin() * 12000.0;
-        w.write_sample(v as i16).expect("write");
-    }
-    w.finalize().expect("finalize");
-}
-
 /// One channel of a WAV (mono or stereo), with its rate.
 fn channel(path: &Path, ch: usize) -> (Vec<i16>, u32) {
     let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -80,7 +64,7 @@ fn call_with(codec_ours: &str, codec_baresip: &str) -> Run {
     let b = Baresip::start_with_codecs(&k, "1002", codec_baresip);
     let dir = tempfile::tempdir().expect("temp dir");
     let mic = dir.path().join("tone440.wav");
-    tone(&mic, 440.0, 8000, 5);
+    common::tone(&mic, 440.0, 8000, 5);
     let heard = dir.path().join("heard.wav");
     let rec = dir.path().join("rec");
     let cfg = format!(

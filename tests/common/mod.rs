@@ -326,3 +326,19 @@ pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+/// A mono 16-bit WAV of a sine tone.
+pub fn tone(path: &std::path::Path, freq: f64, rate: u32, secs: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("tone file");
+    for i in 0..rate * secs {
+        let v = (f64::from(i) * 2.0 * std::f64::consts::PI * freq / f64::from(rate)).sin() * 12000.0;
+        w.write_sample(v as i16).expect("write");
+    }
+    w.finalize().expect("finalize");
+}
