@@ -240,21 +240,13 @@ async fn handle(st: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
-/// Text made safe for HTML.
+/// Text made safe for HTML, control characters shown as U+FFFD.
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
+    let shown: String = s
+        .chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect();
+    crate::cti::exec::html_escape(&shown)
 }
 
 fn page(title: &str, body: &str) -> String {
