@@ -673,10 +673,21 @@ fn measure_media(secs: u64) -> Result<Vec<(&'static str, MediaFigures)>, String>
         tone.display()
     );
     let mut peers = start_peers(&extra, true)?;
-    let mut caller = Caller::new().map_err(|e| e.to_string())?;
+    // Both calls at once, each from its own caller: the two peers share one window of machine
+    // load, so the CPU ratio does not drift with what else the machine did between two calls.
+    let calls: Vec<_> = peers
+        .iter()
+        .map(|p| {
+            let (name, addr, pid) = (p.name, p.addr, p.child.id());
+            std::thread::spawn(move || -> Result<_, String> {
+                let mut caller = Caller::new().map_err(|e| e.to_string())?;
+                Ok((name, caller.media_call(addr, pid, secs)?))
+            })
+        })
+        .collect();
     let mut results = Vec::new();
-    for p in &peers {
-        results.push((p.name, caller.media_call(p.addr, p.child.id(), secs)?));
+    for c in calls {
+        results.push(c.join().map_err(|_| "a media call panicked".to_owned())??);
     }
     peers[0].quit();
     Ok(results)
@@ -728,7 +739,7 @@ fn run_media(secs: u64, as_json: bool) -> Result<(), String> {
     }
     let ours = &results[0].1;
     let theirs = results.get(1).map(|r| &r.1);
-    println!("ctiphone bench media: one {secs} s G.711 call each, file source, recording on");
+    println!("ctiphone bench media: one {secs} s G.711 call each, both at once, file source, recording on");
     print_table(&media_metrics(ours, theirs), theirs.is_some());
     println!(
         "RTP packets received: ctiphone {}, baresip {}",
@@ -841,7 +852,7 @@ fn run_all(calls: usize, secs: u64, as_json: bool) -> Result<(), String> {
         return Ok(());
     }
     println!(
-        "ctiphone bench: {calls} calls each (signalling, CTI), one {secs} s G.711 call each (media); \
+        "ctiphone bench: {calls} calls each (signalling, CTI), one {secs} s G.711 call each, both at once (media); \
          loopback UDP, auto-answer; CTI against the demo CRM on loopback"
     );
     print_table(&metrics, baresip);

@@ -12,9 +12,9 @@ SUDO=""
 # of the sip_* tests: sip-tester (sipp), kamailio, baresip-core, sox (tone file for baresip);
 # for the media layer: cmake and g++ (the opus crate builds libopus), ALSA and PulseAudio
 # headers (cpal), and a PulseAudio daemon for the null-sink test of the real device path;
-# tmux for the end-to-end tests of the terminal UI.
+# tmux for the end-to-end tests of the terminal UI; binutils (nm) for the release layout check.
 PKGS="python3 ca-certificates sip-tester kamailio baresip-core sox \
-  cmake g++ pkg-config libasound2-dev libpulse-dev pulseaudio pulseaudio-utils tmux"
+  cmake g++ pkg-config libasound2-dev libpulse-dev pulseaudio pulseaudio-utils tmux binutils"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -32,6 +32,11 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --all-targets
+# The release build, and the layout its memory figures rely on (docs/decisions.md D3): the
+# functions listed in link/symbol-order.txt exist and were placed together.
+echo "== release build and link/symbol-order.txt"
+cargo build --release
+bash tools/symbol-order.sh --check
 # A short fuzz run of every cargo-fuzz target (30 s each; see fuzz/README.md for the longer
 # run before a release). Installs cargo-fuzz when missing.
 echo "== fuzz"
