@@ -1,7 +1,7 @@
 //! Link options of the release binary that lower its memory (docs/decisions.md, "Memory: the
 //! binary's layout"):
 //! - `--symbol-ordering-file=link/symbol-order.txt`: the functions a phone runs (start, idle, a
-//!   call with audio and recording, the TUI; written by `tools/symbol-order.sh`) placed together
+//!   call with audio and recording, the TUI; written by `link/symbol-order.sh`) placed together
 //!   at the start of `.text`, so the pages it touches are few instead of spread over the whole
 //!   binary (idle RSS 9.7 → 6.2 MiB when measured). Only with LLD, which rustc uses by default
 //!   on x86_64-unknown-linux-gnu since 1.90, and only when no other linker is configured.

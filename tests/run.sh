@@ -36,7 +36,7 @@ cargo test --all-targets
 # functions listed in link/symbol-order.txt exist and were placed together.
 echo "== release build and link/symbol-order.txt"
 cargo build --release
-bash tools/symbol-order.sh --check
+bash link/symbol-order.sh --check
 # A short fuzz run of every cargo-fuzz target (30 s each; see fuzz/README.md for the longer
 # run before a release). Installs cargo-fuzz when missing.
 echo "== fuzz"

@@ -2,9 +2,9 @@
 # Regenerates link/symbol-order.txt: the functions the release binary runs when it starts, idles,
 # takes a call with audio and recording, and draws the TUI, in the order the linker should place
 # them (see docs/decisions.md, "Memory: the binary's layout"). Needs valgrind (callgrind).
-#   bash tools/symbol-order.sh           # builds the release binary, profiles it, writes the file
-#   BIN=path/to/ctiphone bash tools/symbol-order.sh   # profiles that binary instead
-#   bash tools/symbol-order.sh --check   # the release binary follows the file (tests/run.sh)
+#   bash link/symbol-order.sh           # builds the release binary, profiles it, writes the file
+#   BIN=path/to/ctiphone bash link/symbol-order.sh   # profiles that binary instead
+#   bash link/symbol-order.sh --check   # the release binary follows the file (tests/run.sh)
 # Run it again after a dependency upgrade or a large change; `ctiphone bench` shows the effect.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ span = max(a + s for a, s in found) - min(a for a, _ in found) if found else 0
 print(f"link/symbol-order.txt: {len(found)} of {len(listed)} functions in the binary ({share:.0%}), "
       f"{size // 1024} KiB of code in a span of {span // 1024} KiB")
 if share < 0.9:
-    sys.exit("stale: run tools/symbol-order.sh")
+    sys.exit("stale: run link/symbol-order.sh")
 if span > size * 1.25 + 65536:
     sys.exit("the linker did not place them together (see build.rs)")
 '
