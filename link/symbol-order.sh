@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates link/symbol-order.txt: the functions the release binary runs when it starts, idles,
-# takes a call with audio and recording, and draws the TUI, in the order the linker should place
-# them (see docs/decisions.md, "Memory: the binary's layout"). Needs valgrind (callgrind).
+# takes a call with audio (files, then real devices through cpal and a PulseAudio null sink),
+# DTMF and recording, and draws the TUI, in the order the linker should place them
+# (docs/decisions.md D3). Needs valgrind (callgrind), python3, and pulseaudio and tmux for the
+# device and TUI parts.
 #   bash link/symbol-order.sh           # builds the release binary, profiles it, writes the file
 #   BIN=path/to/ctiphone bash link/symbol-order.sh   # profiles that binary instead
 #   bash link/symbol-order.sh --check   # the release binary follows the file (tests/run.sh)
@@ -45,38 +47,61 @@ PY
 cfg() { # name, extra lines
   printf '[account]\nuri = "sip:%s@127.0.0.1"\nregistrar = ""\nlisten = "127.0.0.1:0"\n%s\n' "$1" "$2" > "$T/$1.toml"
 }
-cfg callee "$(printf '[audio]\ninput = "null"\noutput = "null"\n[recording]\nauto = true\ndir = "%s/rec"' "$T")"
-cfg caller "$(printf '[audio]\ninput = "null"\noutput = "null"')"
 wait_for() { # file, pattern, seconds
   for _ in $(seq $(( $3 * 10 ))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
   echo "timed out waiting for $2 in $1" >&2; cat "$1" >&2; exit 1
 }
-# 1. headless: start, idle, one answered call with a tone and recording, DTMF, hang up, quit.
-mkfifo "$T/callee.in" "$T/caller.in"
-XDG_DATA_HOME=$T/data1 valgrind --tool=callgrind --demangle=no --dump-instr=no \
-  --callgrind-out-file="$T/cg.headless" "$BIN" --config "$T/callee.toml" headless --auto-answer \
-  < "$T/callee.in" > "$T/callee.out" 2> "$T/callee.err" &
-exec 3> "$T/callee.in"
-wait_for "$T/callee.out" listen 60
-ADDR=$(sed -n 's/.*"listen":"\([^"]*\)".*/\1/p' "$T/callee.out" | head -1)
-sleep 5
-XDG_DATA_HOME=$T/data2 "$BIN" --config "$T/caller.toml" headless --audio-in "$T/tone.wav" \
-  < "$T/caller.in" > "$T/caller.out" 2>/dev/null &
-exec 4> "$T/caller.in"
-wait_for "$T/caller.out" listen 10
-echo "{\"cmd\":\"dial\",\"to\":\"sip:callee@$ADDR\"}" >&4
-wait_for "$T/caller.out" '"answered"' 60
-sleep 6
-echo '{"cmd":"dtmf","digits":"12#"}' >&4
-sleep 2
-echo '{"cmd":"hangup"}' >&4
-wait_for "$T/callee.out" '"ended"' 30
-sleep 2
-echo '{"cmd":"quit"}' >&4
-echo '{"cmd":"quit"}' >&3
-wait
-exec 3>&- 4>&-
-# 2. the TUI: the built-in demo in a real terminal for a few seconds, a call answered and hung up.
+cfg caller "$(printf '[audio]\ninput = "null"\noutput = "null"')"
+# A headless phone under callgrind: start, idle 5 s, one call answered with a tone from the
+# caller and recording on, DTMF, the far end hangs up, quit. $1: name, $2: its [audio] lines;
+# the rest: environment.
+profile_call() {
+  local name=$1 audio=$2; shift 2
+  cfg "$name" "$(printf '%s\n[recording]\nauto = true\ndir = "%s/rec"' "$audio" "$T")"
+  mkfifo "$T/$name.in" "$T/$name-caller.in"
+  env "$@" XDG_DATA_HOME="$T/data-$name" valgrind --tool=callgrind --demangle=no --dump-instr=no \
+    --callgrind-out-file="$T/cg.$name" "$BIN" --config "$T/$name.toml" headless --auto-answer \
+    < "$T/$name.in" > "$T/$name.out" 2> "$T/$name.err" &
+  local callee=$!
+  exec 3> "$T/$name.in"
+  wait_for "$T/$name.out" listen 60
+  local addr
+  addr=$(sed -n 's/.*"listen":"\([^"]*\)".*/\1/p' "$T/$name.out" | head -1)
+  sleep 5
+  XDG_DATA_HOME=$T/data-$name-caller "$BIN" --config "$T/caller.toml" headless \
+    --audio-in "$T/tone.wav" < "$T/$name-caller.in" > "$T/$name-caller.out" 2>/dev/null &
+  local caller=$!
+  exec 4> "$T/$name-caller.in"
+  wait_for "$T/$name-caller.out" listen 10
+  echo "{\"cmd\":\"dial\",\"to\":\"sip:$name@$addr\"}" >&4
+  wait_for "$T/$name-caller.out" '"answered"' 60
+  sleep 6
+  echo '{"cmd":"dtmf","digits":"12#"}' >&4
+  sleep 2
+  echo '{"cmd":"hangup"}' >&4
+  wait_for "$T/$name.out" '"ended"' 30
+  sleep 2
+  echo '{"cmd":"quit"}' >&4
+  echo '{"cmd":"quit"}' >&3
+  wait "$callee" "$caller"
+  exec 3>&- 4>&-
+}
+# 1. headless with a file as microphone and the null speaker (the benchmarks' set-up).
+profile_call files "$(printf '[audio]\ninput = "file:%s"\noutput = "null"' "$T/tone.wav")"
+# 2. headless with real devices through cpal: a private PulseAudio daemon with a null sink.
+if command -v pulseaudio >/dev/null; then
+  P=$T/pulse; mkdir -p "$P/home/.config" "$P/run"; chmod 700 "$P/run"
+  printf 'load-module module-null-sink sink_name=ctinull rate=48000\nload-module module-native-protocol-unix auth-anonymous=1 socket=%s\nset-default-sink ctinull\nset-default-source ctinull.monitor\n' "$P/run/native" > "$P/order.pa"
+  HOME=$P/home XDG_CONFIG_HOME=$P/home/.config XDG_RUNTIME_DIR=$P/run PULSE_RUNTIME_PATH=$P/run \
+    pulseaudio --daemonize=no --system=false --exit-idle-time=-1 --disallow-exit \
+    --use-pid-file=false -n -F "$P/order.pa" --log-target=file:"$P/log" &
+  for _ in $(seq 150); do [ -S "$P/run/native" ] && break; sleep 0.1; done
+  profile_call devices "$(printf '[audio]\ninput = "ctinull.monitor"\noutput = "ctinull"')" \
+    PULSE_SERVER="unix:$P/run/native" PULSE_RUNTIME_PATH="$P/run" XDG_RUNTIME_DIR="$P/run"
+else
+  echo "pulseaudio not installed: the real-device path is not profiled" >&2
+fi
+# 3. the TUI: the built-in demo in a real terminal for a few seconds, a call answered and hung up.
 if command -v tmux >/dev/null; then
   S=ctiphone-order-$$
   tmux -L "$S" new-session -d -x 120 -y 32 \
@@ -86,8 +111,8 @@ if command -v tmux >/dev/null; then
   for _ in $(seq 60); do [ -s "$T/cg.tui" ] && break; sleep 0.5; done
   tmux -L "$S" kill-server 2>/dev/null || true
 fi
-# The functions of our binary that ran: headless first, then those only the TUI ran.
-python3 - "$BIN" "$T"/cg.headless "$T"/cg.tui > link/symbol-order.txt <<'PY'
+# The functions of our binary that ran: headless first, then those only the devices or the TUI ran.
+python3 - "$BIN" "$T"/cg.files "$T"/cg.devices "$T"/cg.tui > link/symbol-order.txt <<'PY'
 import re, sys
 binary, files = sys.argv[1], sys.argv[2:]
 seen, out = set(), []
