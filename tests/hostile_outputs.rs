@@ -138,7 +138,7 @@ fn popup_and_clipboard(id: &str, n: usize, value: &str) -> usize {
     stream.extend_from_slice(&osc);
     // Every byte written: the caller's text never brought a control byte of its own.
     let (text, _) = ui::scan_terminal(&stream).unwrap_or_else(|e| panic!("{id}: {e}"));
-    text.chars().filter(|c| ui::forbidden(*c)).count()
+    text.chars().filter(|c| ui::raw_control(*c)).count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

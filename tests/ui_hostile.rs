@@ -37,7 +37,7 @@ fn hostile_caller_ids_never_reach_the_terminal_raw() {
     assert!(corpus.len() >= 20, "corpus has {} rows", corpus.len());
     let mut with_controls = 0;
     for (id, field, value) in &corpus {
-        if value.chars().any(ui::forbidden) {
+        if value.chars().any(ui::raw_control) {
             with_controls += 1;
         }
         let what = format!("{id} ({field}) {value:?}");

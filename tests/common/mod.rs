@@ -14,6 +14,8 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
+#[allow(clippy::duplicate_mod)]
+pub mod controls;
 pub mod outputs;
 pub mod peers;
 pub mod pulse;

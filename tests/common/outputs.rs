@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use ctiphone::app::{CallEvent, CallParams, Event, Logged};
 use ctiphone::cti::FireReport;
 
+pub use super::controls::raw_control;
 use super::{Crm, engine, no_browser, pairs, recorded, recorder};
 
 /// The file a successful injection would create.
@@ -193,19 +194,6 @@ pub fn assert_no_canary() {
         !Path::new(CANARY).exists(),
         "the canary file {CANARY} was created: an injection ran"
     );
-}
-
-/// The character a log line, a screen cell or a clipboard payload must never hold: C0 (but
-/// the line's own newline, checked apart), DEL, C1, bidi controls and invisible format
-/// characters.
-pub fn raw_control(c: char) -> bool {
-    let cp = u32::from(c);
-    cp < 0x20
-        || (0x7f..=0x9f).contains(&cp)
-        || matches!(
-            cp,
-            0x061C | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x2069 | 0xFEFF
-        )
 }
 
 /// The phone's log lines, as its front ends write them (`ctiphone::cli::log_subscriber` at

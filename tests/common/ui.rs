@@ -20,6 +20,12 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::{Buffer, CellWidth};
 use regex::Regex;
 
+// Also a module of `common` in the tests that include both; one definition either way.
+#[allow(clippy::duplicate_mod)]
+#[path = "controls.rs"]
+mod controls;
+pub use controls::raw_control;
+
 /// The `[account]` every UI test uses: direct calls, no registrar.
 pub const ACCOUNT: &str = "[account]\n\
     uri = \"sip:1001@127.0.0.1\"\n\
@@ -355,24 +361,12 @@ pub fn assert_straight(buf: &Buffer) -> Vec<Frame> {
     boxes
 }
 
-/// A character no terminal cell may hold: C0 (ESC included), DEL, C1, and the bidi and
-/// invisible format characters `text::clean` escapes.
-pub fn forbidden(c: char) -> bool {
-    let cp = u32::from(c);
-    cp < 0x20
-        || (0x7f..=0x9f).contains(&cp)
-        || matches!(
-            cp,
-            0x061C | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x2069 | 0xFEFF
-        )
-}
-
-/// Panics on any cell holding a `forbidden` character.
+/// Panics on any cell holding a `raw_control` character.
 pub fn assert_clean(buf: &Buffer, what: &str) {
     for y in 0..buf.area.height {
         for x in 0..buf.area.width {
             let s = buf[(x, y)].symbol();
-            if let Some(c) = s.chars().find(|c| forbidden(*c)) {
+            if let Some(c) = s.chars().find(|c| raw_control(*c)) {
                 panic!(
                     "{what}: cell ({x},{y}) holds U+{:04X} in {s:?}\n{}",
                     u32::from(c),
@@ -474,7 +468,7 @@ pub fn scan_terminal(bytes: &[u8]) -> Result<(String, Vec<Seq>), String> {
             }
             _ => {
                 let c = s[i..].chars().next().unwrap_or('\0');
-                if forbidden(c) {
+                if raw_control(c) {
                     return Err(format!("raw U+{:04X} at byte {i}", u32::from(c)));
                 }
                 text.push(c);
