@@ -186,7 +186,9 @@ pub fn text(buf: &Buffer) -> String {
 /// clock at the end of the status bar (`HH:MM:SS`, or as much of it as the bar shows), the
 /// date of history rows, the popup's countdown. Call it right after rendering.
 pub fn stable(buf: &Buffer) -> String {
-    let date = Regex::new(r"\b\d\d-\d\d \d\d:\d\d\b").unwrap();
+    // A history row's "MM-DD hh:mm", whole or cut short by a popup drawn over it (at least
+    // "MM-DD h"), becomes the same length of the placeholder.
+    let date = Regex::new(r"\b\d\d-\d\d \d(?:\d(?::(?:\d\d?)?)?)?").unwrap();
     let closes_en = Regex::new(r"closes in \d+").unwrap();
     let closes_ja = Regex::new(r"\d+ 秒後").unwrap();
     let t = text(buf);
@@ -195,7 +197,7 @@ pub fn stable(buf: &Buffer) -> String {
         *first = without_clock(first);
     }
     let t = lines.join("\n");
-    let t = date.replace_all(&t, "MM-DD hh:mm");
+    let t = date.replace_all(&t, |c: &regex::Captures| "MM-DD hh:mm"[..c[0].len()].to_owned());
     let t = closes_en.replace_all(&t, "closes in NN");
     closes_ja.replace_all(&t, "NN 秒後").into_owned()
 }
