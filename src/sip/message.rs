@@ -339,12 +339,14 @@ pub fn frame(buf: &[u8]) -> Result<Option<usize>, ParseError> {
         }
     }
     // Over a stream, Content-Length is mandatory (RFC 3261 §18.3); without it the body is empty.
-    let total = end + sep + length.unwrap_or(0);
-    if total > MAX_MESSAGE {
+    // The length is the peer's: added with a check, as a number near usize::MAX would wrap.
+    let total = (end + sep).checked_add(length.unwrap_or(0));
+    let Some(total) = total.filter(|t| *t <= MAX_MESSAGE) else {
         return Err(ParseError::drop(format!(
-            "message of {total} bytes, over the 64 KiB limit"
+            "Content-Length {} makes the message larger than the 64 KiB limit",
+            length.unwrap_or(0)
         )));
-    }
+    };
     Ok((buf.len() >= total).then_some(total))
 }
 

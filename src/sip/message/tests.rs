@@ -73,6 +73,15 @@ To: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 4\r\n\r\nbody"
     // Conflicting lengths cannot be framed.
     let bad = String::from_utf8_lossy(one).replace("Content-Length: 4", "Content-Length: 4\r\nl: 5");
     assert!(frame(bad.as_bytes()).is_err());
+    // Found by the `sip_message` fuzz target: a length near usize::MAX overflowed the sum
+    // with the header section (a panic with overflow checks, a wrapped short frame without).
+    for n in [usize::MAX, usize::MAX - 3, usize::MAX / 2 + 1] {
+        let huge = String::from_utf8_lossy(one).replace("Content-Length: 4", &format!("l: {n}"));
+        let e = frame(huge.as_bytes()).expect_err("a huge length cannot be framed");
+        assert!(e.message.contains("64 KiB"), "{e}");
+        assert!(parse(huge.as_bytes(), true).is_err());
+        assert!(Message::parse(huge.as_bytes()).is_err());
+    }
 }
 
 #[test]
