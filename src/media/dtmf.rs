@@ -209,16 +209,7 @@ impl DtmfReceiver {
 mod tests {
     use super::*;
 
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            // xorshift64*
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-    }
+    use crate::media::test_rng::Rng;
 
     #[test]
     fn digit_code_mapping() {

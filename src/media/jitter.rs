@@ -391,19 +391,7 @@ impl JitterBuffer {
 mod tests {
     use super::*;
 
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        /// Uniform in [lo, hi].
-        fn range(&mut self, lo: i64, hi: i64) -> i64 {
-            lo + (self.next_u64() % (hi - lo + 1) as u64) as i64
-        }
-    }
+    use crate::media::test_rng::Rng;
 
     struct Pkt {
         arrival: u64,

@@ -15,5 +15,7 @@ pub mod record;
 pub mod resample;
 pub mod rtp;
 pub mod session;
+#[cfg(test)]
+mod test_rng;
 pub mod tone;
 pub mod wav_io;
