@@ -340,11 +340,10 @@ pub fn frame(buf: &[u8]) -> Result<Option<usize>, ParseError> {
     }
     // Over a stream, Content-Length is mandatory (RFC 3261 §18.3); without it the body is empty.
     // The length is the peer's: added with a check, as a number near usize::MAX would wrap.
-    let total = (end + sep).checked_add(length.unwrap_or(0));
-    let Some(total) = total.filter(|t| *t <= MAX_MESSAGE) else {
+    let (head_len, body_len) = (end + sep, length.unwrap_or(0));
+    let Some(total) = head_len.checked_add(body_len).filter(|t| *t <= MAX_MESSAGE) else {
         return Err(ParseError::drop(format!(
-            "Content-Length {} makes the message larger than the 64 KiB limit",
-            length.unwrap_or(0)
+            "{head_len} bytes of headers and a Content-Length of {body_len}: over the 64 KiB limit"
         )));
     };
     Ok((buf.len() >= total).then_some(total))
