@@ -577,7 +577,7 @@ impl Caller {
                 break m;
             }
         };
-        let answer = crate::sip::sdp::Sdp::parse(&String::from_utf8_lossy(&ok.body))
+        let answer = crate::call::sdp::Sdp::parse(&String::from_utf8_lossy(&ok.body))
             .map_err(|e| format!("callee SDP: {e}"))?;
         let audio = answer.audio.ok_or("no audio in the callee's SDP")?;
         let media_to = SocketAddr::new(audio.addr, audio.port);

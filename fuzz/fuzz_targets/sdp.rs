@@ -1,4 +1,4 @@
-//! SDP bodies (`ctiphone::sip::sdp`): parsing a remote description and answering it.
+//! SDP bodies (`ctiphone::call::sdp`): parsing a remote description and answering it.
 //!
 //! Checks, besides "never panics":
 //! - what `to_text` writes parses again, and writing that gives the same text (our own SDP
@@ -14,7 +14,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ctiphone::sip::sdp::{self, Codec, Direction, Sdp};
+use ctiphone::call::sdp::{self, Codec, Direction, Sdp};
 use libfuzzer_sys::fuzz_target;
 
 const DIRECTIONS: [Direction; 4] = [

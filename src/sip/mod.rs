@@ -5,7 +5,6 @@
 pub mod addr;
 pub mod auth;
 pub mod message;
-pub mod sdp;
 pub mod transaction;
 pub mod transport;
 pub mod ua;

@@ -20,7 +20,7 @@ use crate::config::{Config, Transport as TransportKind};
 use super::addr::{NameAddr, Uri, Via};
 use super::auth::{self, Challenge};
 use super::message::{Message, StartLine};
-use super::sdp::{self, Codec, Direction, Sdp};
+use crate::call::sdp::{self, Codec, Direction, Sdp};
 use super::transaction::{ServerTable, ServerTx};
 use super::transport::{Inbound, Proto, TlsSettings, Transport};
 use crate::cti::template::Template;
