@@ -154,7 +154,7 @@ fn details(name: &str) -> Option<(&'static str, String)> {
         "intmeth" | "esc02" | "mpart01" | "escnull" | "regaut01" | "unksm2" | "cparam01" | "cparam02"
         | "regescrt" | "ipv6-good" | "port-ambiguous" | "port-unambiguous" => (
             "Allow",
-            "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, UPDATE".into(),
+            "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, UPDATE, PRACK".into(),
         ),
         "bext01" => (
             "Unsupported",

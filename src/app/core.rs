@@ -8,9 +8,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{Bus, Command};
+use crate::call::{self, CallConfig};
 use crate::config::Config;
 use crate::cti::{Engine, Options, Plan};
-use crate::sip::ua::{self, UaConfig};
 
 /// A running core.
 pub struct Core {
@@ -33,7 +33,7 @@ impl Core {
         plan: Plan,
         auto_answer: Option<Duration>,
     ) -> Result<Core, String> {
-        let mut ua_cfg = UaConfig::from_config(config, auto_answer).await?;
+        let mut ua_cfg = CallConfig::from_config(config, auto_answer).await?;
         let engine = Engine::new(
             config,
             plan,
@@ -77,7 +77,7 @@ impl Core {
         };
         ua_cfg.phonebook = phonebook.clone();
         let (commands, rx) = mpsc::channel::<Command>(64);
-        let ua = tokio::spawn(ua::run(ua_cfg, bus.clone(), rx));
+        let ua = tokio::spawn(call::run(ua_cfg, bus.clone(), rx));
         Ok(Core {
             commands,
             ua,

@@ -243,6 +243,13 @@ pub enum PhoneEvent {
     Answered {
         call: String,
     },
+    /// The far end's identity changed during the call (a connected-line update: the PBX's
+    /// re-INVITE or UPDATE with a new P-Asserted-Identity, e.g. after a transfer).
+    Identity {
+        call: String,
+        tel: String,
+        telname: String,
+    },
     Held {
         call: String,
     },

@@ -1,4 +1,21 @@
-//! The call layer: the call model (one state enum with an end reason), offer/answer, media
-//! orchestration, caller identity and the CTI variables, over the signalling in [`crate::sip`].
+//! The call layer: the hub the front ends talk to. It owns the call model (one [`state`] enum
+//! per call, with the reason it ended), runs offer/answer for each dialog, starts and
+//! re-targets media, names the parties (phonebook) and builds the CTI variables, and
+//! publishes every call event on the bus. Below it, [`crate::sip`] carries signalling only
+//! and hands it dialog events; nothing here waits on anything slow: devices, DNS and the
+//! phonebook run beside the loop and come back as [`hub::Task`] results.
 
+pub mod config;
+mod hub;
+pub mod identity;
+mod media;
 pub mod sdp;
+pub mod state;
+
+pub use config::{CallConfig, sdp_codecs};
+pub use hub::run;
+
+#[cfg(test)]
+mod reconnect_tests;
+#[cfg(test)]
+mod tests;

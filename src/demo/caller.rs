@@ -12,9 +12,9 @@ use tokio::task::JoinHandle;
 
 use super::crm::{HOSTILE, KNOWN};
 use crate::app::{Bus, CallerId, Command, Event, PhoneEvent};
+use crate::call::{self, CallConfig};
 use crate::config::Config;
 use crate::media::tone::RingTone;
-use crate::sip::ua::{self, UaConfig};
 
 /// One sample customer: who the call says it is from.
 #[derive(Clone, Debug)]
@@ -112,11 +112,11 @@ impl Caller {
             toml::Value::String(format!("file:{}", settings.sample.display()))
         );
         let config = Config::parse(&text, None).map_err(|e| format!("the demo caller: {e}"))?;
-        let ua_cfg = UaConfig::from_config(&config, None).await?;
+        let ua_cfg = CallConfig::from_config(&config, None).await?;
         let bus = Bus::new();
         let events = bus.subscribe();
         let (commands, rx) = mpsc::channel::<Command>(16);
-        let ua = tokio::spawn(ua::run(ua_cfg, bus, rx));
+        let ua = tokio::spawn(call::run(ua_cfg, bus, rx));
         let driver = tokio::spawn(drive(settings, commands.clone(), events));
         Ok(Caller { commands, ua, driver })
     }

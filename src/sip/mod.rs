@@ -1,10 +1,14 @@
-//! The SIP user agent, in layers: messages and addresses, transport (UDP, TCP), transactions,
-//! registration, and calls (dialogs with SDP offer/answer). Nothing outside this module sees
-//! SIP wire types; the rest of the program talks to it through [`ua`]'s commands and events.
+//! SIP signalling, in layers: messages and addresses ([`message`], [`addr`], [`auth`]), the
+//! transport (UDP, TCP, TLS), transactions, and dialogs with the registration beside them,
+//! driven as one [`stack::Stack`]. Signalling only: it imports nothing from the call layer,
+//! media, CTI, phonebook or history; offers and answers pass through it as SDP text, and
+//! what happens comes out as [`stack::SipEvent`]s for the call layer (`crate::call`).
 
 pub mod addr;
 pub mod auth;
+pub mod dialog;
 pub mod message;
+pub mod registration;
+pub mod stack;
 pub mod transaction;
 pub mod transport;
-pub mod ua;

@@ -1,18 +1,30 @@
-//! The server transaction table: the answer the user agent gave to each request, kept to
-//! answer the request's retransmissions (RFC 3261 §17.2) and to retransmit a failure of an
-//! INVITE until its ACK (Timer G).
+//! Transactions (RFC 3261 §17): the client transactions of the requests we send, retransmitted
+//! over UDP until answered and timed out when never answered (timers A, B, E, F, and the ACK
+//! of a failed INVITE, §17.1.1.3), and the server transaction table: the answer given to each
+//! request, kept to answer the request's retransmissions (§17.2) and to retransmit a failure of
+//! an INVITE until its ACK (Timer G).
 //!
-//! Its memory is bounded whatever peers send: an answer over [`MAX_ANSWER`] bytes (a request
-//! that carried huge headers, echoed in its answer) is sent but not kept, and when the table
-//! holds more than its entry or byte bounds the oldest transactions are forgotten first. A
-//! forgotten transaction only means that a late retransmission of its request is handled as
-//! the request again.
+//! The server table's memory is bounded whatever peers send: an answer over [`MAX_ANSWER`]
+//! bytes (a request that carried huge headers, echoed in its answer) is sent but not kept, and
+//! when the table holds more than its entry or byte bounds the oldest transactions are
+//! forgotten first. A forgotten transaction only means that a late retransmission of its
+//! request is handled as the request again.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::addr::{NameAddr, Via};
+use super::message::Message;
 use super::transport::Proto;
+
+/// RFC 3261 timer values.
+pub const T1: Duration = Duration::from_millis(500);
+pub const T2: Duration = Duration::from_secs(4);
+/// How long an ACKed failure of an INVITE stays, to absorb retransmitted ACKs (Timer I).
+pub const T4: Duration = Duration::from_secs(5);
+/// 64·T1: transaction timeout (timers B, F, H) and the wait for the ACK of a 2xx.
+pub const TX_TIMEOUT: Duration = Duration::from_secs(32);
 
 /// The largest answer kept for retransmissions.
 pub const MAX_ANSWER: usize = 8 * 1024;
@@ -151,6 +163,141 @@ impl ServerTable {
         self.bytes
     }
 }
+
+/// A request we sent, retransmitted on UDP until answered. `O` names who waits for it.
+#[derive(Debug)]
+pub struct ClientTx<O> {
+    pub method: String,
+    pub bytes: Vec<u8>,
+    pub to: SocketAddr,
+    pub proto: Proto,
+    pub interval: Duration,
+    pub next: Option<Instant>,
+    pub deadline: Instant,
+    pub owner: O,
+    /// For a failed INVITE: the ACK sent, repeated for each retransmitted final response.
+    pub ack: Option<Vec<u8>>,
+    pub done: bool,
+    /// The request could not be sent (no connection, TLS refused): why.
+    pub error: Option<String>,
+}
+
+impl<O> ClientTx<O> {
+    /// A transaction for `bytes` just sent at `now`.
+    pub fn new(method: &str, bytes: Vec<u8>, to: SocketAddr, proto: Proto, owner: O, now: Instant) -> Self {
+        Self {
+            method: method.to_owned(),
+            bytes,
+            to,
+            proto,
+            interval: T1,
+            next: (!proto.is_stream()).then(|| now + T1),
+            deadline: now + TX_TIMEOUT,
+            owner,
+            ack: None,
+            done: false,
+            error: None,
+        }
+    }
+
+    /// A provisional answer: an INVITE stops retransmitting (Timer A) and waits up to 3
+    /// minutes for its final answer; other requests retransmit every T2 (§17.1.2.2).
+    pub fn provisional(&mut self, now: Instant) {
+        if self.method == "INVITE" {
+            self.next = None;
+            self.deadline = now + Duration::from_secs(180);
+        } else {
+            self.interval = T2;
+        }
+    }
+
+    /// The final answer: no more retransmissions; over UDP the transaction stays to absorb
+    /// the answer's retransmissions (Timer D/K), over a stream it ends now.
+    pub fn finished(&mut self, now: Instant) {
+        self.done = true;
+        self.next = None;
+        self.deadline = now
+            + if self.proto.is_stream() {
+                Duration::ZERO
+            } else {
+                TX_TIMEOUT
+            };
+    }
+
+    /// When due at `now`: the bytes to send again, and the next interval set (doubling; capped
+    /// at T2 except for INVITE, §17.1.1.2).
+    pub fn due(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let next = self.next?;
+        if next > now {
+            return None;
+        }
+        self.interval = if self.method == "INVITE" {
+            self.interval * 2
+        } else {
+            (self.interval * 2).min(T2)
+        };
+        self.next = Some(now + self.interval);
+        Some(self.bytes.clone())
+    }
+}
+
+/// The key of a server transaction: top Via branch (with its sent-by) and the method (ACK
+/// keyed like INVITE's, so it can end INVITE's Timer G).
+pub fn server_key(msg: &Message) -> Option<String> {
+    let via = Via::parse(msg.get_all("Via").first()?).ok()?;
+    let method = msg.method()?;
+    let id = match via.branch() {
+        Some(b) if b.starts_with("z9hG4bK") => format!("{b}|{}:{:?}", via.host, via.port),
+        // RFC 2543 peers: match on Call-ID, CSeq number and From tag.
+        _ => format!(
+            "{}|{}|{}",
+            msg.call_id()?,
+            msg.cseq()?.0,
+            msg.get("From")
+                .and_then(|f| NameAddr::parse(f).ok())
+                .and_then(|f| f.tag().map(str::to_owned))
+                .unwrap_or_default()
+        ),
+    };
+    Some(format!("{id}|{method}"))
+}
+
+/// How long a server transaction keeps its answer for retransmitted requests: an INVITE's
+/// until its ACK (Timer H, then [`acked_lifetime`]) or for its 2xx's retransmissions; other
+/// requests 64×T1 over UDP (Timer J), nothing over a stream, where nothing is retransmitted
+/// (RFC 3261 §17.2).
+pub fn server_tx_lifetime(invite: bool, proto: Proto) -> Duration {
+    if invite || !proto.is_stream() {
+        TX_TIMEOUT
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// How long an INVITE's failure stays once ACKed (Timer I: T4 over UDP, nothing over a stream).
+pub fn acked_lifetime(proto: Proto) -> Duration {
+    if proto.is_stream() { Duration::ZERO } else { T4 }
+}
+
+/// The ACK for a non-2xx final response to `inv` (RFC 3261 §17.1.1.3).
+pub fn failure_ack(inv: &Message, resp: &Message) -> Vec<u8> {
+    let mut a = Message::request("ACK", inv.uri().unwrap_or(""));
+    if let Some(v) = inv.get_all("Via").first() {
+        a.push("Via", v.to_string());
+    }
+    a.push("Max-Forwards", "70")
+        .push("From", inv.get("From").unwrap_or("").to_owned())
+        .push("To", resp.get("To").unwrap_or("").to_owned())
+        .push("Call-ID", inv.call_id().unwrap_or("").to_owned())
+        .push("CSeq", format!("{} ACK", inv.cseq().map_or(1, |(n, _)| n)));
+    for r in inv.get_all("Route") {
+        a.push("Route", r.to_string());
+    }
+    a.to_bytes()
+}
+
+/// A client transaction table keyed by branch (a CANCEL by its INVITE's branch and `#CANCEL`).
+pub type ClientTable<O> = HashMap<String, ClientTx<O>>;
 
 #[cfg(test)]
 mod tests {

@@ -389,6 +389,12 @@ impl App {
                     c.answered = Some(Instant::now());
                 }
             }
+            PhoneEvent::Identity { call, tel, telname } => {
+                if let Some(c) = self.call_mut(call) {
+                    c.tel = clean(tel);
+                    c.telname = clean(telname);
+                }
+            }
             PhoneEvent::Held { call } => {
                 if let Some(c) = self.call_mut(call) {
                     c.state = RowState::Held;

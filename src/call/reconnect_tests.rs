@@ -8,7 +8,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
-use super::*;
+use std::net::SocketAddr;
+
+use tokio::sync::mpsc;
+
+use crate::app::{Bus, Event, PhoneEvent};
+use crate::config::Config;
+use crate::sip::addr::{NameAddr, Uri};
+use crate::sip::message::Message;
+
+use super::{CallConfig, run};
 
 /// A user agent registering over TCP with `registrar`; its bus.
 async fn agent(registrar: SocketAddr) -> broadcast::Receiver<Event> {
@@ -17,7 +26,7 @@ async fn agent(registrar: SocketAddr) -> broadcast::Receiver<Event> {
          listen = \"127.0.0.1:0\"\nexpires = 60\n[audio]\ninput = \"null\"\noutput = \"null\"\n"
     );
     let config = Config::parse(&text, None).unwrap();
-    let cfg = UaConfig::from_config(&config, None).await.unwrap();
+    let cfg = CallConfig::from_config(&config, None).await.unwrap();
     let bus = Bus::new();
     let events = bus.subscribe();
     let (tx, rx) = mpsc::channel(8);

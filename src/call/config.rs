@@ -1,0 +1,198 @@
+//! What the call layer needs from the configuration: the signalling stack's settings
+//! ([`StackConfig`]) and the call-level ones (call waiting, auto-answer, codecs, devices,
+//! ring tone, recording, media addressing), read once at start.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::call::sdp::Codec;
+use crate::config::{Config, Transport as TransportKind};
+use crate::cti::template::Template;
+use crate::cti::vars::Identity;
+use crate::media::device::DeviceSpec;
+use crate::sip::addr::{Uri, split_host_port};
+use crate::sip::stack::StackConfig;
+use crate::sip::transport::{Proto, TlsSettings};
+
+/// The call layer's settings.
+#[derive(Clone, Debug)]
+pub struct CallConfig {
+    pub stack: StackConfig,
+    pub call_waiting: bool,
+    pub auto_answer: Option<Duration>,
+    pub codecs: Vec<Codec>,
+    /// Microphone and speaker.
+    pub input: DeviceSpec,
+    pub output: DeviceSpec,
+    /// Ring tone on the output device while a call rings.
+    pub ring: bool,
+    /// Record every call from its answer.
+    pub record_auto: bool,
+    pub record_dir: std::path::PathBuf,
+    pub record_name: Template,
+    /// The agent's identity, for recording names ({EXT}, {AID}…).
+    pub identity: Identity,
+    /// Names for numbers ({TELNAME}, {CALLEDNAME}); the SIP display name when it has none.
+    pub phonebook: Option<std::sync::Arc<crate::phonebook::Phonebook>>,
+}
+
+impl CallConfig {
+    /// Reads the account settings; resolves the registrar and runs `password_command`.
+    pub async fn from_config(config: &Config, auto_answer: Option<Duration>) -> Result<Self, String> {
+        let a = &config.account;
+        let listen: SocketAddr = a
+            .listen
+            .parse()
+            .map_err(|_| format!("[account] listen `{}` is not an IP:port address", a.listen))?;
+        let proto = match a.transport {
+            TransportKind::Udp => Proto::Udp,
+            TransportKind::Tcp => Proto::Tcp,
+            TransportKind::Tls => Proto::Tls,
+        };
+        let path = |s: &str| (!s.is_empty()).then(|| std::path::PathBuf::from(s));
+        let mut tls = TlsSettings {
+            ca: path(&a.tls_ca),
+            cert: path(&a.tls_cert),
+            key: path(&a.tls_key),
+            server_name: None,
+            enabled: proto == Proto::Tls || !a.tls_cert.is_empty(),
+        };
+        let aor = if a.uri.is_empty() {
+            None
+        } else {
+            Some(Uri::parse(&a.uri).map_err(|e| format!("[account] uri: {e}"))?)
+        };
+        let registrar = if a.registrar.trim().is_empty() {
+            None
+        } else {
+            let r = a.registrar.trim();
+            let r = r
+                .strip_prefix("sips:")
+                .or_else(|| r.strip_prefix("sip:"))
+                .unwrap_or(r);
+            let hostport = r.split(';').next().unwrap_or(r);
+            let (host, port) = split_host_port(hostport).map_err(|e| format!("[account] registrar: {e}"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            if host.parse::<IpAddr>().is_err() {
+                tls.server_name = Some(host.clone());
+            }
+            let default_port = if proto == Proto::Tls { 5061 } else { 5060 };
+            let addr = tokio::net::lookup_host((host.as_str(), port.unwrap_or(default_port)))
+                .await
+                .map_err(|e| format!("[account] registrar `{}`: {e}", a.registrar))?
+                .next()
+                .ok_or_else(|| format!("[account] registrar `{}` has no address", a.registrar))?;
+            Some(addr)
+        };
+        let user = aor
+            .as_ref()
+            .and_then(|u| u.user.clone())
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| {
+                if a.username.is_empty() {
+                    "ctiphone".into()
+                } else {
+                    a.username.clone()
+                }
+            });
+        let domain = match (&aor, registrar) {
+            (Some(u), _) if !u.host.is_empty() => match u.port {
+                Some(p) => format!("{}:{p}", u.host),
+                None => u.host.clone(),
+            },
+            (_, Some(r)) => r.to_string(),
+            _ => listen.ip().to_string(),
+        };
+        let password = match (&a.password, &a.password_command) {
+            (Some(p), _) => p.clone(),
+            (None, Some(cmd)) => run_password_command(cmd.get_ref()).await?,
+            (None, None) => String::new(),
+        };
+        Ok(Self {
+            stack: StackConfig {
+                listen,
+                proto,
+                registrar,
+                domain,
+                auth_user: if a.username.is_empty() {
+                    user.clone()
+                } else {
+                    a.username.clone()
+                },
+                user,
+                password,
+                display_name: a.display_name.clone(),
+                expires: a.expires.max(10),
+                tls,
+            },
+            call_waiting: a.call_waiting,
+            auto_answer,
+            codecs: sdp_codecs(&config.audio.codecs),
+            input: DeviceSpec::parse(&config.audio.input),
+            output: DeviceSpec::parse(&config.audio.output),
+            ring: config.audio.ring,
+            record_auto: config.recording.auto,
+            record_dir: config.recording.dir(),
+            record_name: Template::parse(&config.recording.name, &|n| {
+                crate::cti::plan::BUILTIN_PARAMS.contains(&n)
+            })
+            .map_err(|e| {
+                format!(
+                    "[recording] name: {}",
+                    e.first().map_or_else(String::new, |e| e.message.clone())
+                )
+            })?,
+            identity: Identity::from_config(config),
+            phonebook: None,
+        })
+    }
+}
+
+/// The SDP codec list for the configured codec names, telephone-event last.
+pub fn sdp_codecs(names: &[String]) -> Vec<Codec> {
+    let mut out: Vec<Codec> = names
+        .iter()
+        .filter_map(|n| match n.to_ascii_lowercase().as_str() {
+            "pcmu" => Some(Codec::pcmu()),
+            "pcma" => Some(Codec::pcma()),
+            "g722" => Some(Codec {
+                pt: 9,
+                name: "G722".into(),
+                rate: 8000,
+                channels: 1,
+                fmtp: None,
+            }),
+            "opus" => Some(Codec {
+                pt: 111,
+                name: "opus".into(),
+                rate: 48000,
+                channels: 2,
+                fmtp: Some("useinbandfec=1".into()),
+            }),
+            _ => None,
+        })
+        .collect();
+    out.push(Codec::telephone_event(101));
+    out
+}
+
+/// Runs `password_command` (split into words, no shell); its first output line is the password.
+async fn run_password_command(cmd: &str) -> Result<String, String> {
+    let words = shell_words::split(cmd).map_err(|e| format!("[account] password_command: {e}"))?;
+    let (prog, args) = words.split_first().ok_or("[account] password_command is empty")?;
+    let out = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::process::Command::new(prog).args(args).output(),
+    )
+    .await
+    .map_err(|_| "[account] password_command took more than 10 s".to_owned())?
+    .map_err(|e| format!("[account] password_command `{prog}`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("[account] password_command failed ({})", out.status));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned())
+}

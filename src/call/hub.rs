@@ -1,0 +1,1254 @@
+//! The call layer's loop: one task that owns the signalling stack and the calls, and turns
+//! dialog events, front-end commands, media events and the results of work done beside it
+//! (devices opened, names looked up, targets resolved) into call state, SIP commands, phone
+//! events and call events. It waits only on channels and sockets.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::app::{Bus, CallEvent, CallParams, CallerId, Command, EndReason, Event, PhoneEvent};
+use crate::media::device::{self, DeviceSpec};
+use crate::media::session::{self as media_session, MediaCommand, MediaEvent, MediaSetup};
+use crate::sip::addr::{NameAddr, Uri};
+use crate::sip::dialog::{DialogEnd, DialogId};
+use crate::sip::message::Message;
+use crate::sip::stack::{self, SipEvent, Stack};
+
+use super::config::CallConfig;
+use super::identity;
+use super::media;
+use super::sdp::{self, Direction, Sdp};
+use super::state::{Call, CallState, Pending, result_name};
+
+/// Work done beside the loop, coming back.
+pub enum Task {
+    /// The phonebook named a call's parties.
+    Named { call: String, params: CallParams },
+    /// An outgoing call's target was resolved (or not).
+    Resolved {
+        call: String,
+        dest: Result<SocketAddr, String>,
+    },
+    /// A call's devices are open.
+    Devices { call: String, devices: media::Devices },
+}
+
+struct Hub {
+    cfg: CallConfig,
+    stack: Stack,
+    bus: Bus,
+    calls: Vec<Call>,
+    by_dialog: HashMap<DialogId, String>,
+    quitting: Option<Instant>,
+    tasks: mpsc::UnboundedSender<Task>,
+    media_tx: mpsc::Sender<(String, MediaEvent)>,
+    /// Ended calls whose media is still closing (recording being finished).
+    finishing: HashMap<String, (CallParams, JoinHandle<()>)>,
+    /// The ring tone player while a call rings.
+    ringer: Option<JoinHandle<()>>,
+    /// Outgoing calls waiting for their target: the INVITE to send once resolved.
+    dialing: HashMap<String, (String, Option<CallerId>)>,
+}
+
+/// Starts the call layer: binds the transports, then handles commands until `Quit`. Phone
+/// events and call events are published on `bus`.
+pub async fn run(cfg: CallConfig, bus: Bus, mut commands: mpsc::Receiver<Command>) -> Result<(), String> {
+    let (stack, mut inputs) = Stack::bind(cfg.stack.clone()).await?;
+    let (tasks, mut task_rx) = mpsc::unbounded_channel::<Task>();
+    let (media_tx, mut media_rx) = mpsc::channel::<(String, MediaEvent)>(256);
+    let mut hub = Hub {
+        cfg,
+        stack,
+        bus,
+        calls: Vec::new(),
+        by_dialog: HashMap::new(),
+        quitting: None,
+        tasks,
+        media_tx,
+        finishing: HashMap::new(),
+        ringer: None,
+        dialing: HashMap::new(),
+    };
+    hub.drain().await;
+    if hub.stack.registrar().is_some() {
+        let e = hub.cfg.stack.expires;
+        hub.stack.register(e).await;
+    }
+    loop {
+        let next = [hub.stack.next_deadline(), hub.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        let sleep = async {
+            match next {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(inb) = inputs.inbound.recv() => hub.stack.on_inbound(inb).await,
+            Some((proto, peer)) = inputs.closed.recv() => {
+                let q = hub.quitting.is_some();
+                hub.stack.on_connection_lost(proto, peer, q).await;
+            }
+            Some((br, why)) = inputs.failures.recv() => hub.stack.on_send_failed(&br, why),
+            Some((id, ev)) = media_rx.recv() => hub.on_media_event(id, ev).await,
+            Some(done) = task_rx.recv() => hub.on_task(done).await,
+            cmd = commands.recv(), if hub.quitting.is_none() => match cmd {
+                Some(Command::Quit) | None => hub.quit().await,
+                Some(c) => hub.on_command(c).await,
+            },
+            () = sleep => {
+                hub.stack.on_timers().await;
+                hub.on_timers().await;
+            }
+        }
+        hub.drain().await;
+        hub.finishing.retain(|_, (_, task)| !task.is_finished());
+        hub.update_ringer();
+        if let Some(deadline) = hub.quitting {
+            let unregistered =
+                hub.stack.registration_state() != crate::sip::registration::RegState::Unregistering;
+            let idle = hub.calls.is_empty() && hub.finishing.is_empty();
+            if (unregistered && idle) || Instant::now() >= deadline {
+                if hub.stack.registration_state() == crate::sip::registration::RegState::Unregistering {
+                    hub.emit(PhoneEvent::Unregistered);
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Hub {
+    fn emit(&self, e: PhoneEvent) {
+        self.bus.publish(Event::Phone(e));
+    }
+
+    fn warn(&self, message: impl Into<String>) {
+        self.emit(PhoneEvent::Warning {
+            message: message.into(),
+        });
+    }
+
+    fn error(&self, message: impl Into<String>) {
+        self.emit(PhoneEvent::Error {
+            message: message.into(),
+        });
+    }
+
+    fn find(&self, id: &str) -> Option<usize> {
+        self.calls.iter().position(|c| c.id == id)
+    }
+
+    fn find_dialog(&self, d: DialogId) -> Option<usize> {
+        self.by_dialog.get(&d).and_then(|id| self.find(id))
+    }
+
+    /// Publishes an event of call `i`: now if the call was announced, else after its ring.
+    fn publish(&mut self, i: usize, e: Event) {
+        if self.calls[i].announced {
+            self.bus.publish(e);
+        } else {
+            self.calls[i].held_events.push(e);
+        }
+    }
+
+    /// Announces call `i` (its ring or dial, with its named parties), then what waited.
+    fn announce(&mut self, i: usize) {
+        if self.calls[i].announced {
+            return;
+        }
+        let c = &mut self.calls[i];
+        c.announced = true;
+        let (p, incoming, id) = (c.params.clone(), c.incoming, c.id.clone());
+        if incoming {
+            self.emit(PhoneEvent::Incoming {
+                call: id,
+                tel: p.tel.clone(),
+                telname: p.telname.clone(),
+                called: p.called.clone(),
+                calledname: p.calledname.clone(),
+                anonymous: p.anonymous,
+            });
+            self.bus.call(CallEvent::ring(p));
+        } else {
+            self.bus.call(CallEvent::outgoing(p));
+        }
+        for e in std::mem::take(&mut self.calls[i].held_events) {
+            self.bus.publish(e);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut next = self.quitting;
+        for c in &self.calls {
+            if let Some(t) = c.auto_answer_at {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        next
+    }
+
+    async fn on_timers(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|c| c.auto_answer_at.is_some_and(|t| t <= now))
+            .map(|c| c.id.clone())
+            .collect();
+        for id in due {
+            if let Some(i) = self.find(&id) {
+                self.calls[i].auto_answer_at = None;
+                self.answer(i).await;
+            }
+        }
+    }
+
+    /// Handles every event the stack produced.
+    async fn drain(&mut self) {
+        while let Some(ev) = self.stack.poll_event() {
+            self.on_sip(ev).await;
+        }
+    }
+
+    async fn on_sip(&mut self, ev: SipEvent) {
+        match ev {
+            SipEvent::Ready { listen } => self.emit(PhoneEvent::Ready {
+                listen: listen.to_string(),
+                transport: self.stack.proto().name().to_ascii_lowercase(),
+            }),
+            SipEvent::Registered { aor, expires } => self.emit(PhoneEvent::Registered { aor, expires }),
+            SipEvent::RegistrationFailed { code, reason } => {
+                self.emit(PhoneEvent::RegistrationFailed { code, reason })
+            }
+            SipEvent::Unregistered => self.emit(PhoneEvent::Unregistered),
+            SipEvent::Warning(w) => self.warn(w),
+            SipEvent::Error(e) => self.error(e),
+            SipEvent::Incoming {
+                dialog,
+                call_id,
+                request,
+                offer,
+            } => self.on_incoming(dialog, call_id, &request, offer).await,
+            SipEvent::Early { dialog, code, sdp } => self.on_early(dialog, code, sdp).await,
+            SipEvent::Confirmed { dialog, sdp } => self.on_confirmed(dialog, sdp).await,
+            SipEvent::Acked { dialog, sdp } => self.on_acked(dialog, sdp).await,
+            SipEvent::Offer { dialog, sdp } => self.on_offer(dialog, sdp).await,
+            SipEvent::OfferAnswered { dialog, sdp } => self.on_offer_answered(dialog, sdp).await,
+            SipEvent::OfferRefused { dialog, code, reason } => self.on_offer_refused(dialog, code, &reason),
+            SipEvent::IdentityChanged { dialog, request } => self.on_identity(dialog, &request),
+            SipEvent::Info { dialog, body, .. } => {
+                if let Some(i) = self.find_dialog(dialog)
+                    && let Some(digit) = dtmf_from_info(&body)
+                {
+                    let id = self.calls[i].id.clone();
+                    self.emit(PhoneEvent::Dtmf { call: id, digit });
+                }
+            }
+            SipEvent::Notify { dialog, body, .. } => self.on_notify(dialog, &body).await,
+            SipEvent::ReferRefused { dialog, code, .. } => {
+                if let Some(i) = self.find_dialog(dialog) {
+                    self.calls[i].transfer_to = None;
+                    self.error(format!("transfer refused: {code}"));
+                }
+            }
+            SipEvent::RefreshNeeded { dialog } => {
+                // A session refresh by re-INVITE: the session in force, unchanged (same version).
+                if let Some(i) = self.find_dialog(dialog)
+                    && let Some(local) = self.calls[i].neg.local.clone()
+                    && self.calls[i].neg.pending == Pending::None
+                {
+                    self.calls[i].neg.pending = Pending::LocalOffer(local.clone());
+                    if !self.stack.reoffer(dialog, local.to_text(), false).await {
+                        self.calls[i].neg.pending = Pending::None;
+                    }
+                }
+            }
+            SipEvent::Ended { dialog, end } => {
+                if let Some(i) = self.find_dialog(dialog) {
+                    let (reason, code, why) = end_reason(&end, self.calls[i].incoming);
+                    if let Some(why) = why {
+                        self.warn(format!("call {}: {why}", self.calls[i].id));
+                    }
+                    self.end_call(i, reason, code);
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------ incoming
+
+    async fn on_incoming(
+        &mut self,
+        dialog: DialogId,
+        call_id: String,
+        request: &Message,
+        offer: Option<String>,
+    ) {
+        // The offer must be one we can answer (RFC 3264): else 488 (400 for one that does not
+        // parse).
+        let offer = match offer.as_deref().map(Sdp::parse) {
+            None => None,
+            Some(Ok(s)) => {
+                if sdp::answer(
+                    &s,
+                    "-",
+                    0,
+                    0,
+                    self.stack.local().ip(),
+                    1,
+                    &self.cfg.codecs,
+                    Direction::SendRecv,
+                )
+                .is_err()
+                {
+                    self.stack.reject(dialog, 488, "Not Acceptable Here").await;
+                    return;
+                }
+                Some(s)
+            }
+            Some(Err(e)) => {
+                self.stack
+                    .reject(dialog, 400, &format!("Bad SDP ({})", stack::warning_text(&e)))
+                    .await;
+                return;
+            }
+        };
+        let busy = !self.calls.is_empty()
+            && self
+                .calls
+                .iter()
+                .any(|c| c.incoming || c.state != CallState::Dialing);
+        if busy && !self.cfg.call_waiting {
+            self.stack.reject(dialog, 486, "Busy Here").await;
+            return;
+        }
+        if self.find(&call_id).is_some() {
+            // The Call-ID names a call we have (another dialog of it): one call per Call-ID.
+            self.stack.reject(dialog, 482, "Loop Detected").await;
+            return;
+        }
+        self.stack.ring(dialog).await;
+        let params = identity::caller_identity(request);
+        let mut call = Call::new(call_id.clone(), true, params.clone());
+        call.dialog = Some(dialog);
+        call.neg.remote = offer;
+        let (rtp, rtcp) = media::bind_rtp(self.stack.local().ip()).await;
+        call.rtp_port = rtp
+            .as_ref()
+            .and_then(|s| s.local_addr().ok())
+            .map_or(0, |a| a.port());
+        (call.rtp, call.rtcp) = (rtp, rtcp);
+        call.auto_answer_at = self.cfg.auto_answer.map(|d| Instant::now() + d);
+        self.by_dialog.insert(dialog, call_id.clone());
+        self.calls.push(call);
+        self.name_call(&call_id, params);
+        if self.cfg.auto_answer == Some(Duration::ZERO) {
+            // Answer now rather than on the next timer tick (tokio's timers count in ms).
+            if let Some(i) = self.find(&call_id) {
+                self.calls[i].auto_answer_at = None;
+                self.answer(i).await;
+            }
+        }
+    }
+
+    /// Names a call's parties beside the loop (the phonebook is a database); the call is
+    /// announced when the names come back. Without a phonebook: at once.
+    fn name_call(&mut self, call_id: &str, mut params: CallParams) {
+        let Some(pb) = self.cfg.phonebook.clone() else {
+            if let Some(i) = self.find(call_id) {
+                self.announce(i);
+            }
+            return;
+        };
+        let tx = self.tasks.clone();
+        let call = call_id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            identity::name_parties(&pb, &mut params);
+            let _ = tx.send(Task::Named { call, params });
+        });
+    }
+
+    async fn on_task(&mut self, t: Task) {
+        match t {
+            Task::Named { call, params } => {
+                if let Some(i) = self.find(&call) {
+                    let c = &mut self.calls[i];
+                    // Keep what the call learned meanwhile ({DURATION}, …); take the names.
+                    c.params.telname = params.telname;
+                    c.params.calledname = params.calledname;
+                    self.announce(i);
+                }
+            }
+            Task::Resolved { call, dest } => match dest {
+                Ok(dest) => self.send_invite(&call, dest).await,
+                Err(e) => {
+                    self.dialing.remove(&call);
+                    if let Some(i) = self.find(&call) {
+                        self.error(e);
+                        self.end_call(i, EndReason::Failed, None);
+                    }
+                }
+            },
+            Task::Devices { call, devices } => self.on_devices(&call, devices).await,
+        }
+    }
+
+    async fn answer(&mut self, i: usize) {
+        let Some(dialog) = self.calls[i].dialog else {
+            return;
+        };
+        let (body, offered) = match self.calls[i].neg.remote.clone() {
+            Some(offer) => match self.local_answer(i, &offer, Direction::SendRecv) {
+                Some(a) => (a, false),
+                None => {
+                    let id = self.calls[i].id.clone();
+                    self.stack.reject(dialog, 488, "Not Acceptable Here").await;
+                    return self.end_call(self.find(&id).unwrap_or(i), EndReason::Failed, Some(488));
+                }
+            },
+            // Late offer: the INVITE had no SDP; we offer in the 200, the answer comes in the ACK.
+            None => (self.local_offer(i, Direction::SendRecv), true),
+        };
+        self.stack.accept(dialog, body, offered).await;
+        let c = &mut self.calls[i];
+        c.state = CallState::Confirmed;
+        c.answered_at = Some(Instant::now());
+        let id = c.id.clone();
+        let params = c.params.clone();
+        self.publish(i, Event::Phone(PhoneEvent::Answered { call: id }));
+        self.publish(i, Event::Call(CallEvent::answer(params)));
+        if !offered {
+            self.start_media(i).await;
+        }
+    }
+
+    /// Our answer to `offer` for call `i`, now the session in force. `None`: not acceptable.
+    fn local_answer(&mut self, i: usize, offer: &Sdp, want: Direction) -> Option<String> {
+        let ip = self.stack.local().ip();
+        let c = &mut self.calls[i];
+        let version = c.neg.version + 1;
+        let a = sdp::answer(
+            offer,
+            "ctiphone",
+            c.neg.session_id,
+            version,
+            ip,
+            c.rtp_port,
+            &self.cfg.codecs,
+            want,
+        )
+        .ok()?;
+        c.neg.version = version;
+        c.neg.remote = Some(offer.clone());
+        c.neg.local = Some(a.clone());
+        c.neg.we_answered = true;
+        c.neg.pending = Pending::None;
+        Some(a.to_text())
+    }
+
+    /// Our offer for call `i` (pending until answered).
+    fn local_offer(&mut self, i: usize, want: Direction) -> String {
+        let ip = self.stack.local().ip();
+        let c = &mut self.calls[i];
+        c.neg.version += 1;
+        let o = sdp::offer(
+            "ctiphone",
+            c.neg.session_id,
+            c.neg.version,
+            ip,
+            c.rtp_port,
+            &self.cfg.codecs,
+            want,
+        );
+        c.neg.pending = Pending::LocalOffer(o.clone());
+        o.to_text()
+    }
+
+    /// The answer to our pending offer: the session in force. `false`: not a usable answer.
+    fn take_answer(&mut self, i: usize, text: &str) -> bool {
+        let c = &mut self.calls[i];
+        let Pending::LocalOffer(offer) = std::mem::take(&mut c.neg.pending) else {
+            return false;
+        };
+        match Sdp::parse(text) {
+            Ok(a) if a.audio.is_some() => {
+                c.neg.local = Some(offer);
+                c.neg.remote = Some(a);
+                c.neg.we_answered = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    // ------------------------------------------------------------------------ outgoing
+
+    async fn on_early(&mut self, dialog: DialogId, code: u16, sdp: Option<String>) {
+        let Some(i) = self.find_dialog(dialog) else { return };
+        if (code == 180 || code == 183) && self.calls[i].state == CallState::Dialing {
+            self.calls[i].state = CallState::Early;
+            let id = self.calls[i].id.clone();
+            self.publish(i, Event::Phone(PhoneEvent::Ringing { call: id }));
+        }
+        // Early media (a PBX's ringback or an IVR prompt): the answer in the 18x.
+        if let Some(text) = sdp
+            && matches!(self.calls[i].neg.pending, Pending::LocalOffer(_))
+            && self.take_answer(i, &text)
+        {
+            self.start_media(i).await;
+        }
+    }
+
+    async fn on_confirmed(&mut self, dialog: DialogId, sdp: Option<String>) {
+        let Some(i) = self.find_dialog(dialog) else { return };
+        if let Some(text) = sdp
+            && matches!(self.calls[i].neg.pending, Pending::LocalOffer(_))
+            && !self.take_answer(i, &text)
+        {
+            self.warn(format!(
+                "call {}: the answer's SDP is not usable",
+                self.calls[i].id
+            ));
+        }
+        let c = &mut self.calls[i];
+        if c.state != CallState::Confirmed {
+            c.state = CallState::Confirmed;
+            c.answered_at = Some(Instant::now());
+            let id = c.id.clone();
+            let params = c.params.clone();
+            self.publish(i, Event::Phone(PhoneEvent::Answered { call: id }));
+            self.publish(i, Event::Call(CallEvent::answer(params)));
+        }
+        if self.calls[i].neg.remote.is_some() {
+            self.start_media(i).await;
+        } else {
+            // No answer at all to our offer: there is no session to run.
+            let id = self.calls[i].id.clone();
+            self.error(format!("call {id}: the far end answered without SDP"));
+            self.hangup(i).await;
+        }
+    }
+
+    async fn on_acked(&mut self, dialog: DialogId, sdp: Option<String>) {
+        let Some(i) = self.find_dialog(dialog) else { return };
+        if !matches!(self.calls[i].neg.pending, Pending::LocalOffer(_)) {
+            return;
+        }
+        // We offered in our 2xx: the ACK carries the answer (RFC 3264 §2, late offer).
+        match sdp {
+            Some(text) if self.take_answer(i, &text) => self.start_media(i).await,
+            _ => {
+                let id = self.calls[i].id.clone();
+                self.error(format!(
+                    "call {id}: the ACK carried no usable answer to our offer"
+                ));
+                if self.calls[i].neg.local.is_none() {
+                    self.end_with_bye(i, EndReason::Failed).await;
+                }
+            }
+        }
+    }
+
+    /// Calls `to`; `caller` replaces our identity in From and adds its headers.
+    async fn dial(&mut self, to: &str, caller: Option<CallerId>) {
+        let uri = match stack::target_uri(to, self.stack.domain()) {
+            Ok(u) => u,
+            Err(e) => return self.error(e),
+        };
+        let id = format!("{}@ctiphone", stack::random_token(20));
+        let tel = Uri::parse(&uri)
+            .ok()
+            .and_then(|u| u.user)
+            .unwrap_or_else(|| to.to_owned());
+        let mut params = CallParams::outgoing(&id, &tel);
+        params.called = tel.clone();
+        let mut call = Call::new(id.clone(), false, params.clone());
+        let (rtp, rtcp) = media::bind_rtp(self.stack.local().ip()).await;
+        call.rtp_port = rtp
+            .as_ref()
+            .and_then(|s| s.local_addr().ok())
+            .map_or(0, |a| a.port());
+        (call.rtp, call.rtcp) = (rtp, rtcp);
+        self.calls.push(call);
+        self.emit(PhoneEvent::Outgoing {
+            call: id.clone(),
+            to: to.to_owned(),
+        });
+        self.dialing.insert(id.clone(), (uri.clone(), caller));
+        self.name_call(&id, params);
+        match self.stack.registrar() {
+            Some(r) => self.send_invite(&id, r).await,
+            None => {
+                let Some((host, port)) = stack::uri_host_port(&uri) else {
+                    self.dialing.remove(&id);
+                    self.error(format!("cannot dial `{to}`"));
+                    if let Some(i) = self.find(&id) {
+                        self.end_call(i, EndReason::Failed, None);
+                    }
+                    return;
+                };
+                if let Some(ip) = stack::ip_literal(&host) {
+                    self.send_invite(&id, SocketAddr::new(ip, port)).await;
+                } else {
+                    // DNS beside the loop.
+                    let tx = self.tasks.clone();
+                    tokio::spawn(async move {
+                        let dest = tokio::net::lookup_host((host.as_str(), port))
+                            .await
+                            .ok()
+                            .and_then(|mut a| a.next())
+                            .ok_or_else(|| format!("cannot resolve `{host}`"));
+                        let _ = tx.send(Task::Resolved { call: id, dest });
+                    });
+                }
+            }
+        }
+    }
+
+    async fn send_invite(&mut self, call_id: &str, dest: SocketAddr) {
+        let Some((uri, caller)) = self.dialing.remove(call_id) else {
+            return;
+        };
+        let Some(i) = self.find(call_id) else { return };
+        let local = {
+            let who = caller.clone().unwrap_or_default();
+            let aor = format!(
+                "sip:{}@{}",
+                who.user.as_deref().unwrap_or(self.stack.user()),
+                who.host.as_deref().unwrap_or(self.stack.domain())
+            );
+            let mut n = NameAddr::new(&aor);
+            let display = who.display.unwrap_or_else(|| self.cfg.stack.display_name.clone());
+            if !display.is_empty() {
+                n.display = Some(display);
+            }
+            n
+        };
+        let body = self.local_offer(i, Direction::SendRecv);
+        let headers = caller.map(|c| c.headers).unwrap_or_default();
+        let dialog = self
+            .stack
+            .invite(call_id, &uri, dest, local, &headers, body)
+            .await;
+        self.calls[i].dialog = Some(dialog);
+        self.by_dialog.insert(dialog, call_id.to_owned());
+    }
+
+    // ------------------------------------------------------------------------ re-offers
+
+    async fn on_offer(&mut self, dialog: DialogId, offer: Option<String>) {
+        let Some(i) = self.find_dialog(dialog) else {
+            self.stack
+                .refuse_offer(dialog, 481, "Call/Transaction Does Not Exist", None)
+                .await;
+            return;
+        };
+        // One offer at a time in each direction (RFC 3311 §5.2, RFC 3261 §14.2): ours unanswered
+        // → 491; theirs (the INVITE's) not answered yet → 500.
+        if matches!(self.calls[i].neg.pending, Pending::LocalOffer(_)) {
+            self.stack
+                .refuse_offer(dialog, 491, "Request Pending", None)
+                .await;
+            return;
+        }
+        if self.calls[i].neg.local.is_none() && self.calls[i].neg.remote.is_some() {
+            self.stack
+                .refuse_offer(
+                    dialog,
+                    500,
+                    "Server Internal Error",
+                    Some("the first offer is not answered yet"),
+                )
+                .await;
+            return;
+        }
+        let want = if self.calls[i].held {
+            Direction::SendOnly
+        } else {
+            Direction::SendRecv
+        };
+        match offer {
+            Some(text) => {
+                let parsed = match Sdp::parse(&text) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.stack
+                            .refuse_offer(dialog, 488, "Not Acceptable Here", Some(&format!("bad SDP: {e}")))
+                            .await;
+                        return;
+                    }
+                };
+                match self.local_answer(i, &parsed, want) {
+                    Some(answer) => {
+                        self.stack.answer_offer(dialog, answer, false).await;
+                        self.start_media(i).await;
+                    }
+                    // A refused re-offer leaves the session in force running (RFC 3264 §8).
+                    None => {
+                        self.stack
+                            .refuse_offer(dialog, 488, "Not Acceptable Here", Some("no common codec"))
+                            .await
+                    }
+                }
+            }
+            None => {
+                // A re-INVITE without SDP: we offer the session in force; the answer comes in
+                // the ACK.
+                let body = self.local_offer(i, want);
+                self.stack.answer_offer(dialog, body, true).await;
+            }
+        }
+    }
+
+    async fn on_offer_answered(&mut self, dialog: DialogId, sdp: Option<String>) {
+        let Some(i) = self.find_dialog(dialog) else { return };
+        match sdp {
+            Some(text) => {
+                if !self.take_answer(i, &text) {
+                    self.calls[i].neg.pending = Pending::None;
+                    self.error(format!(
+                        "call {}: the far end's answer is not usable",
+                        self.calls[i].id
+                    ));
+                }
+            }
+            // A refresh answered without SDP: the session in force goes on.
+            None => self.calls[i].neg.pending = Pending::None,
+        }
+        let c = &mut self.calls[i];
+        if let Some(hold) = c.pending_hold.take() {
+            let id = c.id.clone();
+            self.publish(
+                i,
+                Event::Phone(if hold {
+                    PhoneEvent::Held { call: id }
+                } else {
+                    PhoneEvent::Resumed { call: id }
+                }),
+            );
+        }
+        self.start_media(i).await;
+    }
+
+    fn on_offer_refused(&mut self, dialog: DialogId, code: u16, reason: &str) {
+        let Some(i) = self.find_dialog(dialog) else { return };
+        // A refused re-offer leaves the call as it was (RFC 3261 §14.1, RFC 3264 §8).
+        let c = &mut self.calls[i];
+        c.neg.pending = Pending::None;
+        if let Some(hold) = c.pending_hold.take() {
+            c.held = !hold;
+        }
+        self.error(format!("the far end refused the change: {code} {reason}"));
+    }
+
+    fn on_identity(&mut self, dialog: DialogId, request: &Message) {
+        let Some(i) = self.find_dialog(dialog) else { return };
+        let Some((tel, telname, anonymous)) = identity::updated_party(request) else {
+            return;
+        };
+        let c = &mut self.calls[i];
+        if c.params.tel == tel && c.params.telname == telname {
+            return;
+        }
+        c.params.tel = tel.clone();
+        c.params.telname = telname.clone();
+        c.params.anonymous = anonymous;
+        let id = c.id.clone();
+        self.publish(
+            i,
+            Event::Phone(PhoneEvent::Identity {
+                call: id,
+                tel,
+                telname,
+            }),
+        );
+    }
+
+    async fn on_notify(&mut self, dialog: DialogId, frag: &str) {
+        let Some(i) = self.find_dialog(dialog) else { return };
+        // Transfer progress (RFC 3515): a final 2xx ends our side of the call.
+        let code: Option<u16> = frag.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+        if self.calls[i].transfer_to.is_some()
+            && let Some(c) = code.filter(|c| *c >= 200)
+        {
+            if c < 300 {
+                self.hangup(i).await;
+            } else {
+                self.calls[i].transfer_to = None;
+                self.error(format!("transfer failed: {}", frag.trim()));
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------ media
+
+    /// Starts (or updates) the media of call `i` from the session in force.
+    async fn start_media(&mut self, i: usize) {
+        let c = &self.calls[i];
+        let (Some(local), Some(remote)) = (&c.neg.local, &c.neg.remote) else {
+            return;
+        };
+        let Some(plan) = media::plan(local, remote, c.neg.we_answered, c.held) else {
+            return;
+        };
+        if let Some(m) = &c.media {
+            let _ = m.commands.try_send(MediaCommand::Update {
+                remote: plan.remote,
+                send: plan.send,
+                recv: plan.recv,
+            });
+            return;
+        }
+        if c.media_opening {
+            return; // the devices' arrival uses the session in force then
+        }
+        let Some(codec) = crate::media::codec::by_name(&plan.codec.name, plan.codec.rate) else {
+            self.error(format!("codec {} is not available", plan.codec.name));
+            return;
+        };
+        let rate = codec.sample_rate();
+        self.calls[i].media_opening = true;
+        let (input, output) = (self.cfg.input.clone(), self.cfg.output.clone());
+        let tx = self.tasks.clone();
+        let call = self.calls[i].id.clone();
+        tokio::spawn(async move {
+            let devices = media::open_devices(input, output, rate).await;
+            let _ = tx.send(Task::Devices { call, devices });
+        });
+    }
+
+    async fn on_devices(&mut self, call: &str, devices: media::Devices) {
+        // The call may have ended while the devices opened.
+        let Some(i) = self.find(call) else { return };
+        self.calls[i].media_opening = false;
+        let source = match devices.source {
+            Ok(s) => s,
+            Err(e) => {
+                self.warn(format!("microphone: {e}; using silence"));
+                Box::new(device::NullSource) as Box<dyn device::Source>
+            }
+        };
+        let sink = match devices.sink {
+            Ok(s) => s,
+            Err(e) => {
+                self.warn(format!("speaker: {e}; audio is discarded"));
+                Box::new(device::NullSink) as Box<dyn device::Sink>
+            }
+        };
+        let c = &self.calls[i];
+        let (Some(local), Some(remote)) = (&c.neg.local, &c.neg.remote) else {
+            return;
+        };
+        let Some(plan) = media::plan(local, remote, c.neg.we_answered, c.held) else {
+            return;
+        };
+        let Some(codec) = crate::media::codec::by_name(&plan.codec.name, plan.codec.rate) else {
+            return;
+        };
+        let record = self.cfg.record_auto.then(|| self.recording_target(i));
+        let c = &mut self.calls[i];
+        c.dtmf_pt = plan.dtmf_pt;
+        let (Some(rtp), rtcp) = (c.rtp.take(), c.rtcp.take()) else {
+            return;
+        };
+        let setup = MediaSetup {
+            codec,
+            pt: plan.codec.pt,
+            dtmf_pt: plan.dtmf_pt,
+            remote: plan.remote,
+            send: plan.send,
+            recv: plan.recv,
+            source,
+            sink,
+            record,
+        };
+        let handle = media_session::spawn(c.id.clone(), rtp, rtcp, setup, self.media_tx.clone());
+        if c.muted {
+            let _ = handle.commands.try_send(MediaCommand::Mute(true));
+        }
+        c.media = Some(handle);
+    }
+
+    /// Plays the ring tone while a call rings here and no call is in progress; stops it
+    /// otherwise. Files and the null device get no ring tone (they are for tests and scripts).
+    fn update_ringer(&mut self) {
+        let ringing = self.calls.iter().any(Call::is_ringing_here);
+        let busy = self.calls.iter().any(|c| c.media.is_some());
+        let want = ringing
+            && !busy
+            && self.cfg.ring
+            && matches!(self.cfg.output, DeviceSpec::Default | DeviceSpec::Named(_));
+        match (&self.ringer, want) {
+            (None, true) => self.ringer = Some(media::spawn_ringer(self.cfg.output.clone())),
+            (Some(_), false) => {
+                if let Some(r) = self.ringer.take() {
+                    r.abort();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn recording_target(&self, i: usize) -> (std::path::PathBuf, String) {
+        media::recording_target(
+            &self.cfg.record_dir,
+            &self.cfg.record_name,
+            &self.cfg.identity,
+            &self.calls[i].params,
+        )
+    }
+
+    async fn on_media_event(&mut self, id: String, ev: MediaEvent) {
+        match ev {
+            MediaEvent::Dtmf(d) => self.emit(PhoneEvent::Dtmf {
+                call: id,
+                digit: d.to_string(),
+            }),
+            MediaEvent::Stats(s) => self.emit(PhoneEvent::Quality {
+                call: id,
+                loss_percent: s.loss_percent,
+                jitter_ms: s.jitter_ms,
+                remote_loss_percent: s.remote_loss_percent,
+                rtt_ms: s.rtt_ms,
+            }),
+            MediaEvent::Warning(w) => self.warn(w),
+            MediaEvent::Recorded(path) => {
+                let params = self
+                    .find(&id)
+                    .map(|i| self.calls[i].params.clone())
+                    .or_else(|| self.finishing.get(&id).map(|(p, _)| p.clone()));
+                self.emit(PhoneEvent::Recorded {
+                    call: id,
+                    path: path.display().to_string(),
+                });
+                if let Some(p) = params {
+                    self.bus.call(CallEvent::recorded(p, path));
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------ commands
+
+    /// The call a command means: the named one, else the most recent.
+    fn pick(&self, call: Option<&str>) -> Option<usize> {
+        match call {
+            Some(id) => self.find(id),
+            None => self.calls.len().checked_sub(1),
+        }
+    }
+
+    async fn on_command(&mut self, cmd: Command) {
+        let no_call = |s: &Hub, c: &Option<String>| {
+            s.error(match c {
+                Some(id) => format!("no call `{id}`"),
+                None => "no call".to_owned(),
+            })
+        };
+        match cmd {
+            Command::Dial { to } => self.dial(&to, None).await,
+            Command::DialAs { to, caller } => self.dial(&to, Some(caller)).await,
+            Command::Answer { call } => match self.pick(call.as_deref()) {
+                Some(i) if self.calls[i].is_ringing_here() => self.answer(i).await,
+                Some(_) => self.error("the call is not ringing here"),
+                None => no_call(self, &call),
+            },
+            Command::Hangup { call } => match self.pick(call.as_deref()) {
+                Some(i) => self.hangup(i).await,
+                None => no_call(self, &call),
+            },
+            Command::Reject { call } => match self.pick(call.as_deref()) {
+                Some(i) if self.calls[i].is_ringing_here() => {
+                    if let Some(d) = self.calls[i].dialog {
+                        self.stack.reject(d, 603, "Decline").await;
+                    }
+                    self.end_call(i, EndReason::Rejected, Some(603));
+                }
+                Some(_) => self.error("the call is not ringing here"),
+                None => no_call(self, &call),
+            },
+            Command::Hold { call } => self.hold(call.as_deref(), true).await,
+            Command::Unhold { call } => self.hold(call.as_deref(), false).await,
+            Command::Mute { call } | Command::Unmute { call } if self.pick(call.as_deref()).is_none() => {
+                no_call(self, &call)
+            }
+            Command::Mute { call } => self.mute(call.as_deref(), true),
+            Command::Unmute { call } => self.mute(call.as_deref(), false),
+            Command::Dtmf { digits, call } => match self.pick(call.as_deref()) {
+                Some(i) if self.calls[i].state == CallState::Confirmed => self.send_dtmf(i, &digits).await,
+                Some(_) => self.error("DTMF needs an answered call"),
+                None => no_call(self, &call),
+            },
+            Command::Transfer { to, call } => match self.pick(call.as_deref()) {
+                Some(i) if self.calls[i].state == CallState::Confirmed => self.transfer(i, &to).await,
+                Some(_) => self.error("transfer needs an answered call"),
+                None => no_call(self, &call),
+            },
+            Command::Record { on, call } => match self.pick(call.as_deref()) {
+                Some(i) if self.calls[i].media.is_some() => {
+                    let target = on.then(|| self.recording_target(i));
+                    if let Some(m) = &self.calls[i].media {
+                        let _ = m.commands.try_send(MediaCommand::Record(target));
+                    }
+                }
+                Some(_) => self.error("recording needs an answered call with audio"),
+                None => no_call(self, &call),
+            },
+            Command::Click { call } => match self.pick(call.as_deref()) {
+                Some(i) => {
+                    let params = self.calls[i].params.clone();
+                    self.publish(i, Event::Call(CallEvent::click(params)));
+                }
+                None => no_call(self, &call),
+            },
+            Command::Quit => self.quit().await,
+        }
+    }
+
+    /// Ends a call from our side, whatever its state.
+    async fn hangup(&mut self, i: usize) {
+        let reason = match self.calls[i].state {
+            CallState::Ringing => EndReason::Rejected,
+            CallState::Dialing | CallState::Early => EndReason::Cancelled,
+            CallState::Confirmed | CallState::Ended(_) => EndReason::LocalHangup,
+        };
+        let code = (self.calls[i].state == CallState::Ringing).then_some(486);
+        if let Some(d) = self.calls[i].dialog {
+            self.stack.hangup(d, 486, "Busy Here").await;
+        }
+        let id = self.calls[i].id.clone();
+        self.dialing.remove(&id);
+        self.end_call(i, reason, code);
+    }
+
+    /// Hangs up a confirmed call with `reason`.
+    async fn end_with_bye(&mut self, i: usize, reason: EndReason) {
+        if let Some(d) = self.calls[i].dialog {
+            self.stack.hangup(d, 500, "Server Internal Error").await;
+        }
+        self.end_call(i, reason, None);
+    }
+
+    async fn hold(&mut self, call: Option<&str>, hold: bool) {
+        let Some(i) = self.pick(call) else {
+            return self.error("no call");
+        };
+        if self.calls[i].state != CallState::Confirmed {
+            return self.error("hold needs an answered call");
+        }
+        if self.calls[i].neg.pending != Pending::None {
+            return self.error("an offer is already under way for this call; try again");
+        }
+        let Some(dialog) = self.calls[i].dialog else {
+            return;
+        };
+        let was = self.calls[i].held;
+        self.calls[i].held = hold;
+        let want = if hold {
+            Direction::SendOnly
+        } else {
+            Direction::SendRecv
+        };
+        let body = self.local_offer(i, want);
+        self.calls[i].pending_hold = Some(hold);
+        // `held` / `resumed` follow when the far end accepts (on its 2xx, which is ACKed).
+        if !self.stack.reoffer(dialog, body, false).await {
+            let c = &mut self.calls[i];
+            c.held = was;
+            c.pending_hold = None;
+            c.neg.pending = Pending::None;
+            self.error("the call cannot be changed now; try again");
+        }
+    }
+
+    fn mute(&mut self, call: Option<&str>, on: bool) {
+        let Some(i) = self.pick(call) else { return };
+        self.calls[i].muted = on;
+        if let Some(m) = &self.calls[i].media {
+            let _ = m.commands.try_send(MediaCommand::Mute(on));
+        }
+    }
+
+    async fn send_dtmf(&mut self, i: usize, digits: &str) {
+        for d in digits.chars() {
+            if !(d.is_ascii_digit() || "*#ABCDabcd".contains(d)) {
+                return self.error(format!("`{d}` is not a DTMF digit"));
+            }
+        }
+        // RFC 4733 in the media when the far end takes telephone-events; SIP INFO otherwise.
+        if let (Some(_), Some(m)) = (self.calls[i].dtmf_pt, &self.calls[i].media) {
+            let _ = m
+                .commands
+                .try_send(MediaCommand::Dtmf(digits.to_ascii_uppercase()));
+            return;
+        }
+        let Some(dialog) = self.calls[i].dialog else {
+            return;
+        };
+        for d in digits.chars() {
+            self.stack
+                .send_in_dialog(
+                    dialog,
+                    "INFO",
+                    "application/dtmf-relay",
+                    format!("Signal={d}\r\nDuration=160\r\n").into_bytes(),
+                )
+                .await;
+        }
+    }
+
+    async fn transfer(&mut self, i: usize, to: &str) {
+        let target = match stack::target_uri(to, self.stack.domain()) {
+            Ok(u) => u,
+            Err(e) => return self.error(e),
+        };
+        let Some(dialog) = self.calls[i].dialog else {
+            return;
+        };
+        self.calls[i].transfer_to = Some(target.clone());
+        self.stack.refer(dialog, &target).await;
+    }
+
+    async fn quit(&mut self) {
+        let ids: Vec<String> = self.calls.iter().map(|c| c.id.clone()).collect();
+        for id in ids {
+            if let Some(i) = self.find(&id) {
+                self.hangup(i).await;
+            }
+        }
+        self.quitting = Some(Instant::now() + Duration::from_millis(1500));
+        self.stack.unregister().await;
+    }
+
+    fn end_call(&mut self, i: usize, reason: EndReason, code: Option<u16>) {
+        // Published in order: an unannounced call is announced first.
+        self.announce(i);
+        let mut c = self.calls.remove(i);
+        c.state = CallState::Ended(reason);
+        if let Some(d) = c.dialog {
+            self.by_dialog.remove(&d);
+        }
+        self.dialing.remove(&c.id);
+        let duration = c.answered_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let mut params = c.params.clone();
+        params
+            .extra
+            .insert("DURATION".into(), format!("{}", duration.round() as u64));
+        params.extra.insert(
+            "RESULT".into(),
+            result_name(c.incoming, c.answered_at.is_some(), reason).into(),
+        );
+        self.emit(PhoneEvent::Ended {
+            call: c.id.clone(),
+            reason,
+            code,
+            duration_s: (duration * 1000.0).round() / 1000.0,
+        });
+        if let Some(m) = c.media.take() {
+            // The session closes the recording and reports it; keep the call's values for it.
+            let _ = m.commands.try_send(MediaCommand::Stop);
+            self.finishing.insert(c.id.clone(), (params.clone(), m.task));
+        }
+        self.bus.call(CallEvent::hangup(params, c.answered_at.is_some()));
+    }
+}
+
+/// The end reason, SIP code and (for a failure) a message for a dialog's end.
+fn end_reason(end: &DialogEnd, incoming: bool) -> (EndReason, Option<u16>, Option<String>) {
+    match end {
+        DialogEnd::RemoteBye => (EndReason::RemoteHangup, None, None),
+        DialogEnd::Cancelled => (EndReason::Cancelled, Some(487), None),
+        DialogEnd::Refused { code, reason } => {
+            let r = match code {
+                486 | 600 => EndReason::Busy,
+                603 => EndReason::Rejected,
+                408 => EndReason::Timeout,
+                487 => EndReason::Cancelled,
+                _ => EndReason::Failed,
+            };
+            tracing::info!(code, %reason, "outgoing call failed");
+            (r, Some(*code), None)
+        }
+        DialogEnd::Timeout if !incoming => (EndReason::Timeout, Some(408), None),
+        DialogEnd::Timeout => (
+            EndReason::Failed,
+            Some(408),
+            Some("no answer to a request".into()),
+        ),
+        DialogEnd::Unreachable(why) => (EndReason::Failed, Some(503), Some(why.clone())),
+        DialogEnd::NoAck => (
+            EndReason::Failed,
+            None,
+            Some("no ACK for our 200 OK: hung up".into()),
+        ),
+        DialogEnd::NoPrack => (
+            EndReason::Failed,
+            Some(504),
+            Some("no PRACK for our reliable 180: the call was refused".into()),
+        ),
+        DialogEnd::SessionExpired => (
+            EndReason::Failed,
+            None,
+            Some("the session timer expired without a refresh: hung up".into()),
+        ),
+        DialogEnd::Gone => (
+            EndReason::Failed,
+            Some(481),
+            Some("the far end no longer knows the call".into()),
+        ),
+    }
+}
+
+/// The digit of a SIP INFO `application/dtmf-relay` (or `application/dtmf`) body.
+fn dtmf_from_info(body: &str) -> Option<String> {
+    let line = body
+        .lines()
+        .find(|l| l.trim_start().to_ascii_lowercase().starts_with("signal"));
+    let d = match line {
+        Some(l) => l.split_once('=')?.1.trim().to_owned(),
+        None => body.trim().to_owned(),
+    };
+    (d.len() == 1 && d.chars().all(|c| c.is_ascii_digit() || "*#ABCDabcd".contains(c))).then_some(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dtmf_info_bodies() {
+        assert_eq!(
+            dtmf_from_info("Signal=5\r\nDuration=160\r\n").as_deref(),
+            Some("5")
+        );
+        assert_eq!(dtmf_from_info("signal= #\n").as_deref(), Some("#"));
+        assert_eq!(dtmf_from_info("7").as_deref(), Some("7"));
+        assert_eq!(dtmf_from_info("Signal=55").as_deref(), None);
+        assert_eq!(dtmf_from_info("Signal=x").as_deref(), None);
+    }
+
+    #[test]
+    fn dialog_ends_map_to_call_ends() {
+        assert_eq!(end_reason(&DialogEnd::NoAck, true).0, EndReason::Failed);
+        assert_eq!(
+            end_reason(
+                &DialogEnd::Refused {
+                    code: 486,
+                    reason: String::new()
+                },
+                false
+            )
+            .0,
+            EndReason::Busy
+        );
+        assert_eq!(end_reason(&DialogEnd::Cancelled, true).0, EndReason::Cancelled);
+        assert_eq!(end_reason(&DialogEnd::Timeout, false).0, EndReason::Timeout);
+    }
+}

@@ -1,0 +1,127 @@
+//! Media orchestration for the call layer: what a negotiated session means for the media
+//! session (codec, telephone-event, where to send, which directions), the RTP/RTCP port pair
+//! a call reserves, the devices opened beside the loop, the ring tone, and the recording's
+//! name from its template.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+use crate::cti::template::Template;
+use crate::cti::vars::{Identity, Vars};
+use crate::media::device::{self, DeviceSpec, Sink, Source};
+
+use super::sdp::{Codec, Direction, Sdp};
+
+/// What the media session should do for a negotiated session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub codec: Codec,
+    pub dtmf_pt: Option<u8>,
+    pub remote: SocketAddr,
+    pub send: bool,
+    pub recv: bool,
+}
+
+/// The media plan of the session in force: the answerer's codec list decides (ours when we
+/// answered, theirs when we offered). `None`: no audio agreed.
+pub fn plan(local: &Sdp, remote: &Sdp, we_answered: bool, held: bool) -> Option<Plan> {
+    let (la, ra) = (local.audio.as_ref()?, remote.audio.as_ref()?);
+    let chosen = if we_answered { la } else { ra };
+    let codec = chosen
+        .codecs
+        .iter()
+        .find(|k| !k.name.eq_ignore_ascii_case("telephone-event"))
+        .cloned()?;
+    let dtmf_pt = chosen
+        .codecs
+        .iter()
+        .find(|k| k.name.eq_ignore_ascii_case("telephone-event"))
+        .map(|k| k.pt);
+    let sends = |d: Direction| matches!(d, Direction::SendRecv | Direction::SendOnly);
+    let recvs = |d: Direction| matches!(d, Direction::SendRecv | Direction::RecvOnly);
+    let held_remote = ra.addr.is_unspecified();
+    // On hold (ours) nothing is sent.
+    let send = sends(la.direction) && recvs(ra.direction) && ra.port != 0 && !held_remote && !held;
+    let recv = recvs(la.direction) && sends(ra.direction);
+    Some(Plan {
+        codec,
+        dtmf_pt,
+        remote: SocketAddr::new(ra.addr, ra.port),
+        send,
+        recv,
+    })
+}
+
+/// The call's RTP socket on an even port and its RTCP socket on the next one (RFC 3550
+/// §11); the media session sends and receives on them.
+pub async fn bind_rtp(ip: IpAddr) -> (Option<UdpSocket>, Option<UdpSocket>) {
+    for _ in 0..50 {
+        let Ok(rtp) = UdpSocket::bind(SocketAddr::new(ip, 0)).await else {
+            break;
+        };
+        let Ok(port) = rtp.local_addr().map(|a| a.port()) else {
+            break;
+        };
+        if port % 2 != 0 || port == u16::MAX {
+            continue;
+        }
+        if let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
+            return (Some(rtp), Some(rtcp));
+        }
+    }
+    // No pair free: RTP alone (RTCP then shares the port, as with rtcp-mux).
+    (UdpSocket::bind(SocketAddr::new(ip, 0)).await.ok(), None)
+}
+
+/// Devices opened for a call, or why not (the call then uses silence / discards audio).
+pub struct Devices {
+    pub source: Result<Box<dyn Source>, String>,
+    pub sink: Result<Box<dyn Sink>, String>,
+}
+
+/// Opens the microphone and speaker at `rate` on a blocking thread (a sound server, a file to
+/// read and resample, a FIFO that waits for its writer can all take seconds).
+pub async fn open_devices(input: DeviceSpec, output: DeviceSpec, rate: u32) -> Devices {
+    let opened = tokio::task::spawn_blocking(move || Devices {
+        source: device::open_source(&input, rate),
+        sink: device::open_sink(&output, rate),
+    })
+    .await;
+    opened.unwrap_or_else(|e| Devices {
+        source: Err(e.to_string()),
+        sink: Err(e.to_string()),
+    })
+}
+
+/// Plays the ring tone on `spec` until aborted.
+pub fn spawn_ringer(spec: DeviceSpec) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let rate = 8000;
+        let Ok(Ok(mut sink)) = tokio::task::spawn_blocking(move || device::open_sink(&spec, rate)).await
+        else {
+            return;
+        };
+        let mut tone = crate::media::tone::RingTone::new(rate);
+        let mut frame = vec![0i16; (rate / 50) as usize];
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            tone.next_frame(&mut frame);
+            sink.push(&frame);
+        }
+    })
+}
+
+/// Where a call's recording goes: the directory and the file name from the template.
+pub fn recording_target(
+    dir: &std::path::Path,
+    name: &Template,
+    identity: &Identity,
+    params: &crate::app::CallParams,
+) -> (std::path::PathBuf, String) {
+    let vars = Vars::new(identity, params, chrono::Local::now().naive_local());
+    (dir.to_path_buf(), crate::media::record::file_name(name, &vars))
+}

@@ -1,0 +1,140 @@
+//! One call: its state (one enum, ending with the reason), its dialog, its parameters as the
+//! CTI sees them, and its offer/answer and media bookkeeping.
+
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+
+use crate::app::{CallParams, EndReason};
+use crate::media::session::MediaHandle;
+use crate::sip::dialog::DialogId;
+
+use super::sdp::Sdp;
+
+/// Where a call stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallState {
+    /// Incoming, ringing here.
+    Ringing,
+    /// Outgoing: being resolved, or the INVITE is out.
+    Dialing,
+    /// Outgoing: the far end rings (or plays early media).
+    Early,
+    /// Answered.
+    Confirmed,
+    /// Over, and why.
+    Ended(EndReason),
+}
+
+/// Who offered last and what is pending (RFC 3264): at most one offer in each dialog at a time.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Pending {
+    #[default]
+    None,
+    /// We offered; the answer is awaited.
+    LocalOffer(Sdp),
+}
+
+/// A call's offer/answer state: the session both sides agreed on, and what is in flight.
+#[derive(Debug)]
+pub struct Negotiation {
+    pub session_id: u64,
+    pub version: u64,
+    /// The session in force (our last SDP, theirs).
+    pub local: Option<Sdp>,
+    pub remote: Option<Sdp>,
+    pub pending: Pending,
+    /// The answer in force was ours (we answered their offer): our codec list decides.
+    pub we_answered: bool,
+}
+
+impl Negotiation {
+    pub fn new() -> Self {
+        Self {
+            session_id: rand::random_range(1..u64::from(u32::MAX)),
+            version: 0,
+            local: None,
+            remote: None,
+            pending: Pending::None,
+            we_answered: false,
+        }
+    }
+}
+
+/// One call.
+pub struct Call {
+    /// The SIP Call-ID: the call's name for front ends, CTI and history.
+    pub id: String,
+    /// Its dialog (none yet while an outgoing call's target is resolved).
+    pub dialog: Option<DialogId>,
+    pub incoming: bool,
+    pub state: CallState,
+    pub params: CallParams,
+    /// The ring (or dial) was published; until then the call's events wait (the phonebook
+    /// names the caller first).
+    pub announced: bool,
+    pub held_events: Vec<crate::app::Event>,
+    pub neg: Negotiation,
+    pub rtp: Option<UdpSocket>,
+    pub rtcp: Option<UdpSocket>,
+    pub rtp_port: u16,
+    pub media: Option<MediaHandle>,
+    /// Devices are being opened for this call.
+    pub media_opening: bool,
+    /// The far end takes RFC 4733 telephone-events on this payload type.
+    pub dtmf_pt: Option<u8>,
+    pub answered_at: Option<Instant>,
+    pub auto_answer_at: Option<Instant>,
+    pub held: bool,
+    /// A hold (true) or resume (false) re-INVITE waiting for its answer.
+    pub pending_hold: Option<bool>,
+    pub muted: bool,
+    pub transfer_to: Option<String>,
+}
+
+impl Call {
+    pub fn new(id: String, incoming: bool, params: CallParams) -> Self {
+        Self {
+            id,
+            dialog: None,
+            incoming,
+            state: if incoming {
+                CallState::Ringing
+            } else {
+                CallState::Dialing
+            },
+            params,
+            announced: false,
+            held_events: Vec::new(),
+            neg: Negotiation::new(),
+            rtp: None,
+            rtcp: None,
+            rtp_port: 0,
+            media: None,
+            media_opening: false,
+            dtmf_pt: None,
+            answered_at: None,
+            auto_answer_at: None,
+            held: false,
+            pending_hold: None,
+            muted: false,
+            transfer_to: None,
+        }
+    }
+
+    pub fn is_ringing_here(&self) -> bool {
+        self.incoming && self.state == CallState::Ringing
+    }
+}
+
+/// The history result of a call (HIS-1).
+pub fn result_name(incoming: bool, answered: bool, reason: EndReason) -> &'static str {
+    match (answered, reason) {
+        (true, _) => "answered",
+        (false, EndReason::Rejected) => "rejected",
+        (false, EndReason::Busy) => "busy",
+        (false, EndReason::Cancelled) if incoming => "missed",
+        (false, EndReason::Cancelled) => "cancelled",
+        (false, _) => "failed",
+    }
+}

@@ -1,0 +1,247 @@
+//! Registration (RFC 3261 §10): REGISTER with digest authentication, refresh before expiry,
+//! 423 Interval Too Brief, backoff after a failure (2 s doubling to 5 minutes), the address the
+//! registrar saw us at (rport/received) taken into the Contact, recovery from a lost TCP/TLS
+//! connection, and unregistering on quit.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::addr::{NameAddr, Uri, Via};
+use super::auth::{self, Challenge};
+use super::message::Message;
+use super::stack::{ALLOW, Owner, SipEvent, Stack, challenges, random_token, reason_phrase};
+use super::transport::Proto;
+
+/// Where the registration stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegState {
+    Idle,
+    Registering,
+    Registered,
+    Failed,
+    Unregistering,
+}
+
+/// The registration's state.
+#[derive(Debug)]
+pub struct Registration {
+    pub state: RegState,
+    pub call_id: String,
+    pub tag: String,
+    pub cseq: u32,
+    pub expires: u32,
+    pub challenge: Option<(Challenge, bool)>,
+    pub nc: u32,
+    pub auth_tries: u8,
+    pub next: Option<Instant>,
+    pub backoff: Duration,
+    /// The address the registrar saw us at (rport/received), for Contact.
+    pub public: Option<SocketAddr>,
+}
+
+impl Registration {
+    pub fn new(expires: u32) -> Self {
+        Self {
+            state: RegState::Idle,
+            call_id: format!("{}@ctiphone", random_token(20)),
+            tag: random_token(10),
+            cseq: 0,
+            expires,
+            challenge: None,
+            nc: 0,
+            auth_tries: 0,
+            next: None,
+            backoff: Duration::from_secs(2),
+            public: None,
+        }
+    }
+}
+
+impl Stack {
+    /// The registration's state.
+    pub fn registration_state(&self) -> RegState {
+        self.reg.state
+    }
+
+    /// Registers (or unregisters with `expires` 0) with the registrar, if there is one.
+    pub async fn register(&mut self, expires: u32) {
+        let Some(registrar) = self.cfg.registrar else {
+            return;
+        };
+        self.reg.cseq += 1;
+        self.reg.state = if expires == 0 {
+            RegState::Unregistering
+        } else {
+            RegState::Registering
+        };
+        let uri = format!("sip:{}", self.cfg.domain);
+        let mut req = Message::request("REGISTER", &uri);
+        let aor = self.aor();
+        req.push("From", format!("<{aor}>;tag={}", self.reg.tag))
+            .push("To", format!("<{aor}>"))
+            .push("Call-ID", self.reg.call_id.clone())
+            .push("CSeq", format!("{} REGISTER", self.reg.cseq))
+            .push("Contact", self.contact())
+            .push("Expires", expires.to_string())
+            .push("Allow", ALLOW);
+        if let Some((ch, proxy)) = &self.reg.challenge {
+            self.reg.nc += 1;
+            let value = auth::authorization(
+                ch,
+                &self.cfg.auth_user,
+                &self.cfg.password,
+                "REGISTER",
+                &uri,
+                self.reg.nc,
+                &random_token(12),
+                &[],
+            );
+            req.push(
+                if *proxy {
+                    "Proxy-Authorization"
+                } else {
+                    "Authorization"
+                },
+                value,
+            );
+        }
+        self.reg.next = None;
+        let proto = self.cfg.proto;
+        self.send_request(req, registrar, proto, Owner::Register).await;
+    }
+
+    /// Unregisters when registered (on quit); whether an unregistration is under way.
+    pub async fn unregister(&mut self) -> bool {
+        if self.cfg.registrar.is_some() && self.reg.state == RegState::Registered {
+            self.reg.auth_tries = 0;
+            self.register(0).await;
+            return true;
+        }
+        false
+    }
+
+    pub(super) async fn on_register_response(&mut self, msg: &Message, code: u16) {
+        if code < 200 {
+            return;
+        }
+        let unregistering = self.reg.state == RegState::Unregistering;
+        if code < 300 {
+            self.reg.auth_tries = 0;
+            if unregistering {
+                self.reg.state = RegState::Idle;
+                self.emit(SipEvent::Unregistered);
+                return;
+            }
+            // NAT: if the registrar saw us elsewhere, register that address instead.
+            if let Some(v) = msg.get_all("Via").first().and_then(|v| Via::parse(v).ok()) {
+                let ip: Option<IpAddr> = v.param("received").and_then(|r| r.parse().ok());
+                let port: Option<u16> = v.param("rport").and_then(|p| p.parse().ok());
+                if ip.is_some() || port.is_some() {
+                    let seen =
+                        SocketAddr::new(ip.unwrap_or(self.local.ip()), port.unwrap_or(self.local.port()));
+                    if seen != self.contact_addr() && self.reg.public.is_none() {
+                        self.reg.public = Some(seen);
+                        self.register(self.reg.expires).await;
+                        return;
+                    }
+                }
+            }
+            let ours = self.contact_addr();
+            let granted = msg
+                .get_all("Contact")
+                .iter()
+                .filter_map(|c| NameAddr::parse(c).ok())
+                .find(|c| Uri::parse(&c.uri).is_ok_and(|u| u.port == Some(ours.port())))
+                .and_then(|c| c.param("expires").and_then(|e| e.parse().ok()))
+                .or_else(|| msg.get("Expires").and_then(|e| e.parse().ok()))
+                .unwrap_or(self.reg.expires);
+            self.reg.state = RegState::Registered;
+            self.reg.backoff = Duration::from_secs(2);
+            // Refresh well before expiry.
+            let refresh = Duration::from_secs(u64::from(granted.max(2))) / 2;
+            self.reg.next = Some(Instant::now() + refresh);
+            let aor = self.aor();
+            self.emit(SipEvent::Registered {
+                aor,
+                expires: granted,
+            });
+            return;
+        }
+        if (code == 401 || code == 407) && self.reg.auth_tries < 2 {
+            let challenges = challenges(msg, code);
+            let stale = challenges.iter().any(|c| c.stale);
+            // A second challenge right after our credentials means they were wrong (unless stale).
+            if let Some(ch) = auth::pick(&challenges).cloned()
+                && (self.reg.auth_tries == 0 || stale)
+            {
+                self.reg.auth_tries += 1;
+                self.reg.challenge = Some((ch, code == 407));
+                self.reg.nc = 0;
+                let e = if unregistering { 0 } else { self.reg.expires };
+                self.register(e).await;
+                return;
+            }
+        }
+        if code == 423
+            && !unregistering
+            && let Some(min) = msg.get("Min-Expires").and_then(|m| m.trim().parse::<u32>().ok())
+            && min > self.reg.expires
+        {
+            self.reg.expires = min;
+            self.register(min).await;
+            return;
+        }
+        if unregistering {
+            self.reg.state = RegState::Idle;
+            self.emit(SipEvent::Unregistered);
+            return;
+        }
+        self.registration_failed(Some(code), reason_phrase(msg));
+    }
+
+    /// A REGISTER got no answer (or could not be sent: `error`).
+    pub(super) fn on_register_timeout(&mut self, error: Option<String>) {
+        if self.reg.state == RegState::Unregistering {
+            self.reg.state = RegState::Idle;
+            return;
+        }
+        match error {
+            Some(e) => self.registration_failed(Some(503), e),
+            None => self.registration_failed(Some(408), "no answer from the registrar".into()),
+        }
+    }
+
+    /// The registrar's connection lost while registered means registering again now over a
+    /// new one (a restarted registrar has forgotten us, and it reached us over that
+    /// connection); lost while registering, a failed registration, retried with backoff (a
+    /// registrar that keeps dropping connections gets no storm).
+    pub(super) async fn registration_connection_lost(&mut self, proto: Proto, peer: SocketAddr) {
+        if self.cfg.registrar != Some(peer) || self.cfg.proto != proto {
+            return;
+        }
+        // Its transaction waits for an answer that cannot come over the closed connection.
+        self.clients
+            .retain(|_, tx| !(matches!(tx.owner, Owner::Register) && tx.to == peer && tx.proto == proto));
+        // The address the registrar saw us at was that connection's: learn the new one.
+        self.reg.public = None;
+        let what = format!("the {} connection to the registrar {peer} was lost", proto.name());
+        match self.reg.state {
+            RegState::Registered => {
+                self.emit(SipEvent::Warning(format!("{what}; registering again")));
+                self.register(self.reg.expires).await;
+            }
+            RegState::Registering => self.registration_failed(None, what),
+            RegState::Idle | RegState::Failed | RegState::Unregistering => {}
+        }
+    }
+
+    pub(super) fn registration_failed(&mut self, code: Option<u16>, reason: String) {
+        self.reg.state = RegState::Failed;
+        self.reg.auth_tries = 0;
+        self.reg.challenge = None;
+        self.emit(SipEvent::RegistrationFailed { code, reason });
+        // Retry with backoff (2 s doubling to 5 minutes): never a storm.
+        self.reg.next = Some(Instant::now() + self.reg.backoff);
+        self.reg.backoff = (self.reg.backoff * 2).min(Duration::from_secs(300));
+    }
+}
