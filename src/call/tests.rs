@@ -139,3 +139,232 @@ async fn an_acked_failure_is_not_retransmitted() {
         panic!("after the ACK: {:?}", m.start);
     }
 }
+
+/// A request from `me` to the agent at `ua` in call `call_id`, From tag `ftag`, To tag `ttag`
+/// (none: out of dialog), with `extra` headers and `body` as SDP.
+fn request(
+    method: &str,
+    ua: SocketAddr,
+    me: SocketAddr,
+    call_id: &str,
+    ftag: &str,
+    ttag: Option<&str>,
+    cseq: u32,
+    extra: &str,
+    body: &str,
+) -> String {
+    let to_tag = ttag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    let ct = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\r\n".into()
+    };
+    format!(
+        "{method} sip:1001@{ua} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{}\r\n\
+         From: <sip:0311112222@{me}>;tag={ftag}\r\nTo: <sip:1001@{ua}>{to_tag}\r\nCall-ID: {call_id}\r\n\
+         CSeq: {cseq} {method}\r\nContact: <sip:caller@{me}>\r\nMax-Forwards: 70\r\n{extra}{ct}Content-Length: {}\r\n\r\n{body}",
+        crate::sip::stack::random_token(12),
+        body.len()
+    )
+}
+
+const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                     m=audio 9000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+
+/// The next response to `method` on `sock` with a final or the given code.
+async fn response(sock: &UdpSocket, method: &str, code: u16) -> Message {
+    loop {
+        let m = recv(sock, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("no {code} to {method}"));
+        if m.cseq().map(|c| c.1) == Some(method) && m.code() == Some(code) {
+            return m;
+        }
+    }
+}
+
+/// An answered call with the agent: its Call-ID and the agent's tag.
+async fn call_up(
+    ua: SocketAddr,
+    sock: &UdpSocket,
+    call_id: &str,
+    extra: &str,
+    body: &str,
+) -> (String, Message) {
+    let me = sock.local_addr().unwrap();
+    let inv = request("INVITE", ua, me, call_id, "caller", None, 1, extra, body);
+    let ok = answered(sock, &inv, ua).await;
+    let tag = crate::sip::addr::NameAddr::parse(ok.get("To").unwrap())
+        .unwrap()
+        .tag()
+        .unwrap()
+        .to_owned();
+    (tag, ok)
+}
+
+#[tokio::test]
+async fn requests_with_the_call_id_but_wrong_tags_get_481_and_the_call_goes_on() {
+    let (ua, sock, _c) = agent(Some(Duration::ZERO)).await;
+    let me = sock.local_addr().unwrap();
+    let (tag, _) = call_up(ua, &sock, "spoof-1", "", OFFER).await;
+    sock.send_to(
+        request("ACK", ua, me, "spoof-1", "caller", Some(&tag), 1, "", "").as_bytes(),
+        ua,
+    )
+    .await
+    .unwrap();
+    // A stranger's BYE: right Call-ID, wrong From tag; then wrong To tag.
+    let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sm = stranger.local_addr().unwrap();
+    for (ftag, ttag) in [("other", tag.as_str()), ("caller", "forged")] {
+        let bye = request("BYE", ua, sm, "spoof-1", ftag, Some(ttag), 2, "", "");
+        stranger.send_to(bye.as_bytes(), ua).await.unwrap();
+        assert_eq!(response(&stranger, "BYE", 481).await.code(), Some(481));
+        let reinvite = request("INVITE", ua, sm, "spoof-1", ftag, Some(ttag), 3, "", OFFER);
+        stranger.send_to(reinvite.as_bytes(), ua).await.unwrap();
+        assert_eq!(response(&stranger, "INVITE", 481).await.code(), Some(481));
+    }
+    // A CSeq lower than the last: 500; the real BYE: 200.
+    let old = request("INFO", ua, me, "spoof-1", "caller", Some(&tag), 1, "", "");
+    sock.send_to(old.as_bytes(), ua).await.unwrap();
+    assert_eq!(response(&sock, "INFO", 500).await.code(), Some(500));
+    let bye = request("BYE", ua, me, "spoof-1", "caller", Some(&tag), 5, "", "");
+    sock.send_to(bye.as_bytes(), ua).await.unwrap();
+    assert_eq!(response(&sock, "BYE", 200).await.code(), Some(200));
+}
+
+#[tokio::test]
+async fn a_late_offer_is_made_in_the_200_and_answered_in_the_ack() {
+    let (ua, sock, _c) = agent(Some(Duration::ZERO)).await;
+    let me = sock.local_addr().unwrap();
+    let (tag, ok) = call_up(ua, &sock, "late-1", "", "").await;
+    let offer =
+        crate::call::sdp::Sdp::parse(&String::from_utf8_lossy(&ok.body)).expect("an offer in the 200");
+    let port = offer.audio.as_ref().map(|a| a.port).unwrap();
+    assert_ne!(port, 0);
+    // No ACK yet: the 200 is retransmitted.
+    assert_eq!(response(&sock, "INVITE", 200).await.code(), Some(200));
+    // The answer in the ACK points the phone's media at a socket of ours: RTP arrives there.
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let answer = OFFER.replace("9000", &rtp.local_addr().unwrap().port().to_string());
+    let ack = request("ACK", ua, me, "late-1", "caller", Some(&tag), 1, "", &answer);
+    sock.send_to(ack.as_bytes(), ua).await.unwrap();
+    let mut buf = [0u8; 2048];
+    let got = tokio::time::timeout(Duration::from_secs(3), rtp.recv_from(&mut buf)).await;
+    assert!(got.is_ok(), "no RTP after the answer in the ACK");
+}
+
+#[tokio::test]
+async fn a_required_100rel_gets_a_reliable_180_until_its_prack() {
+    let (ua, sock, _c) = agent(Some(Duration::from_secs(30))).await;
+    let me = sock.local_addr().unwrap();
+    let inv = request(
+        "INVITE",
+        ua,
+        me,
+        "rel-1",
+        "caller",
+        None,
+        1,
+        "Require: 100rel\r\n",
+        OFFER,
+    );
+    sock.send_to(inv.as_bytes(), ua).await.unwrap();
+    let ringing = response(&sock, "INVITE", 180).await;
+    assert!(
+        ringing.get("Require").is_some_and(|r| r.contains("100rel")),
+        "{:?}",
+        ringing.headers
+    );
+    let rseq: u32 = ringing
+        .get("RSeq")
+        .and_then(|r| r.trim().parse().ok())
+        .expect("RSeq");
+    // Not PRACKed: retransmitted (T1).
+    let again = response(&sock, "INVITE", 180).await;
+    assert_eq!(again.get("RSeq").and_then(|r| r.trim().parse().ok()), Some(rseq));
+    let tag = crate::sip::addr::NameAddr::parse(ringing.get("To").unwrap())
+        .unwrap()
+        .tag()
+        .unwrap()
+        .to_owned();
+    // A PRACK for another RSeq: 481; the right one: 200, and the retransmissions stop.
+    let wrong = request(
+        "PRACK",
+        ua,
+        me,
+        "rel-1",
+        "caller",
+        Some(&tag),
+        2,
+        &format!("RAck: {} 1 INVITE\r\n", rseq + 7),
+        "",
+    );
+    sock.send_to(wrong.as_bytes(), ua).await.unwrap();
+    assert_eq!(response(&sock, "PRACK", 481).await.code(), Some(481));
+    let prack = request(
+        "PRACK",
+        ua,
+        me,
+        "rel-1",
+        "caller",
+        Some(&tag),
+        3,
+        &format!("RAck: {rseq} 1 INVITE\r\n"),
+        "",
+    );
+    sock.send_to(prack.as_bytes(), ua).await.unwrap();
+    assert_eq!(response(&sock, "PRACK", 200).await.code(), Some(200));
+    while let Some(m) = recv(&sock, Duration::from_millis(1500)).await {
+        assert_ne!(m.code(), Some(180), "the 180 was retransmitted after its PRACK");
+    }
+}
+
+#[tokio::test]
+async fn a_session_interval_below_90_s_is_refused_with_our_minimum() {
+    let (ua, sock, _c) = agent(Some(Duration::ZERO)).await;
+    let me = sock.local_addr().unwrap();
+    let inv = request(
+        "INVITE",
+        ua,
+        me,
+        "se-1",
+        "caller",
+        None,
+        1,
+        "Session-Expires: 30\r\nSupported: timer\r\n",
+        OFFER,
+    );
+    sock.send_to(inv.as_bytes(), ua).await.unwrap();
+    let r = response(&sock, "INVITE", 422).await;
+    assert_eq!(r.get("Min-SE"), Some("90"));
+    // Asked properly: the 200 says who refreshes and requires the timer.
+    let (_, ok) = call_up(
+        ua,
+        &sock,
+        "se-2",
+        "Session-Expires: 120;refresher=uac\r\nSupported: timer\r\n",
+        OFFER,
+    )
+    .await;
+    assert_eq!(ok.get("Session-Expires"), Some("120;refresher=uac"));
+    assert!(ok.get("Require").is_some_and(|r| r.contains("timer")));
+}
+
+#[tokio::test]
+async fn a_re_invite_without_sdp_gets_our_offer() {
+    let (ua, sock, _c) = agent(Some(Duration::ZERO)).await;
+    let me = sock.local_addr().unwrap();
+    let (tag, _) = call_up(ua, &sock, "reinv-1", "", OFFER).await;
+    sock.send_to(
+        request("ACK", ua, me, "reinv-1", "caller", Some(&tag), 1, "", "").as_bytes(),
+        ua,
+    )
+    .await
+    .unwrap();
+    let re = request("INVITE", ua, me, "reinv-1", "caller", Some(&tag), 2, "", "");
+    sock.send_to(re.as_bytes(), ua).await.unwrap();
+    let ok = response(&sock, "INVITE", 200).await;
+    let offer = crate::call::sdp::Sdp::parse(&String::from_utf8_lossy(&ok.body)).expect("an offer");
+    assert!(offer.audio.is_some_and(|a| a.port != 0));
+}
