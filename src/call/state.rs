@@ -48,6 +48,12 @@ pub struct Negotiation {
     pub we_answered: bool,
 }
 
+impl Default for Negotiation {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Negotiation {
     pub fn new() -> Self {
         Self {

@@ -142,6 +142,7 @@ async fn an_acked_failure_is_not_retransmitted() {
 
 /// A request from `me` to the agent at `ua` in call `call_id`, From tag `ftag`, To tag `ttag`
 /// (none: out of dialog), with `extra` headers and `body` as SDP.
+#[allow(clippy::too_many_arguments)]
 fn request(
     method: &str,
     ua: SocketAddr,

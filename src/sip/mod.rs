@@ -7,8 +7,11 @@
 pub mod addr;
 pub mod auth;
 pub mod dialog;
+mod in_dialog;
 pub mod message;
 pub mod registration;
 pub mod stack;
 pub mod transaction;
 pub mod transport;
+mod uac;
+mod uas;
