@@ -1097,6 +1097,7 @@ impl Ua {
         if let Some(m) = &c.media {
             let _ = m.commands.try_send(MediaCommand::Update {
                 remote: remote_addr,
+                remote_rtcp: None,
                 send,
                 recv,
             });
@@ -1148,6 +1149,9 @@ impl Ua {
             pt: codec.pt,
             dtmf_pt,
             remote: remote_addr,
+            remote_rtcp: None,
+            symmetric_rtp: false,
+            rtp_timeout: None,
             send,
             recv,
             source,
@@ -1225,6 +1229,10 @@ impl Ua {
                 rtt_ms: s.rtt_ms,
             }),
             MediaEvent::Warning(w) => self.warn(w),
+            MediaEvent::Timeout { silent_for } => self.warn(format!(
+                "no audio from the far end for {} s",
+                silent_for.as_secs()
+            )),
             MediaEvent::Recorded(path) => {
                 let params = self
                     .find_call(&id)
