@@ -1,7 +1,8 @@
 //! The configuration file: its typed form, where it is found, and loading it with every
 //! problem located as `FILE:LINE:COL` (unknown keys, wrong types, bad enum values, bad
 //! regexes). Template and capture checks live with the CTI engine (`cti::plan`), which
-//! reports through the same [`Diagnostic`] type.
+//! reports through the same [`Diagnostic`] type. The bottom layer: it imports nothing else of
+//! the crate (`settings` joins a configuration with its compiled CTI plan).
 
 pub mod diag;
 pub mod edit;
@@ -368,6 +369,10 @@ pub struct Ui {
     pub theme: String,
 }
 
+/// The default recording file name template (`[recording] name`).
+pub const DEFAULT_RECORDING_NAME: &str =
+    "{DATE-YYYY}{DATE-MM}{DATE-DD}-{DATE-HH}{DATE-II}{DATE-SS}_{TEL}_{ID}.wav";
+
 /// `[recording]` (REC-1).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -385,7 +390,7 @@ impl Default for Recording {
         Self {
             auto: false,
             dir: String::new(),
-            name: crate::media::record::DEFAULT_NAME.to_owned(),
+            name: DEFAULT_RECORDING_NAME.to_owned(),
         }
     }
 }
