@@ -15,6 +15,8 @@ fn the_example_file_loads() {
         ACCESS_NAMES.len(),
         "the example shows every access"
     );
+    assert!(!config.media.symmetric_rtp);
+    assert_eq!(config.media.rtp_timeout_seconds, 30);
 }
 
 #[test]
@@ -27,6 +29,8 @@ fn an_empty_file_means_the_documented_defaults() {
     assert!(c.cti.internal_pattern.is_match("12345") && !c.cti.internal_pattern.is_match("123456"));
     assert_eq!(c.popup.size, PopupSize::Medium);
     assert_eq!(c.account.transport, Transport::Udp);
+    assert!(!c.media.symmetric_rtp);
+    assert_eq!(c.media.rtp_timeout(), Some(std::time::Duration::from_secs(30)));
     assert_eq!(c.recording.name, DEFAULT_RECORDING_NAME);
 }
 
@@ -49,7 +53,7 @@ fn every_problem_is_reported_with_line_and_column() {
     assert_eq!(p[3], "c.toml:6:24: invalid type: string \"x\", expected a number");
     assert_eq!(
         p[4],
-        "c.toml:7:2: unknown section `zzz`, expected one of `account`, `agent`, `audio`, `cti`, `history`, `keys`, `phonebook`, `popup`, `recording`, `ui`"
+        "c.toml:7:2: unknown section `zzz`, expected one of `account`, `agent`, `audio`, `cti`, `history`, `keys`, `media`, `phonebook`, `popup`, `recording`, `ui`"
     );
 }
 
@@ -89,6 +93,35 @@ fn both_password_forms_are_refused() {
     assert_eq!(
         p,
         vec!["c.toml:3:20: `[account]` has both `password` and `password_command`, expected one of them"]
+    );
+}
+
+#[test]
+fn media_settings_are_checked() {
+    let c = Config::parse("[media]\nsymmetric_rtp = true\nrtp_timeout_seconds = 0\n", None).unwrap();
+    assert!(c.media.symmetric_rtp);
+    assert_eq!(c.media.rtp_timeout(), None);
+    let c = Config::parse("[media]\nrtp_timeout_seconds = 3600\n", None).unwrap();
+    assert_eq!(c.media.rtp_timeout(), Some(std::time::Duration::from_secs(3600)));
+    let p = problems("[media]\nsymmetric_rtp = \"yes\"\nrtp_timeout_seconds = -5\nlatch = true\n");
+    assert_eq!(p.len(), 3, "{p:#?}");
+    assert!(
+        p[0].starts_with("c.toml:2:17: invalid type: string \"yes\", expected true or false"),
+        "{}",
+        p[0]
+    );
+    assert!(p[1].starts_with("c.toml:3:23: "), "{}", p[1]);
+    assert!(
+        p[2].starts_with(
+            "c.toml:4:1: unknown field `latch`, expected `symmetric_rtp` or `rtp_timeout_seconds`"
+        ),
+        "{}",
+        p[2]
+    );
+    let text = "[media]\nsymmetric_rtp = false\nrtp_timeout_seconds = 86400\n";
+    assert_eq!(
+        problems(text),
+        vec!["c.toml:3:23: `[media] rtp_timeout_seconds` is 86400, expected 0 (off) to 3600 seconds"]
     );
 }
 

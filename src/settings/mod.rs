@@ -166,6 +166,8 @@ mod tests {
             Some(Value::List(vec!["PCMU".into(), "GSM".into()])),
         )
         .unwrap();
+        ed.set("media.rtp_timeout_seconds", Some(Value::Int(7200)))
+            .unwrap();
         let problems = save(&ed).unwrap_err();
         let keys: Vec<Option<&str>> = problems.iter().map(|p| p.key.as_deref()).collect();
         assert_eq!(
@@ -173,11 +175,13 @@ mod tests {
             vec![
                 Some("cti.timeout_seconds"),
                 Some("audio.codecs"),
+                Some("media.rtp_timeout_seconds"),
                 Some("popup.size")
             ],
             "{problems:?}"
         );
-        assert!(problems[2].message.contains("huge"), "{problems:?}");
+        assert!(problems[3].message.contains("huge"), "{problems:?}");
+        assert!(problems[2].message.contains("7200"), "{problems:?}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
     }
 }

@@ -113,6 +113,8 @@ fn pane_fields(pane: usize) -> Vec<Field> {
             field("audio.output", "field.output", Kind::Text),
             field("audio.codecs", "field.codecs", Kind::List),
             field("audio.ring", "field.ring", Kind::Bool),
+            field("media.symmetric_rtp", "field.symmetric_rtp", Kind::Bool),
+            field("media.rtp_timeout_seconds", "field.rtp_timeout", Kind::Int),
         ],
         6 => vec![
             field(
