@@ -132,11 +132,12 @@ fn start_baresip_with(record: bool) -> Result<Option<Peer>, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let port = free_udp_port().map_err(|e| e.to_string())?;
     let rtp = free_udp_port().map_err(|e| e.to_string())?;
-    // baresip's file source: a 1 kHz tone, 8 kHz mono.
+    // baresip's file source: a 1 kHz tone, 8 kHz mono. Its SDP names 127.0.0.1, where its
+    // packets come from (the phone listens only to the SDP address).
     let tone = dir.path().join("tone.wav");
     write_tone(&tone, 1000.0, 30)?;
     let config = format!(
-        "sip_listen\t\t127.0.0.1:{port}\nsip_trans_def\t\tudp\naudio_source\t\taufile,{tone}\n\
+        "sip_listen\t\t127.0.0.1:{port}\nnet_interface\t\t127.0.0.1\nsip_trans_def\t\tudp\naudio_source\t\taufile,{tone}\n\
          audio_player\t\taufile,{d}/heard.wav\naudio_alert\t\taufile,/dev/null\naudio_srate\t\t8000\n\
          audio_channels\t\t1\nrtp_ports\t\t{rtp}-{rtp2}\nmodule_path\t\t/usr/lib/baresip/modules\n\
          module\t\t\tg711.so\nmodule\t\t\taufile.so\nmodule_app\t\taccount.so\n{rec}",

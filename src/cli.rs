@@ -7,11 +7,14 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::app::{CallEvent, CallParams};
-use crate::config::{self, Config, ConfigError, Diagnostic};
+use crate::config::{self, Config, ConfigError};
 use crate::cti::plan::BUILTIN_PARAMS;
 use crate::cti::template::{self, Template};
 use crate::cti::vars::{Identity, Vars};
-use crate::cti::{Engine, Options, Plan};
+use crate::cti::{Engine, Options};
+use crate::logging;
+use crate::phonebook::cli::PhonebookCommand;
+use crate::settings::load;
 
 /// A terminal softphone for contact-center agents, with CTI popups.
 #[derive(Debug, Parser)]
@@ -92,47 +95,6 @@ pub enum HistoryCommand {
         #[arg(long, value_name = "FILE")]
         csv: PathBuf,
     },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum PhonebookCommand {
-    /// Local and shared entries whose name or company holds QUERY, or whose number starts
-    /// with it; all without QUERY.
-    List {
-        query: Option<String>,
-        /// One JSON object per line instead of a table.
-        #[arg(long)]
-        json: bool,
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-    },
-    /// The name the phone would show for NUMBER, and where it comes from.
-    Lookup { number: String },
-    /// Add a local entry.
-    Add {
-        name: String,
-        number: String,
-        #[arg(long, default_value = "")]
-        company: String,
-    },
-    /// Change a local entry (its id from `list`).
-    Edit {
-        id: i64,
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long)]
-        number: Option<String>,
-        #[arg(long)]
-        company: Option<String>,
-    },
-    /// Delete a local entry (its id from `list`).
-    Delete { id: i64 },
-    /// Add every entry of a CSV or vCard file to the local phonebook.
-    Import { file: PathBuf },
-    /// Write the local phonebook to FILE: vCard when it ends in .vcf or .vcard, else CSV.
-    Export { file: PathBuf },
-    /// Fetch the shared phonebook now and keep its copy.
-    Refresh,
 }
 
 /// `ctiphone bench`: a subcommand, or with none, the combined run.
@@ -276,39 +238,6 @@ impl CallArgs {
     }
 }
 
-/// A checked configuration and its compiled integration. Without `--config`, the default
-/// file is used when it exists; when it does not, defaults are used unless `required`.
-pub fn load(path: Option<&PathBuf>, required: bool) -> Result<(Config, Plan), ConfigError> {
-    let file = path.cloned().or_else(config::default_path);
-    let (config, plan, problems) = match &file {
-        Some(p) if path.is_some() || required || p.exists() => {
-            let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
-                file: p.display().to_string(),
-                text: String::new(),
-                problems: vec![Diagnostic::nowhere(format!("cannot read the file: {e}"))],
-            })?;
-            crate::cti::plan::check(&text, Some(p.clone()))
-        }
-        None if required => {
-            return Err(ConfigError {
-                file: "config".to_owned(),
-                text: String::new(),
-                problems: vec![Diagnostic::nowhere("no configuration file: give --config FILE")],
-            });
-        }
-        _ => (Config::default(), Plan::default(), Vec::new()),
-    };
-    if problems.is_empty() {
-        Ok((config, plan))
-    } else {
-        Err(ConfigError {
-            file: config.source.name(),
-            text: config.source.text.clone(),
-            problems,
-        })
-    }
-}
-
 /// Runs the command line; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let Some(command) = cli.command else {
@@ -382,29 +311,6 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-/// Logs go to stderr (never stdout, which carries the headless protocol); `CTIPHONE_LOG`
-/// sets the level (error, warn, info, debug, trace).
-fn init_logging() {
-    let level = std::env::var("CTIPHONE_LOG")
-        .ok()
-        .and_then(|l| l.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::WARN);
-    let _ = tracing::subscriber::set_global_default(log_subscriber(std::io::stderr, level));
-}
-
-/// The phone's log lines, on stderr (headless) or in the log file (the terminal UI): plain
-/// text, no colours. Caller values in them are written with `app::Logged`.
-pub fn log_subscriber<W>(writer: W, level: tracing::Level) -> impl tracing::Subscriber + Send + Sync
-where
-    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
-{
-    tracing_subscriber::fmt()
-        .with_writer(writer)
-        .with_max_level(level)
-        .with_ansi(false)
-        .finish()
-}
-
 fn history_export(file: &std::path::Path) -> ExitCode {
     let path = crate::history::default_path();
     let exported = crate::history::History::open(&path).and_then(|h| {
@@ -466,7 +372,7 @@ fn tui(path: Option<&PathBuf>, audio: &AudioArgs) -> ExitCode {
         Err(e) => return config_failed(&e),
     };
     audio.apply(&mut config);
-    init_file_logging();
+    logging::init_file();
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -479,23 +385,8 @@ fn tui(path: Option<&PathBuf>, audio: &AudioArgs) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// The UI owns the terminal: logs go to the log file.
-pub(crate) fn init_file_logging() {
-    let level = std::env::var("CTIPHONE_LOG")
-        .ok()
-        .and_then(|l| l.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::WARN);
-    let path = crate::ui::term::log_path();
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    if let Ok(file) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
-        let _ = tracing::subscriber::set_global_default(log_subscriber(std::sync::Mutex::new(file), level));
-    }
-}
-
 fn headless(path: Option<&PathBuf>, auto_answer: Option<u64>, audio: &AudioArgs) -> ExitCode {
-    init_logging();
+    logging::init_stderr();
     let (mut config, plan) = match load(path, false) {
         Ok(v) => v,
         Err(e) => return config_failed(&e),

@@ -32,6 +32,10 @@ pub struct CallConfig {
     pub record_name: Template,
     /// The agent's identity, for recording names ({EXT}, {AID}…).
     pub identity: Identity,
+    /// NAT latching of the far end's RTP source ([media] symmetric_rtp).
+    pub symmetric_rtp: bool,
+    /// No RTP for this long ends the call ([media] rtp_timeout_seconds; `None`: off).
+    pub rtp_timeout: Option<Duration>,
     /// Names for numbers ({TELNAME}, {CALLEDNAME}); the SIP display name when it has none.
     pub phonebook: Option<std::sync::Arc<crate::phonebook::Phonebook>>,
 }
@@ -143,6 +147,8 @@ impl CallConfig {
                 )
             })?,
             identity: Identity::from_config(config),
+            symmetric_rtp: config.media.symmetric_rtp,
+            rtp_timeout: config.media.rtp_timeout(),
             phonebook: None,
         })
     }

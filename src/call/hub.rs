@@ -801,6 +801,7 @@ impl Hub {
         if let Some(m) = &c.media {
             let _ = m.commands.try_send(MediaCommand::Update {
                 remote: plan.remote,
+                remote_rtcp: plan.remote_rtcp,
                 send: plan.send,
                 recv: plan.recv,
             });
@@ -863,6 +864,9 @@ impl Hub {
             pt: plan.codec.pt,
             dtmf_pt: plan.dtmf_pt,
             remote: plan.remote,
+            remote_rtcp: plan.remote_rtcp,
+            symmetric_rtp: self.cfg.symmetric_rtp,
+            rtp_timeout: self.cfg.rtp_timeout,
             send: plan.send,
             recv: plan.recv,
             source,
@@ -919,6 +923,17 @@ impl Hub {
                 rtt_ms: s.rtt_ms,
             }),
             MediaEvent::Warning(w) => self.warn(w),
+            MediaEvent::Timeout { silent_for } => {
+                // No RTP for [media] rtp_timeout_seconds: the far end is gone (a dead peer, a
+                // network that lost the path) and will never send BYE.
+                if let Some(i) = self.find(&id) {
+                    self.warn(format!(
+                        "call {id}: no audio from the far end for {} s: hanging up",
+                        silent_for.as_secs()
+                    ));
+                    self.end_with_bye(i, EndReason::Failed).await;
+                }
+            }
             MediaEvent::Recorded(path) => {
                 let params = self
                     .find(&id)

@@ -21,6 +21,8 @@ pub struct Plan {
     pub codec: Codec,
     pub dtmf_pt: Option<u8>,
     pub remote: SocketAddr,
+    /// Where RTCP goes when the SDP says (`a=rtcp`); else RTP's port + 1.
+    pub remote_rtcp: Option<SocketAddr>,
     pub send: bool,
     pub recv: bool,
 }
@@ -50,6 +52,7 @@ pub fn plan(local: &Sdp, remote: &Sdp, we_answered: bool, held: bool) -> Option<
         codec,
         dtmf_pt,
         remote: SocketAddr::new(ra.addr, ra.port),
+        remote_rtcp: None,
         send,
         recv,
     })

@@ -1,7 +1,7 @@
 //! The configuration editor behind the terminal UI's settings panes: it reads the value at a
 //! dotted key path (`cti.timeout_seconds`, `cti.ring.template`, `cti.numbers`), sets or
-//! removes it, checks the edited text exactly as `ctiphone check-config` does, and writes the
-//! file atomically.
+//! removes it, locates the problems found in the edited text by key path, and writes the file
+//! atomically.
 //!
 //! Every edit is a splice of the file's own text. A `toml_edit` parse locates each key, value
 //! and table header by byte span; setting a value replaces only the bytes of the old value, a
@@ -9,35 +9,18 @@
 //! indentation), a new table goes after its siblings, and removing a key removes its line.
 //! Everything else — comments, blank lines, key order, quoting, indentation, line endings —
 //! stays byte for byte as the user wrote it. The text is parsed again after every edit, so
-//! the editor never holds invalid TOML; whether the *configuration* is valid is what
-//! [`Editor::validate`] says, and [`Editor::save`] writes nothing until it is.
-//!
-//! [`preview`] expands a template for a sample call, for the Custom integration pane's live
-//! preview. No terminal code here.
+//! the editor never holds invalid TOML; whether the *configuration* is valid (its templates
+//! included, which the CTI engine compiles) is for `settings::validate` to say, and
+//! `settings::save` checks before [`Editor::write`]. No terminal code here.
 
-use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use toml_edit::{Document, InlineTable, Item, Key, Table, TableLike};
 
-use crate::app::CallParams;
+use crate::config::Diagnostic;
 use crate::config::diag::line_col;
-use crate::config::{Config, Diagnostic, Method};
-use crate::cti::Plan;
-use crate::cti::plan::BUILTIN_PARAMS;
-use crate::cti::template::{self, Template};
-use crate::cti::vars::{Identity, Vars};
-
-/// The sample call of [`preview`]: {TEL}.
-pub const SAMPLE_TEL: &str = "0312345678";
-/// {TELNAME} of the sample call.
-pub const SAMPLE_TELNAME: &str = "山田 太郎";
-/// {CALLED} of the sample call.
-pub const SAMPLE_CALLED: &str = "0120000111";
-/// {ID} of the sample call.
-pub const SAMPLE_ID: &str = "sample-call";
 
 /// A configuration file being edited: the user's comments, order and formatting survive.
 ///
@@ -161,33 +144,25 @@ impl Editor {
         self.doc.raw().to_owned()
     }
 
-    /// Checks the edited text exactly as `ctiphone check-config` does
-    /// (`Config::parse_partial` + `cti::Plan::compile`): every problem as (dotted key path if
-    /// it can be found from the diagnostic's span, else None; the message with its LINE:COL).
-    pub fn validate(&self) -> Result<(Config, Plan), Vec<Problem>> {
-        let (config, plan, problems) = crate::cti::plan::check(self.doc.raw(), Some(self.path.clone()));
-        if problems.is_empty() {
-            return Ok((config, plan));
-        }
-        Err(problems.iter().map(|d| self.problem(d)).collect())
+    /// The document's text, borrowed.
+    pub fn as_str(&self) -> &str {
+        self.doc.raw()
     }
 
-    /// Validates, then writes atomically (a temp file in the same directory, fsync, rename;
+    /// Writes the text as it is, atomically (a temp file in the same directory, fsync, rename;
     /// the file keeps its permissions, and a new file is created mode 0600 because it may hold
-    /// passwords). Nothing is written when validation fails.
-    pub fn save(&mut self) -> Result<PathBuf, Vec<Problem>> {
-        self.validate()?;
-        write_atomic(&self.path, self.doc.raw().as_bytes()).map_err(|e| {
-            vec![Problem {
-                key: None,
-                message: format!("cannot write {}: {e}", self.path.display()),
-            }]
+    /// passwords). No check: `settings::save` validates first.
+    pub fn write(&self) -> Result<PathBuf, Problem> {
+        write_atomic(&self.path, self.doc.raw().as_bytes()).map_err(|e| Problem {
+            key: None,
+            message: format!("cannot write {}: {e}", self.path.display()),
         })?;
         Ok(self.path.clone())
     }
 
-    /// A diagnostic as a problem: its key path and `LINE:COL: message`.
-    fn problem(&self, d: &Diagnostic) -> Problem {
+    /// A diagnostic of the edited text as a problem: the dotted key path if it can be found
+    /// from the diagnostic's span (else None), and the message with its `LINE:COL: `.
+    pub fn problem(&self, d: &Diagnostic) -> Problem {
         let text = self.doc.raw();
         match &d.span {
             Some(span) => {
@@ -424,53 +399,6 @@ pub fn set_all_numbers(ed: &mut Editor, enabled: bool) -> Result<(), String> {
         Some(_) => Err("`cti.numbers` is not a list of target numbers".to_owned()),
         None => Ok(()),
     }
-}
-
-/// The expansion of `template` for a sample call, for the Custom integration pane's live
-/// preview: raw text, secrets masked, or the template error with its position. `method` picks
-/// the context (a `command` template shows its argv words joined with " | ").
-///
-/// The sample call: {TEL} 0312345678, {TELNAME} 山田 太郎, {CALLED} 0120000111, {ID}
-/// sample-call, now; {AID}, {APW} (masked), {EXT} and {SVADDR} from the configuration; the auth
-/// access's captures masked, the search's empty.
-pub fn preview(config: &Config, method: Method, template: &str) -> Result<String, String> {
-    let mut captured = BTreeSet::new();
-    let mut secret = BTreeSet::new();
-    for (name, access) in &config.cti.accesses {
-        for var in access.captures.keys() {
-            captured.insert(var.get_ref().clone());
-            if name == "auth" {
-                secret.insert(var.get_ref().clone());
-            }
-        }
-    }
-    let known = |n: &str| BUILTIN_PARAMS.contains(&n) || captured.contains(n);
-    let mut params = CallParams::incoming(SAMPLE_ID, SAMPLE_TEL, SAMPLE_CALLED);
-    params.telname = SAMPLE_TELNAME.to_owned();
-    let mut vars = Vars::new(
-        &Identity::from_config(config),
-        &params,
-        chrono::Local::now().naive_local(),
-    );
-    for v in &secret {
-        vars.set(v, "", true);
-    }
-    let errors = |errs: Vec<template::TemplateError>| {
-        errs.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; ")
-    };
-    // Errors are reported against the template as written, positions included.
-    let whole = Template::parse(template, &known).map_err(errors)?;
-    if method != Method::Command {
-        return Ok(template::raw(&whole.pieces(&vars), true));
-    }
-    let words = shell_words::split(template)
-        .map_err(|_| "the command line has an unclosed quote, expected matching `'` or `\"`".to_owned())?;
-    let mut shown = Vec::with_capacity(words.len());
-    for (i, word) in words.iter().enumerate() {
-        let t = Template::parse(word, &known).map_err(|e| format!("word {}: {}", i + 1, errors(e)))?;
-        shown.push(template::raw(&t.pieces(&vars), true));
-    }
-    Ok(shown.join(" | "))
 }
 
 // --- reading -----------------------------------------------------------------------------
@@ -997,6 +925,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, PopupSize};
 
     fn example() -> String {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
@@ -1005,6 +934,11 @@ mod tests {
 
     fn editor(text: &str) -> Editor {
         Editor::from_text(text, PathBuf::from("/nonexistent/config.toml")).unwrap()
+    }
+
+    /// The edited text is a valid configuration (its templates are the CTI engine's business).
+    fn valid(ed: &Editor) -> bool {
+        Config::parse(ed.as_str(), None).is_ok()
     }
 
     #[test]
@@ -1041,7 +975,7 @@ mod tests {
             ])),
         )
         .unwrap();
-        assert_eq!(ed.save().unwrap(), path);
+        assert_eq!(ed.write().unwrap(), path);
         let saved = std::fs::read_to_string(&path).unwrap();
         for line in original.lines().filter(|l| l.trim_start().starts_with('#')) {
             assert!(saved.contains(line), "lost comment: {line}");
@@ -1069,63 +1003,11 @@ mod tests {
                 ("size = \"medium\"", "size = \"large\""),
             ]
         );
-        let (config, plan) = Editor::open(&path).unwrap().validate().unwrap();
+        let config = Config::load(&path).unwrap();
         assert_eq!(config.cti.timeout_seconds, 7.5);
-        assert_eq!(config.popup.size, crate::config::PopupSize::Large);
+        assert_eq!(config.popup.size, PopupSize::Large);
         assert!(config.cti.numbers.iter().all(|n| n.enabled));
-        assert!(plan.get("ring").is_some());
-    }
-
-    #[test]
-    fn invalid_values_are_refused_with_their_key_and_nothing_is_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        let original = example();
-        std::fs::write(&path, &original).unwrap();
-
-        let mut ed = Editor::open(&path).unwrap();
-        ed.set(
-            "cti.ring.template",
-            Some(Value::Text("https://x/?q={NOPE}".into())),
-        )
-        .unwrap();
-        let problems = ed.save().unwrap_err();
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert_eq!(problems[0].key.as_deref(), Some("cti.ring.template"));
-        assert!(
-            problems[0].message.contains("unknown parameter `{NOPE}`"),
-            "{problems:?}"
-        );
-        let line = ed.text().lines().position(|l| l.contains("{NOPE}")).unwrap() + 1;
-        // The column points at the `{` of the unknown parameter.
-        let col = "template = \"https://x/?q=".len() + 1;
-        assert!(
-            problems[0].message.starts_with(&format!("{line}:{col}: ")),
-            "{problems:?}"
-        );
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
-
-        let mut ed = Editor::open(&path).unwrap();
-        ed.set("popup.size", Some(Value::Text("huge".into()))).unwrap();
-        ed.set("cti.timeout_seconds", Some(Value::Int(0))).unwrap();
-        ed.set(
-            "audio.codecs",
-            Some(Value::List(vec!["PCMU".into(), "GSM".into()])),
-        )
-        .unwrap();
-        let problems = ed.save().unwrap_err();
-        let keys: Vec<Option<&str>> = problems.iter().map(|p| p.key.as_deref()).collect();
-        assert_eq!(
-            keys,
-            vec![
-                Some("cti.timeout_seconds"),
-                Some("audio.codecs"),
-                Some("popup.size")
-            ],
-            "{problems:?}"
-        );
-        assert!(problems[2].message.contains("huge"), "{problems:?}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+        assert!(config.cti.accesses.contains_key("ring"));
     }
 
     #[cfg(unix)]
@@ -1138,7 +1020,7 @@ mod tests {
         assert_eq!(ed.text(), "");
         ed.set("agent.password", Some(Value::Text("pw".into()))).unwrap();
         ed.set("popup.size", Some(Value::Text("small".into()))).unwrap();
-        ed.save().unwrap();
+        ed.write().unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(
@@ -1149,7 +1031,7 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         let mut ed = Editor::open(&path).unwrap();
         ed.set("popup.size", Some(Value::Text("large".into()))).unwrap();
-        ed.save().unwrap();
+        ed.write().unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);
         // No temporary file is left behind.
@@ -1169,7 +1051,7 @@ mod tests {
             ed.text()
                 .contains("  { number = \"0120-000-111\", enabled = true },\n")
         );
-        assert!(ed.validate().is_ok());
+        assert!(valid(&ed));
 
         let text = "[cti]\ntarget = \"custom\"\n\n# first\n[[cti.numbers]]\nnumber = \"1\"\n\n# second\n[[cti.numbers]]\nnumber = \"2\"\nenabled = true # keep\n\n[popup]\nsize = \"small\"\n";
         let mut ed = editor(text);
@@ -1209,7 +1091,7 @@ mod tests {
             Some(Value::Numbers(vec![("1".into(), true)]))
         );
         assert!(ed.text().contains("# first\n[[cti.numbers]]"));
-        assert!(ed.validate().is_ok(), "{}", ed.text());
+        assert!(valid(&ed), "{}", ed.text());
 
         // Inline tables without `enabled`, and a list of another length.
         let mut ed = editor("[cti]\nnumbers = [{ number = \"1\" }, { number = \"2\", enabled = true }]\n");
@@ -1341,38 +1223,6 @@ mod tests {
             Editor::from_text("a = [", PathBuf::from("f.toml"))
                 .unwrap_err()
                 .starts_with("f.toml:1:")
-        );
-    }
-
-    #[test]
-    fn preview_expands_a_sample_call_with_secrets_masked() {
-        let (config, _) = editor(&example()).validate().unwrap();
-        let got = preview(
-            &config,
-            Method::Get,
-            "{SVADDR}x?tel={TEL}&n={TELNAME}&c={CALLED}&id={ID}&a={AID}&pw={APW}&t={TOKEN}&e={EXT}",
-        )
-        .unwrap();
-        assert_eq!(
-            got,
-            "https://crm.example:8000/x?tel=0312345678&n=山田 太郎&c=0120000111&id=sample-call&a=agent201&pw=***&t=***&e=201"
-        );
-        let got = preview(
-            &config,
-            Method::Command,
-            "/usr/bin/logger -t 'cti x' -- {TEL} {TELNAME}",
-        )
-        .unwrap();
-        assert_eq!(got, "/usr/bin/logger | -t | cti x | -- | 0312345678 | 山田 太郎");
-        let err = preview(&config, Method::BrowserGet, "https://x/?q={NOPE}").unwrap_err();
-        assert!(err.contains("unknown parameter `{NOPE}` at position 14"), "{err}");
-        let err = preview(&config, Method::Command, "/bin/echo MD5({TEL}").unwrap_err();
-        assert!(err.contains("position 14"), "{err}");
-        assert!(preview(&config, Method::Command, "/bin/echo 'x").is_err());
-        assert!(
-            preview(&config, Method::Get, "https://x/?h=MD5({APW})")
-                .unwrap()
-                .ends_with("h=***")
         );
     }
 }

@@ -1,7 +1,8 @@
 //! The configuration file: its typed form, where it is found, and loading it with every
 //! problem located as `FILE:LINE:COL` (unknown keys, wrong types, bad enum values, bad
 //! regexes). Template and capture checks live with the CTI engine (`cti::plan`), which
-//! reports through the same [`Diagnostic`] type.
+//! reports through the same [`Diagnostic`] type. The bottom layer: it imports nothing else of
+//! the crate (`settings` joins a configuration with its compiled CTI plan).
 
 pub mod diag;
 pub mod edit;
@@ -9,6 +10,7 @@ pub mod edit;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -24,6 +26,7 @@ pub struct Config {
     pub cti: Cti,
     pub popup: Popup,
     pub audio: Audio,
+    pub media: MediaConfig,
     pub recording: Recording,
     pub ui: Ui,
     pub history: HistoryConfig,
@@ -316,6 +319,37 @@ impl Default for Audio {
     }
 }
 
+/// `[media]`: where a call's RTP is accepted from, and how long the far end may stay silent.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Learn a NAT'd peer's real RTP source: one switch, to a source that sent a run of
+    /// in-sequence packets in the first seconds of a call while the SDP address stayed silent.
+    /// Off: only the address the peer's SDP names is listened to.
+    pub symmetric_rtp: bool,
+    /// Report a call whose far end sent no RTP for this many seconds while it should; 0 = off.
+    pub rtp_timeout_seconds: u32,
+}
+
+/// The largest `[media] rtp_timeout_seconds`.
+pub const MAX_RTP_TIMEOUT_SECONDS: u32 = 3600;
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            symmetric_rtp: false,
+            rtp_timeout_seconds: 30,
+        }
+    }
+}
+
+impl MediaConfig {
+    /// The RTP timeout, `None` when off.
+    pub fn rtp_timeout(&self) -> Option<Duration> {
+        (self.rtp_timeout_seconds > 0).then(|| Duration::from_secs(u64::from(self.rtp_timeout_seconds)))
+    }
+}
+
 /// `[history]`: how long calls are kept.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -368,6 +402,10 @@ pub struct Ui {
     pub theme: String,
 }
 
+/// The default recording file name template (`[recording] name`).
+pub const DEFAULT_RECORDING_NAME: &str =
+    "{DATE-YYYY}{DATE-MM}{DATE-DD}-{DATE-HH}{DATE-II}{DATE-SS}_{TEL}_{ID}.wav";
+
 /// `[recording]` (REC-1).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -385,7 +423,7 @@ impl Default for Recording {
         Self {
             auto: false,
             dir: String::new(),
-            name: crate::media::record::DEFAULT_NAME.to_owned(),
+            name: DEFAULT_RECORDING_NAME.to_owned(),
         }
     }
 }
@@ -494,6 +532,13 @@ impl Config {
                         config.audio = v;
                     }
                 }
+                "media" => {
+                    let timeout_at = key_value_span(&value, "rtp_timeout_seconds");
+                    if let Some(v) = section::<MediaConfig>(value, &mut problems) {
+                        check_media(&v, timeout_at.unwrap_or(span), &mut problems);
+                        config.media = v;
+                    }
+                }
                 "recording" => {
                     if let Some(v) = section::<Recording>(value, &mut problems) {
                         config.recording = v;
@@ -524,7 +569,7 @@ impl Config {
                 other => problems.push(Diagnostic::at(
                     key.span(),
                     format!(
-                        "unknown section `{other}`, expected one of `account`, `agent`, `audio`, `cti`, `history`, `keys`, `phonebook`, `popup`, `recording`, `ui`"
+                        "unknown section `{other}`, expected one of `account`, `agent`, `audio`, `cti`, `history`, `keys`, `media`, `phonebook`, `popup`, `recording`, `ui`"
                     ),
                 )),
             }
@@ -701,6 +746,28 @@ fn check_audio(audio: &Audio, span: Range<usize>, problems: &mut Vec<Diagnostic>
         problems.push(Diagnostic::at(
             span,
             "`[audio] codecs` is empty, expected at least one of PCMU, PCMA, G722, opus",
+        ));
+    }
+}
+
+/// The span of `key`'s value in a table as written (for checks made after deserializing).
+fn key_value_span(table: &Spanned<DeValue<'_>>, key: &str) -> Option<Range<usize>> {
+    let DeValue::Table(t) = table.get_ref() else {
+        return None;
+    };
+    t.iter()
+        .find(|(k, _)| k.get_ref().as_ref() == key)
+        .map(|(_, v)| v.span())
+}
+
+fn check_media(media: &MediaConfig, span: Range<usize>, problems: &mut Vec<Diagnostic>) {
+    if media.rtp_timeout_seconds > MAX_RTP_TIMEOUT_SECONDS {
+        problems.push(Diagnostic::at(
+            span,
+            format!(
+                "`[media] rtp_timeout_seconds` is {}, expected 0 (off) to {MAX_RTP_TIMEOUT_SECONDS} seconds",
+                media.rtp_timeout_seconds
+            ),
         ));
     }
 }

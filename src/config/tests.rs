@@ -6,7 +6,7 @@ fn problems(text: &str) -> Vec<String> {
 }
 
 #[test]
-fn the_example_file_loads_and_compiles() {
+fn the_example_file_loads() {
     let text = include_str!("../../config.example.toml");
     let config = Config::parse(text, Some(PathBuf::from("config.example.toml"))).expect("example is valid");
     assert_eq!(config.cti.target, Target::Custom);
@@ -15,10 +15,8 @@ fn the_example_file_loads_and_compiles() {
         ACCESS_NAMES.len(),
         "the example shows every access"
     );
-    let plan = crate::cti::Plan::compile(&config).expect("example templates are valid");
-    assert_eq!(plan.auth_vars.iter().collect::<Vec<_>>(), vec!["TOKEN"]);
-    assert!(plan.get("answer").is_some_and(|a| a.delay.as_secs() == 2));
-    assert!(plan.get("hangup").is_some_and(|a| a.only_if_answered));
+    assert!(!config.media.symmetric_rtp);
+    assert_eq!(config.media.rtp_timeout_seconds, 30);
 }
 
 #[test]
@@ -31,6 +29,9 @@ fn an_empty_file_means_the_documented_defaults() {
     assert!(c.cti.internal_pattern.is_match("12345") && !c.cti.internal_pattern.is_match("123456"));
     assert_eq!(c.popup.size, PopupSize::Medium);
     assert_eq!(c.account.transport, Transport::Udp);
+    assert!(!c.media.symmetric_rtp);
+    assert_eq!(c.media.rtp_timeout(), Some(std::time::Duration::from_secs(30)));
+    assert_eq!(c.recording.name, DEFAULT_RECORDING_NAME);
 }
 
 #[test]
@@ -52,7 +53,7 @@ fn every_problem_is_reported_with_line_and_column() {
     assert_eq!(p[3], "c.toml:6:24: invalid type: string \"x\", expected a number");
     assert_eq!(
         p[4],
-        "c.toml:7:2: unknown section `zzz`, expected one of `account`, `agent`, `audio`, `cti`, `history`, `keys`, `phonebook`, `popup`, `recording`, `ui`"
+        "c.toml:7:2: unknown section `zzz`, expected one of `account`, `agent`, `audio`, `cti`, `history`, `keys`, `media`, `phonebook`, `popup`, `recording`, `ui`"
     );
 }
 
@@ -96,16 +97,31 @@ fn both_password_forms_are_refused() {
 }
 
 #[test]
-fn template_positions_map_into_the_file() {
-    let text = "[cti.ring]\nmethod = \"get\"\ntemplate = \"https://h/?q={TEL\"\n";
-    let (config, p) = Config::parse_partial(text, None);
-    assert!(p.is_empty());
-    let errs = crate::cti::Plan::compile(&config).unwrap_err();
-    let rendered = errs[0].render("c.toml", text);
-    // `{` is the 14th character of the value, which starts at column 13.
+fn media_settings_are_checked() {
+    let c = Config::parse("[media]\nsymmetric_rtp = true\nrtp_timeout_seconds = 0\n", None).unwrap();
+    assert!(c.media.symmetric_rtp);
+    assert_eq!(c.media.rtp_timeout(), None);
+    let c = Config::parse("[media]\nrtp_timeout_seconds = 3600\n", None).unwrap();
+    assert_eq!(c.media.rtp_timeout(), Some(std::time::Duration::from_secs(3600)));
+    let p = problems("[media]\nsymmetric_rtp = \"yes\"\nrtp_timeout_seconds = -5\nlatch = true\n");
+    assert_eq!(p.len(), 3, "{p:#?}");
     assert!(
-        rendered.starts_with("c.toml:3:26: template: unbalanced `{` at position 14"),
-        "{rendered}"
+        p[0].starts_with("c.toml:2:17: invalid type: string \"yes\", expected true or false"),
+        "{}",
+        p[0]
+    );
+    assert!(p[1].starts_with("c.toml:3:23: "), "{}", p[1]);
+    assert!(
+        p[2].starts_with(
+            "c.toml:4:1: unknown field `latch`, expected `symmetric_rtp` or `rtp_timeout_seconds`"
+        ),
+        "{}",
+        p[2]
+    );
+    let text = "[media]\nsymmetric_rtp = false\nrtp_timeout_seconds = 86400\n";
+    assert_eq!(
+        problems(text),
+        vec!["c.toml:3:23: `[media] rtp_timeout_seconds` is 86400, expected 0 (off) to 3600 seconds"]
     );
 }
 

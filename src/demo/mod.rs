@@ -62,7 +62,7 @@ pub fn main(dir: Option<PathBuf>, interval: Duration, adjust: &dyn Fn(&mut Confi
                 return 2;
             }
         };
-        let (mut config, plan) = match crate::cli::load(Some(&world.config_path), true) {
+        let (mut config, plan) = match crate::settings::load(Some(&world.config_path), true) {
             Ok(v) => v,
             Err(e) => {
                 eprintln!("ctiphone demo: the demo's configuration is invalid:\n{e}");
@@ -80,7 +80,7 @@ pub fn main(dir: Option<PathBuf>, interval: Duration, adjust: &dyn Fn(&mut Confi
             world.config_path.display(),
             world.config_text
         );
-        crate::cli::init_file_logging();
+        crate::logging::init_file();
         let code = crate::ui::run(config, plan).await;
         world.stop().await;
         code

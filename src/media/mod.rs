@@ -15,6 +15,7 @@ pub mod record;
 pub mod resample;
 pub mod rtp;
 pub mod session;
+pub mod source_filter;
 #[cfg(test)]
 mod test_rng;
 pub mod tone;

@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use crate::cti::template::{PieceKind, Template};
 use crate::cti::vars::Vars;
 
-/// The default name template.
-pub const DEFAULT_NAME: &str = "{DATE-YYYY}{DATE-MM}{DATE-DD}-{DATE-HH}{DATE-II}{DATE-SS}_{TEL}_{ID}.wav";
+/// The default name template (the configuration's default `[recording] name`).
+pub use crate::config::DEFAULT_RECORDING_NAME as DEFAULT_NAME;
 /// The longest part a caller value may take in a file name (characters).
 const MAX_PART: usize = 48;
 

@@ -2,8 +2,11 @@
 //! from the microphone, encodes and sends it (or a telephone-event, or nothing on hold), and
 //! plays the next frame out of the jitter buffer (decoded, or concealed) to the speaker and
 //! the recording. Received RTP is checked, demultiplexed from RTCP, fed to the jitter buffer
-//! or the DTMF receiver; symmetric RTP latches onto where packets come from. RTCP reports go
-//! out every 5 s and the loss, jitter and round-trip figures come back as events.
+//! or the DTMF receiver. Only the peer's SDP address is listened to (packets from elsewhere are
+//! dropped and counted); with symmetric RTP on, one NAT'd source may be learned early in the
+//! call ([`super::source_filter`]). RTCP reports go out every 5 s and the loss, jitter and
+//! round-trip figures come back as events; a silence of the far end longer than the RTP
+//! timeout is reported once.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,13 +24,16 @@ use super::dtmf::{DtmfReceiver, DtmfSender};
 use super::jitter::{JitterBuffer, Playout};
 use super::record::Recorder;
 use super::rtp::{self, RecvStats, SendStats};
+use super::source_filter::SourceFilter;
 
 /// What the session is told to do.
 #[derive(Debug)]
 pub enum MediaCommand {
-    /// The far end's address or direction changed (re-INVITE, hold).
+    /// The far end's address or direction changed (re-INVITE, hold). A new address (RTP, or
+    /// RTCP: `None` means the RTP port + 1) is the only one listened to again.
     Update {
         remote: SocketAddr,
+        remote_rtcp: Option<SocketAddr>,
         send: bool,
         recv: bool,
     },
@@ -49,6 +55,11 @@ pub enum MediaEvent {
     Recorded(PathBuf),
     /// Something failed (a device, the recording); the call goes on.
     Warning(String),
+    /// Nothing came from the far end for the RTP timeout while receiving; once, until packets
+    /// come again (or the direction changes).
+    Timeout {
+        silent_for: Duration,
+    },
 }
 
 /// Call quality figures for the UI.
@@ -62,6 +73,8 @@ pub struct MediaStats {
     pub rtt_ms: Option<f64>,
     pub concealed: u64,
     pub late: u64,
+    /// Datagrams dropped because they came from another source than the peer's.
+    pub foreign: u64,
 }
 
 /// How a session starts.
@@ -70,7 +83,14 @@ pub struct MediaSetup {
     /// Our payload type for the codec, and for telephone-event if the far end takes it.
     pub pt: u8,
     pub dtmf_pt: Option<u8>,
+    /// The far end's RTP address, from its SDP.
     pub remote: SocketAddr,
+    /// Its RTCP address (`a=rtcp`); `None`: the RTP port + 1.
+    pub remote_rtcp: Option<SocketAddr>,
+    /// Learn a NAT'd peer's real source, once, early in the call (see `source_filter`).
+    pub symmetric_rtp: bool,
+    /// Report [`MediaEvent::Timeout`] after this long without RTP while receiving.
+    pub rtp_timeout: Option<Duration>,
     pub send: bool,
     pub recv: bool,
     pub source: Box<dyn Source>,
@@ -104,8 +124,14 @@ struct Session {
     codec: Box<dyn Codec>,
     pt: u8,
     dtmf_pt: Option<u8>,
-    remote: SocketAddr,
-    latched: bool,
+    filter: SourceFilter,
+    /// Datagrams from other sources, dropped.
+    foreign: u64,
+    rtp_timeout: Option<Duration>,
+    /// When RTP last came from the peer (or receiving last started).
+    last_rtp: Instant,
+    /// The timeout was reported and waits for packets again.
+    timed_out: bool,
     send: bool,
     recv: bool,
     muted: bool,
@@ -144,12 +170,16 @@ fn run(
     mut commands: mpsc::Receiver<MediaCommand>,
 ) {
     let frame = setup.codec.frame_samples();
+    let now = Instant::now();
     let mut s = Session {
         jitter: JitterBuffer::new(setup.codec.frame_ticks()),
         pt: setup.pt,
         dtmf_pt: setup.dtmf_pt,
-        remote: setup.remote,
-        latched: false,
+        filter: SourceFilter::new(setup.remote, setup.remote_rtcp, setup.symmetric_rtp, now),
+        foreign: 0,
+        rtp_timeout: setup.rtp_timeout,
+        last_rtp: now,
+        timed_out: false,
         send: setup.send,
         recv: setup.recv,
         muted: false,
@@ -171,7 +201,7 @@ fn run(
         mic: vec![0; frame],
         speaker: Vec::with_capacity(frame * 2),
         payload: Vec::with_capacity(1500),
-        started: Instant::now(),
+        started: now,
         remote_report: rtp::RemoteReport::default(),
         codec: setup.codec,
     };
@@ -201,11 +231,20 @@ fn run(
         // Commands wait at most one period.
         loop {
             match commands.try_recv() {
-                Ok(MediaCommand::Update { remote, send, recv }) => {
-                    if remote != s.remote {
-                        s.remote = remote;
-                        s.latched = false;
+                Ok(MediaCommand::Update {
+                    remote,
+                    remote_rtcp,
+                    send,
+                    recv,
+                }) => {
+                    let now = Instant::now();
+                    let moved = s.filter.update(remote, remote_rtcp, now);
+                    if moved {
                         s.jitter.reset();
+                    }
+                    if moved || recv != s.recv {
+                        s.last_rtp = now;
+                        s.timed_out = false;
                     }
                     s.send = send;
                     s.recv = recv;
@@ -231,11 +270,15 @@ fn run(
             }
         }
         if let Some(sock) = &rtcp_socket {
-            while let Ok((n, _)) = sock.recv_from(&mut rbuf) {
-                s.on_rtcp(&rbuf[..n]);
+            for _ in 0..MAX_PACKETS_PER_TICK {
+                match sock.recv_from(&mut rbuf) {
+                    Ok((n, from)) => s.on_rtcp(&rbuf[..n], from),
+                    Err(_) => break,
+                }
             }
         }
         s.on_tick(&rtp_socket);
+        s.check_timeout(Instant::now());
         let now = Instant::now();
         if now >= next_report {
             next_report += Duration::from_secs(5);
@@ -365,7 +408,7 @@ impl Session {
 
     fn transmit(&mut self, sock: &StdUdpSocket, bytes: &[u8], payload_len: usize, ts: u32) {
         // A UDP send on loopback or a LAN never blocks for long; a full buffer drops the packet.
-        let _ = sock.send_to(bytes, self.remote);
+        let _ = sock.send_to(bytes, self.filter.rtp_target());
         self.seq = self.seq.wrapping_add(1);
         self.sent.packets = self.sent.packets.wrapping_add(1);
         self.sent.octets = self.sent.octets.wrapping_add(payload_len as u32);
@@ -373,29 +416,38 @@ impl Session {
         self.sent_since_report = true;
     }
 
+    /// Reports the far end's silence once, while receiving.
+    fn check_timeout(&mut self, now: Instant) {
+        let Some(limit) = self.rtp_timeout else { return };
+        let silent_for = now.saturating_duration_since(self.last_rtp);
+        if self.recv && !self.timed_out && silent_for >= limit {
+            self.timed_out = true;
+            self.event(MediaEvent::Timeout { silent_for });
+        }
+    }
+
     fn on_packet(&mut self, data: &[u8], from: SocketAddr) {
         if rtp::is_rtcp(data) {
-            return self.on_rtcp(data);
+            return self.on_rtcp(data, from);
         }
-        let Ok(pkt) = rtp_rs::RtpReader::new(data) else {
+        let pkt = rtp_rs::RtpReader::new(data).ok().filter(|p| {
+            let pt = p.payload_type();
+            p.version() == 2 && (pt == self.pt || Some(pt) == self.dtmf_pt)
+        });
+        let id = pkt.as_ref().map(|p| (p.ssrc(), u16::from(p.sequence_number())));
+        if !self.filter.rtp(from, id, Instant::now()) {
+            self.foreign = self.foreign.wrapping_add(1);
+            return;
+        }
+        let Some(pkt) = pkt else {
             return;
         };
-        if pkt.version() != 2 {
-            return;
-        }
         let pt = pkt.payload_type();
-        let known = pt == self.pt || Some(pt) == self.dtmf_pt;
-        if !known {
-            return;
-        }
-        // Symmetric RTP: answer to where the far end really sends from.
-        if !self.latched {
-            self.remote = from;
-            self.latched = true;
-        }
         if !self.recv {
             return;
         }
+        self.last_rtp = Instant::now();
+        self.timed_out = false;
         let seq: u16 = pkt.sequence_number().into();
         let arrival = self.started.elapsed();
         let arrival_ts = (arrival.as_secs_f64() * f64::from(self.codec.clock_rate())) as u64;
@@ -415,7 +467,11 @@ impl Session {
         );
     }
 
-    fn on_rtcp(&mut self, data: &[u8]) {
+    fn on_rtcp(&mut self, data: &[u8], from: SocketAddr) {
+        if !self.filter.rtcp(from) {
+            self.foreign = self.foreign.wrapping_add(1);
+            return;
+        }
         if let Some(rep) = rtp::read_report(data, self.ssrc, &mut self.recv_stats)
             && (rep.fraction_lost.is_some() || rep.rtt.is_some())
         {
@@ -427,9 +483,9 @@ impl Session {
         let sent = std::mem::take(&mut self.sent_since_report).then_some(self.sent);
         if let Some(bytes) = rtp::build_report(self.ssrc, sent, &mut self.recv_stats) {
             let to = if separate {
-                SocketAddr::new(self.remote.ip(), self.remote.port().wrapping_add(1))
+                self.filter.rtcp_target()
             } else {
-                self.remote
+                self.filter.rtp_target()
             };
             let _ = sock.send_to(&bytes, to);
         }
@@ -448,9 +504,340 @@ impl Session {
             rtt_ms: self.remote_report.rtt.map(|r| r.as_secs_f64() * 1000.0),
             concealed: js.concealed,
             late: js.late,
+            foreign: self.foreign,
         };
         let _ = self
             .events
             .try_send((self.call_id.clone(), MediaEvent::Stats(stats)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket as Udp;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::media::device::NullSource;
+
+    /// μ-law bytes: a loud (±32124) and a quiet (±120) frame.
+    const LOUD: u8 = 0x80;
+    const QUIET: u8 = 0xf0;
+    const DTMF_PT: u8 = 101;
+
+    /// A speaker that keeps the loudest sample it was given.
+    struct Loudest(Arc<AtomicU32>);
+
+    impl Sink for Loudest {
+        fn push(&mut self, frame: &[i16]) {
+            let max = frame
+                .iter()
+                .map(|s| u32::from(s.unsigned_abs()))
+                .max()
+                .unwrap_or(0);
+            self.0.fetch_max(max, Ordering::Relaxed);
+        }
+        fn name(&self) -> String {
+            "loudest".into()
+        }
+        fn finish(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// A running session on 127.0.0.1 (the handle first: dropping it stops the session
+    /// before the runtime waits for its thread).
+    struct Call {
+        handle: MediaHandle,
+        events: mpsc::Receiver<(String, MediaEvent)>,
+        rtp: SocketAddr,
+        rtcp: SocketAddr,
+        loudest: Arc<AtomicU32>,
+        _rt: tokio::runtime::Runtime,
+    }
+
+    fn udp() -> Udp {
+        let s = Udp::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+        s
+    }
+
+    fn addr(s: &Udp) -> SocketAddr {
+        s.local_addr().unwrap()
+    }
+
+    fn start(
+        remote: SocketAddr,
+        remote_rtcp: Option<SocketAddr>,
+        symmetric_rtp: bool,
+        rtp_timeout: Option<Duration>,
+    ) -> Call {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _in = rt.enter();
+        let bind = || {
+            let s = Udp::bind("127.0.0.1:0").unwrap();
+            s.set_nonblocking(true).unwrap();
+            let a = s.local_addr().unwrap();
+            (UdpSocket::from_std(s).unwrap(), a)
+        };
+        let ((rtp, rtp_addr), (rtcp, rtcp_addr)) = (bind(), bind());
+        let loudest = Arc::new(AtomicU32::new(0));
+        let setup = MediaSetup {
+            codec: super::super::codec::by_name("PCMU", 8000).unwrap(),
+            pt: 0,
+            dtmf_pt: Some(DTMF_PT),
+            remote,
+            remote_rtcp,
+            symmetric_rtp,
+            rtp_timeout,
+            send: true,
+            recv: true,
+            source: Box::new(NullSource),
+            sink: Box::new(Loudest(loudest.clone())),
+            record: None,
+        };
+        let (tx, events) = mpsc::channel(256);
+        let handle = spawn("c".into(), rtp, Some(rtcp), setup, tx);
+        drop(_in);
+        Call {
+            handle,
+            events,
+            rtp: rtp_addr,
+            rtcp: rtcp_addr,
+            loudest,
+            _rt: rt,
+        }
+    }
+
+    impl Call {
+        fn command(&self, c: MediaCommand) {
+            self.handle.commands.try_send(c).unwrap();
+        }
+
+        /// The next event `pick` keeps, within `within`.
+        fn wait<T>(&mut self, within: Duration, pick: impl Fn(&MediaEvent) -> Option<T>) -> Option<T> {
+            let end = Instant::now() + within;
+            while Instant::now() < end {
+                match self.events.try_recv() {
+                    Ok((_, e)) => {
+                        if let Some(t) = pick(&e) {
+                            return Some(t);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            None
+        }
+
+        fn loudest(&self) -> u32 {
+            self.loudest.load(Ordering::Relaxed)
+        }
+    }
+
+    fn packet(pt: u8, ssrc: u32, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+        rtp_rs::RtpPacketBuilder::new()
+            .payload_type(pt)
+            .sequence(rtp_rs::Seq::from(seq))
+            .timestamp(ts)
+            .ssrc(ssrc)
+            .payload(payload)
+            .build()
+            .unwrap()
+    }
+
+    /// `n` frames of `level` paced at 20 ms from `from`, sequence numbers from `seq`.
+    fn talk(from: &Udp, to: SocketAddr, ssrc: u32, seq: u16, n: u16, level: u8) {
+        for i in 0..n {
+            let s = seq.wrapping_add(i);
+            from.send_to(&packet(0, ssrc, s, u32::from(s) * 160, &[level; 160]), to)
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// One key press as RFC 4733 events (three updates, three ends): six packets.
+    fn key(from: &Udp, to: SocketAddr, ssrc: u32, seq: u16, ts: u32, digit: char) {
+        let code = super::super::dtmf::event_code(digit).unwrap();
+        for i in 0..6u16 {
+            let payload = super::super::dtmf::encode(code, i >= 3, 10, 160 * (i.min(3) + 1));
+            from.send_to(&packet(DTMF_PT, ssrc, seq.wrapping_add(i), ts, &payload), to)
+                .unwrap();
+        }
+    }
+
+    /// The RTP packets that reach `sock` within `within`, and the last one's SSRC.
+    fn heard(sock: &Udp, within: Duration) -> (usize, Option<u32>) {
+        let end = Instant::now() + within;
+        let (mut n, mut ssrc) = (0, None);
+        let mut buf = [0u8; 2048];
+        while Instant::now() < end {
+            if let Ok((len, _)) = sock.recv_from(&mut buf)
+                && let Ok(p) = rtp_rs::RtpReader::new(&buf[..len])
+                && !rtp::is_rtcp(&buf[..len])
+            {
+                n += 1;
+                ssrc = Some(p.ssrc());
+            }
+        }
+        (n, ssrc)
+    }
+
+    /// A receiver report about `ssrc` with `lost` of every 10 packets lost.
+    fn receiver_report(from_ssrc: u32, ssrc: u32, lost: u16) -> Vec<u8> {
+        let mut stats = RecvStats::default();
+        stats.packet(ssrc, 0, 0, 0);
+        for seq in (lost + 1)..10 {
+            stats.packet(ssrc, seq, 0, 0);
+        }
+        rtp::build_report(from_ssrc, None, &mut stats).unwrap()
+    }
+
+    #[test]
+    fn a_stranger_is_ignored_and_the_call_talks_to_the_sdp_address() {
+        let (peer, peer_rtcp, stranger) = (udp(), udp(), udp());
+        let mut call = start(addr(&peer), Some(addr(&peer_rtcp)), false, None);
+        // The stranger speaks first, loud, and presses a key: 25 + 6 datagrams.
+        talk(&stranger, call.rtp, 666, 1000, 25, LOUD);
+        key(&stranger, call.rtp, 666, 1025, 25 * 160, '9');
+        let (to_stranger, _) = heard(&stranger, Duration::from_millis(200));
+        let (to_peer, phone_ssrc) = heard(&peer, Duration::from_millis(200));
+        assert_eq!(to_stranger, 0, "the call's audio went to the stranger");
+        assert!(to_peer >= 5, "{to_peer} packets reached the peer");
+        assert_eq!(call.loudest(), 0, "the stranger's audio was played");
+        assert_eq!(
+            call.wait(Duration::from_millis(100), |e| matches!(e, MediaEvent::Dtmf(_))
+                .then_some(())),
+            None
+        );
+        // The peer is heard: its audio and its key.
+        talk(&peer, call.rtp, 42, 1, 25, LOUD);
+        key(&peer, call.rtp, 42, 26, 25 * 160, '7');
+        assert_eq!(
+            call.wait(Duration::from_secs(1), |e| match e {
+                MediaEvent::Dtmf(d) => Some(*d),
+                _ => None,
+            }),
+            Some('7')
+        );
+        assert!(call.loudest() > 30000, "the peer's audio was not played");
+        // RTCP: the peer's report counts, the stranger's (one more datagram) does not.
+        let phone_ssrc = phone_ssrc.unwrap();
+        peer_rtcp
+            .send_to(&receiver_report(42, phone_ssrc, 5), call.rtcp)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        stranger
+            .send_to(&receiver_report(666, phone_ssrc, 8), call.rtcp)
+            .unwrap();
+        let stats = call
+            .wait(Duration::from_secs(6), |e| match e {
+                MediaEvent::Stats(s) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(stats.foreign, 32, "{stats:?}");
+        assert_eq!(stats.received, 25, "{stats:?}");
+        assert_eq!(stats.remote_loss_percent, Some(50.0), "{stats:?}");
+        // The phone's own report went to the peer's RTCP address.
+        let mut buf = [0u8; 1500];
+        let mut reported = false;
+        for _ in 0..50 {
+            if let Ok((n, _)) = peer_rtcp.recv_from(&mut buf) {
+                reported |= rtp::is_rtcp(&buf[..n]);
+            }
+        }
+        assert!(reported);
+        assert!(stranger.recv_from(&mut buf).is_err());
+    }
+
+    #[test]
+    fn with_symmetric_rtp_a_natted_peer_is_latched_once() {
+        // The SDP names an address that never sends (the peer's private side of a NAT).
+        let (sdp, nat, stranger) = (udp(), udp(), udp());
+        let call = start(addr(&sdp), None, true, None);
+        talk(&nat, call.rtp, 42, 65530, 10, QUIET);
+        let (to_nat, _) = heard(&nat, Duration::from_millis(200));
+        assert!(to_nat >= 5, "{to_nat} packets reached the NAT'd peer");
+        let heard_quiet = call.loudest();
+        assert!((1..1000).contains(&heard_quiet), "{heard_quiet}");
+        // A stranger's run during the call, and the SDP address waking up: no second switch.
+        talk(&stranger, call.rtp, 666, 1, 20, LOUD);
+        talk(&sdp, call.rtp, 7, 1, 10, LOUD);
+        let _ = heard(&sdp, Duration::from_millis(50));
+        let (to_nat, _) = heard(&nat, Duration::from_millis(200));
+        let (to_stranger, _) = heard(&stranger, Duration::from_millis(50));
+        let (to_sdp, _) = heard(&sdp, Duration::from_millis(200));
+        assert!(to_nat >= 5, "{to_nat}");
+        assert_eq!((to_stranger, to_sdp), (0, 0));
+        assert!(call.loudest() < 1000, "a later source was played");
+    }
+
+    #[test]
+    fn without_symmetric_rtp_a_natted_peer_is_not_latched() {
+        let (sdp, nat) = (udp(), udp());
+        let call = start(addr(&sdp), None, false, None);
+        talk(&nat, call.rtp, 42, 1, 15, LOUD);
+        let (to_nat, _) = heard(&nat, Duration::from_millis(100));
+        let (to_sdp, _) = heard(&sdp, Duration::from_millis(100));
+        assert_eq!(to_nat, 0);
+        assert!(to_sdp >= 3, "{to_sdp}");
+        assert_eq!(call.loudest(), 0);
+    }
+
+    #[test]
+    fn the_rtp_timeout_fires_once_per_silence_and_not_on_hold() {
+        let (peer, stranger) = (udp(), udp());
+        let mut call = start(addr(&peer), None, false, Some(Duration::from_millis(200)));
+        let timeout = |e: &MediaEvent| match e {
+            MediaEvent::Timeout { silent_for } => Some(*silent_for),
+            _ => None,
+        };
+        let first = call.wait(Duration::from_secs(2), timeout).unwrap();
+        assert!(first >= Duration::from_millis(200), "{first:?}");
+        // Once; a stranger's packets do not re-arm it.
+        talk(&stranger, call.rtp, 666, 1, 5, LOUD);
+        assert_eq!(call.wait(Duration::from_millis(500), timeout), None);
+        // The peer's packets do.
+        talk(&peer, call.rtp, 42, 1, 3, LOUD);
+        assert!(call.wait(Duration::from_secs(2), timeout).is_some());
+        // On hold (not receiving) it stays quiet; receiving again re-arms it.
+        let update = |recv| MediaCommand::Update {
+            remote: addr(&peer),
+            remote_rtcp: None,
+            send: true,
+            recv,
+        };
+        call.command(update(false));
+        assert_eq!(call.wait(Duration::from_millis(600), timeout), None);
+        call.command(update(true));
+        let again = call.wait(Duration::from_secs(2), timeout).unwrap();
+        assert!(again < Duration::from_millis(600), "{again:?}");
+    }
+
+    #[test]
+    fn an_update_to_a_new_address_moves_the_call_there() {
+        let (old, new) = (udp(), udp());
+        let call = start(addr(&old), None, false, None);
+        assert!(heard(&old, Duration::from_millis(100)).0 >= 1);
+        call.command(MediaCommand::Update {
+            remote: addr(&new),
+            remote_rtcp: None,
+            send: true,
+            recv: true,
+        });
+        std::thread::sleep(Duration::from_millis(60));
+        let _ = heard(&old, Duration::from_millis(20));
+        assert!(heard(&new, Duration::from_millis(100)).0 >= 3);
+        assert_eq!(heard(&old, Duration::from_millis(100)).0, 0);
+        // The old address is a stranger now.
+        talk(&old, call.rtp, 1, 1, 10, LOUD);
+        assert_eq!(call.loudest(), 0);
+        talk(&new, call.rtp, 2, 1, 10, LOUD);
+        assert!(call.loudest() > 30000);
     }
 }

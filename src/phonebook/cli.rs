@@ -2,11 +2,55 @@
 //! Caller-controlled text printed as a table is escaped: no control byte reaches the
 //! terminal.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Subcommand;
+
 use super::{Entry, Phonebook, formats};
-use crate::cli::PhonebookCommand;
 use crate::config::Config;
+
+// The subcommands of `ctiphone phonebook`, parsed by `cli` (their doc comments are the help).
+#[derive(Debug, Subcommand)]
+pub enum PhonebookCommand {
+    /// Local and shared entries whose name or company holds QUERY, or whose number starts
+    /// with it; all without QUERY.
+    List {
+        query: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// The name the phone would show for NUMBER, and where it comes from.
+    Lookup { number: String },
+    /// Add a local entry.
+    Add {
+        name: String,
+        number: String,
+        #[arg(long, default_value = "")]
+        company: String,
+    },
+    /// Change a local entry (its id from `list`).
+    Edit {
+        id: i64,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        number: Option<String>,
+        #[arg(long)]
+        company: Option<String>,
+    },
+    /// Delete a local entry (its id from `list`).
+    Delete { id: i64 },
+    /// Add every entry of a CSV or vCard file to the local phonebook.
+    Import { file: PathBuf },
+    /// Write the local phonebook to FILE: vCard when it ends in .vcf or .vcard, else CSV.
+    Export { file: PathBuf },
+    /// Fetch the shared phonebook now and keep its copy.
+    Refresh,
+}
 
 /// Runs one phonebook command; exit 0, or 2 with the reason on stderr.
 pub fn run(config: &Config, cmd: PhonebookCommand) -> ExitCode {

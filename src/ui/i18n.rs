@@ -366,6 +366,8 @@ mod tests {
         "field.output",
         "field.codecs",
         "field.ring",
+        "field.symmetric_rtp",
+        "field.rtp_timeout",
         "field.theme",
         "field.language",
         "yes",

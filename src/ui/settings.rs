@@ -11,6 +11,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 use crate::config::edit::{self, Editor, Problem, Value};
 use crate::config::{ACCESS_NAMES, Method};
+use crate::settings;
 
 use super::i18n::Catalog;
 use super::text::{clean, pad_right, truncate};
@@ -112,6 +113,8 @@ fn pane_fields(pane: usize) -> Vec<Field> {
             field("audio.output", "field.output", Kind::Text),
             field("audio.codecs", "field.codecs", Kind::List),
             field("audio.ring", "field.ring", Kind::Bool),
+            field("media.symmetric_rtp", "field.symmetric_rtp", Kind::Bool),
+            field("media.rtp_timeout_seconds", "field.rtp_timeout", Kind::Int),
         ],
         6 => vec![
             field(
@@ -200,7 +203,7 @@ impl Settings {
     }
 
     fn revalidate(&mut self) {
-        self.problems = match self.editor.validate() {
+        self.problems = match settings::validate(&self.editor) {
             Ok(_) => Vec::new(),
             Err(p) => p,
         };
@@ -348,7 +351,7 @@ impl Settings {
     }
 
     fn save(&mut self) {
-        match self.editor.save() {
+        match settings::save(&self.editor) {
             Ok(path) => self.message = Some((true, path.display().to_string())),
             Err(problems) => {
                 self.message = Some((
@@ -401,7 +404,7 @@ impl Settings {
                 ));
             }
         } else {
-            let config = self.editor.validate().ok().map(|(c, _)| c);
+            let config = settings::validate(&self.editor).ok().map(|(c, _)| c);
             for (i, fd) in pane_fields(self.pane).iter().enumerate() {
                 let selected = i == self.row;
                 let value = match (&self.editing, selected) {
@@ -447,7 +450,7 @@ impl Settings {
                         .clone()
                         .unwrap_or_else(|| show(self.editor.get(&fd.key), Kind::Text));
                     if let (Some(c), Some(m)) = (&config, method) {
-                        let preview = match edit::preview(c, m, &text) {
+                        let preview = match settings::preview(c, m, &text) {
                             Ok(p) => format!("{} {}", cat.get("settings.preview"), p),
                             Err(e) => format!("⚠ {e}"),
                         };

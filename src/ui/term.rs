@@ -41,11 +41,6 @@ pub struct Terminal {
     saved_stderr: Option<i32>,
 }
 
-/// Where stderr and the logs go while the UI runs.
-pub fn log_path() -> std::path::PathBuf {
-    crate::config::data_dir().join("ctiphone.log")
-}
-
 impl Terminal {
     pub fn enter() -> std::io::Result<Terminal> {
         // Anything written to stderr from now on goes to the log file, not over the screen.
@@ -136,7 +131,7 @@ pub fn notification(text: &str) -> Vec<u8> {
 
 /// Points stderr at the log file; returns the saved original.
 fn redirect_stderr() -> Option<i32> {
-    let path = log_path();
+    let path = crate::logging::log_path();
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }

@@ -196,7 +196,7 @@ pub fn assert_no_canary() {
     );
 }
 
-/// The phone's log lines, as its front ends write them (`ctiphone::cli::log_subscriber` at
+/// The phone's log lines, as its front ends write them (`ctiphone::logging::subscriber` at
 /// INFO), captured in memory for this whole test process.
 #[derive(Clone, Default)]
 pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
@@ -216,7 +216,7 @@ impl LogCapture {
     pub fn install() -> Self {
         let cap = LogCapture::default();
         let writer = cap.clone();
-        let sub = ctiphone::cli::log_subscriber(move || writer.clone(), tracing::Level::INFO);
+        let sub = ctiphone::logging::subscriber(move || writer.clone(), tracing::Level::INFO);
         tracing::subscriber::set_global_default(sub).expect("one subscriber per test binary");
         cap
     }

@@ -1,0 +1,47 @@
+//! Where the phone's log lines go: stderr for the headless front end (never stdout, which
+//! carries its protocol), a file for the terminal UI (which owns the terminal). Plain text, no
+//! colours; `CTIPHONE_LOG` sets the level (error, warn, info, debug, trace; default warn).
+//! Caller values in the lines are written with `app::Logged`.
+
+use std::path::PathBuf;
+
+/// The terminal UI's log file, where its stderr goes too: `$XDG_DATA_HOME/ctiphone/ctiphone.log`.
+pub fn log_path() -> PathBuf {
+    crate::config::data_dir().join("ctiphone.log")
+}
+
+fn level() -> tracing::Level {
+    std::env::var("CTIPHONE_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::WARN)
+}
+
+/// Logs go to stderr.
+pub fn init_stderr() {
+    let _ = tracing::subscriber::set_global_default(subscriber(std::io::stderr, level()));
+}
+
+/// Logs go to the log file ([`log_path`]).
+pub fn init_file() {
+    let level = level();
+    let path = log_path();
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(file) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        let _ = tracing::subscriber::set_global_default(subscriber(std::sync::Mutex::new(file), level));
+    }
+}
+
+/// The phone's log lines, written to `writer`: plain text, no colours.
+pub fn subscriber<W>(writer: W, level: tracing::Level) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_max_level(level)
+        .with_ansi(false)
+        .finish()
+}
