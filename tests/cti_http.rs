@@ -174,7 +174,7 @@ async fn huge_and_broken_replies_give_clear_capture_errors() {
 async fn results_and_failures_go_back_on_the_bus() {
     let crm = Crm::start().await;
     let bus = Bus::new();
-    let mut rx = bus.subscribe();
+    let mut rx = bus.subscribe_as("test");
     let e = engine(&config(&crm, ""), Some(bus.clone()), no_browser());
     let task = e.subscribe(&bus);
     bus.call(ring("bus-1", "0311112222"));
@@ -185,14 +185,14 @@ async fn results_and_failures_go_back_on_the_bus() {
     let deadline = Instant::now() + Duration::from_secs(5);
     while (result.is_none() || skipped.is_none()) && Instant::now() < deadline {
         match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
-            Ok(Ok(Event::Cti(CtiEvent::Searching { call_id }))) if call_id == "bus-1" => searching = true,
-            Ok(Ok(Event::Cti(CtiEvent::SearchResult { call_id, vars }))) if call_id == "bus-1" => {
+            Ok(Some(Event::Cti(CtiEvent::Searching { call_id }))) if call_id == "bus-1" => searching = true,
+            Ok(Some(Event::Cti(CtiEvent::SearchResult { call_id, vars }))) if call_id == "bus-1" => {
                 result = Some(vars)
             }
-            Ok(Ok(Event::Cti(CtiEvent::Skipped { call_id, why, .. }))) if call_id == "bus-2" => {
+            Ok(Some(Event::Cti(CtiEvent::Skipped { call_id, why, .. }))) if call_id == "bus-2" => {
                 skipped = Some(why)
             }
-            Ok(Ok(_)) => {}
+            Ok(Some(_)) => {}
             _ => break,
         }
     }

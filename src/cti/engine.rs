@@ -121,21 +121,14 @@ impl Engine {
         }
     }
 
-    /// Subscribes to the bus and handles every call event until the bus closes.
+    /// Subscribes to the bus (as `cti`) and handles every call event until the bus closes.
     pub fn subscribe(&self, bus: &Bus) -> JoinHandle<()> {
-        let mut rx = bus.subscribe();
+        let mut rx = bus.subscribe_as("cti");
         let engine = self.clone();
         tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(Event::Call(ev)) => {
-                        engine.dispatch(ev);
-                    }
-                    Ok(Event::Cti(_) | Event::Phone(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!("CTI engine lagged behind the bus and lost {n} events");
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            while let Some(ev) = rx.recv().await {
+                if let Event::Call(ev) = ev {
+                    engine.dispatch(ev);
                 }
             }
         })

@@ -480,19 +480,11 @@ impl History {
     /// Subscribes to the bus and writes every call event until the bus closes. A failed write
     /// is logged; the phone goes on.
     pub fn subscribe(self, bus: &Bus) -> tokio::task::JoinHandle<()> {
-        let mut rx = bus.subscribe();
+        let mut rx = bus.subscribe_as("history");
         tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(ev) => {
-                        if let Err(e) = self.record(&ev) {
-                            tracing::warn!("history: {e}");
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!("history lagged behind the bus and lost {n} events");
-                    }
-                    Err(_) => break,
+            while let Some(ev) = rx.recv().await {
+                if let Err(e) = self.record(&ev) {
+                    tracing::warn!("history: {e}");
                 }
             }
         })
