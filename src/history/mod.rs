@@ -10,7 +10,7 @@ use chrono::Local;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::app::{Bus, CallEvent, CallEventKind, CtiEvent, Direction, Event};
+use crate::app::{Bus, CallEvent, CallEventKind, CallResult, CtiEvent, Direction, Event, Logged};
 
 /// Schema migrations, in order; `schema_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -64,7 +64,8 @@ pub struct Row {
     pub answer_at: Option<String>,
     pub end_at: Option<String>,
     pub duration_s: Option<f64>,
-    pub result: Option<String>,
+    /// `None` while the call is in progress.
+    pub result: Option<CallResult>,
     pub company: String,
     pub name: String,
     pub ext_id: String,
@@ -82,7 +83,7 @@ pub struct Query {
     pub since: Option<String>,
     /// A date (`YYYY-MM-DD`): calls of that day and before.
     pub until: Option<String>,
-    pub result: Option<String>,
+    pub result: Option<CallResult>,
     /// Case-insensitive (ASCII) text anywhere in the numbers, names, company or CRM id.
     pub text: String,
     pub limit: usize,
@@ -105,8 +106,8 @@ impl Row {
         if let Some(d) = self.duration_s {
             p.extra.insert("DURATION".into(), format!("{}", d.round() as i64));
         }
-        if let Some(r) = &self.result {
-            p.extra.insert("RESULT".into(), r.clone());
+        if let Some(r) = self.result {
+            p.set_result(r);
         }
         if let Some(rec) = &self.recording {
             p.extra.insert("REC_PATH".into(), rec.clone());
@@ -128,6 +129,14 @@ const COLUMNS: &str = "call_id, direction, tel, telname, called, calledname, ano
 
 fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     let vars: String = r.get(15)?;
+    let result: Option<String> = r.get(11)?;
+    let result = result.and_then(|name| {
+        let known = CallResult::from_name(&name);
+        if known.is_none() {
+            tracing::warn!("history: the stored result `{}` names no result", Logged(&name));
+        }
+        known
+    });
     Ok(Row {
         call_id: r.get(0)?,
         direction: r.get(1)?,
@@ -140,7 +149,7 @@ fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         answer_at: r.get(8)?,
         end_at: r.get(9)?,
         duration_s: r.get(10)?,
-        result: r.get(11)?,
+        result,
         company: r.get(12)?,
         name: r.get(13)?,
         ext_id: r.get(14)?,
@@ -197,6 +206,14 @@ pub fn defuse(s: &str) -> String {
 
 fn now() -> String {
     Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string()
+}
+
+/// The direction as stored.
+fn direction(d: Direction) -> &'static str {
+    match d {
+        Direction::Incoming => "in",
+        Direction::Outgoing => "out",
+    }
 }
 
 /// Opens (creating and migrating) the database of the history and the local phonebook.
@@ -267,8 +284,8 @@ impl History {
         }
         self.db
             .execute(
-                "UPDATE calls SET state = 'interrupted', result = COALESCE(result, 'interrupted') WHERE state = 'open'",
-                [],
+                "UPDATE calls SET state = 'interrupted', result = COALESCE(result, ?1) WHERE state = 'open'",
+                [CallResult::Interrupted.name()],
             )
             .map_err(|e| e.to_string())
     }
@@ -298,7 +315,7 @@ impl History {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     p.id,
-                    if p.direction == Direction::Incoming { "in" } else { "out" },
+                    direction(p.direction),
                     p.tel,
                     p.telname,
                     p.called,
@@ -310,12 +327,28 @@ impl History {
             CallEventKind::Answer => {
                 self.db.execute("UPDATE calls SET answer_at = ?2 WHERE call_id = ?1 AND answer_at IS NULL", params![p.id, now()])
             }
-            CallEventKind::Hangup { .. } => {
+            CallEventKind::Hangup { answered } => {
                 let duration: Option<f64> = p.extra.get("DURATION").and_then(|d| d.parse().ok());
-                let result = p.extra.get("RESULT").cloned().unwrap_or_else(|| "failed".into());
+                let unnamed = if *answered {
+                    CallResult::Answered
+                } else {
+                    CallResult::Failed
+                };
+                let result = match p.result() {
+                    Some(Ok(r)) => r,
+                    Some(Err(name)) => {
+                        tracing::warn!(
+                            call = %Logged(&p.id),
+                            "history: {{RESULT}} `{}` names no result; stored as {unnamed}",
+                            Logged(name)
+                        );
+                        unnamed
+                    }
+                    None => unnamed,
+                };
                 self.db.execute(
                     "UPDATE calls SET end_at = ?2, duration_s = ?3, result = ?4, state = 'closed' WHERE call_id = ?1",
-                    params![p.id, now(), duration, result],
+                    params![p.id, now(), duration, result.name()],
                 )
             }
             CallEventKind::Recorded { path } => self.db.execute(
@@ -328,10 +361,15 @@ impl History {
 
     /// Calls, newest first: those that rang since `since` (a date or time prefix as stored,
     /// e.g. "2026-11-25"), with `result`, at most `limit`.
-    pub fn list(&self, since: Option<&str>, result: Option<&str>, limit: usize) -> Result<Vec<Row>, String> {
+    pub fn list(
+        &self,
+        since: Option<&str>,
+        result: Option<CallResult>,
+        limit: usize,
+    ) -> Result<Vec<Row>, String> {
         self.query(&Query {
             since: since.map(str::to_owned),
-            result: result.map(str::to_owned),
+            result,
             limit,
             ..Query::default()
         })
@@ -385,7 +423,7 @@ impl History {
             .query_map(
                 params![
                     q.since,
-                    q.result,
+                    q.result.map(CallResult::name),
                     i64::try_from(q.limit).unwrap_or(i64::MAX),
                     before,
                     text,
@@ -426,7 +464,7 @@ impl History {
             let cells = [
                 r.ring_at.clone(),
                 r.direction.clone(),
-                r.result.clone().unwrap_or_default(),
+                r.result.map(CallResult::name).unwrap_or_default().to_owned(),
                 r.tel.clone(),
                 r.telname.clone(),
                 r.called.clone(),
@@ -476,7 +514,6 @@ impl History {
             )
             .map_err(|e| e.to_string())
     }
-
     /// Subscribes to the bus and writes every call event until the bus closes. A failed write
     /// is logged; the phone goes on.
     pub fn subscribe(self, bus: &Bus) -> tokio::task::JoinHandle<()> {
@@ -516,7 +553,7 @@ mod tests {
         .unwrap();
         let mut end = p.clone();
         end.extra.insert("DURATION".into(), "12".into());
-        end.extra.insert("RESULT".into(), "answered".into());
+        end.set_result(CallResult::Answered);
         h.record(&Event::Call(CallEvent::hangup(end, true))).unwrap();
         h.record(&Event::Call(CallEvent::recorded(p.clone(), "/r/x.wav".into())))
             .unwrap();
@@ -528,13 +565,13 @@ mod tests {
             (p.tel.as_str(), p.telname.as_str())
         );
         assert_eq!(
-            (r.result.as_deref(), r.duration_s, r.state.as_str()),
-            (Some("answered"), Some(12.0), "closed")
+            (r.result, r.duration_s, r.state.as_str()),
+            (Some(CallResult::Answered), Some(12.0), "closed")
         );
         assert_eq!((r.company.as_str(), r.name.as_str()), ("ACME", "Taro"));
         assert_eq!(r.recording.as_deref(), Some("/r/x.wav"));
         assert!(r.answer_at.is_some() && r.end_at.is_some());
-        assert_eq!(h.list(None, Some("missed"), 10).unwrap().len(), 0);
+        assert_eq!(h.list(None, Some(CallResult::Missed), 10).unwrap().len(), 0);
     }
 
     #[test]
@@ -550,10 +587,11 @@ mod tests {
             p.telname = name.into();
             h.record(&Event::Call(CallEvent::ring(p.clone()))).unwrap();
             let mut end = p;
-            end.extra.insert(
-                "RESULT".into(),
-                if id == "c" { "answered" } else { "missed" }.into(),
-            );
+            end.set_result(if id == "c" {
+                CallResult::Answered
+            } else {
+                CallResult::Missed
+            });
             h.record(&Event::Call(CallEvent::hangup(end, id == "c"))).unwrap();
         }
         let ids = |q: Query| -> Vec<String> {
@@ -588,7 +626,7 @@ mod tests {
         );
         assert_eq!(
             ids(Query {
-                result: Some("missed".into()),
+                result: Some(CallResult::Missed),
                 ..Query::default()
             }),
             ["b", "a"]
@@ -639,10 +677,7 @@ mod tests {
             (ev.params.tel.as_str(), ev.params.telname.as_str()),
             ("1001", "Sato")
         );
-        assert_eq!(
-            ev.params.extra.get("RESULT").map(String::as_str),
-            Some("answered")
-        );
+        assert_eq!(ev.params.result(), Some(Ok(CallResult::Answered)));
         match ev.kind {
             CallEventKind::Reclick { stored } => {
                 assert_eq!(stored.get("CUSTNO").map(String::as_str), Some("42"));
@@ -650,6 +685,30 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_hangup_without_a_known_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(&dir.path().join("h.db")).unwrap();
+        let (a, b) = (
+            CallParams::incoming("a", "1", "2"),
+            CallParams::outgoing("b", "3"),
+        );
+        for p in [&a, &b] {
+            h.record(&Event::Call(CallEvent::ring(p.clone()))).unwrap();
+        }
+        h.record(&Event::Call(CallEvent::hangup(a, true))).unwrap();
+        let mut b = b;
+        b.extra.insert("RESULT".into(), "gone".into());
+        h.record(&Event::Call(CallEvent::hangup(b, false))).unwrap();
+        let result = |id: &str| h.get(id).unwrap().and_then(|r| r.result);
+        assert_eq!(result("a"), Some(CallResult::Answered), "no {{RESULT}}: answered");
+        assert_eq!(
+            result("b"),
+            Some(CallResult::Failed),
+            "an unknown {{RESULT}}: failed"
+        );
     }
 
     #[test]
@@ -689,8 +748,8 @@ mod tests {
         assert_eq!(h.recover(&lock).unwrap(), 1);
         let rows = h.list(None, None, 10).unwrap();
         assert_eq!(
-            (rows[0].state.as_str(), rows[0].result.as_deref()),
-            ("interrupted", Some("interrupted"))
+            (rows[0].state.as_str(), rows[0].result),
+            ("interrupted", Some(CallResult::Interrupted))
         );
         // Opening again migrates nothing twice.
         drop(h);

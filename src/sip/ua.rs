@@ -2249,6 +2249,7 @@ impl Ua {
             reason,
             code,
             duration_s: (duration * 1000.0).round() / 1000.0,
+            result: None,
         });
         if let Some(m) = c.media.take() {
             // The session closes the recording and reports it; keep the call's values for it.
