@@ -1,7 +1,11 @@
 //! The call history (HIS-1): every call in SQLite (WAL, migrations from the first version),
 //! written when it rings or is dialled and updated on answer, CRM result, end and recording.
 //! A call still open when the phone starts again (a crash, `kill -9`, a power cut) is marked
-//! `interrupted`: its row is never lost. The history is one more subscriber of the bus.
+//! `interrupted`: its row is never lost. The history is one more subscriber of the bus, on
+//! a thread of its own (a locked or slow database never stalls the async runtime) that retries
+//! a write the database refuses as busy until it is taken: no event is ever dropped.
+
+mod writer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +14,9 @@ use chrono::Local;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::app::{Bus, CallEvent, CallEventKind, CallResult, CtiEvent, Direction, Event, Logged};
+use crate::app::{CallEvent, CallEventKind, CallResult, CtiEvent, Direction, Event, Logged};
+
+pub use writer::Writer;
 
 /// Schema migrations, in order; `schema_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -216,6 +222,21 @@ fn direction(d: Direction) -> &'static str {
     }
 }
 
+/// The Call-ID an event is about, for the log.
+fn call_id(ev: &Event) -> &str {
+    match ev {
+        Event::Call(c) => &c.params.id,
+        Event::Cti(
+            CtiEvent::Skipped { call_id, .. }
+            | CtiEvent::Searching { call_id }
+            | CtiEvent::SearchResult { call_id, .. }
+            | CtiEvent::SearchFailed { call_id, .. }
+            | CtiEvent::Action { call_id, .. },
+        ) => call_id,
+        Event::Phone(_) => "",
+    }
+}
+
 /// Opens (creating and migrating) the database of the history and the local phonebook.
 pub fn open_db(path: &Path) -> Result<Connection, String> {
     if let Some(dir) = path.parent() {
@@ -292,6 +313,11 @@ impl History {
 
     /// Records one bus event.
     pub fn record(&self, ev: &Event) -> Result<(), String> {
+        self.write(ev).map_err(|e| e.to_string())
+    }
+
+    /// Records one bus event, with SQLite's error (busy or not).
+    fn write(&self, ev: &Event) -> rusqlite::Result<()> {
         let r = match ev {
             Event::Call(c) => self.call_event(c),
             Event::Cti(CtiEvent::SearchResult { call_id, vars }) => {
@@ -304,7 +330,7 @@ impl History {
             }
             _ => return Ok(()),
         };
-        r.map(|_| ()).map_err(|e| e.to_string())
+        r.map(|_| ())
     }
 
     fn call_event(&self, c: &CallEvent) -> rusqlite::Result<usize> {
@@ -513,18 +539,6 @@ impl History {
                 [&cutoff],
             )
             .map_err(|e| e.to_string())
-    }
-    /// Subscribes to the bus and writes every call event until the bus closes. A failed write
-    /// is logged; the phone goes on.
-    pub fn subscribe(self, bus: &Bus) -> tokio::task::JoinHandle<()> {
-        let mut rx = bus.subscribe_as("history");
-        tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
-                if let Err(e) = self.record(&ev) {
-                    tracing::warn!("history: {e}");
-                }
-            }
-        })
     }
 }
 
