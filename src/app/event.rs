@@ -166,6 +166,10 @@ pub enum CallEventKind {
     Outgoing,
     /// The call's recording file is complete (REC-2).
     Recorded { path: PathBuf },
+    /// An incoming call refused without ringing (busy, or by the agent's status): the agent
+    /// never saw it. The history keeps a row for it (HIS-1); the CTI engine runs no access
+    /// for it (no ring, answer or hangup happened, see `cti::engine`).
+    Refused { result: CallResult },
 }
 
 impl CallEventKind {
@@ -178,6 +182,7 @@ impl CallEventKind {
             Self::Click | Self::Reclick { .. } => "click",
             Self::Outgoing => "outgoing",
             Self::Recorded { .. } => "recorded",
+            Self::Refused { .. } => "refused",
         }
     }
 }
@@ -229,6 +234,13 @@ impl CallEvent {
     pub fn recorded(params: CallParams, path: PathBuf) -> Self {
         Self {
             kind: CallEventKind::Recorded { path },
+            params,
+        }
+    }
+    /// An incoming call refused without ringing; `result` is usually [`CallResult::Busy`].
+    pub fn refused(params: CallParams, result: CallResult) -> Self {
+        Self {
+            kind: CallEventKind::Refused { result },
             params,
         }
     }
@@ -446,5 +458,9 @@ mod tests {
             (v["reason"].as_str(), v["result"].as_str()),
             (Some("cancelled"), Some("missed"))
         );
+        let refused = CallEvent::refused(CallParams::incoming("r", "1", "2"), CallResult::Busy);
+        assert_eq!(refused.kind.name(), "refused");
+        let v = serde_json::to_value(&refused.kind).expect("json");
+        assert_eq!(v, serde_json::json!({"kind": "refused", "result": "busy"}));
     }
 }

@@ -4,6 +4,8 @@
 //! `interrupted`: its row is never lost. The history is one more subscriber of the bus, on
 //! a thread of its own (a locked or slow database never stalls the async runtime) that retries
 //! a write the database refuses as busy until it is taken: no event is ever dropped.
+//! Refused calls (busy) are kept too, at most [`REFUSED_MAX`] per [`REFUSED_WINDOW`] so that a
+//! flood cannot fill the database; the excess is counted and reported.
 
 mod writer;
 
@@ -16,7 +18,7 @@ use serde::Serialize;
 
 use crate::app::{CallEvent, CallEventKind, CallResult, CtiEvent, Direction, Event, Logged};
 
-pub use writer::Writer;
+pub use writer::{REFUSED_MAX, REFUSED_WINDOW, Writer};
 
 /// Schema migrations, in order; `schema_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -377,6 +379,26 @@ impl History {
                     params![p.id, now(), duration, result.name()],
                 )
             }
+            // Rang nowhere, ended at once: a closed row with no answer.
+            CallEventKind::Refused { result } => {
+                let at = now();
+                self.db.execute(
+                    "INSERT OR IGNORE INTO calls (call_id, direction, tel, telname, called, calledname, anonymous,
+                         ring_at, end_at, duration_s, result, state)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 0, ?9, 'closed')",
+                    params![
+                        p.id,
+                        direction(p.direction),
+                        p.tel,
+                        p.telname,
+                        p.called,
+                        p.calledname,
+                        p.anonymous,
+                        at,
+                        result.name()
+                    ],
+                )
+            }
             CallEventKind::Recorded { path } => self.db.execute(
                 "UPDATE calls SET recording = ?2 WHERE call_id = ?1",
                 params![p.id, path.display().to_string()],
@@ -702,7 +724,7 @@ mod tests {
     }
 
     #[test]
-    fn a_hangup_without_a_known_result() {
+    fn a_hangup_without_a_known_result_and_a_refused_call() {
         let dir = tempfile::tempdir().unwrap();
         let h = History::open(&dir.path().join("h.db")).unwrap();
         let (a, b) = (
@@ -723,6 +745,27 @@ mod tests {
             Some(CallResult::Failed),
             "an unknown {{RESULT}}: failed"
         );
+        let mut p = CallParams::incoming("r", "0311112222", "0312345678");
+        p.telname = "Busy Caller".into();
+        h.record(&Event::Call(CallEvent::refused(p, CallResult::Busy)))
+            .unwrap();
+        let r = h.get("r").unwrap().expect("a row for the refused call");
+        assert_eq!(
+            (
+                r.result,
+                r.state.as_str(),
+                r.direction.as_str(),
+                r.telname.as_str()
+            ),
+            (Some(CallResult::Busy), "closed", "in", "Busy Caller")
+        );
+        assert_eq!(
+            (r.answer_at, r.end_at.as_deref()),
+            (None, Some(r.ring_at.as_str()))
+        );
+        assert_eq!(h.list(None, Some(CallResult::Busy), 10).unwrap().len(), 1);
+        // Closed at once: never recovered as interrupted.
+        assert_eq!(h.recover(&dir.path().join("no.pid")).unwrap(), 0);
     }
 
     #[test]
