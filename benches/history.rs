@@ -6,6 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use ctiphone::app::CallResult;
 use ctiphone::config::PhonebookConfig;
 use ctiphone::history::{History, Query};
 use ctiphone::phonebook::Phonebook;
@@ -25,7 +26,11 @@ fn fill_calls(path: &std::path::Path) {
                  VALUES (?1, 'in', ?2, ?3, '0312345678', '', 0, ?4, ?4, ?5, ?6, ?7, ?3, 'closed')",
             )
             .expect("prepare");
-        let results = ["answered", "missed", "rejected", "busy", "cancelled", "failed"];
+        let results: Vec<&str> = CallResult::ALL
+            .iter()
+            .filter(|r| **r != CallResult::Interrupted)
+            .map(|r| r.name())
+            .collect();
         let start = chrono::NaiveDate::from_ymd_opt(2025, 1, 1)
             .unwrap()
             .and_hms_opt(8, 0, 0)
@@ -65,9 +70,9 @@ fn bench(c: &mut Criterion) {
     let db = dir.path().join("history.sqlite3");
     fill_calls(&db);
     let h = History::open(&db).expect("history");
-    let q = |text: &str, result: Option<&str>, until: Option<&str>| Query {
+    let q = |text: &str, result: Option<CallResult>, until: Option<&str>| Query {
         text: text.into(),
-        result: result.map(str::to_owned),
+        result,
         until: until.map(str::to_owned),
         limit: 50,
         ..Query::default()
@@ -83,7 +88,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| h.query(black_box(&q("yamada", None, None))).unwrap())
     });
     c.bench_function("history: result filter, first 50", |b| {
-        b.iter(|| h.query(black_box(&q("", Some("busy"), None))).unwrap())
+        b.iter(|| h.query(black_box(&q("", Some(CallResult::Busy), None))).unwrap())
     });
     c.bench_function("history: jump to a date, first 50", |b| {
         b.iter(|| h.query(black_box(&q("", None, Some("2025-06-01")))).unwrap())

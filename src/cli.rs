@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::app::{CallEvent, CallParams};
+use crate::app::{CallEvent, CallParams, CallResult};
 use crate::config::{self, Config, ConfigError};
 use crate::cti::plan::BUILTIN_PARAMS;
 use crate::cti::template::{self, Template};
@@ -85,8 +85,8 @@ pub enum HistoryCommand {
         since: Option<String>,
         /// Only calls with this result (answered, missed, rejected, busy, failed, cancelled,
         /// interrupted).
-        #[arg(long)]
-        result: Option<String>,
+        #[arg(long, value_parser = call_result)]
+        result: Option<CallResult>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
@@ -258,7 +258,7 @@ pub fn run(cli: Cli) -> ExitCode {
             since,
             result,
             limit,
-        }) => history_list(json, since.as_deref(), result.as_deref(), limit),
+        }) => history_list(json, since.as_deref(), result, limit),
         Command::History(HistoryCommand::Export { csv }) => history_export(&csv),
         Command::Phonebook(cmd) => match load(cli.config.as_ref(), false) {
             Ok((config, _)) => crate::phonebook::cli::run(&config, cmd),
@@ -329,7 +329,15 @@ fn history_export(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn history_list(json: bool, since: Option<&str>, result: Option<&str>, limit: usize) -> ExitCode {
+/// A call result by its name, for `--result`.
+fn call_result(name: &str) -> Result<CallResult, String> {
+    CallResult::from_name(name).ok_or_else(|| {
+        let names: Vec<_> = CallResult::ALL.iter().map(|r| r.name()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
+}
+
+fn history_list(json: bool, since: Option<&str>, result: Option<CallResult>, limit: usize) -> ExitCode {
     let path = crate::history::default_path();
     let listed = crate::history::History::open(&path).and_then(|h| {
         h.recover(&crate::history::lock_path())?;
@@ -355,7 +363,7 @@ fn history_list(json: bool, since: Option<&str>, result: Option<&str>, limit: us
                 "{}  {:3}  {:11}  {:>6}  {}  {}  {}",
                 r.ring_at.get(..19).unwrap_or(&r.ring_at),
                 r.direction,
-                r.result.as_deref().unwrap_or("-"),
+                r.result.map_or("-", CallResult::name),
                 r.duration_s.map_or("-".to_owned(), |d| format!("{d:.0}s")),
                 esc(&r.tel),
                 esc(&r.telname),

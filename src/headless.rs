@@ -14,7 +14,7 @@ use crate::cti::Plan;
 /// Runs until `quit`, SIGTERM or SIGINT. Returns the exit code.
 pub async fn run(config: Config, plan: Plan, auto_answer: Option<Duration>) -> u8 {
     let bus = Bus::new();
-    let mut events = bus.subscribe();
+    let mut events = bus.subscribe_as("headless");
     let mut core = match crate::app::core::Core::start(&bus, &config, plan, auto_answer).await {
         Ok(c) => c,
         Err(e) => {
@@ -64,15 +64,7 @@ pub async fn run(config: Config, plan: Plan, auto_answer: Option<Duration>) -> u
     // stdout: every event as one JSON line.
     let printer = tokio::spawn(async move {
         let mut out = tokio::io::stdout();
-        loop {
-            let ev = match events.recv().await {
-                Ok(ev) => ev,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!("the event printer lost {n} events");
-                    continue;
-                }
-                Err(_) => break,
-            };
+        while let Some(ev) = events.recv().await {
             let Some(value) = to_json(&ev) else { continue };
             let mut line = value.to_string();
             line.push('\n');

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Crm, engine, map, no_browser, pairs};
-use ctiphone::app::{Bus, CallEvent, CallParams, CtiEvent, Event};
+use ctiphone::app::{Bus, CallEvent, CallParams, CallResult, CtiEvent, Event};
 
 fn config(crm: &Crm, extra: &str) -> String {
     format!(
@@ -174,7 +174,7 @@ async fn huge_and_broken_replies_give_clear_capture_errors() {
 async fn results_and_failures_go_back_on_the_bus() {
     let crm = Crm::start().await;
     let bus = Bus::new();
-    let mut rx = bus.subscribe();
+    let mut rx = bus.subscribe_as("test");
     let e = engine(&config(&crm, ""), Some(bus.clone()), no_browser());
     let task = e.subscribe(&bus);
     bus.call(ring("bus-1", "0311112222"));
@@ -185,14 +185,14 @@ async fn results_and_failures_go_back_on_the_bus() {
     let deadline = Instant::now() + Duration::from_secs(5);
     while (result.is_none() || skipped.is_none()) && Instant::now() < deadline {
         match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
-            Ok(Ok(Event::Cti(CtiEvent::Searching { call_id }))) if call_id == "bus-1" => searching = true,
-            Ok(Ok(Event::Cti(CtiEvent::SearchResult { call_id, vars }))) if call_id == "bus-1" => {
+            Ok(Some(Event::Cti(CtiEvent::Searching { call_id }))) if call_id == "bus-1" => searching = true,
+            Ok(Some(Event::Cti(CtiEvent::SearchResult { call_id, vars }))) if call_id == "bus-1" => {
                 result = Some(vars)
             }
-            Ok(Ok(Event::Cti(CtiEvent::Skipped { call_id, why, .. }))) if call_id == "bus-2" => {
+            Ok(Some(Event::Cti(CtiEvent::Skipped { call_id, why, .. }))) if call_id == "bus-2" => {
                 skipped = Some(why)
             }
-            Ok(Ok(_)) => {}
+            Ok(Some(_)) => {}
             _ => break,
         }
     }
@@ -202,6 +202,80 @@ async fn results_and_failures_go_back_on_the_bus() {
     assert_eq!(
         skipped.as_deref(),
         Some("called number 0999 is not a checked target number")
+    );
+    task.abort();
+}
+
+/// A call refused without ringing (busy) runs no access: no search, no ring, answer or hangup
+/// request reaches the CRM, and nothing about it comes back on the bus; a call ringing right
+/// after it is handled as ever.
+#[tokio::test]
+async fn a_refused_call_runs_no_access() {
+    let crm = Crm::start().await;
+    let extra = r#"
+[cti.ring]
+method = "get"
+template = "{SVADDR}ring?tel={TEL}"
+[cti.answer]
+method = "get"
+template = "{SVADDR}answered?tel={TEL}"
+[cti.hangup]
+method = "get"
+template = "{SVADDR}hangup?tel={TEL}"
+"#;
+    let bus = Bus::new();
+    let mut rx = bus.subscribe_as("test");
+    let e = engine(&config(&crm, extra), Some(bus.clone()), no_browser());
+    let direct = e
+        .dispatch(CallEvent::refused(
+            CallParams::incoming("busy-0", "0399990000", "0312345678"),
+            CallResult::Busy,
+        ))
+        .await
+        .unwrap();
+    assert!(direct.actions.is_empty(), "{direct:#?}");
+    assert_eq!(direct.event, "refused");
+    assert!(direct.skipped.is_some_and(|why| why.contains("busy")));
+    let task = e.subscribe(&bus);
+    for i in 1..=20 {
+        bus.call(CallEvent::refused(
+            CallParams::incoming(&format!("busy-{i}"), "0399990000", "0312345678"),
+            CallResult::Busy,
+        ));
+    }
+    bus.call(ring("after", "0311112222"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut rang, mut found) = (false, false);
+    while !(rang && found) && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(Event::Cti(c))) => {
+                let shown = format!("{c:?}");
+                assert!(!shown.contains("busy-"), "a refused call on the bus: {shown}");
+                match &c {
+                    CtiEvent::Action { call_id, report, .. } if call_id == "after" => {
+                        rang |= report.access == "ring";
+                    }
+                    CtiEvent::SearchResult { call_id, .. } => found |= call_id == "after",
+                    _ => {}
+                }
+            }
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    assert!(found, "the call after the refused ones was searched");
+    assert!(rang, "the call after the refused ones rang");
+    let seen = crm.seen();
+    assert!(
+        seen.iter()
+            .all(|s| !s.query.as_deref().unwrap_or("").contains("0399990000")),
+        "{:?}",
+        seen.iter().map(|s| (&s.path, &s.query)).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        crm.seen_path("/search").len(),
+        1,
+        "one search: the call that rang"
     );
     task.abort();
 }

@@ -556,6 +556,7 @@ fn contacts_pane_and_form() {
 /// each asks the run loop for the list again, and the list's title says what is in force.
 #[test]
 fn history_filters_show_in_the_title() {
+    use ctiphone::app::CallResult;
     use ctiphone::history::Query;
     use ctiphone::ui::state::Effect;
     let mut app = ui::app("");
@@ -570,16 +571,19 @@ fn history_filters_show_in_the_title() {
         ui::dump(&buf)
     );
     let fx = app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
-    let q = |text: &str, result: Option<&str>, until: Option<&str>| Query {
+    let q = |text: &str, result: Option<CallResult>, until: Option<&str>| Query {
         text: text.into(),
-        result: result.map(str::to_owned),
+        result,
         until: until.map(str::to_owned),
         limit: 500,
         ..Query::default()
     };
     assert_eq!(fx, vec![Effect::LoadHistory(q("yama", None, None))]);
     let fx = app.on_key(KeyEvent::new(KeyCode::Char('f'), KeyModifiers::NONE));
-    assert_eq!(fx, vec![Effect::LoadHistory(q("yama", Some("answered"), None))]);
+    assert_eq!(
+        fx,
+        vec![Effect::LoadHistory(q("yama", Some(CallResult::Answered), None))]
+    );
     key(&mut app, KeyCode::Char('g'));
     for ch in "2026-11-20".chars() {
         key(&mut app, KeyCode::Char(ch));
@@ -589,7 +593,7 @@ fn history_filters_show_in_the_title() {
         fx,
         vec![Effect::LoadHistory(q(
             "yama",
-            Some("answered"),
+            Some(CallResult::Answered),
             Some("2026-11-20")
         ))]
     );
@@ -600,4 +604,49 @@ fn history_filters_show_in_the_title() {
         "{title}"
     );
     insta::assert_snapshot!("history_filtered_en", ui::stable(&buf));
+}
+
+/// The live call list names a call's result as the history does: from the phone's `ended`
+/// event when it carries one, else from the same `CallResult::new` (a caller who gave up or a
+/// ring that timed out is `missed`, never `failed`).
+#[test]
+fn the_call_list_names_results_as_the_history() {
+    use ctiphone::app::{CallResult, Direction, PhoneEvent};
+    for reason in [
+        EndReason::Cancelled,
+        EndReason::Timeout,
+        EndReason::RemoteHangup,
+        EndReason::LocalHangup,
+        EndReason::Rejected,
+        EndReason::Busy,
+        EndReason::Failed,
+    ] {
+        let mut app = ui::app("");
+        ui::incoming(&mut app, "0311112222", "Taro", false);
+        ui::ended(&mut app, reason, 0.0);
+        let want = CallResult::new(Direction::Incoming, false, reason);
+        assert_eq!(app.history[0].result, want, "{reason:?}");
+    }
+    let mut app = ui::app("");
+    ui::incoming(&mut app, "0311112222", "Taro", false);
+    ui::answered(&mut app);
+    ui::ended(&mut app, EndReason::Timeout, 3.0);
+    assert_eq!(app.history[0].result, CallResult::Answered);
+    let mut app = ui::app("");
+    ui::incoming(&mut app, "0311112222", "Taro", false);
+    ui::phone(
+        &mut app,
+        PhoneEvent::Ended {
+            call: CALL.to_owned(),
+            reason: EndReason::Timeout,
+            code: Some(408),
+            duration_s: 0.0,
+            result: Some(CallResult::Busy),
+        },
+    );
+    assert_eq!(app.history[0].result, CallResult::Busy, "the phone's name wins");
+    assert_eq!(
+        CallResult::new(Direction::Incoming, false, EndReason::Timeout),
+        CallResult::Missed
+    );
 }

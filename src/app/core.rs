@@ -12,13 +12,16 @@ use crate::call::{self, CallConfig};
 use crate::config::Config;
 use crate::cti::{Engine, Options, Plan};
 
+/// How long a stopping phone waits for the history to write what is queued.
+const HISTORY_DRAIN: Duration = Duration::from_secs(5);
+
 /// A running core.
 pub struct Core {
     pub commands: mpsc::Sender<Command>,
     pub ua: JoinHandle<Result<(), String>>,
     engine: Engine,
     cti: JoinHandle<()>,
-    history: Option<JoinHandle<()>>,
+    history: Option<crate::history::Writer>,
     /// The phonebook, for the front ends' contacts screens.
     pub phonebook: Option<std::sync::Arc<crate::phonebook::Phonebook>>,
     refresh: Option<JoinHandle<()>>,
@@ -51,10 +54,10 @@ impl Core {
             if keep.keep_days > 0 {
                 h.prune(keep.keep_days, keep.delete_recordings)?;
             }
-            Ok(h)
+            h.subscribe(bus)
         });
         let history = match opened {
-            Ok(h) => Some(h.subscribe(bus)),
+            Ok(w) => Some(w),
             Err(e) => {
                 bus.publish(super::Event::Phone(super::PhoneEvent::Warning {
                     message: format!("call history: {e}"),
@@ -89,12 +92,14 @@ impl Core {
         })
     }
 
-    /// Stops the CTI engine once the user agent has ended, and removes its temporary files.
+    /// Stops the CTI engine once the user agent has ended, and removes its temporary files;
+    /// the history writes what was published until then (waiting at most [`HISTORY_DRAIN`]
+    /// for a locked database).
     pub async fn finish(self) {
-        // Let the history write the last events before it stops.
+        // Let the media sessions report their last recordings.
         tokio::time::sleep(Duration::from_millis(20)).await;
         if let Some(h) = self.history {
-            h.abort();
+            h.finish(HISTORY_DRAIN).await;
         }
         if let Some(r) = self.refresh {
             r.abort();

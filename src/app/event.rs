@@ -34,6 +34,9 @@ pub struct CallParams {
     pub extra: BTreeMap<String, String>,
 }
 
+/// The parameter that names a call's result.
+const RESULT: &str = "RESULT";
+
 impl CallParams {
     /// Parameters of an incoming call from `tel` to `called`.
     pub fn incoming(id: &str, tel: &str, called: &str) -> Self {
@@ -56,6 +59,92 @@ impl CallParams {
             ..Self::incoming(id, tel, tel)
         }
     }
+
+    /// Sets {RESULT}, the call's result as the history names it.
+    pub fn set_result(&mut self, result: CallResult) {
+        self.extra.insert(RESULT.to_owned(), result.name().to_owned());
+    }
+
+    /// {RESULT} read back: `None` when unset, `Some(Err(text))` when it names no result.
+    pub fn result(&self) -> Option<Result<CallResult, &str>> {
+        self.extra
+            .get(RESULT)
+            .map(|r| CallResult::from_name(r).ok_or(r.as_str()))
+    }
+}
+
+/// How a call ended, as the history, the call list, {RESULT} and the JSON events name it
+/// (HIS-1). The one place a result is named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallResult {
+    /// Answered (either side), whoever hung up.
+    Answered,
+    /// An incoming call never answered: the caller gave up (cancel, hangup) or it timed out.
+    Missed,
+    /// Refused: an incoming call the agent declined, or an outgoing one the far end declined.
+    Rejected,
+    /// Refused because busy (486/600): our phone in a call, or the far end.
+    Busy,
+    /// An error: no route, no answer to the request, authentication, media, anything else.
+    Failed,
+    /// An outgoing call the agent hung up before it was answered.
+    Cancelled,
+    /// The phone stopped during the call (a crash, `kill -9`, a power cut): set by the
+    /// history's recovery on a row found open at the next start, never by a live call.
+    Interrupted,
+}
+
+impl CallResult {
+    /// Every result, in the order the call list's filter cycles through them.
+    pub const ALL: [CallResult; 7] = [
+        Self::Answered,
+        Self::Missed,
+        Self::Rejected,
+        Self::Busy,
+        Self::Cancelled,
+        Self::Failed,
+        Self::Interrupted,
+    ];
+
+    /// The result of a call that ended for `reason`, answered or not.
+    pub fn new(direction: Direction, answered: bool, reason: EndReason) -> Self {
+        let incoming = direction == Direction::Incoming;
+        match reason {
+            _ if answered => Self::Answered,
+            EndReason::Busy => Self::Busy,
+            EndReason::Rejected => Self::Rejected,
+            EndReason::Cancelled | EndReason::RemoteHangup | EndReason::Timeout if incoming => Self::Missed,
+            // The agent hung up a call ringing in: refused it.
+            EndReason::LocalHangup if incoming => Self::Rejected,
+            EndReason::Cancelled | EndReason::LocalHangup => Self::Cancelled,
+            EndReason::RemoteHangup | EndReason::Timeout | EndReason::Failed => Self::Failed,
+        }
+    }
+
+    /// The name, as stored and as serialised (`answered`, `missed`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Answered => "answered",
+            Self::Missed => "missed",
+            Self::Rejected => "rejected",
+            Self::Busy => "busy",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    /// The result of that name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
+impl std::fmt::Display for CallResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// What happened to the call.
@@ -77,6 +166,10 @@ pub enum CallEventKind {
     Outgoing,
     /// The call's recording file is complete (REC-2).
     Recorded { path: PathBuf },
+    /// An incoming call refused without ringing (busy, or by the agent's status): the agent
+    /// never saw it. The history keeps a row for it (HIS-1); the CTI engine runs no access
+    /// for it (no ring, answer or hangup happened, see `cti::engine`).
+    Refused { result: CallResult },
 }
 
 impl CallEventKind {
@@ -89,6 +182,7 @@ impl CallEventKind {
             Self::Click | Self::Reclick { .. } => "click",
             Self::Outgoing => "outgoing",
             Self::Recorded { .. } => "recorded",
+            Self::Refused { .. } => "refused",
         }
     }
 }
@@ -140,6 +234,13 @@ impl CallEvent {
     pub fn recorded(params: CallParams, path: PathBuf) -> Self {
         Self {
             kind: CallEventKind::Recorded { path },
+            params,
+        }
+    }
+    /// An incoming call refused without ringing; `result` is usually [`CallResult::Busy`].
+    pub fn refused(params: CallParams, result: CallResult) -> Self {
+        Self {
+            kind: CallEventKind::Refused { result },
             params,
         }
     }
@@ -261,6 +362,9 @@ pub enum PhoneEvent {
         reason: EndReason,
         code: Option<u16>,
         duration_s: f64,
+        /// The call's result, as the history will name it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        result: Option<CallResult>,
     },
     Dtmf {
         call: String,
@@ -295,4 +399,75 @@ pub enum Event {
     Call(CallEvent),
     Cti(CtiEvent),
     Phone(PhoneEvent),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_follow_direction_answer_and_reason() {
+        use CallResult as R;
+        use Direction::{Incoming as In, Outgoing as Out};
+        use EndReason as E;
+        let cases = [
+            (In, true, E::RemoteHangup, R::Answered),
+            (Out, true, E::LocalHangup, R::Answered),
+            (In, true, E::Failed, R::Answered),
+            (In, false, E::Cancelled, R::Missed),
+            (In, false, E::Timeout, R::Missed),
+            (In, false, E::RemoteHangup, R::Missed),
+            (In, false, E::Rejected, R::Rejected),
+            (In, false, E::LocalHangup, R::Rejected),
+            (In, false, E::Busy, R::Busy),
+            (In, false, E::Failed, R::Failed),
+            (Out, false, E::Cancelled, R::Cancelled),
+            (Out, false, E::LocalHangup, R::Cancelled),
+            (Out, false, E::Rejected, R::Rejected),
+            (Out, false, E::Busy, R::Busy),
+            (Out, false, E::Timeout, R::Failed),
+            (Out, false, E::RemoteHangup, R::Failed),
+            (Out, false, E::Failed, R::Failed),
+        ];
+        for (dir, answered, reason, want) in cases {
+            assert_eq!(
+                CallResult::new(dir, answered, reason),
+                want,
+                "{dir:?} {answered} {reason:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_result_is_named_alike_everywhere() {
+        for r in CallResult::ALL {
+            assert_eq!(CallResult::from_name(r.name()), Some(r));
+            assert_eq!(serde_json::to_value(r).ok(), Some(serde_json::json!(r.name())));
+            let mut p = CallParams::incoming("c", "1", "2");
+            p.set_result(r);
+            assert_eq!(p.extra.get("RESULT").map(String::as_str), Some(r.name()));
+            assert_eq!(p.result(), Some(Ok(r)));
+        }
+        assert_eq!(CallResult::from_name("Missed"), None);
+        let mut p = CallParams::incoming("c", "1", "2");
+        assert_eq!(p.result(), None);
+        p.extra.insert("RESULT".into(), "gone".into());
+        assert_eq!(p.result(), Some(Err("gone")));
+        let ended = PhoneEvent::Ended {
+            call: "c".into(),
+            reason: EndReason::Cancelled,
+            code: Some(487),
+            duration_s: 0.0,
+            result: Some(CallResult::Missed),
+        };
+        let v = serde_json::to_value(&ended).expect("json");
+        assert_eq!(
+            (v["reason"].as_str(), v["result"].as_str()),
+            (Some("cancelled"), Some("missed"))
+        );
+        let refused = CallEvent::refused(CallParams::incoming("r", "1", "2"), CallResult::Busy);
+        assert_eq!(refused.kind.name(), "refused");
+        let v = serde_json::to_value(&refused.kind).expect("json");
+        assert_eq!(v, serde_json::json!({"kind": "refused", "result": "busy"}));
+    }
 }

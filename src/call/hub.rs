@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::app::{Bus, CallEvent, CallParams, CallerId, Command, EndReason, Event, PhoneEvent};
+use crate::app::{Bus, CallEvent, CallParams, CallResult, CallerId, Command, EndReason, Event, PhoneEvent};
 use crate::media::device::{self, DeviceSpec};
 use crate::media::session::{self as media_session, MediaCommand, MediaEvent, MediaSetup};
 use crate::sip::addr::{NameAddr, Uri};
@@ -22,7 +22,7 @@ use super::config::CallConfig;
 use super::identity;
 use super::media;
 use super::sdp::{self, Direction, Sdp};
-use super::state::{Call, CallState, Pending, result_name};
+use super::state::{Call, CallState, Pending};
 
 /// Work done beside the loop, coming back.
 pub enum Task {
@@ -327,6 +327,9 @@ impl Hub {
                 .any(|c| c.incoming || c.state != CallState::Dialing);
         if busy && !self.cfg.call_waiting {
             self.stack.reject(dialog, 486, "Busy Here").await;
+            // The agent never saw it ring, but the customer called: the history keeps it.
+            let params = identity::caller_identity(request);
+            self.bus.call(CallEvent::refused(params, CallResult::Busy));
             return;
         }
         if self.find(&call_id).is_some() {
@@ -1156,15 +1159,14 @@ impl Hub {
         params
             .extra
             .insert("DURATION".into(), format!("{}", duration.round() as u64));
-        params.extra.insert(
-            "RESULT".into(),
-            result_name(c.incoming, c.answered_at.is_some(), reason).into(),
-        );
+        let result = CallResult::new(params.direction, c.answered_at.is_some(), reason);
+        params.set_result(result);
         self.emit(PhoneEvent::Ended {
             call: c.id.clone(),
             reason,
             code,
             duration_s: (duration * 1000.0).round() / 1000.0,
+            result: Some(result),
         });
         if let Some(m) = c.media.take() {
             // The session closes the recording and reports it; keep the call's values for it.

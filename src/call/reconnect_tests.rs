@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::broadcast;
 
 use std::net::SocketAddr;
 
@@ -20,7 +19,7 @@ use crate::sip::message::Message;
 use super::{CallConfig, run};
 
 /// A user agent registering over TCP with `registrar`; its bus.
-async fn agent(registrar: SocketAddr) -> broadcast::Receiver<Event> {
+async fn agent(registrar: SocketAddr) -> crate::app::Subscription {
     let text = format!(
         "[account]\nuri = \"sip:1001@127.0.0.1\"\nregistrar = \"{registrar}\"\ntransport = \"tcp\"\n\
          listen = \"127.0.0.1:0\"\nexpires = 60\n[audio]\ninput = \"null\"\noutput = \"null\"\n"
@@ -28,7 +27,7 @@ async fn agent(registrar: SocketAddr) -> broadcast::Receiver<Event> {
     let config = Config::parse(&text, None).unwrap();
     let cfg = CallConfig::from_config(&config, None).await.unwrap();
     let bus = Bus::new();
-    let events = bus.subscribe();
+    let events = bus.subscribe_as("test");
     let (tx, rx) = mpsc::channel(8);
     tokio::spawn(async move {
         let _keep = tx;
@@ -96,20 +95,20 @@ async fn register_like_kamailio(s: &mut TcpStream) -> u16 {
 
 /// The next phone event that `pick` selects, within `within`.
 async fn next<T>(
-    events: &mut broadcast::Receiver<Event>,
+    events: &mut crate::app::Subscription,
     within: Duration,
     pick: impl Fn(&PhoneEvent) -> Option<T>,
 ) -> T {
     let end = tokio::time::Instant::now() + within;
     loop {
         match tokio::time::timeout_at(end, events.recv()).await {
-            Ok(Ok(Event::Phone(p))) => {
+            Ok(Some(Event::Phone(p))) => {
                 if let Some(t) = pick(&p) {
                     return t;
                 }
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => panic!("bus: {e}"),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the bus closed"),
             Err(_) => panic!("no such event within {within:?}"),
         }
     }

@@ -132,15 +132,3 @@ impl Call {
         self.incoming && self.state == CallState::Ringing
     }
 }
-
-/// The history result of a call (HIS-1).
-pub fn result_name(incoming: bool, answered: bool, reason: EndReason) -> &'static str {
-    match (answered, reason) {
-        (true, _) => "answered",
-        (false, EndReason::Rejected) => "rejected",
-        (false, EndReason::Busy) => "busy",
-        (false, EndReason::Cancelled) if incoming => "missed",
-        (false, EndReason::Cancelled) => "cancelled",
-        (false, _) => "failed",
-    }
-}

@@ -22,7 +22,7 @@ async fn agent(auto_answer: Option<Duration>) -> (SocketAddr, UdpSocket, mpsc::S
     let config = Config::parse(text, None).unwrap();
     let cfg = CallConfig::from_config(&config, auto_answer).await.unwrap();
     let bus = Bus::new();
-    let mut events = bus.subscribe();
+    let mut events = bus.subscribe_as("test");
     let (tx, rx) = mpsc::channel(8);
     tokio::spawn(run(cfg, bus, rx));
     let listen = loop {

@@ -12,7 +12,9 @@ use chrono::NaiveDateTime;
 use serde::Serialize;
 use tokio::task::{AbortHandle, JoinHandle};
 
-use crate::app::{ActionReport, Bus, CallEvent, CallEventKind, CallParams, CtiEvent, Event, Logged};
+use crate::app::{
+    ActionReport, Bus, CallEvent, CallEventKind, CallParams, CallResult, CtiEvent, Event, Logged,
+};
 use crate::config::Config;
 
 use super::exec::{BrowserEnv, Outcome, Runner};
@@ -121,21 +123,14 @@ impl Engine {
         }
     }
 
-    /// Subscribes to the bus and handles every call event until the bus closes.
+    /// Subscribes to the bus (as `cti`) and handles every call event until the bus closes.
     pub fn subscribe(&self, bus: &Bus) -> JoinHandle<()> {
-        let mut rx = bus.subscribe();
+        let mut rx = bus.subscribe_as("cti");
         let engine = self.clone();
         tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(Event::Call(ev)) => {
-                        engine.dispatch(ev);
-                    }
-                    Ok(Event::Cti(_) | Event::Phone(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!("CTI engine lagged behind the bus and lost {n} events");
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            while let Some(ev) = rx.recv().await {
+                if let Event::Call(ev) = ev {
+                    engine.dispatch(ev);
                 }
             }
         })
@@ -150,6 +145,11 @@ impl Engine {
     /// target decision, the answer delay, cancelling it on hangup) happens before this returns,
     /// so events dispatched in order are handled in order.
     pub fn dispatch(&self, event: CallEvent) -> JoinHandle<FireReport> {
+        // Before the log line and the target decision: a flood of refused calls leaves no
+        // per-call state here.
+        if let CallEventKind::Refused { result } = event.kind {
+            return refused(&event.params.id, result);
+        }
         let inner = self.inner.clone();
         let name = event.kind.name().to_owned();
         let params = event.params;
@@ -182,6 +182,7 @@ impl Engine {
             return skipped(why);
         }
         match event.kind {
+            CallEventKind::Refused { result } => refused(&params.id, result),
             CallEventKind::Ring => tokio::spawn(async move { inner.ring_like("ring", &params, name).await }),
             CallEventKind::Outgoing => {
                 tokio::spawn(async move { inner.ring_like("outgoing", &params, name).await })
@@ -250,6 +251,20 @@ impl Engine {
             }
         }
     }
+}
+
+/// A call refused without ringing (busy) never reached the agent: the spec's accesses are for
+/// a call that rings (the CUS-3 search and the CUS-6 ring access when it arrives, then answer
+/// and hangup), and a flood of refused calls must not become a flood of CRM requests. The
+/// history keeps the call (HIS-1); here nothing is run, published or remembered.
+fn refused(call: &str, result: CallResult) -> JoinHandle<FireReport> {
+    tracing::debug!(call = %Logged(call), "CTI: a call refused ({result}) runs no access");
+    let report = FireReport {
+        event: "refused".to_owned(),
+        skipped: Some(format!("refused without ringing ({result}): no CTI access")),
+        ..Default::default()
+    };
+    tokio::spawn(async move { report })
 }
 
 impl Inner {

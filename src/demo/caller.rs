@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::crm::{HOSTILE, KNOWN};
-use crate::app::{Bus, CallerId, Command, Event, PhoneEvent};
+use crate::app::{Bus, CallerId, Command, Event, PhoneEvent, Subscription};
 use crate::call::{self, CallConfig};
 use crate::config::Config;
 use crate::media::tone::RingTone;
@@ -114,7 +114,7 @@ impl Caller {
         let config = Config::parse(&text, None).map_err(|e| format!("the demo caller: {e}"))?;
         let ua_cfg = CallConfig::from_config(&config, None).await?;
         let bus = Bus::new();
-        let events = bus.subscribe();
+        let events = bus.subscribe_as("demo caller");
         let (commands, rx) = mpsc::channel::<Command>(16);
         let ua = tokio::spawn(call::run(ua_cfg, bus, rx));
         let driver = tokio::spawn(drive(settings, commands.clone(), events));
@@ -135,7 +135,7 @@ impl Caller {
     }
 }
 
-async fn drive(s: Settings, commands: mpsc::Sender<Command>, mut events: broadcast::Receiver<Event>) {
+async fn drive(s: Settings, commands: mpsc::Sender<Command>, mut events: Subscription) {
     let samples = samples();
     tokio::time::sleep(s.first_after).await;
     for n in 0.. {
@@ -157,18 +157,14 @@ async fn drive(s: Settings, commands: mpsc::Sender<Command>, mut events: broadca
 
 /// Follows the call just dialled until it ends: cancels it after `ring_for`, hangs it up
 /// `talk_for` after the answer. False when the user agent is gone.
-async fn follow(
-    s: &Settings,
-    commands: &mpsc::Sender<Command>,
-    events: &mut broadcast::Receiver<Event>,
-) -> bool {
+async fn follow(s: &Settings, commands: &mpsc::Sender<Command>, events: &mut Subscription) -> bool {
     let mut call: Option<String> = None;
     let mut deadline = Instant::now() + s.ring_for;
     let mut hung_up = false;
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
-                Ok(Event::Phone(p)) => match p {
+                Some(Event::Phone(p)) => match p {
                     PhoneEvent::Outgoing { call: c, .. } if call.is_none() => call = Some(c),
                     PhoneEvent::Answered { call: c } if call.as_ref() == Some(&c) => {
                         deadline = Instant::now() + s.talk_for;
@@ -181,8 +177,8 @@ async fn follow(
                     }
                     _ => {}
                 },
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return false,
+                Some(_) => {}
+                None => return false,
             },
             _ = tokio::time::sleep_until(deadline.into()) => {
                 if hung_up {

@@ -1,7 +1,13 @@
 //! The call history (HIS-1): every call in SQLite (WAL, migrations from the first version),
 //! written when it rings or is dialled and updated on answer, CRM result, end and recording.
 //! A call still open when the phone starts again (a crash, `kill -9`, a power cut) is marked
-//! `interrupted`: its row is never lost. The history is one more subscriber of the bus.
+//! `interrupted`: its row is never lost. The history is one more subscriber of the bus, on
+//! a thread of its own (a locked or slow database never stalls the async runtime) that retries
+//! a write the database refuses as busy until it is taken: no event is ever dropped.
+//! Refused calls (busy) are kept too, at most [`REFUSED_MAX`] per [`REFUSED_WINDOW`] so that a
+//! flood cannot fill the database; the excess is counted and reported.
+
+mod writer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +16,9 @@ use chrono::Local;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::app::{Bus, CallEvent, CallEventKind, CtiEvent, Direction, Event};
+use crate::app::{CallEvent, CallEventKind, CallResult, CtiEvent, Direction, Event, Logged};
+
+pub use writer::{REFUSED_MAX, REFUSED_WINDOW, Writer};
 
 /// Schema migrations, in order; `schema_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -64,7 +72,8 @@ pub struct Row {
     pub answer_at: Option<String>,
     pub end_at: Option<String>,
     pub duration_s: Option<f64>,
-    pub result: Option<String>,
+    /// `None` while the call is in progress.
+    pub result: Option<CallResult>,
     pub company: String,
     pub name: String,
     pub ext_id: String,
@@ -82,7 +91,7 @@ pub struct Query {
     pub since: Option<String>,
     /// A date (`YYYY-MM-DD`): calls of that day and before.
     pub until: Option<String>,
-    pub result: Option<String>,
+    pub result: Option<CallResult>,
     /// Case-insensitive (ASCII) text anywhere in the numbers, names, company or CRM id.
     pub text: String,
     pub limit: usize,
@@ -105,8 +114,8 @@ impl Row {
         if let Some(d) = self.duration_s {
             p.extra.insert("DURATION".into(), format!("{}", d.round() as i64));
         }
-        if let Some(r) = &self.result {
-            p.extra.insert("RESULT".into(), r.clone());
+        if let Some(r) = self.result {
+            p.set_result(r);
         }
         if let Some(rec) = &self.recording {
             p.extra.insert("REC_PATH".into(), rec.clone());
@@ -128,6 +137,14 @@ const COLUMNS: &str = "call_id, direction, tel, telname, called, calledname, ano
 
 fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     let vars: String = r.get(15)?;
+    let result: Option<String> = r.get(11)?;
+    let result = result.and_then(|name| {
+        let known = CallResult::from_name(&name);
+        if known.is_none() {
+            tracing::warn!("history: the stored result `{}` names no result", Logged(&name));
+        }
+        known
+    });
     Ok(Row {
         call_id: r.get(0)?,
         direction: r.get(1)?,
@@ -140,7 +157,7 @@ fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         answer_at: r.get(8)?,
         end_at: r.get(9)?,
         duration_s: r.get(10)?,
-        result: r.get(11)?,
+        result,
         company: r.get(12)?,
         name: r.get(13)?,
         ext_id: r.get(14)?,
@@ -197,6 +214,29 @@ pub fn defuse(s: &str) -> String {
 
 fn now() -> String {
     Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string()
+}
+
+/// The direction as stored.
+fn direction(d: Direction) -> &'static str {
+    match d {
+        Direction::Incoming => "in",
+        Direction::Outgoing => "out",
+    }
+}
+
+/// The Call-ID an event is about, for the log.
+fn call_id(ev: &Event) -> &str {
+    match ev {
+        Event::Call(c) => &c.params.id,
+        Event::Cti(
+            CtiEvent::Skipped { call_id, .. }
+            | CtiEvent::Searching { call_id }
+            | CtiEvent::SearchResult { call_id, .. }
+            | CtiEvent::SearchFailed { call_id, .. }
+            | CtiEvent::Action { call_id, .. },
+        ) => call_id,
+        Event::Phone(_) => "",
+    }
 }
 
 /// Opens (creating and migrating) the database of the history and the local phonebook.
@@ -267,14 +307,19 @@ impl History {
         }
         self.db
             .execute(
-                "UPDATE calls SET state = 'interrupted', result = COALESCE(result, 'interrupted') WHERE state = 'open'",
-                [],
+                "UPDATE calls SET state = 'interrupted', result = COALESCE(result, ?1) WHERE state = 'open'",
+                [CallResult::Interrupted.name()],
             )
             .map_err(|e| e.to_string())
     }
 
     /// Records one bus event.
     pub fn record(&self, ev: &Event) -> Result<(), String> {
+        self.write(ev).map_err(|e| e.to_string())
+    }
+
+    /// Records one bus event, with SQLite's error (busy or not).
+    fn write(&self, ev: &Event) -> rusqlite::Result<()> {
         let r = match ev {
             Event::Call(c) => self.call_event(c),
             Event::Cti(CtiEvent::SearchResult { call_id, vars }) => {
@@ -287,7 +332,7 @@ impl History {
             }
             _ => return Ok(()),
         };
-        r.map(|_| ()).map_err(|e| e.to_string())
+        r.map(|_| ())
     }
 
     fn call_event(&self, c: &CallEvent) -> rusqlite::Result<usize> {
@@ -298,7 +343,7 @@ impl History {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     p.id,
-                    if p.direction == Direction::Incoming { "in" } else { "out" },
+                    direction(p.direction),
                     p.tel,
                     p.telname,
                     p.called,
@@ -310,12 +355,48 @@ impl History {
             CallEventKind::Answer => {
                 self.db.execute("UPDATE calls SET answer_at = ?2 WHERE call_id = ?1 AND answer_at IS NULL", params![p.id, now()])
             }
-            CallEventKind::Hangup { .. } => {
+            CallEventKind::Hangup { answered } => {
                 let duration: Option<f64> = p.extra.get("DURATION").and_then(|d| d.parse().ok());
-                let result = p.extra.get("RESULT").cloned().unwrap_or_else(|| "failed".into());
+                let unnamed = if *answered {
+                    CallResult::Answered
+                } else {
+                    CallResult::Failed
+                };
+                let result = match p.result() {
+                    Some(Ok(r)) => r,
+                    Some(Err(name)) => {
+                        tracing::warn!(
+                            call = %Logged(&p.id),
+                            "history: {{RESULT}} `{}` names no result; stored as {unnamed}",
+                            Logged(name)
+                        );
+                        unnamed
+                    }
+                    None => unnamed,
+                };
                 self.db.execute(
                     "UPDATE calls SET end_at = ?2, duration_s = ?3, result = ?4, state = 'closed' WHERE call_id = ?1",
-                    params![p.id, now(), duration, result],
+                    params![p.id, now(), duration, result.name()],
+                )
+            }
+            // Rang nowhere, ended at once: a closed row with no answer.
+            CallEventKind::Refused { result } => {
+                let at = now();
+                self.db.execute(
+                    "INSERT OR IGNORE INTO calls (call_id, direction, tel, telname, called, calledname, anonymous,
+                         ring_at, end_at, duration_s, result, state)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 0, ?9, 'closed')",
+                    params![
+                        p.id,
+                        direction(p.direction),
+                        p.tel,
+                        p.telname,
+                        p.called,
+                        p.calledname,
+                        p.anonymous,
+                        at,
+                        result.name()
+                    ],
                 )
             }
             CallEventKind::Recorded { path } => self.db.execute(
@@ -328,10 +409,15 @@ impl History {
 
     /// Calls, newest first: those that rang since `since` (a date or time prefix as stored,
     /// e.g. "2026-11-25"), with `result`, at most `limit`.
-    pub fn list(&self, since: Option<&str>, result: Option<&str>, limit: usize) -> Result<Vec<Row>, String> {
+    pub fn list(
+        &self,
+        since: Option<&str>,
+        result: Option<CallResult>,
+        limit: usize,
+    ) -> Result<Vec<Row>, String> {
         self.query(&Query {
             since: since.map(str::to_owned),
-            result: result.map(str::to_owned),
+            result,
             limit,
             ..Query::default()
         })
@@ -385,7 +471,7 @@ impl History {
             .query_map(
                 params![
                     q.since,
-                    q.result,
+                    q.result.map(CallResult::name),
                     i64::try_from(q.limit).unwrap_or(i64::MAX),
                     before,
                     text,
@@ -426,7 +512,7 @@ impl History {
             let cells = [
                 r.ring_at.clone(),
                 r.direction.clone(),
-                r.result.clone().unwrap_or_default(),
+                r.result.map(CallResult::name).unwrap_or_default().to_owned(),
                 r.tel.clone(),
                 r.telname.clone(),
                 r.called.clone(),
@@ -476,27 +562,6 @@ impl History {
             )
             .map_err(|e| e.to_string())
     }
-
-    /// Subscribes to the bus and writes every call event until the bus closes. A failed write
-    /// is logged; the phone goes on.
-    pub fn subscribe(self, bus: &Bus) -> tokio::task::JoinHandle<()> {
-        let mut rx = bus.subscribe();
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(ev) => {
-                        if let Err(e) = self.record(&ev) {
-                            tracing::warn!("history: {e}");
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!("history lagged behind the bus and lost {n} events");
-                    }
-                    Err(_) => break,
-                }
-            }
-        })
-    }
 }
 
 #[cfg(test)]
@@ -524,7 +589,7 @@ mod tests {
         .unwrap();
         let mut end = p.clone();
         end.extra.insert("DURATION".into(), "12".into());
-        end.extra.insert("RESULT".into(), "answered".into());
+        end.set_result(CallResult::Answered);
         h.record(&Event::Call(CallEvent::hangup(end, true))).unwrap();
         h.record(&Event::Call(CallEvent::recorded(p.clone(), "/r/x.wav".into())))
             .unwrap();
@@ -536,13 +601,13 @@ mod tests {
             (p.tel.as_str(), p.telname.as_str())
         );
         assert_eq!(
-            (r.result.as_deref(), r.duration_s, r.state.as_str()),
-            (Some("answered"), Some(12.0), "closed")
+            (r.result, r.duration_s, r.state.as_str()),
+            (Some(CallResult::Answered), Some(12.0), "closed")
         );
         assert_eq!((r.company.as_str(), r.name.as_str()), ("ACME", "Taro"));
         assert_eq!(r.recording.as_deref(), Some("/r/x.wav"));
         assert!(r.answer_at.is_some() && r.end_at.is_some());
-        assert_eq!(h.list(None, Some("missed"), 10).unwrap().len(), 0);
+        assert_eq!(h.list(None, Some(CallResult::Missed), 10).unwrap().len(), 0);
     }
 
     #[test]
@@ -558,10 +623,11 @@ mod tests {
             p.telname = name.into();
             h.record(&Event::Call(CallEvent::ring(p.clone()))).unwrap();
             let mut end = p;
-            end.extra.insert(
-                "RESULT".into(),
-                if id == "c" { "answered" } else { "missed" }.into(),
-            );
+            end.set_result(if id == "c" {
+                CallResult::Answered
+            } else {
+                CallResult::Missed
+            });
             h.record(&Event::Call(CallEvent::hangup(end, id == "c"))).unwrap();
         }
         let ids = |q: Query| -> Vec<String> {
@@ -596,7 +662,7 @@ mod tests {
         );
         assert_eq!(
             ids(Query {
-                result: Some("missed".into()),
+                result: Some(CallResult::Missed),
                 ..Query::default()
             }),
             ["b", "a"]
@@ -647,10 +713,7 @@ mod tests {
             (ev.params.tel.as_str(), ev.params.telname.as_str()),
             ("1001", "Sato")
         );
-        assert_eq!(
-            ev.params.extra.get("RESULT").map(String::as_str),
-            Some("answered")
-        );
+        assert_eq!(ev.params.result(), Some(Ok(CallResult::Answered)));
         match ev.kind {
             CallEventKind::Reclick { stored } => {
                 assert_eq!(stored.get("CUSTNO").map(String::as_str), Some("42"));
@@ -658,6 +721,51 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_hangup_without_a_known_result_and_a_refused_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(&dir.path().join("h.db")).unwrap();
+        let (a, b) = (
+            CallParams::incoming("a", "1", "2"),
+            CallParams::outgoing("b", "3"),
+        );
+        for p in [&a, &b] {
+            h.record(&Event::Call(CallEvent::ring(p.clone()))).unwrap();
+        }
+        h.record(&Event::Call(CallEvent::hangup(a, true))).unwrap();
+        let mut b = b;
+        b.extra.insert("RESULT".into(), "gone".into());
+        h.record(&Event::Call(CallEvent::hangup(b, false))).unwrap();
+        let result = |id: &str| h.get(id).unwrap().and_then(|r| r.result);
+        assert_eq!(result("a"), Some(CallResult::Answered), "no {{RESULT}}: answered");
+        assert_eq!(
+            result("b"),
+            Some(CallResult::Failed),
+            "an unknown {{RESULT}}: failed"
+        );
+        let mut p = CallParams::incoming("r", "0311112222", "0312345678");
+        p.telname = "Busy Caller".into();
+        h.record(&Event::Call(CallEvent::refused(p, CallResult::Busy)))
+            .unwrap();
+        let r = h.get("r").unwrap().expect("a row for the refused call");
+        assert_eq!(
+            (
+                r.result,
+                r.state.as_str(),
+                r.direction.as_str(),
+                r.telname.as_str()
+            ),
+            (Some(CallResult::Busy), "closed", "in", "Busy Caller")
+        );
+        assert_eq!(
+            (r.answer_at, r.end_at.as_deref()),
+            (None, Some(r.ring_at.as_str()))
+        );
+        assert_eq!(h.list(None, Some(CallResult::Busy), 10).unwrap().len(), 1);
+        // Closed at once: never recovered as interrupted.
+        assert_eq!(h.recover(&dir.path().join("no.pid")).unwrap(), 0);
     }
 
     #[test]
@@ -697,8 +805,8 @@ mod tests {
         assert_eq!(h.recover(&lock).unwrap(), 1);
         let rows = h.list(None, None, 10).unwrap();
         assert_eq!(
-            (rows[0].state.as_str(), rows[0].result.as_deref()),
-            ("interrupted", Some("interrupted"))
+            (rows[0].state.as_str(), rows[0].result),
+            ("interrupted", Some(CallResult::Interrupted))
         );
         // Opening again migrates nothing twice.
         drop(h);

@@ -105,7 +105,7 @@ pub async fn run(config: Config, plan: Plan) -> u8 {
         }
     };
     let bus = Bus::new();
-    let mut events = bus.subscribe();
+    let mut events = bus.subscribe_as("ui");
     let core = match crate::app::core::Core::start(&bus, &config, plan, None).await {
         Ok(c) => c,
         Err(e) => {
@@ -191,9 +191,8 @@ pub async fn run(config: Config, plan: Plan) -> u8 {
                 None => vec![Effect::Quit],
             },
             ev = events.recv() => match ev {
-                Ok(ev) => app.on_event(&ev),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => vec![],
-                Err(_) => vec![Effect::Quit],
+                Some(ev) => app.on_event(&ev),
+                None => vec![Effect::Quit],
             },
             _ = clock.tick() => { app.tick(); vec![] }
             _ = signals.recv() => vec![Effect::Quit],

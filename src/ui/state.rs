@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Local};
 use crossterm::event::{KeyCode, KeyEvent};
 
-use crate::app::{Command, CtiEvent, EndReason, Event, PhoneEvent};
+use crate::app::{CallResult, Command, CtiEvent, Direction, Event, PhoneEvent};
 use crate::config::{Config, PopupSize};
 
 use super::contacts::{self, Contacts};
@@ -60,7 +60,7 @@ pub struct HistoryRow {
     pub id: String,
     pub date: DateTime<Local>,
     pub incoming: bool,
-    pub result: &'static str,
+    pub result: CallResult,
     pub tel: String,
     /// The number that was called (offered as a target number, TGT-5).
     pub called: String,
@@ -105,23 +105,16 @@ pub enum PromptKind {
     Date,
 }
 
-/// The results a history filter cycles through (`None`: all).
-pub const RESULTS: [Option<&str>; 8] = [
-    None,
-    Some("answered"),
-    Some("missed"),
-    Some("rejected"),
-    Some("busy"),
-    Some("cancelled"),
-    Some("failed"),
-    Some("interrupted"),
-];
+/// The results a history filter cycles through (`None`: all), in [`CallResult::ALL`]'s order.
+pub fn results() -> impl Iterator<Item = Option<CallResult>> {
+    std::iter::once(None).chain(CallResult::ALL.into_iter().map(Some))
+}
 
 /// The call list's filter (HIS-2): text, result, and the date it starts from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HistoryFilter {
     pub text: String,
-    pub result: Option<&'static str>,
+    pub result: Option<CallResult>,
     /// `YYYY-MM-DD`: calls of that day and before.
     pub until: Option<String>,
 }
@@ -135,7 +128,7 @@ impl HistoryFilter {
     pub fn query(&self) -> crate::history::Query {
         crate::history::Query {
             text: self.text.clone(),
-            result: self.result.map(str::to_owned),
+            result: self.result,
             until: self.until.clone(),
             limit: HISTORY_ROWS,
             ..Default::default()
@@ -409,11 +402,20 @@ impl App {
                 call,
                 reason,
                 duration_s,
+                result,
                 ..
             } => {
                 if let Some(i) = self.calls.iter().position(|c| c.id == *call) {
                     let c = self.calls.remove(i);
-                    let result = result_name(c.incoming, c.answered.is_some(), *reason);
+                    // As the phone named it for the history; else from what the list knows.
+                    let result = result.unwrap_or_else(|| {
+                        let direction = if c.incoming {
+                            Direction::Incoming
+                        } else {
+                            Direction::Outgoing
+                        };
+                        CallResult::new(direction, c.answered.is_some(), *reason)
+                    });
                     let row = HistoryRow {
                         id: c.id.clone(),
                         date: Local::now(),
@@ -747,8 +749,11 @@ impl App {
                 vec![]
             }
             Action::ResultFilter => {
-                let i = RESULTS.iter().position(|r| *r == self.filter.result).unwrap_or(0);
-                self.filter.result = RESULTS[(i + 1) % RESULTS.len()];
+                // The one after the current, from "all" round to "all" again.
+                self.filter.result = results()
+                    .skip_while(|r| *r != self.filter.result)
+                    .nth(1)
+                    .flatten();
                 self.reload()
             }
             Action::Contacts => {
@@ -808,15 +813,8 @@ impl App {
 impl HistoryRow {
     /// A row of the call history database, for the call list.
     pub fn from_db(r: &crate::history::Row) -> HistoryRow {
-        let result = match r.result.as_deref() {
-            Some("answered") => "answered",
-            Some("missed") => "missed",
-            Some("rejected") => "rejected",
-            Some("busy") => "busy",
-            Some("cancelled") => "cancelled",
-            Some("interrupted") => "interrupted",
-            _ => "failed",
-        };
+        // No result: a call still open (in progress on this phone), shown as before.
+        let result = r.result.unwrap_or(CallResult::Failed);
         let date = DateTime::parse_from_rfc3339(&r.ring_at)
             .map_or_else(|_| Local::now(), |d| d.with_timezone(&Local));
         HistoryRow {
@@ -831,17 +829,5 @@ impl HistoryRow {
             duration_s: r.duration_s.unwrap_or(0.0),
             recording: r.recording.as_deref().map(clean),
         }
-    }
-}
-
-/// The history result of a call (HIS-1).
-pub fn result_name(incoming: bool, answered: bool, reason: EndReason) -> &'static str {
-    match (answered, reason) {
-        (true, _) => "answered",
-        (false, EndReason::Rejected) => "rejected",
-        (false, EndReason::Busy) => "busy",
-        (false, EndReason::Cancelled | EndReason::RemoteHangup | EndReason::Timeout) if incoming => "missed",
-        (false, EndReason::Cancelled | EndReason::LocalHangup) => "cancelled",
-        (false, _) => "failed",
     }
 }

@@ -99,6 +99,7 @@ pub fn ended(app: &mut App, reason: EndReason, duration_s: f64) {
             reason,
             code: None,
             duration_s,
+            result: None,
         },
     );
 }
