@@ -1069,7 +1069,7 @@ impl Ua {
         let (Some(local), Some(remote)) = (c.local_sdp.clone(), c.remote_sdp.clone()) else {
             return;
         };
-        let (Some(la), Some(ra)) = (local.audio.as_ref(), remote.audio.as_ref()) else {
+        let (Some(la), Some(ra)) = (local.audio(), remote.audio()) else {
             return;
         };
         let chosen = if we_answered { la } else { ra };
