@@ -21,7 +21,10 @@ use std::net::{IpAddr, Ipv4Addr};
 pub const MAX_LINE: usize = 4096;
 /// Most m-lines in one session description.
 pub const MAX_MEDIA: usize = 32;
-/// Most `a=` lines in one session description, all levels together.
+/// Most `a=` lines in one session description, all levels together: as read, and as
+/// [`Sdp::to_text`] would write it (which adds an rtpmap for static payload types, the
+/// session's rtpmap/fmtp/ptime/direction in each stream that uses them, and a direction to
+/// every enabled stream), so that what we write of a description we accepted parses again.
 pub const MAX_ATTRIBUTES: usize = 512;
 /// Most formats on one m-line (RTP has 128 payload types).
 pub const MAX_FORMATS: usize = 128;
@@ -818,7 +821,7 @@ impl Sdp {
             Some(s) if !s.is_empty() => s,
             _ => default.to_string(),
         };
-        Ok(Sdp {
+        let sdp = Sdp {
             origin,
             session_name: or_default(session_name, "-"),
             connection,
@@ -826,7 +829,39 @@ impl Sdp {
             timing: or_default(timing, "0 0"),
             attributes,
             media,
-        })
+        };
+        if sdp.attribute_lines() > MAX_ATTRIBUTES {
+            return Err(format!(
+                "more than {MAX_ATTRIBUTES} attributes once each stream has its codecs and direction"
+            ));
+        }
+        Ok(sdp)
+    }
+
+    /// How many `a=` lines [`Sdp::to_text`] writes.
+    fn attribute_lines(&self) -> usize {
+        let media: usize = self
+            .media
+            .iter()
+            .map(|m| {
+                if !m.is_enabled() {
+                    return m.attributes.len();
+                }
+                let fmtp = m
+                    .codecs
+                    .iter()
+                    .filter(|c| c.fmtp.as_deref().is_some_and(|f| !clean(f).trim().is_empty()))
+                    .count();
+                let other = m.attributes.iter().filter(|a| !is_direction_attribute(a)).count();
+                m.codecs.len()
+                    + fmtp
+                    + usize::from(m.ptime.is_some())
+                    + usize::from(m.rtcp.is_some())
+                    + other
+                    + 1
+            })
+            .sum();
+        self.attributes.len() + media
     }
 
     /// The first audio stream we can take (enabled, RTP/AVP or RTP/AVPF), if any.
@@ -929,15 +964,17 @@ impl Sdp {
                 None => out.push_str(&format!("a=rtcp:{}\r\n", r.port)),
             }
         }
-        for a in &m.attributes {
-            // The direction is written once, below.
-            if a.value.is_none() && Direction::from_attr(&a.name).is_some() {
-                continue;
-            }
+        // The direction is written once, below.
+        for a in m.attributes.iter().filter(|a| !is_direction_attribute(a)) {
             a.write(out);
         }
         out.push_str(&format!("a={}\r\n", m.direction.as_str()));
     }
+}
+
+/// `a=sendrecv`, `a=sendonly`, `a=recvonly` or `a=inactive`.
+fn is_direction_attribute(a: &Attribute) -> bool {
+    a.value.is_none() && Direction::from_attr(&a.name).is_some()
 }
 
 /// `o=<user> <id> <version> <nettype> <addrtype> <address>`.
@@ -1792,7 +1829,10 @@ mod tests {
         let err = Sdp::parse(&(ok + "m=audio 5000 RTP/AVP 0\r\n")).unwrap_err();
         assert!(err.contains("more than 32 m-lines"), "{err}");
 
-        assert!(Sdp::parse(&many("a=x\r\n", MAX_ATTRIBUTES)).is_ok());
+        // One line for the direction of the stream.
+        assert!(Sdp::parse(&many("a=x\r\n", MAX_ATTRIBUTES - 2)).is_ok());
+        let err = Sdp::parse(&many("a=x\r\n", MAX_ATTRIBUTES - 1)).unwrap_err();
+        assert!(err.contains("more than 512 attributes once"), "{err}");
         let err = Sdp::parse(&many("a=x\r\n", MAX_ATTRIBUTES + 1)).unwrap_err();
         assert!(err.contains("more than 512 attributes"), "{err}");
 
@@ -1817,6 +1857,35 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.contains("more than 128 formats"), "{err}");
+    }
+
+    #[test]
+    fn what_we_write_of_an_accepted_sdp_parses_again() {
+        for (name, text) in FIXTURES {
+            let s = Sdp::parse(text).unwrap();
+            let written = s.to_text().matches("\r\na=").count();
+            assert_eq!(s.attribute_lines(), written, "{name}");
+        }
+        // Static payload types get an rtpmap each, every stream a direction: 17 + 1 lines a
+        // stream, from none read.
+        let statics = "m=audio 5000 RTP/AVP 0 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18\r\n";
+        let head = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n";
+        let fits = head.to_string() + &statics.repeat(MAX_ATTRIBUTES / 18);
+        let s = Sdp::parse(&fits).unwrap();
+        assert_eq!(Sdp::parse(&s.to_text()).unwrap(), s);
+        assert!(Sdp::parse(&(fits + statics)).is_err());
+        // The session's rtpmaps (16), in every stream that uses them (32 × 17 with the
+        // direction).
+        let maps: String = (96..112)
+            .map(|pt| format!("a=rtpmap:{pt} x{pt}/8000\r\n"))
+            .collect();
+        let pts: Vec<String> = (96..112).map(|pt| pt.to_string()).collect();
+        let inherit = format!(
+            "{head}{maps}{}",
+            format!("m=audio 5000 RTP/AVP {}\r\n", pts.join(" ")).repeat(MAX_MEDIA)
+        );
+        let err = Sdp::parse(&inherit).unwrap_err();
+        assert!(err.contains("attributes once"), "{err}");
     }
 
     #[test]
