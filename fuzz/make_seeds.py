@@ -73,7 +73,7 @@ def invite(from_value, extra=b""):
 
 
 SDP_BODIES = [
-    # From the unit tests of src/sip/sdp.rs.
+    # From the unit tests of src/call/sdp.rs.
     b"v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
     b"t=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
     b"v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\nm=audio 4000 RTP/AVP 8 0 18 99\n",
@@ -147,6 +147,8 @@ def main():
 
     # sdp: a first byte choosing our codecs and direction, then the body.
     bodies = list(SDP_BODIES)
+    # The PBX-style bodies of docs/decisions.md D4 (video, SRTP, port-0 streams, IPv6, ...).
+    bodies += [f.read_bytes() for f in sorted((FIX / "sdp").glob("*.sdp"))]
     for d in ("rfc4475", "rfc5118"):
         for f in sorted((FIX / d).glob("*.dat")):
             data = f.read_bytes()

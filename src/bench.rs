@@ -580,7 +580,7 @@ impl Caller {
         };
         let answer = crate::call::sdp::Sdp::parse(&String::from_utf8_lossy(&ok.body))
             .map_err(|e| format!("callee SDP: {e}"))?;
-        let audio = answer.audio.ok_or("no audio in the callee's SDP")?;
+        let audio = answer.audio().ok_or("no audio in the callee's SDP")?;
         let media_to = SocketAddr::new(audio.addr, audio.port);
         let to_hdr = ok.get("To").unwrap_or("").to_owned();
         let ack = self.request("ACK", &uri, &from, &to_hdr, &call_id, 1, "ma");

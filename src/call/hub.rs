@@ -21,8 +21,9 @@ use crate::sip::stack::{self, SipEvent, Stack};
 use super::config::CallConfig;
 use super::identity;
 use super::media;
-use super::sdp::{self, Direction, Sdp};
-use super::state::{Call, CallState, Pending};
+use super::offer_answer::{LocalParams, State as Neg};
+use super::sdp::{self, Sdp};
+use super::state::{Call, CallState};
 
 /// Work done beside the loop, coming back.
 pub enum Task {
@@ -261,13 +262,11 @@ impl Hub {
             SipEvent::RefreshNeeded { dialog } => {
                 // A session refresh by re-INVITE: the session in force, unchanged (same version).
                 if let Some(i) = self.find_dialog(dialog)
-                    && let Some(local) = self.calls[i].neg.local.clone()
-                    && self.calls[i].neg.pending == Pending::None
+                    && self.calls[i].neg.state() == Neg::Done
+                    && let Some(offer) = self.local_offer(i)
+                    && !self.stack.reoffer(dialog, offer, false).await
                 {
-                    self.calls[i].neg.pending = Pending::LocalOffer(local.clone());
-                    if !self.stack.reoffer(dialog, local.to_text(), false).await {
-                        self.calls[i].neg.pending = Pending::None;
-                    }
+                    self.calls[i].neg.rollback();
                 }
             }
             SipEvent::Ended { dialog, end } => {
@@ -291,24 +290,14 @@ impl Hub {
         request: &Message,
         offer: Option<String>,
     ) {
-        // The offer must be one we can answer (RFC 3264): else 488 (400 for one that does not
-        // parse).
+        // The offer must be one we can answer (RFC 3264): else 488 with the reason (400 for
+        // one that does not parse).
         let offer = match offer.as_deref().map(Sdp::parse) {
             None => None,
             Some(Ok(s)) => {
-                if sdp::answer(
-                    &s,
-                    "-",
-                    0,
-                    0,
-                    self.stack.local().ip(),
-                    1,
-                    &self.cfg.codecs,
-                    Direction::SendRecv,
-                )
-                .is_err()
-                {
-                    self.stack.reject(dialog, 488, "Not Acceptable Here").await;
+                if let Err(why) = sdp::select_audio(&s, self.stack.local().ip(), &self.cfg.codecs) {
+                    let reason = format!("Not Acceptable Here ({})", stack::warning_text(&why.to_string()));
+                    self.stack.reject(dialog, 488, &reason).await;
                     return;
                 }
                 Some(s)
@@ -341,7 +330,12 @@ impl Hub {
         let params = identity::caller_identity(request);
         let mut call = Call::new(call_id.clone(), true, params.clone());
         call.dialog = Some(dialog);
-        call.neg.remote = offer;
+        if let Some(o) = offer
+            && let Err(e) = call.neg.receive_offer(o)
+        {
+            self.stack.reject(dialog, e.status(), "Not Acceptable Here").await;
+            return;
+        }
         let (rtp, rtcp) = media::bind_rtp(self.stack.local().ip()).await;
         call.rtp_port = rtp
             .as_ref()
@@ -407,17 +401,22 @@ impl Hub {
         let Some(dialog) = self.calls[i].dialog else {
             return;
         };
-        let (body, offered) = match self.calls[i].neg.remote.clone() {
-            Some(offer) => match self.local_answer(i, &offer, Direction::SendRecv) {
-                Some(a) => (a, false),
-                None => {
+        let params = self.local_params(i);
+        let (body, offered) = match self.calls[i].neg.state() {
+            Neg::RemoteOffer => match self.calls[i].neg.create_answer(&params) {
+                Ok(a) => (a.to_text(), false),
+                Err(e) => {
                     let id = self.calls[i].id.clone();
-                    self.stack.reject(dialog, 488, "Not Acceptable Here").await;
-                    return self.end_call(self.find(&id).unwrap_or(i), EndReason::Failed, Some(488));
+                    self.error(format!("call {id}: cannot answer its offer: {e}"));
+                    self.stack.reject(dialog, e.status(), "Not Acceptable Here").await;
+                    return self.end_call(self.find(&id).unwrap_or(i), EndReason::Failed, Some(e.status()));
                 }
             },
             // Late offer: the INVITE had no SDP; we offer in the 200, the answer comes in the ACK.
-            None => (self.local_offer(i, Direction::SendRecv), true),
+            _ => match self.local_offer(i) {
+                Some(o) => (o, true),
+                None => return,
+            },
         };
         self.stack.accept(dialog, body, offered).await;
         let c = &mut self.calls[i];
@@ -432,62 +431,48 @@ impl Hub {
         }
     }
 
-    /// Our answer to `offer` for call `i`, now the session in force. `None`: not acceptable.
-    fn local_answer(&mut self, i: usize, offer: &Sdp, want: Direction) -> Option<String> {
-        let ip = self.stack.local().ip();
-        let c = &mut self.calls[i];
-        let version = c.neg.version + 1;
-        let a = sdp::answer(
-            offer,
-            "ctiphone",
-            c.neg.session_id,
-            version,
-            ip,
-            c.rtp_port,
-            &self.cfg.codecs,
-            want,
-        )
-        .ok()?;
-        c.neg.version = version;
-        c.neg.remote = Some(offer.clone());
-        c.neg.local = Some(a.clone());
-        c.neg.we_answered = true;
-        c.neg.pending = Pending::None;
-        Some(a.to_text())
+    /// What our side puts in its SDP for call `i`.
+    fn local_params(&self, i: usize) -> LocalParams {
+        LocalParams {
+            user: "ctiphone".into(),
+            addr: self.stack.local().ip(),
+            port: self.calls[i].rtp_port,
+            codecs: self.cfg.codecs.clone(),
+            hold: self.calls[i].held,
+        }
     }
 
-    /// Our offer for call `i` (pending until answered).
-    fn local_offer(&mut self, i: usize, want: Direction) -> String {
-        let ip = self.stack.local().ip();
-        let c = &mut self.calls[i];
-        c.neg.version += 1;
-        let o = sdp::offer(
-            "ctiphone",
-            c.neg.session_id,
-            c.neg.version,
-            ip,
-            c.rtp_port,
-            &self.cfg.codecs,
-            want,
-        );
-        c.neg.pending = Pending::LocalOffer(o.clone());
-        o.to_text()
+    /// Our offer for call `i` (outstanding until answered); `None` while another offer is.
+    fn local_offer(&mut self, i: usize) -> Option<String> {
+        let params = self.local_params(i);
+        match self.calls[i].neg.create_offer(&params) {
+            Ok(o) => Some(o.to_text()),
+            Err(e) => {
+                self.error(format!("call {}: {e}", self.calls[i].id));
+                None
+            }
+        }
     }
 
-    /// The answer to our pending offer: the session in force. `false`: not a usable answer.
+    /// The answer to our outstanding offer: the session in force. `false`: not a usable
+    /// answer (the offer is dropped; the session before it, if any, stays).
     fn take_answer(&mut self, i: usize, text: &str) -> bool {
         let c = &mut self.calls[i];
-        let Pending::LocalOffer(offer) = std::mem::take(&mut c.neg.pending) else {
-            return false;
-        };
         match Sdp::parse(text) {
-            Ok(a) if a.audio.is_some() => {
-                c.neg.local = Some(offer);
-                c.neg.remote = Some(a);
-                c.neg.we_answered = false;
-                true
+            Ok(a) => match c.neg.receive_answer(a) {
+                Ok(()) => true,
+                Err(e) => {
+                    let id = c.id.clone();
+                    self.error(format!("call {id}: the far end's answer is not usable: {e}"));
+                    false
+                }
+            },
+            Err(e) => {
+                c.neg.rollback();
+                let id = c.id.clone();
+                self.error(format!("call {id}: the far end's answer does not parse: {e}"));
+                false
             }
-            _ => false,
         }
     }
 
@@ -502,7 +487,7 @@ impl Hub {
         }
         // Early media (a PBX's ringback or an IVR prompt): the answer in the 18x.
         if let Some(text) = sdp
-            && matches!(self.calls[i].neg.pending, Pending::LocalOffer(_))
+            && self.calls[i].neg.state() == Neg::LocalOffer
             && self.take_answer(i, &text)
         {
             self.start_media(i).await;
@@ -512,13 +497,9 @@ impl Hub {
     async fn on_confirmed(&mut self, dialog: DialogId, sdp: Option<String>) {
         let Some(i) = self.find_dialog(dialog) else { return };
         if let Some(text) = sdp
-            && matches!(self.calls[i].neg.pending, Pending::LocalOffer(_))
-            && !self.take_answer(i, &text)
+            && self.calls[i].neg.state() == Neg::LocalOffer
         {
-            self.warn(format!(
-                "call {}: the answer's SDP is not usable",
-                self.calls[i].id
-            ));
+            self.take_answer(i, &text);
         }
         let c = &mut self.calls[i];
         if c.state != CallState::Confirmed {
@@ -529,7 +510,7 @@ impl Hub {
             self.publish(i, Event::Phone(PhoneEvent::Answered { call: id }));
             self.publish(i, Event::Call(CallEvent::answer(params)));
         }
-        if self.calls[i].neg.remote.is_some() {
+        if self.calls[i].neg.active().is_some() {
             self.start_media(i).await;
         } else {
             // No answer at all to our offer: there is no session to run.
@@ -541,7 +522,7 @@ impl Hub {
 
     async fn on_acked(&mut self, dialog: DialogId, sdp: Option<String>) {
         let Some(i) = self.find_dialog(dialog) else { return };
-        if !matches!(self.calls[i].neg.pending, Pending::LocalOffer(_)) {
+        if self.calls[i].neg.state() != Neg::LocalOffer {
             return;
         }
         // We offered in our 2xx: the ACK carries the answer (RFC 3264 §2, late offer).
@@ -552,7 +533,8 @@ impl Hub {
                 self.error(format!(
                     "call {id}: the ACK carried no usable answer to our offer"
                 ));
-                if self.calls[i].neg.local.is_none() {
+                self.calls[i].neg.rollback();
+                if self.calls[i].neg.active().is_none() {
                     self.end_with_bye(i, EndReason::Failed).await;
                 }
             }
@@ -634,7 +616,7 @@ impl Hub {
             }
             n
         };
-        let body = self.local_offer(i, Direction::SendRecv);
+        let Some(body) = self.local_offer(i) else { return };
         let headers = caller.map(|c| c.headers).unwrap_or_default();
         let dialog = self
             .stack
@@ -653,30 +635,28 @@ impl Hub {
                 .await;
             return;
         };
-        // One offer at a time in each direction (RFC 3311 §5.2, RFC 3261 §14.2): ours unanswered
-        // → 491; theirs (the INVITE's) not answered yet → 500.
-        if matches!(self.calls[i].neg.pending, Pending::LocalOffer(_)) {
-            self.stack
-                .refuse_offer(dialog, 491, "Request Pending", None)
-                .await;
-            return;
+        // One offer at a time (RFC 3311 §5.2, RFC 3261 §14.2): ours unanswered → 491; theirs
+        // (the INVITE's) not answered yet → 500.
+        match self.calls[i].neg.state() {
+            Neg::LocalOffer => {
+                self.stack
+                    .refuse_offer(dialog, 491, "Request Pending", None)
+                    .await;
+                return;
+            }
+            Neg::RemoteOffer => {
+                self.stack
+                    .refuse_offer(
+                        dialog,
+                        500,
+                        "Server Internal Error",
+                        Some("the first offer is not answered yet"),
+                    )
+                    .await;
+                return;
+            }
+            Neg::Idle | Neg::Done => {}
         }
-        if self.calls[i].neg.local.is_none() && self.calls[i].neg.remote.is_some() {
-            self.stack
-                .refuse_offer(
-                    dialog,
-                    500,
-                    "Server Internal Error",
-                    Some("the first offer is not answered yet"),
-                )
-                .await;
-            return;
-        }
-        let want = if self.calls[i].held {
-            Direction::SendOnly
-        } else {
-            Direction::SendRecv
-        };
         match offer {
             Some(text) => {
                 let parsed = match Sdp::parse(&text) {
@@ -688,24 +668,40 @@ impl Hub {
                         return;
                     }
                 };
-                match self.local_answer(i, &parsed, want) {
-                    Some(answer) => {
-                        self.stack.answer_offer(dialog, answer, false).await;
+                let params = self.local_params(i);
+                let neg = &mut self.calls[i].neg;
+                // A refused re-offer leaves the session in force running (RFC 3264 §8).
+                match neg
+                    .receive_offer(parsed)
+                    .and_then(|()| neg.create_answer(&params))
+                {
+                    Ok(answer) => {
+                        self.stack.answer_offer(dialog, answer.to_text(), false).await;
                         self.start_media(i).await;
                     }
-                    // A refused re-offer leaves the session in force running (RFC 3264 §8).
-                    None => {
+                    Err(e) => {
+                        neg.rollback();
+                        let reason = if e.status() == 491 {
+                            "Request Pending"
+                        } else {
+                            "Not Acceptable Here"
+                        };
                         self.stack
-                            .refuse_offer(dialog, 488, "Not Acceptable Here", Some("no common codec"))
-                            .await
+                            .refuse_offer(dialog, e.status(), reason, Some(&e.to_string()))
+                            .await;
                     }
                 }
             }
             None => {
                 // A re-INVITE without SDP: we offer the session in force; the answer comes in
                 // the ACK.
-                let body = self.local_offer(i, want);
-                self.stack.answer_offer(dialog, body, true).await;
+                if let Some(body) = self.local_offer(i) {
+                    self.stack.answer_offer(dialog, body, true).await;
+                } else {
+                    self.stack
+                        .refuse_offer(dialog, 491, "Request Pending", None)
+                        .await;
+                }
             }
         }
     }
@@ -713,17 +709,13 @@ impl Hub {
     async fn on_offer_answered(&mut self, dialog: DialogId, sdp: Option<String>) {
         let Some(i) = self.find_dialog(dialog) else { return };
         match sdp {
-            Some(text) => {
-                if !self.take_answer(i, &text) {
-                    self.calls[i].neg.pending = Pending::None;
-                    self.error(format!(
-                        "call {}: the far end's answer is not usable",
-                        self.calls[i].id
-                    ));
-                }
+            Some(text) if self.calls[i].neg.state() == Neg::LocalOffer => {
+                self.take_answer(i, &text);
             }
             // A refresh answered without SDP: the session in force goes on.
-            None => self.calls[i].neg.pending = Pending::None,
+            _ => {
+                self.calls[i].neg.rollback();
+            }
         }
         let c = &mut self.calls[i];
         if let Some(hold) = c.pending_hold.take() {
@@ -744,7 +736,7 @@ impl Hub {
         let Some(i) = self.find_dialog(dialog) else { return };
         // A refused re-offer leaves the call as it was (RFC 3261 §14.1, RFC 3264 §8).
         let c = &mut self.calls[i];
-        c.neg.pending = Pending::None;
+        c.neg.rollback();
         if let Some(hold) = c.pending_hold.take() {
             c.held = !hold;
         }
@@ -795,10 +787,7 @@ impl Hub {
     /// Starts (or updates) the media of call `i` from the session in force.
     async fn start_media(&mut self, i: usize) {
         let c = &self.calls[i];
-        let (Some(local), Some(remote)) = (&c.neg.local, &c.neg.remote) else {
-            return;
-        };
-        let Some(plan) = media::plan(local, remote, c.neg.we_answered, c.held) else {
+        let Some(plan) = c.neg.negotiated().map(|n| media::plan(n, c.held)) else {
             return;
         };
         if let Some(m) = &c.media {
@@ -847,10 +836,7 @@ impl Hub {
             }
         };
         let c = &self.calls[i];
-        let (Some(local), Some(remote)) = (&c.neg.local, &c.neg.remote) else {
-            return;
-        };
-        let Some(plan) = media::plan(local, remote, c.neg.we_answered, c.held) else {
+        let Some(plan) = c.neg.negotiated().map(|n| media::plan(n, c.held)) else {
             return;
         };
         let Some(codec) = crate::media::codec::by_name(&plan.codec.name, plan.codec.rate) else {
@@ -1061,7 +1047,7 @@ impl Hub {
         if self.calls[i].state != CallState::Confirmed {
             return self.error("hold needs an answered call");
         }
-        if self.calls[i].neg.pending != Pending::None {
+        if self.calls[i].neg.state() != Neg::Done {
             return self.error("an offer is already under way for this call; try again");
         }
         let Some(dialog) = self.calls[i].dialog else {
@@ -1069,19 +1055,17 @@ impl Hub {
         };
         let was = self.calls[i].held;
         self.calls[i].held = hold;
-        let want = if hold {
-            Direction::SendOnly
-        } else {
-            Direction::SendRecv
+        let Some(body) = self.local_offer(i) else {
+            self.calls[i].held = was;
+            return;
         };
-        let body = self.local_offer(i, want);
         self.calls[i].pending_hold = Some(hold);
         // `held` / `resumed` follow when the far end accepts (on its 2xx, which is ACKed).
         if !self.stack.reoffer(dialog, body, false).await {
             let c = &mut self.calls[i];
             c.held = was;
             c.pending_hold = None;
-            c.neg.pending = Pending::None;
+            c.neg.rollback();
             self.error("the call cannot be changed now; try again");
         }
     }

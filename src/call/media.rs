@@ -13,7 +13,8 @@ use crate::cti::template::Template;
 use crate::cti::vars::{Identity, Vars};
 use crate::media::device::{self, DeviceSpec, Sink, Source};
 
-use super::sdp::{Codec, Direction, Sdp};
+use super::offer_answer::Negotiated;
+use super::sdp::Codec;
 
 /// What the media session should do for a negotiated session.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,35 +28,16 @@ pub struct Plan {
     pub recv: bool,
 }
 
-/// The media plan of the session in force: the answerer's codec list decides (ours when we
-/// answered, theirs when we offered). `None`: no audio agreed.
-pub fn plan(local: &Sdp, remote: &Sdp, we_answered: bool, held: bool) -> Option<Plan> {
-    let (la, ra) = (local.audio.as_ref()?, remote.audio.as_ref()?);
-    let chosen = if we_answered { la } else { ra };
-    let codec = chosen
-        .codecs
-        .iter()
-        .find(|k| !k.name.eq_ignore_ascii_case("telephone-event"))
-        .cloned()?;
-    let dtmf_pt = chosen
-        .codecs
-        .iter()
-        .find(|k| k.name.eq_ignore_ascii_case("telephone-event"))
-        .map(|k| k.pt);
-    let sends = |d: Direction| matches!(d, Direction::SendRecv | Direction::SendOnly);
-    let recvs = |d: Direction| matches!(d, Direction::SendRecv | Direction::RecvOnly);
-    let held_remote = ra.addr.is_unspecified();
-    // On hold (ours) nothing is sent.
-    let send = sends(la.direction) && recvs(ra.direction) && ra.port != 0 && !held_remote && !held;
-    let recv = recvs(la.direction) && sends(ra.direction);
-    Some(Plan {
-        codec,
-        dtmf_pt,
-        remote: SocketAddr::new(ra.addr, ra.port),
-        remote_rtcp: None,
-        send,
-        recv,
-    })
+/// The media plan of the session in force; on hold (ours) nothing is sent.
+pub fn plan(n: Negotiated, held: bool) -> Plan {
+    Plan {
+        codec: n.codec,
+        dtmf_pt: n.telephone_event,
+        remote: n.remote_rtp,
+        remote_rtcp: Some(n.remote_rtcp),
+        send: n.send && !held,
+        recv: n.recv,
+    }
 }
 
 /// The call's RTP socket on an even port and its RTCP socket on the next one (RFC 3550

@@ -9,6 +9,7 @@ pub mod config;
 mod hub;
 pub mod identity;
 mod media;
+pub mod offer_answer;
 pub mod sdp;
 pub mod state;
 

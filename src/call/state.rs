@@ -9,7 +9,7 @@ use crate::app::{CallParams, EndReason};
 use crate::media::session::MediaHandle;
 use crate::sip::dialog::DialogId;
 
-use super::sdp::Sdp;
+use super::offer_answer::Negotiator;
 
 /// Where a call stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,47 +26,6 @@ pub enum CallState {
     Ended(EndReason),
 }
 
-/// Who offered last and what is pending (RFC 3264): at most one offer in each dialog at a time.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub enum Pending {
-    #[default]
-    None,
-    /// We offered; the answer is awaited.
-    LocalOffer(Sdp),
-}
-
-/// A call's offer/answer state: the session both sides agreed on, and what is in flight.
-#[derive(Debug)]
-pub struct Negotiation {
-    pub session_id: u64,
-    pub version: u64,
-    /// The session in force (our last SDP, theirs).
-    pub local: Option<Sdp>,
-    pub remote: Option<Sdp>,
-    pub pending: Pending,
-    /// The answer in force was ours (we answered their offer): our codec list decides.
-    pub we_answered: bool,
-}
-
-impl Default for Negotiation {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Negotiation {
-    pub fn new() -> Self {
-        Self {
-            session_id: rand::random_range(1..u64::from(u32::MAX)),
-            version: 0,
-            local: None,
-            remote: None,
-            pending: Pending::None,
-            we_answered: false,
-        }
-    }
-}
-
 /// One call.
 pub struct Call {
     /// The SIP Call-ID: the call's name for front ends, CTI and history.
@@ -80,7 +39,7 @@ pub struct Call {
     /// names the caller first).
     pub announced: bool,
     pub held_events: Vec<crate::app::Event>,
-    pub neg: Negotiation,
+    pub neg: Negotiator,
     pub rtp: Option<UdpSocket>,
     pub rtcp: Option<UdpSocket>,
     pub rtp_port: u16,
@@ -112,7 +71,7 @@ impl Call {
             params,
             announced: false,
             held_events: Vec::new(),
-            neg: Negotiation::new(),
+            neg: Negotiator::new(rand::random_range(1..u64::from(u32::MAX))),
             rtp: None,
             rtcp: None,
             rtp_port: 0,

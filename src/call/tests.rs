@@ -241,7 +241,7 @@ async fn a_late_offer_is_made_in_the_200_and_answered_in_the_ack() {
     let (tag, ok) = call_up(ua, &sock, "late-1", "", "").await;
     let offer =
         crate::call::sdp::Sdp::parse(&String::from_utf8_lossy(&ok.body)).expect("an offer in the 200");
-    let port = offer.audio.as_ref().map(|a| a.port).unwrap();
+    let port = offer.audio().map(|a| a.port).unwrap();
     assert_ne!(port, 0);
     // No ACK yet: the 200 is retransmitted.
     assert_eq!(response(&sock, "INVITE", 200).await.code(), Some(200));
@@ -367,5 +367,5 @@ async fn a_re_invite_without_sdp_gets_our_offer() {
     sock.send_to(re.as_bytes(), ua).await.unwrap();
     let ok = response(&sock, "INVITE", 200).await;
     let offer = crate::call::sdp::Sdp::parse(&String::from_utf8_lossy(&ok.body)).expect("an offer");
-    assert!(offer.audio.is_some_and(|a| a.port != 0));
+    assert!(offer.audio().is_some_and(|a| a.port != 0));
 }
