@@ -170,6 +170,11 @@ pub enum CallEventKind {
     /// never saw it. The history keeps a row for it (HIS-1); the CTI engine runs no access
     /// for it (no ring, answer or hangup happened, see `cti::engine`).
     Refused { result: CallResult },
+    /// The far end of a call in progress is someone else now (a connected-line update: the
+    /// PBX's re-INVITE or UPDATE with a new P-Asserted-Identity after a transfer). `params`
+    /// carry the new {TEL} and {TELNAME}; the CTI engine searches the CRM again for them and
+    /// the history row follows.
+    Identity,
 }
 
 impl CallEventKind {
@@ -183,6 +188,7 @@ impl CallEventKind {
             Self::Outgoing => "outgoing",
             Self::Recorded { .. } => "recorded",
             Self::Refused { .. } => "refused",
+            Self::Identity => "identity",
         }
     }
 }
@@ -228,6 +234,12 @@ impl CallEvent {
     pub fn outgoing(params: CallParams) -> Self {
         Self {
             kind: CallEventKind::Outgoing,
+            params,
+        }
+    }
+    pub fn identity(params: CallParams) -> Self {
+        Self {
+            kind: CallEventKind::Identity,
             params,
         }
     }

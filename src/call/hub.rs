@@ -756,6 +756,7 @@ impl Hub {
         c.params.telname = telname.clone();
         c.params.anonymous = anonymous;
         let id = c.id.clone();
+        let params = c.params.clone();
         self.publish(
             i,
             Event::Phone(PhoneEvent::Identity {
@@ -764,6 +765,7 @@ impl Hub {
                 telname,
             }),
         );
+        self.publish(i, Event::Call(CallEvent::identity(params)));
     }
 
     async fn on_notify(&mut self, dialog: DialogId, frag: &str) {

@@ -188,6 +188,12 @@ impl Engine {
                 tokio::spawn(async move { inner.ring_like("outgoing", &params, name).await })
             }
             CallEventKind::Click => tokio::spawn(async move { inner.simple("click", &params, name).await }),
+            // A new party on the call: the popup shows the CRM's record of the new number.
+            CallEventKind::Identity => tokio::spawn(async move {
+                let mut actions = Vec::new();
+                let found = inner.search(&params, &mut actions).await;
+                inner.finish(name, actions, found).await
+            }),
             CallEventKind::Reclick { stored } => {
                 tokio::spawn(async move { inner.simple_with("click", &params, name, Some(stored)).await })
             }

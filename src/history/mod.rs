@@ -379,6 +379,10 @@ impl History {
                     params![p.id, now(), duration, result.name()],
                 )
             }
+            CallEventKind::Identity => self.db.execute(
+                "UPDATE calls SET tel = ?2, telname = ?3, anonymous = ?4 WHERE call_id = ?1",
+                params![p.id, p.tel, p.telname, p.anonymous],
+            ),
             // Rang nowhere, ended at once: a closed row with no answer.
             CallEventKind::Refused { result } => {
                 let at = now();
