@@ -203,3 +203,17 @@ pub fn invite_to_response(r: &SippResult, code: u16) -> Vec<(String, f64)> {
     }
     out
 }
+
+/// `p.expect(event, timeout)`, adding SIPp's trace so far to the failure (what the peer saw
+/// explains most missing events).
+#[track_caller]
+pub fn expect_seen_by(p: &mut Phone, event: &str, timeout: Duration, sipp: &Sipp) -> Value {
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.expect(event, timeout)));
+    match got {
+        Ok(v) => v,
+        Err(_) => panic!(
+            "no {event:?} event within {timeout:?} (the phone's events are above); SIPp so far:\n{}",
+            sipp.trace_now().report()
+        ),
+    }
+}
