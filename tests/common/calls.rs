@@ -217,3 +217,30 @@ pub fn expect_seen_by(p: &mut Phone, event: &str, timeout: Duration, sipp: &Sipp
         ),
     }
 }
+
+/// For every request SIPp sent (ACK aside; retransmissions counted once, from the first
+/// send): its method and the seconds until the phone's first response to it (infinity when
+/// none came).
+pub fn reply_times(r: &SippResult) -> Vec<(String, f64)> {
+    let msgs = r.parsed();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut out = Vec::new();
+    for m in msgs.iter().filter(|m| m.sent && !m.text.starts_with("SIP/2.0")) {
+        let id = m.header("Call-ID").unwrap_or_default().to_owned();
+        let cseq = m.header("CSeq").unwrap_or_default().to_owned();
+        let method = cseq.split_whitespace().nth(1).unwrap_or_default().to_owned();
+        if method == "ACK" || seen.contains(&(id.clone(), cseq.clone())) {
+            continue;
+        }
+        seen.push((id.clone(), cseq.clone()));
+        let reply = msgs.iter().find(|x| {
+            !x.sent
+                && x.at >= m.at
+                && x.text.starts_with("SIP/2.0")
+                && x.header("Call-ID") == Some(id.as_str())
+                && x.header("CSeq") == Some(cseq.as_str())
+        });
+        out.push((method, reply.map_or(f64::INFINITY, |x| x.at - m.at)));
+    }
+    out
+}
