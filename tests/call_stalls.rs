@@ -29,11 +29,15 @@ use common::peers::{Phone, account_toml, ms, secs};
 /// The most a call may wait for its 180 while the phone waits on something else.
 const LIMIT: f64 = 0.100;
 
+/// What [`timings`] reads of one call: (method, reply ms) per request, INVITE -> 180 in
+/// seconds, the Call-ID.
+type Timings = (Vec<(String, f64)>, f64, String);
+
 /// The phone's reply times (ms) to the requests of a SIPp run that rang and was cancelled
 /// (`uac_cancel.xml`: the INVITE's first response, the CANCEL's), the INVITE -> 180 time and
 /// the Call-ID. Fails unless the scenario succeeded.
 #[track_caller]
-fn timings(r: &common::peers::SippResult) -> (Vec<(String, f64)>, f64, String) {
+fn timings(r: &common::peers::SippResult) -> Timings {
     r.assert_ok();
     let ring = invite_to_response(r, 180);
     assert_eq!(ring.len(), 1, "{}", r.report());
@@ -46,7 +50,7 @@ fn timings(r: &common::peers::SippResult) -> (Vec<(String, f64)>, f64, String) {
 
 /// Asserts every reply and 180 came within [`LIMIT`].
 #[track_caller]
-fn assert_timely(what: &str, calls: &[(Vec<(String, f64)>, f64, String)]) {
+fn assert_timely(what: &str, calls: &[Timings]) {
     let late = calls
         .iter()
         .any(|(replies, ring, _)| *ring > LIMIT || replies.iter().any(|(_, t)| *t > LIMIT * 1000.0));
