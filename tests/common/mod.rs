@@ -14,11 +14,13 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
+pub mod calls;
 #[allow(clippy::duplicate_mod)]
 pub mod controls;
 pub mod outputs;
 pub mod peers;
 pub mod pulse;
+pub mod rtp;
 pub mod wire;
 
 /// One request as the server received it, bytes untouched.

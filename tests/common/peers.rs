@@ -24,6 +24,15 @@ pub fn peers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
 }
 
+/// The `ctiphone` binary the tests run: `$CTIPHONE_TEST_BIN` when set (a copy of this
+/// worktree's build: with a target directory shared between worktrees, another one's build can
+/// replace `target/debug/ctiphone` while the tests run), else Cargo's `CARGO_BIN_EXE_ctiphone`.
+pub fn ctiphone_bin() -> PathBuf {
+    std::env::var_os("CTIPHONE_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ctiphone")))
+}
+
 /// The path of a peer program, or a panic naming the Debian package that provides it.
 pub fn peer_bin(name: &str) -> PathBuf {
     let package = match name {
@@ -961,7 +970,7 @@ impl Phone {
         let cfg = dir.path().join("config.toml");
         std::fs::write(&cfg, config_toml).unwrap();
         let err = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ctiphone"))
+        let mut child = Command::new(ctiphone_bin())
             .arg("headless")
             .arg("--config")
             .arg(&cfg)
@@ -1311,7 +1320,7 @@ pub fn account_toml_call_waiting(
 /// `ctiphone history list --json` on the data directory of a phone whose HOME was `home`
 /// (`Phone::home`): its call history, newest first, one JSON object per call.
 pub fn history_list(home: &Path) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_ctiphone"))
+    let out = Command::new(ctiphone_bin())
         .args(["history", "list", "--json"])
         .env("HOME", home)
         .env("XDG_DATA_HOME", home.join("xdg-data"))
