@@ -18,8 +18,12 @@ use std::time::Instant;
 use common::calls::{self, assert_header, config, lists_tag, response, wait_trace};
 use common::peers::{Phone, SippMsg, secs};
 
+/// These peers send no RTP: the RTP timeout (30 s by default) would end the calls before the
+/// signalling timers under test do.
+const SILENT_PEER: &str = "[media]\nrtp_timeout_seconds = 0\n";
+
 fn unacknowledged_200_ends_with_bye_after_64_t1() {
-    let mut p = Phone::start(&config(""), &["--auto-answer"]);
+    let mut p = Phone::start(&config(SILENT_PEER), &["--auto-answer"]);
     let uac = calls::call(&p, "cl_uac_no_ack.xml", &["-timeout", "60s"]);
     let ans = p.expect("answered", secs(5));
     let end = calls::expect_seen_by(&mut p, "ended", secs(45), &uac);
@@ -51,7 +55,7 @@ fn assert_session_timer(ok: &SippMsg, who: &str) {
 }
 
 fn no_refresh_from_the_refresher_ends_the_call_before_expiry() {
-    let mut p = Phone::start(&config(""), &["--auto-answer"]);
+    let mut p = Phone::start(&config(SILENT_PEER), &["--auto-answer"]);
     let uac = calls::call(&p, "cl_uac_timer_no_refresh.xml", &["-timeout", "120s"]);
     let ans = p.expect("answered", secs(5));
     let r = wait_trace(
@@ -76,7 +80,7 @@ fn no_refresh_from_the_refresher_ends_the_call_before_expiry() {
 }
 
 fn the_phone_refreshes_at_half_the_interval() {
-    let mut p = Phone::start(&config(""), &["--auto-answer"]);
+    let mut p = Phone::start(&config(SILENT_PEER), &["--auto-answer"]);
     let uac = calls::call(&p, "cl_uac_timer_phone_refreshes.xml", &["-timeout", "120s"]);
     let ans = p.expect("answered", secs(5));
     let r = wait_trace(

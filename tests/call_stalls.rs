@@ -1,5 +1,5 @@
 //! Nothing blocks signalling: while something the phone waits for hangs, another call still
-//! gets its 180 Ringing within 100 ms of its INVITE (SIPp's own timestamps):
+//! gets its 180 Ringing within 300 ms of its INVITE (SIPp's own timestamps):
 //!
 //! - (a) a registrar over TCP whose connect never completes: a loopback listener with a full
 //!   backlog (listen(0) and one connection nobody accepts: the kernel drops further SYNs);
@@ -27,7 +27,9 @@ use common::calls::{
 use common::peers::{Phone, account_toml, ms, secs};
 
 /// The most a call may wait for its 180 while the phone waits on something else.
-const LIMIT: f64 = 0.100;
+/// 300 ms: the stalls this catches are seconds long (1.4 to 4.6 s measured before the call
+/// layer ran them beside its loop); a debug build on a loaded 2-core CI machine needs headroom.
+const LIMIT: f64 = 0.300;
 
 /// What [`timings`] reads of one call: (method, reply ms) per request, INVITE -> 180 in
 /// seconds, the Call-ID.

@@ -304,7 +304,7 @@ pub fn has_option_tag(msg: &Message, header: &str, tag: &str) -> bool {
 
 /// The Session-Expires of a message: seconds and the refresher parameter (`uac`/`uas`).
 pub fn session_expires(msg: &Message) -> Option<(u32, Option<String>)> {
-    let v = msg.get("Session-Expires").or_else(|| msg.get("x"))?;
+    let v = msg.get("Session-Expires")?;
     let mut parts = v.split(';');
     let secs = parts.next()?.trim().parse().ok()?;
     let refresher = parts.find_map(|p| {

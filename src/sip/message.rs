@@ -76,6 +76,9 @@ const NAMES: &[(&str, &str)] = &[
     ("p-asserted-identity", "P-Asserted-Identity"),
     ("p-called-party-id", "P-Called-Party-ID"),
     ("remote-party-id", "Remote-Party-ID"),
+    ("min-se", "Min-SE"),
+    ("rseq", "RSeq"),
+    ("rack", "RAck"),
 ];
 
 /// The canonical spelling of a header name.
