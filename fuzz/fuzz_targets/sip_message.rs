@@ -14,7 +14,7 @@ use ctiphone::sip::addr::{NameAddr, Uri, Via, split_host_port};
 use ctiphone::sip::auth::{Challenge, authorization, pick};
 use ctiphone::sip::message::{self, Message, canonical, split_commas};
 use ctiphone::sip::transport::error_response;
-use ctiphone::sip::ua::caller_identity;
+use ctiphone::call::identity::caller_identity;
 use libfuzzer_sys::fuzz_target;
 
 /// Headers whose values are addresses.
