@@ -369,3 +369,82 @@ async fn a_re_invite_without_sdp_gets_our_offer() {
     let offer = crate::call::sdp::Sdp::parse(&String::from_utf8_lossy(&ok.body)).expect("an offer");
     assert!(offer.audio().is_some_and(|a| a.port != 0));
 }
+
+/// A response from our UAS socket to `req` (the phone's request) with `code`, our To tag,
+/// `extra` headers and `body` as SDP.
+fn reply(req: &Message, code: u16, reason: &str, tag: &str, extra: &str, body: &str) -> String {
+    let mut r = Message::response(req, code, reason);
+    if !r.get("To").is_some_and(|t| t.contains("tag=")) {
+        let to = format!("{};tag={tag}", r.get("To").unwrap_or(""));
+        r.set("To", to);
+    }
+    for line in extra.split("\r\n").filter(|l| !l.is_empty()) {
+        let (n, v) = line.split_once(':').unwrap();
+        r.push(n.trim(), v.trim().to_owned());
+    }
+    if !body.is_empty() {
+        r.with_body("application/sdp", body.as_bytes().to_vec());
+    }
+    String::from_utf8(r.to_bytes()).unwrap()
+}
+
+#[tokio::test]
+async fn an_update_in_the_early_dialog_of_an_outgoing_call_is_answered() {
+    // RFC 3311 §5.1: after a reliable 183 with SDP (and its PRACK), the callee may offer again
+    // in an UPDATE before the call is answered; the phone answers it (200 with SDP).
+    let (ua, sock, commands) = agent(None).await;
+    let me = sock.local_addr().unwrap();
+    commands
+        .send(Command::Dial {
+            to: format!("sip:1002@{me}"),
+        })
+        .await
+        .unwrap();
+    let invite = loop {
+        let m = recv(&sock, Duration::from_secs(5)).await.expect("the INVITE");
+        if m.method() == Some("INVITE") {
+            break m;
+        }
+    };
+    assert!(invite.get("Supported").is_some_and(|s| s.contains("100rel")));
+    let early = OFFER.replace("9000", "9100");
+    let contact = format!("Contact: <sip:1002@{me}>\r\n");
+    let r183 = reply(
+        &invite,
+        183,
+        "Session Progress",
+        "callee",
+        &format!("{contact}Require: 100rel\r\nRSeq: 1\r\n"),
+        &early,
+    );
+    sock.send_to(r183.as_bytes(), ua).await.unwrap();
+    let prack = loop {
+        let m = recv(&sock, Duration::from_secs(5)).await.expect("the PRACK");
+        if m.method() == Some("PRACK") {
+            break m;
+        }
+    };
+    assert_eq!(prack.get("RAck"), Some("1 1 INVITE"));
+    sock.send_to(reply(&prack, 200, "OK", "callee", "", "").as_bytes(), ua)
+        .await
+        .unwrap();
+    // The UPDATE, in the early dialog: From is the callee (our tag), To the phone's.
+    let phone_tag = crate::sip::addr::NameAddr::parse(invite.get("From").unwrap())
+        .unwrap()
+        .tag()
+        .unwrap()
+        .to_owned();
+    let call_id = invite.call_id().unwrap().to_owned();
+    let offer = OFFER.replace("9000", "9200").replace("o=- 1 1", "o=- 1 2");
+    let update = format!(
+        "UPDATE sip:1001@{ua} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKupd1\r\n\
+         From: <sip:1002@{me}>;tag=callee\r\nTo: <sip:1001@127.0.0.1>;tag={phone_tag}\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 UPDATE\r\n{contact}Max-Forwards: 70\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+        offer.len()
+    );
+    sock.send_to(update.as_bytes(), ua).await.unwrap();
+    let ok = response(&sock, "UPDATE", 200).await;
+    let answer = crate::call::sdp::Sdp::parse(&String::from_utf8_lossy(&ok.body)).expect("an answer");
+    assert!(answer.audio().is_some_and(|a| a.port != 0), "{answer:?}");
+}
