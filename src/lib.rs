@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod cti;
 pub mod demo;
+pub mod errors;
 pub mod headless;
 pub mod history;
 pub mod logging;

@@ -525,17 +525,7 @@ pub(crate) fn http_error(e: reqwest::Error) -> String {
 
 /// An error with its causes, on one line.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
+    crate::errors::chain(e)
 }
 
 fn kill_group(pid: u32) {

@@ -145,18 +145,7 @@ impl Stack {
             .await;
             return;
         }
-        if let Some((se, _)) = dialog::session_expires(&msg)
-            && se < MIN_SE
-        {
-            self.refuse(
-                from,
-                proto,
-                &msg,
-                422,
-                "Session Interval Too Small",
-                &[("Min-SE", MIN_SE.to_string())],
-            )
-            .await;
+        if self.refused_short_interval(&msg, from, proto).await {
             return;
         }
         if let Some(d) = self.dialogs.get_mut(&id) {

@@ -506,6 +506,23 @@ impl Stack {
         self.respond(from, proto, req, r).await;
     }
 
+    /// RFC 4028 §8: a request asking for a session interval below our minimum is refused 422
+    /// with ours; `true` when it was.
+    pub(super) async fn refused_short_interval(
+        &mut self,
+        msg: &Message,
+        from: SocketAddr,
+        proto: Proto,
+    ) -> bool {
+        let short = super::dialog::session_expires(msg).is_some_and(|(se, _)| se < MIN_SE);
+        if short {
+            let min = [("Min-SE", MIN_SE.to_string())];
+            self.refuse(from, proto, msg, 422, "Session Interval Too Small", &min)
+                .await;
+        }
+        short
+    }
+
     // ------------------------------------------------------------------------ inbound
 
     /// Handles a message from the transport.
@@ -826,17 +843,7 @@ pub(super) fn challenges(msg: &Message, code: u16) -> Vec<Challenge> {
 
 /// An I/O error with its causes (a TLS alert says why the certificate was refused).
 pub fn error_chain(e: &std::io::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = std::error::Error::source(e);
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
+    crate::errors::chain(e)
 }
 
 pub fn fmt_addr(a: SocketAddr) -> String {

@@ -61,18 +61,7 @@ impl Stack {
             Some(String::from_utf8_lossy(&msg.body).into_owned())
         };
         // RFC 4028 §8: a session interval below our minimum is refused with ours.
-        if let Some((se, _)) = dialog::session_expires(&msg)
-            && se < MIN_SE
-        {
-            self.refuse(
-                from,
-                proto,
-                &msg,
-                422,
-                "Session Interval Too Small",
-                &[("Min-SE", MIN_SE.to_string())],
-            )
-            .await;
+        if self.refused_short_interval(&msg, from, proto).await {
             return;
         }
         let Ok(remote) = msg.get("From").map(NameAddr::parse).unwrap_or(Err(String::new())) else {
@@ -255,17 +244,10 @@ impl Stack {
     /// Refuses an incoming call with a final response; its dialog ends (no event: the call
     /// layer chose it).
     pub async fn reject(&mut self, id: DialogId, code: u16, reason: &str) {
-        let Some(d) = self.dialogs.get(&id) else { return };
-        if d.invite_answered {
-            return;
+        if self.dialogs.get(&id).is_some_and(|d| !d.invite_answered) {
+            self.terminate_invite(id, code, reason).await;
+            self.remove_dialog(id);
         }
-        let Some(r) = self.invite_response(d, code, reason) else {
-            return;
-        };
-        let (peer, proto) = (d.peer, d.proto);
-        let Some(invite) = d.invite.clone() else { return };
-        self.respond(peer, proto, &invite, r).await;
-        self.remove_dialog(id);
     }
 
     pub(super) fn on_ack(&mut self, msg: &Message) {
