@@ -216,6 +216,7 @@ impl Hub {
         while let Some(ev) = self.stack.poll_event() {
             self.on_sip(ev).await;
         }
+        self.stack.flush_trying().await;
     }
 
     async fn on_sip(&mut self, ev: SipEvent) {

@@ -448,3 +448,22 @@ async fn an_update_in_the_early_dialog_of_an_outgoing_call_is_answered() {
     let answer = crate::call::sdp::Sdp::parse(&String::from_utf8_lossy(&ok.body)).expect("an answer");
     assert!(answer.audio().is_some_and(|a| a.port != 0), "{answer:?}");
 }
+
+#[tokio::test]
+async fn a_call_that_rings_at_once_gets_its_180_first_and_no_100() {
+    // RFC 3261 §17.2.1: 100 Trying is for a TU that will not answer within 200 ms; this one
+    // rings at once, so the ring path carries one response, not two.
+    let (ua, sock, _c) = agent(Some(Duration::from_secs(30))).await;
+    let me = sock.local_addr().unwrap();
+    sock.send_to(
+        request("INVITE", ua, me, "ring-1", "caller", None, 1, "", OFFER).as_bytes(),
+        ua,
+    )
+    .await
+    .unwrap();
+    let first = recv(&sock, Duration::from_secs(5)).await.expect("an answer");
+    assert_eq!(first.code(), Some(180), "{:?}", first.start);
+    if let Some(m) = recv(&sock, Duration::from_millis(300)).await {
+        assert_ne!(m.code(), Some(100), "a 100 Trying after the 180");
+    }
+}

@@ -68,8 +68,8 @@ pub enum SipEvent {
     Unregistered,
     Warning(String),
     Error(String),
-    /// A new INVITE: its dialog exists (early, our tag chosen) and 100 Trying went out. The
-    /// call layer rings it ([`Stack::ring`]), answers or refuses it.
+    /// A new INVITE: its dialog exists (early, our tag chosen); 100 Trying goes out only if the
+    /// call layer sends nothing for it while handling this event. The call layer rings it ([`Stack::ring`]), answers or refuses it.
     Incoming {
         dialog: DialogId,
         call_id: String,
@@ -184,6 +184,8 @@ pub struct Stack {
     pub(super) reg: Registration,
     pub(super) events: VecDeque<SipEvent>,
     pub(super) fail_tx: mpsc::UnboundedSender<(String, String)>,
+    /// New incoming INVITEs that get a 100 Trying if nothing else was sent for them.
+    pub(super) trying: Vec<DialogId>,
 }
 
 /// The receivers the owner of the stack selects on beside it.
@@ -225,6 +227,7 @@ impl Stack {
             reg,
             events: VecDeque::new(),
             fail_tx,
+            trying: Vec::new(),
         };
         stack.events.push_back(SipEvent::Ready { listen: local });
         Ok((
@@ -521,6 +524,28 @@ impl Stack {
                 .await;
         }
         short
+    }
+
+    /// Sends 100 Trying for each new INVITE the call layer has not answered (180, 200 or a
+    /// refusal) while handling its `Incoming` event: the owner calls this after draining the
+    /// events. A phone that rings at once sends its 180 first and no 100 (as baresip does).
+    pub async fn flush_trying(&mut self) {
+        for id in std::mem::take(&mut self.trying) {
+            let Some(d) = self.dialogs.get(&id) else { continue };
+            let answered = d
+                .invite_key
+                .as_deref()
+                .is_some_and(|k| self.servers.get(k).is_some());
+            if answered {
+                continue;
+            }
+            if let Some(inv) = &d.invite {
+                let mut trying = Message::response(inv, 100, "Trying");
+                trying.remove("Record-Route");
+                let (peer, proto) = (d.peer, d.proto);
+                self.send(proto, peer, trying.to_bytes()).await;
+            }
+        }
     }
 
     // ------------------------------------------------------------------------ inbound

@@ -1,5 +1,5 @@
 //! The answering side of an INVITE (RFC 3261 §13.3): a new INVITE checked and its dialog
-//! made (100 Trying at once), ringing (180, reliable per RFC 3262 when the caller takes it, until
+//! made (100 Trying unless the call layer answers at once), ringing (180, reliable per RFC 3262 when the caller takes it, until
 //! its PRACK), the 2xx with the session timer's headers retransmitted until its ACK, refusals,
 //! and CANCEL matched to its INVITE transaction (§9.2).
 
@@ -96,9 +96,9 @@ impl Stack {
         d.peer_update = dialog::allows(&msg, "UPDATE");
         d.identity = dialog::asserted_identity(&msg);
         d.invite = Some(msg.clone());
-        let mut trying = Message::response(&msg, 100, "Trying");
-        trying.remove("Record-Route");
-        self.send(proto, from, trying.to_bytes()).await;
+        // 100 Trying only if the call layer does not answer at once (RFC 3261 §17.2.1: it is
+        // for a TU that will not respond within 200 ms): see `Stack::flush_trying`.
+        self.trying.push(id);
         self.insert_dialog(d);
         self.emit(SipEvent::Incoming {
             dialog: id,
