@@ -150,6 +150,11 @@ pub enum BenchCommand {
         /// many calls back to back follow as extra rows.
         #[arg(long, value_name = "MS", default_value_t = 50)]
         gap_ms: u64,
+        /// Take the figures from sipp instead of the bench's caller (the scenario
+        /// tests/peers/sipp/bench_uac_rtd.xml; sipp's clock readings of each INVITE sent and
+        /// each response read, its RTDs beside them); needs sipp and baresip.
+        #[arg(long)]
+        sipp: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -275,7 +280,12 @@ pub fn run(cli: Cli) -> ExitCode {
             Err(e) => config_failed(&e),
         },
         Command::Bench(b) => ExitCode::from(match b.command {
-            Some(BenchCommand::Sip { calls, gap_ms, json }) => crate::bench::sip(calls, gap_ms, json),
+            Some(BenchCommand::Sip {
+                calls,
+                gap_ms,
+                sipp,
+                json,
+            }) => crate::bench::sip(calls, gap_ms, sipp, json),
             Some(BenchCommand::Media { secs, json }) => crate::bench::media(secs, json),
             Some(BenchCommand::Ui { calls, json }) => crate::bench::ui(calls, json),
             None => crate::bench::all(b.calls, b.gap_ms, b.secs, b.json),

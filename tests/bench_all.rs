@@ -1,7 +1,8 @@
 //! `ctiphone bench` as a comparison: with baresip installed (tests/run.sh installs it), every
 //! figure of the combined run is a real measurement of both phones: each answered every call,
 //! the floor (the bench's own minimal UAS) lies below both, the ratios are finite and positive.
-//! `bench sip` without baresip still measures ctiphone and the floor. Few calls each: these check the figures exist and hold
+//! The same for sipp's method (`bench sip --sipp`), and `bench sip` without baresip still
+//! measures ctiphone and the floor. Few calls each: these check the figures exist and hold
 //! together, not how fast anything is.
 
 use std::process::Command;
@@ -121,6 +122,39 @@ fn the_combined_bench_compares_ctiphone_with_baresip_above_the_floor() {
         positive(&m["ctiphone"]);
         assert!(m["baresip"].is_null() && m["ratio"].is_null(), "{name}: {m}");
     }
+}
+
+#[test]
+fn sipp_measures_both_phones_and_the_floor_the_same_way() {
+    let (v, _) = bench(&["bench", "sip", "--sipp", "--calls", "5", "--json"], None);
+    assert_eq!(v["method"], "sipp", "{v}");
+    assert!(
+        v["sipp_version"].as_str().is_some_and(|s| s.contains("SIPp")),
+        "{v}"
+    );
+    assert_eq!(v["gap_ms"], 50, "{v}");
+    for who in ["ctiphone", "baresip", "floor"] {
+        let r = &v[who];
+        assert_eq!(counts(r), [Some(0), Some(5), Some(5)], "{who}: {r}");
+        assert!(r["invite_to_100_us"].is_null(), "sipp does not time the 100: {r}");
+        // sipp's own RTDs counted the same calls.
+        for rtd in ["180", "200"] {
+            let name = format!("{who}_{rtd}");
+            assert_eq!(v["sipp_rtd_us"]["rtds"][&name]["values"], 5, "{name}: {v}");
+        }
+    }
+    for key in ["invite_to_180_us", "invite_to_200_us"] {
+        let floor = positive(&v["floor"][key]["median"]);
+        for who in ["ctiphone", "baresip"] {
+            assert!(
+                floor < positive(&v[who][key]["median"]),
+                "{key}: the floor is not below {who}: {v}"
+            );
+            positive(&v[who]["above_floor"][key]["median"]);
+        }
+        positive(&v["ratio_above_floor"][key.trim_end_matches("_us")]["median"]);
+    }
+    assert!(v["back_to_back"].is_null(), "{v}");
 }
 
 #[test]

@@ -2,9 +2,10 @@
 //! Each part starts `ctiphone headless --auto-answer` and, when installed, baresip with
 //! auto-answer, and calls them from one loopback caller:
 //!
-//! - `sip` (`sip`, `floor`): INVITE → 100, → 180 and → 200 OK on both phones and on a
+//! - `sip` (`sip`, `floor`, `sipp`): INVITE → 100, → 180 and → 200 OK on both phones and on a
 //!   minimal UAS of the bench's own (the floor of the method), calls spaced by a gap, then back
-//!   to back; each phone's figures above the floor; each process's idle RSS;
+//!   to back; each phone's figures above the floor; each process's idle RSS. `--sipp` takes
+//!   the same figures from sipp's own clock readings instead;
 //! - `media`: a G.711 call with a file source and recording: CPU, RSS, and the RTP
 //!   send-interval deviation;
 //! - `ui`: the terminal UI's drawing times and idle cost;
@@ -15,6 +16,7 @@
 
 mod floor;
 mod sip;
+mod sipp;
 
 pub use sip::sip;
 

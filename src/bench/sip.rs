@@ -11,6 +11,8 @@
 //! Every figure is a median or p99 over the calls. The floor's is what the caller and the
 //! loopback cost by themselves; each phone is also given above it, and the ratio
 //! ctiphone / baresip of the figures above the floor is the one the table prints.
+//!
+//! `--sipp` measures the same with sipp's own response times instead (`super::sipp`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -57,6 +59,18 @@ impl Series {
 pub(super) enum Method {
     /// The bench's own caller.
     Bench,
+    /// sipp's clock readings (`super::sipp`).
+    Sipp(Sipp),
+}
+
+/// What the sipp method also reports.
+pub(super) struct Sipp {
+    /// `sipp -v`'s version line.
+    pub version: String,
+    /// The step of the clock sipp times its RTDs with (`CLOCK_MONOTONIC_COARSE`), µs.
+    pub clock_step_us: Option<f64>,
+    /// sipp's own RTDs (`NAME_180`, `NAME_200`), each value in µs, its first call left out.
+    pub rtd: Vec<(String, Vec<f64>)>,
 }
 
 /// Everything `ctiphone bench sip` measured.
@@ -130,9 +144,15 @@ impl Response {
     }
 }
 
-/// Runs the signalling benchmark and prints it; the exit code.
-pub fn sip(calls: usize, gap_ms: u64, as_json: bool) -> u8 {
-    match measure(calls.max(1), gap_ms) {
+/// Runs the signalling benchmark (the bench's caller, or sipp) and prints it; the exit code.
+pub fn sip(calls: usize, gap_ms: u64, sipp: bool, as_json: bool) -> u8 {
+    let calls = calls.max(1);
+    let figures = if sipp {
+        super::sipp::measure(calls, gap_ms)
+    } else {
+        measure(calls, gap_ms)
+    };
+    match figures {
         Ok(f) => {
             if as_json {
                 println!("{}", report_json(&f));
@@ -209,7 +229,8 @@ fn run_series(
     }
 }
 
-/// The rows of one series: each response's median and p99 (the 100's only when `trying`).
+/// The rows of one series: each response's median and p99 (the 100's only when `trying`: the
+/// sipp method does not time it).
 fn series_metrics(s: &Series, trying: bool) -> Vec<Metric> {
     let (Some(ours), Some(floor)) = (s.get("ctiphone"), s.get("floor")) else {
         return Vec::new();
@@ -298,9 +319,33 @@ fn print_counts(f: &SipFigures) {
 }
 
 fn print_report(f: &SipFigures) {
-    println!("ctiphone bench sip: {}; loopback UDP, auto-answer", describe(f));
+    match &f.method {
+        Method::Bench => println!("ctiphone bench sip: {}; loopback UDP, auto-answer", describe(f)),
+        Method::Sipp(sipp) => println!(
+            "ctiphone bench sip --sipp: sipp's clock readings of each INVITE sent and each response \
+             read ({}, -trace_shortmsg); {}; loopback UDP, auto-answer",
+            sipp.version,
+            describe(f)
+        ),
+    }
     print_table(&sip_metrics(f), f.baresip);
     print_counts(f);
+    if let Method::Sipp(sipp) = &f.method {
+        let step = sipp
+            .clock_step_us
+            .map_or("unknown steps".to_owned(), |s| format!("steps of {s:.0} us here"));
+        println!("sipp's own RTDs (-trace_rtt), timed on CLOCK_MONOTONIC_COARSE ({step}), not used above:");
+        for (name, v) in &sipp.rtd {
+            let mean = (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+            let us = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x:.0} us"));
+            println!(
+                "  {name:<14} {} values, median {}, mean {}",
+                v.len(),
+                us(percentile(v, 50.0)),
+                us(mean)
+            );
+        }
+    }
 }
 
 fn stat_json(v: &[f64]) -> Value {
@@ -385,7 +430,23 @@ pub(super) fn report_json(f: &SipFigures) -> Value {
     }
     top["method"] = match &f.method {
         Method::Bench => json!("bench"),
+        Method::Sipp(_) => json!("sipp"),
     };
+    if let Method::Sipp(sipp) = &f.method {
+        top["sipp_version"] = json!(sipp.version);
+        let rtd: serde_json::Map<String, Value> = sipp
+            .rtd
+            .iter()
+            .map(|(name, v)| {
+                let mean = (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+                (
+                    name.clone(),
+                    json!({ "values": v.len(), "median": percentile(v, 50.0), "mean": mean }),
+                )
+            })
+            .collect();
+        top["sipp_rtd_us"] = json!({ "clock_step_us": sipp.clock_step_us, "rtds": rtd });
+    }
     top["calls"] = json!(f.calls);
     top["baresip_installed"] = json!(f.baresip);
     top["back_to_back"] = f.series.get(1).map_or(Value::Null, |s| series_json(s, trying));
