@@ -106,6 +106,10 @@ pub struct BenchArgs {
     /// Calls to each peer for the signalling and CTI figures.
     #[arg(long, default_value_t = 50)]
     pub calls: usize,
+    /// Milliseconds between the end of one signalling call and the next INVITE (back-to-back
+    /// calls are measured as extra rows).
+    #[arg(long, value_name = "MS", default_value_t = 50)]
+    pub gap_ms: u64,
     /// Length of the media call in seconds.
     #[arg(long, default_value_t = 20)]
     pub secs: u64,
@@ -135,11 +139,22 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Signalling: INVITE -> first provisional and -> 200 OK, idle RSS; ctiphone vs baresip.
+    /// Signalling: INVITE -> 100, -> 180 and -> 200 OK (auto-answer), median and p99, on
+    /// ctiphone, baresip and the bench's minimal UAS (the floor), each phone above the floor;
+    /// idle RSS.
     Sip {
         /// Calls to each peer.
         #[arg(long, default_value_t = 50)]
         calls: usize,
+        /// Milliseconds between the end of one call and the next INVITE; with more than 0, as
+        /// many calls back to back follow as extra rows.
+        #[arg(long, value_name = "MS", default_value_t = 50)]
+        gap_ms: u64,
+        /// Take the figures from sipp instead of the bench's caller (the scenario
+        /// tests/peers/sipp/bench_uac_rtd.xml; sipp's clock readings of each INVITE sent and
+        /// each response read, its RTDs beside them); needs sipp and baresip.
+        #[arg(long)]
+        sipp: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -265,10 +280,15 @@ pub fn run(cli: Cli) -> ExitCode {
             Err(e) => config_failed(&e),
         },
         Command::Bench(b) => ExitCode::from(match b.command {
-            Some(BenchCommand::Sip { calls, json }) => crate::bench::sip(calls, json),
+            Some(BenchCommand::Sip {
+                calls,
+                gap_ms,
+                sipp,
+                json,
+            }) => crate::bench::sip(calls, gap_ms, sipp, json),
             Some(BenchCommand::Media { secs, json }) => crate::bench::media(secs, json),
             Some(BenchCommand::Ui { calls, json }) => crate::bench::ui(calls, json),
-            None => crate::bench::all(b.calls, b.secs, b.json),
+            None => crate::bench::all(b.calls, b.gap_ms, b.secs, b.json),
         }),
         Command::Demo { dir, interval } => ExitCode::from(crate::demo::main(
             dir,

@@ -1,44 +1,188 @@
-//! `ctiphone bench` (every figure in one run) on a machine without baresip: it still measures
-//! ctiphone, says "not installed" for the peer, and its JSON has every metric.
+//! `ctiphone bench` as a comparison: with baresip installed (tests/run.sh installs it), every
+//! figure of the combined run is a real measurement of both phones: each answered every call,
+//! the floor (the bench's own minimal UAS) lies below both, the ratios are finite and positive.
+//! The same for sipp's method (`bench sip --sipp`), and `bench sip` without baresip still
+//! measures ctiphone and the floor. Few calls each: these check the figures exist and hold
+//! together, not how fast anything is.
 
 use std::process::Command;
 
+use serde_json::Value;
+
+/// `ctiphone ARGS` (the worktree's copy in `$CTIPHONE_TEST_BIN` when set, as the other tests);
+/// its JSON and stderr. `path`: PATH for it (None: this one's).
+fn bench(args: &[&str], path: Option<&str>) -> (Value, String) {
+    let bin = std::env::var_os("CTIPHONE_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ctiphone").into());
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    if let Some(p) = path {
+        cmd.env("PATH", p);
+    }
+    let out = cmd.output().expect("ctiphone bench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "ctiphone {args:?} failed: {stderr}");
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "ctiphone {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    (v, stderr)
+}
+
+fn positive(v: &Value) -> f64 {
+    let x = v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"));
+    assert!(x.is_finite() && x > 0.0, "not a positive figure: {v}");
+    x
+}
+
+/// A callee's failed, answered (200) and rung (180) calls.
+fn counts(r: &Value) -> [Option<u64>; 3] {
+    [r["failed"].as_u64(), r["answered"].as_u64(), r["rang"].as_u64()]
+}
+
+fn row<'a>(metrics: &'a [Value], name: &str) -> &'a Value {
+    metrics
+        .iter()
+        .find(|m| m["metric"] == name)
+        .unwrap_or_else(|| panic!("no `{name}` in {metrics:?}"))
+}
+
 #[test]
-fn the_combined_bench_runs_without_baresip_and_reports_every_metric() {
-    // An empty PATH: baresip (and tmux) cannot be found.
-    let out = Command::new(env!("CARGO_BIN_EXE_ctiphone"))
-        .args(["bench", "--calls", "3", "--secs", "5", "--json"])
-        .env("PATH", "/nonexistent")
-        .output()
-        .expect("ctiphone bench runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("baresip is not installed"), "{stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
-    assert_eq!(v["baresip"], "not installed", "{v}");
-    assert_eq!(v["failed_calls"]["ctiphone"], 0, "{v}");
+fn the_combined_bench_compares_ctiphone_with_baresip_above_the_floor() {
+    let calls = 10;
+    let (v, _) = bench(&["bench", "--calls", "10", "--secs", "5", "--json"], None);
+    assert_eq!(
+        v["baresip"], "installed",
+        "the comparison needs baresip (apt-get install baresip-core): {v}"
+    );
+    for who in ["ctiphone", "baresip", "floor"] {
+        assert_eq!(v["failed_calls"][who], 0, "{who}: {v}");
+    }
     assert_eq!(v["failed_cti_searches"], 0, "{v}");
+    assert_eq!(v["gap_ms"], 50, "{v}");
     let metrics = v["metrics"].as_array().expect("metrics");
+    for series in ["", "back-to-back: "] {
+        for resp in ["180 Ringing", "200 OK"] {
+            for stat in ["median", "p99"] {
+                let name = format!("{series}INVITE -> {resp} {stat}");
+                let m = row(metrics, &name);
+                // Both phones and the floor answered every call of the series.
+                for who in ["ctiphone", "baresip", "floor"] {
+                    assert_eq!(m["samples"][who], calls, "{name}, {who}: {m}");
+                }
+                let (ours, theirs, floor) = (
+                    positive(&m["ctiphone"]),
+                    positive(&m["baresip"]),
+                    positive(&m["floor"]),
+                );
+                if stat == "median" {
+                    assert!(
+                        floor < ours && floor < theirs,
+                        "{name}: the floor is not below both: {m}"
+                    );
+                    positive(&m["ctiphone_above_floor"]);
+                    positive(&m["baresip_above_floor"]);
+                    positive(&m["ratio_above_floor"]);
+                    positive(&m["ratio"]);
+                }
+            }
+        }
+        // ctiphone sends a 100 to every INVITE; baresip sends none when it can ring at once.
+        let name = format!("{series}INVITE -> 100 Trying median");
+        let m = row(metrics, &name);
+        assert_eq!(m["samples"]["ctiphone"], calls, "{name}: {m}");
+        assert!(
+            positive(&m["floor"]) < positive(&m["ctiphone"]),
+            "{name}: the floor is not below ctiphone: {m}"
+        );
+    }
+    for name in ["idle RSS", "CPU in a call (one core)", "RSS in a call"] {
+        let m = row(metrics, name);
+        positive(&m["ctiphone"]);
+        positive(&m["baresip"]);
+        positive(&m["ratio"]);
+        assert!(m["floor"].is_null(), "{name}: {m}");
+    }
     for name in [
-        "INVITE -> first provisional median",
-        "INVITE -> first provisional p99",
-        "INVITE -> 200 OK median",
-        "INVITE -> 200 OK p99",
-        "idle RSS",
-        "CPU in a call (one core)",
-        "RSS in a call",
         "RTP send interval |dev| p50",
         "RTP send interval |dev| p99",
         "RTP send interval |dev| max",
+    ] {
+        let m = row(metrics, name);
+        for who in ["ctiphone", "baresip"] {
+            assert!(m[who].as_f64().is_some_and(|x| x >= 0.0), "{name}, {who}: {m}");
+        }
+    }
+    for name in [
         "ring -> CTI search result median",
         "ring -> CTI search result p99",
     ] {
-        let m = metrics
-            .iter()
-            .find(|m| m["metric"] == name)
-            .unwrap_or_else(|| panic!("no `{name}` in {v}"));
-        assert!(m["ctiphone"].as_f64().is_some_and(|x| x >= 0.0), "{name}: {m}");
-        assert!(m["baresip"].is_null(), "{name}: {m}");
-        assert!(m["ratio"].is_null(), "{name}: {m}");
+        let m = row(metrics, name);
+        positive(&m["ctiphone"]);
+        assert!(m["baresip"].is_null() && m["ratio"].is_null(), "{name}: {m}");
     }
+}
+
+#[test]
+fn sipp_measures_both_phones_and_the_floor_the_same_way() {
+    let (v, _) = bench(&["bench", "sip", "--sipp", "--calls", "5", "--json"], None);
+    assert_eq!(v["method"], "sipp", "{v}");
+    assert!(
+        v["sipp_version"].as_str().is_some_and(|s| s.contains("SIPp")),
+        "{v}"
+    );
+    assert_eq!(v["gap_ms"], 50, "{v}");
+    for who in ["ctiphone", "baresip", "floor"] {
+        let r = &v[who];
+        assert_eq!(counts(r), [Some(0), Some(5), Some(5)], "{who}: {r}");
+        assert!(r["invite_to_100_us"].is_null(), "sipp does not time the 100: {r}");
+        // sipp's own RTDs counted the same calls.
+        for rtd in ["180", "200"] {
+            let name = format!("{who}_{rtd}");
+            assert_eq!(v["sipp_rtd_us"]["rtds"][&name]["values"], 5, "{name}: {v}");
+        }
+    }
+    for key in ["invite_to_180_us", "invite_to_200_us"] {
+        let floor = positive(&v["floor"][key]["median"]);
+        for who in ["ctiphone", "baresip"] {
+            assert!(
+                floor < positive(&v[who][key]["median"]),
+                "{key}: the floor is not below {who}: {v}"
+            );
+            positive(&v[who]["above_floor"][key]["median"]);
+        }
+        positive(&v["ratio_above_floor"][key.trim_end_matches("_us")]["median"]);
+    }
+    assert!(v["back_to_back"].is_null(), "{v}");
+}
+
+#[test]
+fn without_baresip_the_sip_bench_still_measures_ctiphone_and_the_floor() {
+    // A PATH where baresip cannot be found.
+    let (v, stderr) = bench(&["bench", "sip", "--calls", "3", "--json"], Some("/nonexistent"));
+    assert!(stderr.contains("baresip is not installed"), "{stderr}");
+    assert_eq!(v["baresip_installed"], false, "{v}");
+    assert!(v["baresip"].is_null(), "{v}");
+    for series in [&v, &v["back_to_back"]] {
+        for who in ["ctiphone", "floor"] {
+            let r = &series[who];
+            assert_eq!(counts(r), [Some(0), Some(3), Some(3)], "{who}: {r}");
+            positive(&r["invite_to_180_us"]["median"]);
+            positive(&r["invite_to_200_us"]["p99"]);
+        }
+        positive(&series["ctiphone"]["invite_to_100_us"]["median"]);
+        assert!(
+            series["ctiphone"]["above_floor"]["invite_to_180_us"]["median"].is_f64(),
+            "{series}"
+        );
+        assert!(
+            series["ratio_above_floor"]
+                .as_object()
+                .is_some_and(|o| o.is_empty()),
+            "{series}"
+        );
+    }
+    assert_eq!(v["back_to_back"]["gap_ms"], 0, "{v}");
+    positive(&v["ctiphone"]["idle_rss_kib"]);
 }

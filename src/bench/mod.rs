@@ -2,8 +2,10 @@
 //! Each part starts `ctiphone headless --auto-answer` and, when installed, baresip with
 //! auto-answer, and calls them from one loopback caller:
 //!
-//! - `sip`: INVITE → first provisional and INVITE → 200 OK per call (then ACK, BYE), and each
-//!   process's idle RSS;
+//! - `sip` (`sip`, `floor`, `sipp`): INVITE → 100, → 180 and → 200 OK on both phones and on a
+//!   minimal UAS of the bench's own (the floor of the method), calls spaced by a gap, then back
+//!   to back; each phone's figures above the floor; each process's idle RSS. `--sipp` takes
+//!   the same figures from sipp's own clock readings instead;
 //! - `media`: a G.711 call with a file source and recording: CPU, RSS, and the RTP
 //!   send-interval deviation;
 //! - `ui`: the terminal UI's drawing times and idle cost;
@@ -11,6 +13,12 @@
 //!   loopback; baresip has no CTI) in one table with the ratio ctiphone / baresip.
 //!
 //! Each prints medians, p99 and ratios, or JSON.
+
+mod floor;
+mod sip;
+mod sipp;
+
+pub use sip::sip;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -45,15 +53,6 @@ impl Drop for Peer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Timings of one peer (microseconds).
-#[derive(Default)]
-struct Figures {
-    provisional: Vec<f64>,
-    ok: Vec<f64>,
-    failed: usize,
-    idle_rss_kib: Option<u64>,
 }
 
 fn free_udp_port() -> std::io::Result<u16> {
@@ -204,6 +203,8 @@ struct Caller {
     rtp: UdpSocket,
     local: SocketAddr,
     n: u64,
+    /// The receive buffer, allocated once: not between a response's arrival and its timing.
+    buf: Vec<u8>,
 }
 
 impl Caller {
@@ -216,20 +217,23 @@ impl Caller {
             rtp,
             local,
             n: 0,
+            buf: vec![0u8; 65536],
         })
     }
 
-    fn recv(&self, deadline: Instant) -> Option<Message> {
-        let mut buf = vec![0u8; 65536];
+    /// The next SIP message before `deadline`, with the time it was read (taken before
+    /// parsing it).
+    fn recv(&mut self, deadline: Instant) -> Option<(Instant, Message)> {
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
             self.sock
                 .set_read_timeout(Some(left.max(Duration::from_millis(1))))
                 .ok()?;
-            match self.sock.recv_from(&mut buf) {
+            match self.sock.recv_from(&mut self.buf) {
                 Ok((n, _)) => {
-                    if let Ok(m) = Message::parse(&buf[..n]) {
-                        return Some(m);
+                    let at = Instant::now();
+                    if let Ok(m) = Message::parse(self.buf.get(..n)?) {
+                        return Some((at, m));
                     }
                 }
                 Err(_) => return None,
@@ -278,32 +282,32 @@ impl Caller {
         self.call_as(to, "bench", "caller")
     }
 
-    /// One call to `sip:USER@TO` from `sip:FROM_USER@…`: INVITE, ACK, BYE.
+    /// One call to `sip:USER@TO` from `sip:FROM_USER@…`: INVITE, ACK, BYE. None when no 2xx
+    /// came within 3 s.
     fn call_as(&mut self, to: SocketAddr, user: &str, from_user: &str) -> Option<Timing> {
         self.n += 1;
         let call_id = format!("bench-{}-{}@127.0.0.1", std::process::id(), self.n);
         let uri = format!("sip:{user}@{to}");
         let from = format!("<sip:{from_user}@{}>;tag=t{}", self.local, self.n);
-        let inv = self.invite(&uri, &from, &call_id, "b")?;
+        let inv = self.invite(&uri, &from, &call_id, "b")?.to_bytes();
         let start = Instant::now();
-        self.sock.send_to(&inv.to_bytes(), to).ok()?;
+        self.sock.send_to(&inv, to).ok()?;
         let deadline = start + Duration::from_secs(3);
-        let mut first = None;
+        let (mut trying, mut ringing) = (None, None);
         let mut ok = None;
         while ok.is_none() {
-            let m = self.recv(deadline)?;
+            let (at, m) = self.recv(deadline)?;
             if m.call_id() != Some(call_id.as_str()) {
                 continue;
             }
             let code = m.code()?;
-            let t = start.elapsed().as_secs_f64() * 1e6;
-            if first.is_none() {
-                first = Some(t);
-            }
-            if (200..300).contains(&code) {
-                ok = Some((t, m));
-            } else if code >= 300 {
-                return None;
+            let t = (at - start).as_secs_f64() * 1e6;
+            match code {
+                100 => trying = trying.or(Some(t)),
+                180 => ringing = ringing.or(Some(t)),
+                200..=299 => ok = Some((t, m)),
+                300.. => return None,
+                _ => {}
             }
         }
         let (t_ok, resp) = ok?;
@@ -319,7 +323,7 @@ impl Caller {
         }
         // Wait for the BYE's answer so calls do not overlap.
         let deadline = Instant::now() + Duration::from_secs(2);
-        while let Some(m) = self.recv(deadline) {
+        while let Some((_, m)) = self.recv(deadline) {
             if m.call_id() == Some(call_id.as_str()) && m.cseq().is_some_and(|(_, me)| me == "BYE") {
                 break;
             }
@@ -327,7 +331,8 @@ impl Caller {
         Some(Timing {
             call_id,
             sent: start,
-            provisional_us: first.unwrap_or(t_ok),
+            trying_us: trying,
+            ringing_us: ringing,
             ok_us: t_ok,
         })
     }
@@ -338,57 +343,121 @@ struct Timing {
     call_id: String,
     /// When the INVITE left.
     sent: Instant,
-    /// INVITE → first provisional and → 200 OK, in microseconds.
-    provisional_us: f64,
+    /// INVITE → 100 Trying and → 180 Ringing (when sent) and → 200 OK, in microseconds.
+    trying_us: Option<f64>,
+    ringing_us: Option<f64>,
     ok_us: f64,
+}
+
+/// How many measurements the figures of a row rest on (signalling rows).
+#[derive(Clone, Copy)]
+struct Samples {
+    ours: usize,
+    /// None: baresip did not run.
+    theirs: Option<usize>,
+    floor: usize,
 }
 
 /// One row of a ctiphone-vs-baresip table.
 struct Metric {
-    name: &'static str,
+    name: String,
     unit: &'static str,
     decimals: usize,
     ours: Option<f64>,
     theirs: Option<f64>,
+    /// The floor of the method (signalling rows): the same figure for the bench's minimal UAS,
+    /// on the same path in the same run.
+    floor: Option<f64>,
+    samples: Option<Samples>,
+    /// What an empty cell of a phone that ran says: "-", or "not sent" for a response a phone
+    /// does not send.
+    missing: &'static str,
     /// baresip has no such thing (CTI): its cell reads "—".
     ours_only: bool,
 }
 
+/// `a / b` of two figures above a floor: only when baresip's is above it (else the ratio says
+/// nothing).
+fn ratio_above(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0 && a.is_finite()).then(|| a / b)
+}
+
 impl Metric {
     fn new(
-        name: &'static str,
+        name: impl Into<String>,
         unit: &'static str,
         decimals: usize,
         ours: Option<f64>,
         theirs: Option<f64>,
     ) -> Self {
         Self {
-            name,
+            name: name.into(),
             unit,
             decimals,
             ours,
             theirs,
+            floor: None,
+            samples: None,
+            missing: "-",
             ours_only: false,
         }
     }
 
+    /// ctiphone / baresip of the two figures as measured.
     fn ratio(&self) -> Option<f64> {
         match (self.ours, self.theirs) {
             (Some(a), Some(b)) if b > 0.0 && a.is_finite() => Some(a / b),
             _ => None,
         }
     }
+
+    /// A figure minus the floor's.
+    fn above(&self, v: Option<f64>) -> Option<f64> {
+        Some(v? - self.floor?)
+    }
+
+    /// ctiphone / baresip of the figures above the floor.
+    fn ratio_above_floor(&self) -> Option<f64> {
+        ratio_above(self.above(self.ours)?, self.above(self.theirs)?)
+    }
+
+    /// The ratio a table prints: above the floor where the row has one.
+    fn headline_ratio(&self) -> Option<f64> {
+        if self.floor.is_some() {
+            self.ratio_above_floor()
+        } else {
+            self.ratio()
+        }
+    }
 }
 
 /// Prints the table; `baresip`: whether baresip ran (else its column reads "not installed").
+/// Rows with a floor also show it and each phone above it, and their ratio is of those.
 fn print_table(metrics: &[Metric], baresip: bool) {
-    println!(
-        "{:<36} {:>14} {:>14} {:>8}",
-        "metric", "ctiphone", "baresip", "ratio"
-    );
+    let floors = metrics.iter().any(|m| m.floor.is_some());
+    let line = |cells: [&str; 7]| {
+        let [name, ours, theirs, floor, ours_above, theirs_above, ratio] = cells;
+        if floors {
+            println!(
+                "{name:<44} {ours:>10} {theirs:>13} {floor:>9} {ours_above:>14} {theirs_above:>13} {ratio:>6}"
+            );
+        } else {
+            println!("{name:<36} {ours:>14} {theirs:>14} {ratio:>8}");
+        }
+    };
+    line([
+        "metric",
+        "ctiphone",
+        "baresip",
+        "floor",
+        "ctiphone-floor",
+        "baresip-floor",
+        "ratio",
+    ]);
     for m in metrics {
         let d = m.decimals;
-        let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.d$} {}", m.unit));
+        let fmt = |v: Option<f64>| v.map_or_else(|| m.missing.to_owned(), |v| format!("{v:.d$} {}", m.unit));
+        let has_floor = m.floor.is_some();
         let theirs = if m.ours_only {
             "—".to_owned()
         } else if !baresip {
@@ -396,20 +465,55 @@ fn print_table(metrics: &[Metric], baresip: bool) {
         } else {
             fmt(m.theirs)
         };
-        let ratio = m.ratio().map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
-        println!("{:<36} {:>14} {:>14} {:>8}", m.name, fmt(m.ours), theirs, ratio);
+        let above = |v: Option<f64>| {
+            m.above(v).map_or_else(
+                || if has_floor { "-".to_owned() } else { String::new() },
+                |v| format!("{v:.d$} {}", m.unit),
+            )
+        };
+        let floor = m
+            .floor
+            .map_or_else(String::new, |v| format!("{v:.d$} {}", m.unit));
+        let ratio = m
+            .headline_ratio()
+            .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
+        line([
+            &m.name,
+            &fmt(m.ours),
+            &theirs,
+            &floor,
+            &above(m.ours),
+            &above(if baresip { m.theirs } else { None }),
+            &ratio,
+        ]);
+    }
+    if floors {
+        println!(
+            "floor: the bench's own minimal UAS (180 and 200 at once, no logic) called the same way \
+             in the same run (for the 100: its first response); X-floor: the figure above it;\n\
+             ratio: (ctiphone - floor) / (baresip - floor) where there is a floor, else ctiphone / baresip"
+        );
     }
 }
 
 /// The table as JSON rows: metric, unit, ctiphone, baresip (null when it did not run or has
-/// no such thing), ratio.
+/// no such thing), ratio (ctiphone / baresip as measured); signalling rows also: floor, each
+/// phone above it, ratio_above_floor, and the samples behind each figure.
 fn metrics_json(metrics: &[Metric]) -> serde_json::Value {
     metrics
         .iter()
         .map(|m| {
+            let theirs = if m.ours_only { None } else { m.theirs };
             json!({
                 "metric": m.name, "unit": m.unit, "ctiphone": m.ours,
-                "baresip": if m.ours_only { None } else { m.theirs }, "ratio": m.ratio(),
+                "baresip": theirs, "ratio": m.ratio(),
+                "floor": m.floor,
+                "ctiphone_above_floor": m.above(m.ours),
+                "baresip_above_floor": m.above(theirs),
+                "ratio_above_floor": m.ratio_above_floor(),
+                "samples": m.samples.map(|s| json!({
+                    "ctiphone": s.ours, "baresip": s.theirs, "floor": s.floor,
+                })),
             })
         })
         .collect()
@@ -427,17 +531,6 @@ fn percentile(v: &[f64], p: f64) -> Option<f64> {
     s.get(idx).copied()
 }
 
-/// Runs the signalling benchmark and prints it; returns the exit code.
-pub fn sip(calls: usize, as_json: bool) -> u8 {
-    match run_sip(calls.max(1), as_json) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("ctiphone bench: {e}");
-            1
-        }
-    }
-}
-
 /// The peers of one part: ctiphone with `extra` configuration, and baresip when installed.
 fn start_peers(extra: &str, record: bool) -> Result<Vec<Peer>, String> {
     let mut peers = vec![start_ctiphone(extra)?];
@@ -453,88 +546,6 @@ fn start_peers(extra: &str, record: bool) -> Result<Vec<Peer>, String> {
         }
     }
     Ok(peers)
-}
-
-/// The signalling part: idle RSS, then `calls` calls to each peer, interleaved so both see the
-/// same machine load. One `Figures` per peer, ctiphone first.
-fn measure_sip(calls: usize) -> Result<Vec<(&'static str, Figures)>, String> {
-    let mut peers = start_peers("[audio]\ninput = \"null\"\noutput = \"null\"\n", false)?;
-    let mut figures: Vec<Figures> = peers
-        .iter()
-        .map(|p| Figures {
-            idle_rss_kib: rss_kib(p.child.id()),
-            ..Figures::default()
-        })
-        .collect();
-    let mut caller = Caller::new().map_err(|e| e.to_string())?;
-    // A warm-up call each, not counted.
-    for p in &peers {
-        let _ = caller.call(p.addr);
-    }
-    for _ in 0..calls {
-        for (p, f) in peers.iter().zip(figures.iter_mut()) {
-            match caller.call(p.addr) {
-                Some(t) => {
-                    f.provisional.push(t.provisional_us);
-                    f.ok.push(t.ok_us);
-                }
-                None => f.failed += 1,
-            }
-        }
-    }
-    peers[0].quit();
-    Ok(peers.iter().map(|p| p.name).zip(figures).collect())
-}
-
-/// The signalling rows of a table.
-fn sip_metrics(ours: &Figures, theirs: Option<&Figures>) -> Vec<Metric> {
-    let pick =
-        |f: Option<&Figures>, g: fn(&Figures) -> &Vec<f64>, p: f64| f.and_then(|f| percentile(g(f), p));
-    let row = |name, g: fn(&Figures) -> &Vec<f64>, p| {
-        Metric::new(name, "us", 0, pick(Some(ours), g, p), pick(theirs, g, p))
-    };
-    vec![
-        row("INVITE -> first provisional median", |f| &f.provisional, 50.0),
-        row("INVITE -> first provisional p99", |f| &f.provisional, 99.0),
-        row("INVITE -> 200 OK median", |f| &f.ok, 50.0),
-        row("INVITE -> 200 OK p99", |f| &f.ok, 99.0),
-        Metric::new(
-            "idle RSS",
-            "KiB",
-            0,
-            ours.idle_rss_kib.map(|v| v as f64),
-            theirs.and_then(|t| t.idle_rss_kib).map(|v| v as f64),
-        ),
-    ]
-}
-
-fn run_sip(calls: usize, as_json: bool) -> Result<(), String> {
-    let figures = measure_sip(calls)?;
-    let stat = |f: &Figures| {
-        json!({
-            "calls": f.ok.len(),
-            "failed": f.failed,
-            "invite_to_provisional_us": { "median": percentile(&f.provisional, 50.0), "p99": percentile(&f.provisional, 99.0) },
-            "invite_to_200_us": { "median": percentile(&f.ok, 50.0), "p99": percentile(&f.ok, 99.0) },
-            "idle_rss_kib": f.idle_rss_kib,
-        })
-    };
-    if as_json {
-        let report: serde_json::Map<String, serde_json::Value> =
-            figures.iter().map(|(n, f)| ((*n).to_owned(), stat(f))).collect();
-        println!("{}", serde_json::Value::Object(report));
-        return Ok(());
-    }
-    let ours = &figures[0].1;
-    let theirs = figures.get(1).map(|f| &f.1);
-    println!("ctiphone bench sip: {calls} calls each, loopback UDP, auto-answer");
-    print_table(&sip_metrics(ours, theirs), theirs.is_some());
-    println!(
-        "failed calls: ctiphone {}, baresip {}",
-        ours.failed,
-        theirs.map_or("not installed".to_owned(), |t| t.failed.to_string())
-    );
-    Ok(())
 }
 
 /// CPU time of a process so far, in nanoseconds from the scheduler (`/proc/PID/task/*/schedstat`,
@@ -573,7 +584,7 @@ impl Caller {
             .map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(3);
         let ok = loop {
-            let m = self.recv(deadline).ok_or("no answer to the INVITE")?;
+            let (_, m) = self.recv(deadline).ok_or("no answer to the INVITE")?;
             if m.call_id() == Some(call_id.as_str()) && m.code().is_some_and(|c| (200..300).contains(&c)) {
                 break m;
             }
@@ -811,10 +822,10 @@ fn measure_cti(calls: usize) -> Result<(Vec<f64>, usize), String> {
     Ok((times, failed))
 }
 
-/// `ctiphone bench`: signalling, media and ring → CTI search result in one table (or JSON),
-/// ctiphone against baresip.
-pub fn all(calls: usize, secs: u64, as_json: bool) -> u8 {
-    match run_all(calls.max(1), secs.max(5), as_json) {
+/// `ctiphone bench`: signalling (calls `gap_ms` apart, then back to back, above the floor),
+/// media and ring → CTI search result in one table (or JSON), ctiphone against baresip.
+pub fn all(calls: usize, gap_ms: u64, secs: u64, as_json: bool) -> u8 {
+    match run_all(calls.max(1), gap_ms, secs.max(5), as_json) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("ctiphone bench: {e}");
@@ -823,12 +834,12 @@ pub fn all(calls: usize, secs: u64, as_json: bool) -> u8 {
     }
 }
 
-fn run_all(calls: usize, secs: u64, as_json: bool) -> Result<(), String> {
-    let sip = measure_sip(calls)?;
+fn run_all(calls: usize, gap_ms: u64, secs: u64, as_json: bool) -> Result<(), String> {
+    let sip = sip::measure(calls, gap_ms)?;
     let media = measure_media(secs)?;
     let (cti, cti_failed) = measure_cti(calls)?;
-    let baresip = sip.len() > 1;
-    let mut metrics = sip_metrics(&sip[0].1, sip.get(1).map(|f| &f.1));
+    let baresip = sip.baresip;
+    let mut metrics = sip::sip_metrics(&sip);
     metrics.extend(media_metrics(&media[0].1, media.get(1).map(|m| &m.1)));
     for (name, p) in [
         ("ring -> CTI search result median", 50.0),
@@ -839,28 +850,38 @@ fn run_all(calls: usize, secs: u64, as_json: bool) -> Result<(), String> {
             ..Metric::new(name, "ms", 2, percentile(&cti, p), None)
         });
     }
-    let failed = |i: usize| sip.get(i).map(|f| f.1.failed);
     if as_json {
         let report = json!({
             "calls": calls,
+            "gap_ms": gap_ms,
             "media_secs": secs,
             "baresip": if baresip { "installed" } else { "not installed" },
             "metrics": metrics_json(&metrics),
-            "failed_calls": { "ctiphone": failed(0), "baresip": failed(1) },
+            "failed_calls": {
+                "ctiphone": sip.failed("ctiphone"),
+                "baresip": sip.failed("baresip"),
+                "floor": sip.failed("floor"),
+            },
             "failed_cti_searches": cti_failed,
         });
         println!("{report}");
         return Ok(());
     }
     println!(
-        "ctiphone bench: {calls} calls each (signalling, CTI), one {secs} s G.711 call each, both at once (media); \
-         loopback UDP, auto-answer; CTI against the demo CRM on loopback"
+        "ctiphone bench: signalling: {}; CTI: {calls} calls; media: one {secs} s G.711 call each, \
+         both at once; loopback UDP, auto-answer; CTI against the demo CRM on loopback",
+        sip::describe(&sip)
     );
     print_table(&metrics, baresip);
+    let failed = |n: &str| {
+        sip.failed(n)
+            .map_or("not installed".to_owned(), |v| v.to_string())
+    };
     println!(
-        "failed calls: ctiphone {}, baresip {}; failed CTI searches: {cti_failed}",
-        failed(0).unwrap_or(0),
-        failed(1).map_or("not installed".to_owned(), |n| n.to_string())
+        "failed calls: ctiphone {}, baresip {}, floor {}; failed CTI searches: {cti_failed}",
+        failed("ctiphone"),
+        failed("baresip"),
+        failed("floor")
     );
     Ok(())
 }
