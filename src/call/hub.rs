@@ -337,12 +337,7 @@ impl Hub {
             self.stack.reject(dialog, e.status(), "Not Acceptable Here").await;
             return;
         }
-        let (rtp, rtcp) = media::bind_rtp(self.stack.local().ip()).await;
-        call.rtp_port = rtp
-            .as_ref()
-            .and_then(|s| s.local_addr().ok())
-            .map_or(0, |a| a.port());
-        (call.rtp, call.rtcp) = (rtp, rtcp);
+        call.reserve_rtp(self.stack.local().ip()).await;
         call.auto_answer_at = self.cfg.auto_answer.map(|d| Instant::now() + d);
         self.by_dialog.insert(dialog, call_id.clone());
         self.calls.push(call);
@@ -420,16 +415,20 @@ impl Hub {
             },
         };
         self.stack.accept(dialog, body, offered).await;
-        let c = &mut self.calls[i];
-        c.state = CallState::Confirmed;
-        c.answered_at = Some(Instant::now());
-        let id = c.id.clone();
-        let params = c.params.clone();
-        self.publish(i, Event::Phone(PhoneEvent::Answered { call: id }));
-        self.publish(i, Event::Call(CallEvent::answer(params)));
+        self.confirm(i);
         if !offered {
             self.start_media(i).await;
         }
+    }
+
+    /// Call `i` is answered (by us or the far end): its state, and the answer on the bus.
+    fn confirm(&mut self, i: usize) {
+        let c = &mut self.calls[i];
+        c.state = CallState::Confirmed;
+        c.answered_at = Some(Instant::now());
+        let (id, params) = (c.id.clone(), c.params.clone());
+        self.publish(i, Event::Phone(PhoneEvent::Answered { call: id }));
+        self.publish(i, Event::Call(CallEvent::answer(params)));
     }
 
     /// What our side puts in its SDP for call `i`.
@@ -502,14 +501,8 @@ impl Hub {
         {
             self.take_answer(i, &text);
         }
-        let c = &mut self.calls[i];
-        if c.state != CallState::Confirmed {
-            c.state = CallState::Confirmed;
-            c.answered_at = Some(Instant::now());
-            let id = c.id.clone();
-            let params = c.params.clone();
-            self.publish(i, Event::Phone(PhoneEvent::Answered { call: id }));
-            self.publish(i, Event::Call(CallEvent::answer(params)));
+        if self.calls[i].state != CallState::Confirmed {
+            self.confirm(i);
         }
         if self.calls[i].neg.active().is_some() {
             self.start_media(i).await;
@@ -556,12 +549,7 @@ impl Hub {
         let mut params = CallParams::outgoing(&id, &tel);
         params.called = tel.clone();
         let mut call = Call::new(id.clone(), false, params.clone());
-        let (rtp, rtcp) = media::bind_rtp(self.stack.local().ip()).await;
-        call.rtp_port = rtp
-            .as_ref()
-            .and_then(|s| s.local_addr().ok())
-            .map_or(0, |a| a.port());
-        (call.rtp, call.rtcp) = (rtp, rtcp);
+        call.reserve_rtp(self.stack.local().ip()).await;
         self.calls.push(call);
         self.emit(PhoneEvent::Outgoing {
             call: id.clone(),

@@ -87,6 +87,16 @@ impl Call {
         }
     }
 
+    /// Reserves the call's RTP/RTCP port pair on `ip`.
+    pub async fn reserve_rtp(&mut self, ip: std::net::IpAddr) {
+        let (rtp, rtcp) = super::media::bind_rtp(ip).await;
+        self.rtp_port = rtp
+            .as_ref()
+            .and_then(|s| s.local_addr().ok())
+            .map_or(0, |a| a.port());
+        (self.rtp, self.rtcp) = (rtp, rtcp);
+    }
+
     pub fn is_ringing_here(&self) -> bool {
         self.incoming && self.state == CallState::Ringing
     }

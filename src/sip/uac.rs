@@ -328,18 +328,9 @@ impl Stack {
             let Some(d) = self.dialogs.get_mut(&id) else {
                 return;
             };
-            let mut ack = d.request("ACK", Some(cseq));
-            let (to, proto) = d.destination();
-            ack.headers.insert(0, ("Via".into(), self.via(proto, &branch())));
-            ack.push("Max-Forwards", "70");
-            let bytes = ack.to_bytes();
-            let Some(d) = self.dialogs.get_mut(&id) else {
-                return;
-            };
-            d.ack = Some(bytes.clone());
             d.state = DialogState::Confirmed;
             d.timer = timer.map(|(se, we)| SessionTimer::start(se, we, Instant::now()));
-            self.send(proto, to, bytes).await;
+            self.send_ack(id, cseq).await;
             self.emit(SipEvent::Confirmed { dialog: id, sdp });
             return;
         }
@@ -440,15 +431,7 @@ impl Stack {
             }
             if method == "INVITE" {
                 let cseq = msg.cseq().map_or(1, |(n, _)| n);
-                let mut ack = d.request("ACK", Some(cseq));
-                let (to, proto) = d.destination();
-                ack.headers.insert(0, ("Via".into(), self.via(proto, &branch())));
-                ack.push("Max-Forwards", "70");
-                let bytes = ack.to_bytes();
-                if let Some(d) = self.dialogs.get_mut(&id) {
-                    d.ack = Some(bytes.clone());
-                }
-                self.send(proto, to, bytes).await;
+                self.send_ack(id, cseq).await;
             }
             if sdp.is_some() || method == "INVITE" {
                 self.emit(SipEvent::OfferAnswered { dialog: id, sdp });
@@ -483,6 +466,23 @@ impl Stack {
             code,
             reason: reason_phrase(msg),
         });
+    }
+
+    /// ACKs the peer's 2xx to our INVITE or re-INVITE with CSeq `cseq` (a transaction of its
+    /// own, RFC 3261 §13.2.2.4), kept to ACK a retransmitted 2xx again.
+    async fn send_ack(&mut self, id: DialogId, cseq: u32) {
+        let Some(d) = self.dialogs.get_mut(&id) else {
+            return;
+        };
+        let mut ack = d.request("ACK", Some(cseq));
+        let (to, proto) = d.destination();
+        ack.headers.insert(0, ("Via".into(), self.via(proto, &branch())));
+        ack.push("Max-Forwards", "70");
+        let bytes = ack.to_bytes();
+        if let Some(d) = self.dialogs.get_mut(&id) {
+            d.ack = Some(bytes.clone());
+        }
+        self.send(proto, to, bytes).await;
     }
 
     /// ACKs then ends a dialog we no longer want (a 2xx that arrived after we hung up).

@@ -3,7 +3,6 @@
 //! headers by regex, timings).
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use regex::Regex;
@@ -163,17 +162,7 @@ pub fn first(r: &SippResult, sent: bool, start: &str) -> SippMsg {
 /// `ctiphone history list --json --limit 100000` on the phone's data directory: every call,
 /// newest first.
 pub fn history_all(home: &Path) -> Vec<Value> {
-    let out = Command::new(super::peers::ctiphone_bin())
-        .args(["history", "list", "--json", "--limit", "100000"])
-        .env("HOME", home)
-        .env("XDG_DATA_HOME", home.join("xdg-data"))
-        .output()
-        .expect("run ctiphone history");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json row"))
-        .collect()
+    super::peers::history_list_with(home, &["--limit", "100000"])
 }
 
 /// The history database of a phone whose HOME is `home` (`history::default_path` under the

@@ -1320,8 +1320,14 @@ pub fn account_toml_call_waiting(
 /// `ctiphone history list --json` on the data directory of a phone whose HOME was `home`
 /// (`Phone::home`): its call history, newest first, one JSON object per call.
 pub fn history_list(home: &Path) -> Vec<Value> {
+    history_list_with(home, &[])
+}
+
+/// As [`history_list`], with more arguments for `history list` (`--limit N`, filters).
+pub fn history_list_with(home: &Path, extra: &[&str]) -> Vec<Value> {
     let out = Command::new(ctiphone_bin())
         .args(["history", "list", "--json"])
+        .args(extra)
         .env("HOME", home)
         .env("XDG_DATA_HOME", home.join("xdg-data"))
         .output()
