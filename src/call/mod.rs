@@ -3,7 +3,7 @@
 //! re-targets media, names the parties (phonebook) and builds the CTI variables, and
 //! publishes every call event on the bus. Below it, [`crate::sip`] carries signalling only
 //! and hands it dialog events; nothing here waits on anything slow: devices, DNS and the
-//! phonebook run beside the loop and come back as [`hub::Task`] results.
+//! phonebook run beside the loop and come back as `hub::Task` results.
 
 pub mod config;
 mod hub;

@@ -1,0 +1,168 @@
+//! Starting and steering a call's media session from the session in force: devices opened
+//! beside the loop, the session spawned when they arrive, updates after re-offers, the ring
+//! tone, recording names, and what the session reports back.
+
+use crate::app::{CallEvent, EndReason, PhoneEvent};
+use crate::media::device::{self, DeviceSpec};
+use crate::media::session::{self as media_session, MediaCommand, MediaEvent, MediaSetup};
+
+use super::super::media;
+use super::super::state::Call;
+use super::{Hub, Task};
+
+impl Hub {
+    /// Starts (or updates) the media of call `i` from the session in force.
+    pub(super) async fn start_media(&mut self, i: usize) {
+        let c = &self.calls[i];
+        let Some(plan) = c.neg.negotiated().map(|n| media::plan(n, c.held)) else {
+            return;
+        };
+        if let Some(m) = &c.media {
+            let _ = m.commands.try_send(MediaCommand::Update {
+                remote: plan.remote,
+                remote_rtcp: plan.remote_rtcp,
+                send: plan.send,
+                recv: plan.recv,
+            });
+            return;
+        }
+        if c.media_opening {
+            return; // the devices' arrival uses the session in force then
+        }
+        let Some(codec) = crate::media::codec::by_name(&plan.codec.name, plan.codec.rate) else {
+            self.error(format!("codec {} is not available", plan.codec.name));
+            return;
+        };
+        let rate = codec.sample_rate();
+        self.calls[i].media_opening = true;
+        let (input, output) = (self.cfg.input.clone(), self.cfg.output.clone());
+        let tx = self.tasks.clone();
+        let call = self.calls[i].id.clone();
+        tokio::spawn(async move {
+            let devices = media::open_devices(input, output, rate).await;
+            let _ = tx.send(Task::Devices { call, devices });
+        });
+    }
+
+    pub(super) async fn on_devices(&mut self, call: &str, devices: media::Devices) {
+        // The call may have ended while the devices opened.
+        let Some(i) = self.find(call) else { return };
+        self.calls[i].media_opening = false;
+        let source = match devices.source {
+            Ok(s) => s,
+            Err(e) => {
+                self.warn(format!("microphone: {e}; using silence"));
+                Box::new(device::NullSource) as Box<dyn device::Source>
+            }
+        };
+        let sink = match devices.sink {
+            Ok(s) => s,
+            Err(e) => {
+                self.warn(format!("speaker: {e}; audio is discarded"));
+                Box::new(device::NullSink) as Box<dyn device::Sink>
+            }
+        };
+        let c = &self.calls[i];
+        let Some(plan) = c.neg.negotiated().map(|n| media::plan(n, c.held)) else {
+            return;
+        };
+        let Some(codec) = crate::media::codec::by_name(&plan.codec.name, plan.codec.rate) else {
+            return;
+        };
+        let record = self.cfg.record_auto.then(|| self.recording_target(i));
+        let c = &mut self.calls[i];
+        c.dtmf_pt = plan.dtmf_pt;
+        let (Some(rtp), rtcp) = (c.rtp.take(), c.rtcp.take()) else {
+            return;
+        };
+        let setup = MediaSetup {
+            codec,
+            pt: plan.codec.pt,
+            dtmf_pt: plan.dtmf_pt,
+            remote: plan.remote,
+            remote_rtcp: plan.remote_rtcp,
+            symmetric_rtp: self.cfg.symmetric_rtp,
+            rtp_timeout: self.cfg.rtp_timeout,
+            send: plan.send,
+            recv: plan.recv,
+            source,
+            sink,
+            record,
+        };
+        let handle = media_session::spawn(c.id.clone(), rtp, rtcp, setup, self.media_tx.clone());
+        if c.muted {
+            let _ = handle.commands.try_send(MediaCommand::Mute(true));
+        }
+        c.media = Some(handle);
+    }
+
+    /// Plays the ring tone while a call rings here and no call is in progress; stops it
+    /// otherwise. Files and the null device get no ring tone (they are for tests and scripts).
+    pub(super) fn update_ringer(&mut self) {
+        let ringing = self.calls.iter().any(Call::is_ringing_here);
+        let busy = self.calls.iter().any(|c| c.media.is_some());
+        let want = ringing
+            && !busy
+            && self.cfg.ring
+            && matches!(self.cfg.output, DeviceSpec::Default | DeviceSpec::Named(_));
+        match (&self.ringer, want) {
+            (None, true) => self.ringer = Some(media::spawn_ringer(self.cfg.output.clone())),
+            (Some(_), false) => {
+                if let Some(r) = self.ringer.take() {
+                    r.abort();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn recording_target(&self, i: usize) -> (std::path::PathBuf, String) {
+        media::recording_target(
+            &self.cfg.record_dir,
+            &self.cfg.record_name,
+            &self.cfg.identity,
+            &self.calls[i].params,
+        )
+    }
+
+    pub(super) async fn on_media_event(&mut self, id: String, ev: MediaEvent) {
+        match ev {
+            MediaEvent::Dtmf(d) => self.emit(PhoneEvent::Dtmf {
+                call: id,
+                digit: d.to_string(),
+            }),
+            MediaEvent::Stats(s) => self.emit(PhoneEvent::Quality {
+                call: id,
+                loss_percent: s.loss_percent,
+                jitter_ms: s.jitter_ms,
+                remote_loss_percent: s.remote_loss_percent,
+                rtt_ms: s.rtt_ms,
+            }),
+            MediaEvent::Warning(w) => self.warn(w),
+            MediaEvent::Timeout { silent_for } => {
+                // No RTP for [media] rtp_timeout_seconds: the far end is gone (a dead peer, a
+                // network that lost the path) and will never send BYE.
+                if let Some(i) = self.find(&id) {
+                    self.warn(format!(
+                        "call {id}: no audio from the far end for {} s: hanging up",
+                        silent_for.as_secs()
+                    ));
+                    self.end_with_bye(i, EndReason::Failed).await;
+                }
+            }
+            MediaEvent::Recorded(path) => {
+                let params = self
+                    .find(&id)
+                    .map(|i| self.calls[i].params.clone())
+                    .or_else(|| self.finishing.get(&id).map(|(p, _)| p.clone()));
+                self.emit(PhoneEvent::Recorded {
+                    call: id,
+                    path: path.display().to_string(),
+                });
+                if let Some(p) = params {
+                    self.bus.call(CallEvent::recorded(p, path));
+                }
+            }
+        }
+    }
+}
