@@ -34,13 +34,7 @@ impl Stack {
         (theirs == from_tag || (d.role == Role::Uac && theirs.is_empty())).then_some(id)
     }
 
-    pub(super) async fn on_in_dialog(
-        &mut self,
-        msg: Message,
-        from: SocketAddr,
-        proto: Proto,
-        _to_tag: String,
-    ) {
+    pub(super) async fn on_in_dialog(&mut self, msg: Message, from: SocketAddr, proto: Proto) {
         let method = msg.method().unwrap_or("").to_owned();
         let Some(id) = self.match_dialog(&msg) else {
             self.refuse(from, proto, &msg, 481, "Call/Transaction Does Not Exist", &[])

@@ -267,14 +267,6 @@ impl Stack {
         &self.cfg.user
     }
 
-    /// Sets where REGISTER goes and the password (known once resolved beside the loop).
-    pub fn set_registrar(&mut self, registrar: Option<SocketAddr>, password: Option<String>) {
-        self.cfg.registrar = registrar;
-        if let Some(p) = password {
-            self.cfg.password = p;
-        }
-    }
-
     pub(super) fn emit(&mut self, e: SipEvent) {
         self.events.push_back(e);
     }
@@ -328,15 +320,6 @@ impl Stack {
         if self.remove_dialog(id).is_some() {
             self.emit(SipEvent::Ended { dialog: id, end });
         }
-    }
-
-    pub fn dialog(&self, id: DialogId) -> Option<&Dialog> {
-        self.dialogs.get(&id)
-    }
-
-    /// How many dialogs exist.
-    pub fn dialog_count(&self) -> usize {
-        self.dialogs.len()
     }
 
     /// The earliest time [`Stack::on_timers`] has something to do.
@@ -609,10 +592,7 @@ impl Stack {
                 self.refuse(from, proto, &msg, 481, "Call/Transaction Does Not Exist", &[])
                     .await;
             }
-            _ => {
-                self.on_in_dialog(msg, from, proto, to_tag.unwrap_or_default())
-                    .await
-            }
+            _ => self.on_in_dialog(msg, from, proto).await,
         }
     }
 
@@ -623,10 +603,10 @@ impl Stack {
         let now = Instant::now();
         let mut resend = Vec::new();
         let mut timed_out = Vec::new();
-        self.clients.retain(|br, tx| {
+        self.clients.retain(|_, tx| {
             if tx.deadline <= now {
                 if !tx.done {
-                    timed_out.push((br.clone(), tx.owner.clone(), tx.method.clone(), tx.error.take()));
+                    timed_out.push((tx.owner.clone(), tx.method.clone(), tx.error.take()));
                 }
                 return false;
             }
@@ -712,8 +692,8 @@ impl Stack {
         for id in refresh {
             self.refresh(id).await;
         }
-        for (br, owner, method, error) in timed_out {
-            self.on_client_timeout(&br, owner, &method, error).await;
+        for (owner, method, error) in timed_out {
+            self.on_client_timeout(owner, &method, error).await;
         }
         if self.reg.next.is_some_and(|t| t <= now) {
             self.reg.next = None;
@@ -765,13 +745,7 @@ impl Stack {
         }
     }
 
-    pub(super) async fn on_client_timeout(
-        &mut self,
-        _br: &str,
-        owner: Owner,
-        method: &str,
-        error: Option<String>,
-    ) {
+    pub(super) async fn on_client_timeout(&mut self, owner: Owner, method: &str, error: Option<String>) {
         if let Some(e) = &error {
             self.emit(SipEvent::Error(e.clone()));
         }
@@ -844,11 +818,6 @@ impl Stack {
                 )));
             }
         }
-    }
-
-    /// For tests and benchmarks: the number of client and server transactions held.
-    pub fn transaction_counts(&self) -> (usize, usize) {
-        (self.clients.len(), self.servers.len())
     }
 }
 
