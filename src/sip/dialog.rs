@@ -144,7 +144,7 @@ pub struct Dialog {
     /// The highest CSeq of the peer's requests in this dialog (§12.2.2).
     pub remote_cseq: Option<u32>,
     /// UAS: the INVITE and its transaction key, until its final response.
-    pub invite: Option<Message>,
+    pub invite: Option<std::sync::Arc<Message>>,
     pub invite_key: Option<String>,
     /// UAS: a final response to the INVITE was sent.
     pub invite_answered: bool,

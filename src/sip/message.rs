@@ -3,6 +3,7 @@
 //! CSeq), and building and writing requests and responses. Header values are kept as text;
 //! typed readers for the headers the stack uses live in [`super::addr`].
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// The largest message accepted (datagram or stream).
@@ -44,60 +45,132 @@ pub enum StartLine {
     Response { code: u16, reason: String },
 }
 
+/// A header name as stored: a `'static` spelling for every name the stack knows (no allocation
+/// per header on the wire), an owned one for others.
+pub type HeaderName = Cow<'static, str>;
+
 /// One SIP message. Header names are stored in their full canonical form.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     pub start: StartLine,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(HeaderName, String)>,
     pub body: Vec<u8>,
 }
 
-/// Compact forms (RFC 3261 §7.3.3 and later RFCs) and canonical spellings.
-const NAMES: &[(&str, &str)] = &[
-    ("i", "Call-ID"),
-    ("f", "From"),
-    ("t", "To"),
-    ("v", "Via"),
-    ("m", "Contact"),
-    ("l", "Content-Length"),
-    ("c", "Content-Type"),
-    ("e", "Content-Encoding"),
-    ("k", "Supported"),
-    ("s", "Subject"),
-    ("o", "Event"),
-    ("r", "Refer-To"),
-    ("b", "Referred-By"),
-    ("u", "Allow-Events"),
-    ("x", "Session-Expires"),
-    ("call-id", "Call-ID"),
-    ("cseq", "CSeq"),
-    ("www-authenticate", "WWW-Authenticate"),
-    ("max-forwards", "Max-Forwards"),
-    ("p-asserted-identity", "P-Asserted-Identity"),
-    ("p-called-party-id", "P-Called-Party-ID"),
-    ("remote-party-id", "Remote-Party-ID"),
-    ("min-se", "Min-SE"),
-    ("rseq", "RSeq"),
-    ("rack", "RAck"),
+/// Compact forms (RFC 3261 §7.3.3 and later RFCs).
+const COMPACT: &[(u8, &str)] = &[
+    (b'i', "Call-ID"),
+    (b'f', "From"),
+    (b't', "To"),
+    (b'v', "Via"),
+    (b'm', "Contact"),
+    (b'l', "Content-Length"),
+    (b'c', "Content-Type"),
+    (b'e', "Content-Encoding"),
+    (b'k', "Supported"),
+    (b's', "Subject"),
+    (b'o', "Event"),
+    (b'r', "Refer-To"),
+    (b'b', "Referred-By"),
+    (b'u', "Allow-Events"),
+    (b'x', "Session-Expires"),
 ];
 
-/// The canonical spelling of a header name.
-pub fn canonical(name: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    if let Some((_, c)) = NAMES.iter().find(|(n, _)| *n == lower) {
-        return (*c).to_owned();
+/// Canonical spellings: those that word capitalisation would get wrong (Call-ID, CSeq…), and
+/// the headers a call's messages carry, so that reading them allocates nothing.
+const KNOWN: &[&str] = &[
+    "Via",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Contact",
+    "Max-Forwards",
+    "Content-Type",
+    "Content-Length",
+    "Record-Route",
+    "Route",
+    "Allow",
+    "Supported",
+    "Require",
+    "Proxy-Require",
+    "Unsupported",
+    "User-Agent",
+    "Server",
+    "Accept",
+    "Expires",
+    "Session-Expires",
+    "Min-SE",
+    "RSeq",
+    "RAck",
+    "Privacy",
+    "P-Asserted-Identity",
+    "P-Preferred-Identity",
+    "P-Called-Party-ID",
+    "Remote-Party-ID",
+    "WWW-Authenticate",
+    "Proxy-Authenticate",
+    "Authorization",
+    "Proxy-Authorization",
+    "Reason",
+    "Warning",
+    "Date",
+    "Subject",
+    "Event",
+    "Allow-Events",
+    "Refer-To",
+    "Referred-By",
+    "Call-Info",
+    "Alert-Info",
+];
+
+/// The `'static` canonical spelling of a name the tables know, in any case.
+fn known(name: &str) -> Option<&'static str> {
+    if let [b] = name.as_bytes() {
+        return COMPACT
+            .iter()
+            .find(|(c, _)| c.eq_ignore_ascii_case(b))
+            .map(|(_, n)| *n);
     }
-    // Capitalise each hyphen-separated word: content-type -> Content-Type.
-    lower
-        .split('-')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next().map_or_else(String::new, |f| {
-                std::iter::once(f.to_ascii_uppercase()).chain(c).collect()
+    KNOWN.iter().find(|k| k.eq_ignore_ascii_case(name)).copied()
+}
+
+/// The canonical spelling of a header name: borrowed, without allocating, for a name the
+/// tables know (in any case, compact forms included) and for one already spelled canonically;
+/// a new string only for other spellings.
+pub fn canonical(name: &str) -> Cow<'_, str> {
+    if let Some(k) = known(name) {
+        return Cow::Borrowed(k);
+    }
+    // Each hyphen-separated word capitalised (content-type -> Content-Type): already so?
+    let capitalised = name.split('-').all(|w| {
+        let b = w.as_bytes();
+        b.first().is_none_or(|f| !f.is_ascii_lowercase()) && b.iter().skip(1).all(|c| !c.is_ascii_uppercase())
+    });
+    if capitalised {
+        return Cow::Borrowed(name);
+    }
+    let lower = name.to_ascii_lowercase();
+    Cow::Owned(
+        lower
+            .split('-')
+            .map(|w| {
+                let mut c = w.chars();
+                c.next().map_or_else(String::new, |f| {
+                    std::iter::once(f.to_ascii_uppercase()).chain(c).collect()
+                })
             })
-        })
-        .collect::<Vec<_>>()
-        .join("-")
+            .collect::<Vec<_>>()
+            .join("-"),
+    )
+}
+
+/// A header name to store: [`canonical`], `'static` when the tables know it.
+fn header_name(name: &str) -> HeaderName {
+    match known(name) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(canonical(name).into_owned()),
+    }
 }
 
 fn is_token_char(c: u8) -> bool {
@@ -172,7 +245,7 @@ impl Message {
         };
         for (n, v) in &req.headers {
             if matches!(
-                n.as_str(),
+                n.as_ref(),
                 "Via" | "From" | "To" | "Call-ID" | "CSeq" | "Record-Route"
             ) {
                 r.headers.push((n.clone(), v.clone()));
@@ -219,16 +292,20 @@ impl Message {
     pub fn get_all(&self, name: &str) -> Vec<&str> {
         let name = canonical(name);
         let list = is_list_header(&name);
-        self.headers
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .flat_map(|(_, v)| if list { split_commas(v) } else { vec![v.as_str()] })
-            .collect()
+        let mut out = Vec::new();
+        for (_, v) in self.headers.iter().filter(|(n, _)| *n == name) {
+            if list {
+                out.extend(split_commas(v));
+            } else {
+                out.push(v.as_str());
+            }
+        }
+        out
     }
 
     /// Adds a header at the end.
     pub fn push(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
-        self.headers.push((canonical(name), value.into()));
+        self.headers.push((header_name(name), value.into()));
         self
     }
 
@@ -245,7 +322,7 @@ impl Message {
                     k - 1 == i || *n != name
                 });
             }
-            None => self.headers.push((name, value)),
+            None => self.headers.push((header_name(&name), value)),
         }
         self
     }
@@ -364,18 +441,19 @@ pub fn parse(bytes: &[u8], stream: bool) -> Result<(Message, usize), ParseError>
     let first = lines.next().unwrap_or("");
     let start = parse_start(first)?;
     // Unfold continuation lines.
-    let mut raw: Vec<String> = Vec::new();
+    let mut raw: Vec<Cow<'_, str>> = Vec::new();
     for line in lines {
         if line.starts_with([' ', '\t']) {
             match raw.last_mut() {
                 Some(prev) => {
+                    let prev = prev.to_mut();
                     prev.push(' ');
                     prev.push_str(line.trim_start());
                 }
                 None => return Err(ParseError::bad("a continuation line before any header")),
             }
         } else {
-            raw.push(line.to_owned());
+            raw.push(Cow::Borrowed(line));
         }
     }
     let mut headers = Vec::with_capacity(raw.len());
@@ -390,7 +468,7 @@ pub fn parse(bytes: &[u8], stream: bool) -> Result<(Message, usize), ParseError>
         if name.is_empty() || !name.bytes().all(is_token_char) {
             return Err(ParseError::bad(format!("invalid header name `{}`", clip(name))));
         }
-        headers.push((canonical(name), value.trim().to_owned()));
+        headers.push((header_name(name), value.trim().to_owned()));
     }
     let mut msg = Message {
         start,

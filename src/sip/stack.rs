@@ -73,7 +73,7 @@ pub enum SipEvent {
     Incoming {
         dialog: DialogId,
         call_id: String,
-        request: Box<Message>,
+        request: std::sync::Arc<Message>,
         offer: Option<String>,
     },
     /// A provisional answer (180/183) to our INVITE, with its SDP (early media) if any.
@@ -190,6 +190,9 @@ pub struct Stack {
 
 /// The receivers the owner of the stack selects on beside it.
 pub struct StackInputs {
+    /// UDP: read in the owner's loop.
+    pub datagrams: super::transport::Datagrams,
+    /// Messages from stream connections.
     pub inbound: mpsc::Receiver<Inbound>,
     pub closed: mpsc::UnboundedReceiver<(Proto, SocketAddr)>,
     /// Requests that could not be sent (their branch, why), from connects done beside the loop.
@@ -202,6 +205,7 @@ impl Stack {
         let (in_tx, inbound) = mpsc::channel::<Inbound>(1024);
         let transport = Transport::bind(cfg.listen, in_tx, &cfg.tls).await?;
         let closed = transport.closed_connections();
+        let datagrams = transport.datagrams();
         let (fail_tx, failures) = mpsc::unbounded_channel();
         let mut local = transport.local;
         if local.ip().is_unspecified() {
@@ -233,6 +237,7 @@ impl Stack {
         Ok((
             stack,
             StackInputs {
+                datagrams,
                 inbound,
                 closed,
                 failures,
@@ -425,12 +430,20 @@ impl Stack {
     }
 
     /// Answers a request and remembers the answer for retransmissions.
-    pub(super) async fn respond(
+    pub(super) async fn respond(&mut self, inb_from: SocketAddr, proto: Proto, req: &Message, resp: Message) {
+        let key = server_key(req);
+        self.respond_keyed(inb_from, proto, req, resp, key).await;
+    }
+
+    /// [`Stack::respond`] for a request whose transaction key is known (`key`, from
+    /// [`server_key`]): an INVITE's, kept in its dialog, is not worked out again per response.
+    pub(super) async fn respond_keyed(
         &mut self,
         inb_from: SocketAddr,
         proto: Proto,
         req: &Message,
         mut resp: Message,
+        key: Option<String>,
     ) {
         // Symmetric response: to the source address, with received/rport set (RFC 3581).
         if let Some(first) = resp.headers.iter_mut().find(|(n, _)| n == "Via") {
@@ -454,7 +467,7 @@ impl Stack {
             resp.push("Server", USER_AGENT);
         }
         let bytes = resp.to_bytes();
-        if let Some(key) = server_key(req) {
+        if let Some(key) = key {
             let code = resp.code().unwrap_or(0);
             let invite = req.method() == Some("INVITE");
             let invite_failure = invite && code >= 300;
@@ -546,7 +559,8 @@ impl Stack {
         let Inbound { msg, from, proto } = inb;
         let method = msg.method().unwrap_or("").to_owned();
         // A retransmission of a request we answered: the same answer again.
-        if let Some(key) = server_key(&msg) {
+        let key = server_key(&msg);
+        if let Some(key) = &key {
             if method == "ACK" {
                 // ACK for a non-2xx final response ends Timer G; the transaction stays only to
                 // absorb retransmitted ACKs (Timer I). An ACK for a 2xx that matches the
@@ -559,7 +573,7 @@ impl Stack {
                     tx.expires = Instant::now() + acked_lifetime(tx.proto);
                     return;
                 }
-            } else if let Some(tx) = self.servers.get(&key) {
+            } else if let Some(tx) = self.servers.get(key) {
                 let (bytes, to, p) = (tx.last.clone(), tx.to, tx.proto);
                 self.send(p, to, bytes).await;
                 return;
@@ -575,7 +589,7 @@ impl Stack {
             .and_then(|t| NameAddr::parse(t).ok())
             .and_then(|t| t.tag().map(str::to_owned));
         match method.as_str() {
-            "INVITE" if to_tag.is_none() => self.on_invite(msg, from, proto).await,
+            "INVITE" if to_tag.is_none() => self.on_invite(msg, from, proto, key).await,
             "ACK" => self.on_ack(&msg),
             "CANCEL" => self.on_cancel(msg, from, proto).await,
             "OPTIONS" => {

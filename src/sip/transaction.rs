@@ -246,11 +246,11 @@ impl<O> ClientTx<O> {
 pub fn server_key(msg: &Message) -> Option<String> {
     let via = Via::parse(msg.get_all("Via").first()?).ok()?;
     let method = msg.method()?;
-    let id = match via.branch() {
-        Some(b) if b.starts_with("z9hG4bK") => format!("{b}|{}:{:?}", via.host, via.port),
+    Some(match via.branch() {
+        Some(b) if b.starts_with("z9hG4bK") => format!("{b}|{}:{:?}|{method}", via.host, via.port),
         // RFC 2543 peers: match on Call-ID, CSeq number and From tag.
         _ => format!(
-            "{}|{}|{}",
+            "{}|{}|{}|{method}",
             msg.call_id()?,
             msg.cseq()?.0,
             msg.get("From")
@@ -258,8 +258,7 @@ pub fn server_key(msg: &Message) -> Option<String> {
                 .and_then(|f| f.tag().map(str::to_owned))
                 .unwrap_or_default()
         ),
-    };
-    Some(format!("{id}|{method}"))
+    })
 }
 
 /// How long a server transaction keeps its answer for retransmitted requests: an INVITE's

@@ -1,8 +1,9 @@
 //! SIP transports: one UDP socket and a TCP (or TLS) listener on the same address, plus
 //! outgoing TCP and TLS connections (reused for requests coming back). Datagrams are parsed
-//! one message each; streams are framed by Content-Length (RFC 3261 §18.3) with a 64 KiB cap.
-//! Every parsed message goes to the user agent's channel with where it came from; requests too
-//! broken to parse are answered 400 (or 505) here.
+//! one message each, read by the user agent's own loop ([`Datagrams`]); streams are framed by
+//! Content-Length (RFC 3261 §18.3) with a 64 KiB cap, and their messages go to the user
+//! agent's channel with where they came from. Requests too broken to parse are answered 400
+//! (or 505) here.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -181,7 +182,6 @@ impl Transport {
             server_name: tls.server_name.clone(),
             message_timeout,
         };
-        t.spawn_udp();
         t.spawn_tcp(tcp, acceptor);
         Ok(t)
     }
@@ -197,43 +197,14 @@ impl Transport {
         rx
     }
 
-    fn spawn_udp(&self) {
-        let t = self.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; MAX_MESSAGE + 1];
-            loop {
-                let (n, from) = match t.udp.recv_from(&mut buf).await {
-                    Ok(v) => v,
-                    // ICMP errors surface here on some systems: keep receiving.
-                    Err(_) => continue,
-                };
-                let data = &buf[..n];
-                if data.iter().all(|b| b.is_ascii_whitespace()) {
-                    continue; // keep-alive
-                }
-                match Message::parse(data) {
-                    Ok(msg) => {
-                        if t.inbound
-                            .send(Inbound {
-                                msg,
-                                from,
-                                proto: Proto::Udp,
-                            })
-                            .await
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!(%from, error = %e, "unparseable SIP datagram");
-                        if let Some(resp) = e.status.and_then(|s| error_response(data, s, &e.message)) {
-                            let _ = t.udp.send_to(&resp, from).await;
-                        }
-                    }
-                }
-            }
-        });
+    /// The reader of the UDP socket's datagrams, for the user agent's own loop: a datagram is
+    /// read and parsed in the task that handles it, with no hop through a channel and another
+    /// task's wake-up between the INVITE and its 180 (docs/decisions.md D6).
+    pub fn datagrams(&self) -> Datagrams {
+        Datagrams {
+            udp: self.udp.clone(),
+            buf: vec![0u8; MAX_MESSAGE + 1],
+        }
     }
 
     fn spawn_tcp(&self, listener: TcpListener, acceptor: Option<TlsAcceptor>) {
@@ -432,6 +403,48 @@ async fn bind_pair(listen: SocketAddr) -> std::io::Result<(UdpSocket, TcpListene
     Err(last.unwrap_or_else(|| std::io::Error::other("no free port")))
 }
 
+/// Reads the UDP socket: [`Datagrams::recv`] returns the next message, answering the
+/// unparseable requests (400, 505) and skipping keep-alives on the way.
+pub struct Datagrams {
+    udp: Arc<UdpSocket>,
+    /// One receive buffer for the socket's life.
+    buf: Vec<u8>,
+}
+
+impl Datagrams {
+    /// The next SIP message that arrives. Cancel-safe: dropping the future loses no
+    /// datagram (nothing is awaited between reading one and returning it).
+    pub async fn recv(&mut self) -> Inbound {
+        loop {
+            let (n, from) = match self.udp.recv_from(&mut self.buf).await {
+                Ok(v) => v,
+                // ICMP errors surface here on some systems: keep receiving.
+                Err(_) => continue,
+            };
+            let data = &self.buf[..n];
+            if data.iter().all(|b| b.is_ascii_whitespace()) {
+                continue; // keep-alive
+            }
+            match Message::parse(data) {
+                Ok(msg) => {
+                    return Inbound {
+                        msg,
+                        from,
+                        proto: Proto::Udp,
+                    };
+                }
+                Err(e) => {
+                    tracing::debug!(%from, error = %e, "unparseable SIP datagram");
+                    if let Some(resp) = e.status.and_then(|s| error_response(data, s, &e.message)) {
+                        // Not awaited: a full socket buffer drops it, as the network may.
+                        let _ = self.udp.try_send_to(&resp, from);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A response to a request that could not be parsed, built from whatever Via, From, To,
 /// Call-ID and CSeq lines it has; `None` when it is not a request or has none of them.
 pub fn error_response(bytes: &[u8], status: u16, why: &str) -> Option<Vec<u8>> {
@@ -456,7 +469,7 @@ pub fn error_response(bytes: &[u8], status: u16, why: &str) -> Option<Vec<u8>> {
         }
         if let Some((name, value)) = line.split_once(':') {
             let name = message::canonical(name.trim());
-            if matches!(name.as_str(), "Via" | "From" | "To" | "Call-ID" | "CSeq") {
+            if matches!(name.as_ref(), "Via" | "From" | "To" | "Call-ID" | "CSeq") {
                 out.push_str(&format!("{name}: {}\r\n", value.trim()));
                 found += 1;
             }

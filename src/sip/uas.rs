@@ -16,7 +16,8 @@ use super::transaction::{T1, TX_TIMEOUT, server_key};
 use super::transport::Proto;
 
 impl Stack {
-    pub(super) async fn on_invite(&mut self, msg: Message, from: SocketAddr, proto: Proto) {
+    /// A new INVITE (no To tag), `key` its server transaction's.
+    pub(super) async fn on_invite(&mut self, msg: Message, from: SocketAddr, proto: Proto, key: Option<String>) {
         let call_id = msg.call_id().unwrap_or("").to_owned();
         let from_tag = msg
             .get("From")
@@ -88,13 +89,15 @@ impl Stack {
             .collect();
         d.local_cseq = rand::random_range(1..10_000);
         d.remote_cseq = msg.cseq().map(|(n, _)| n);
-        d.invite_key = server_key(&msg);
+        d.invite_key = key;
         d.peer_100rel = dialog::has_option_tag(&msg, "Supported", "100rel")
             || dialog::has_option_tag(&msg, "Require", "100rel");
         d.peer_timer = dialog::has_option_tag(&msg, "Supported", "timer")
             || dialog::has_option_tag(&msg, "Require", "timer");
         d.peer_update = dialog::allows(&msg, "UPDATE");
         d.identity = dialog::asserted_identity(&msg);
+        // Shared with the event: the INVITE is not copied on the way to its 180.
+        let msg = std::sync::Arc::new(msg);
         d.invite = Some(msg.clone());
         // 100 Trying only if the call layer does not answer at once (RFC 3261 §17.2.1: it is
         // for a TU that will not respond within 200 ms): see `Stack::flush_trying`.
@@ -103,7 +106,7 @@ impl Stack {
         self.emit(SipEvent::Incoming {
             dialog: id,
             call_id,
-            request: Box::new(msg),
+            request: msg,
             offer,
         });
     }
@@ -128,7 +131,7 @@ impl Stack {
         let Some(mut r) = self.invite_response(d, 180, "Ringing") else {
             return;
         };
-        let (peer, proto, reliable) = (d.peer, d.proto, d.peer_100rel);
+        let (peer, proto, reliable, key) = (d.peer, d.proto, d.peer_100rel, d.invite_key.clone());
         let Some(invite) = d.invite.clone() else { return };
         if reliable {
             let Some(d) = self.dialogs.get_mut(&id) else {
@@ -151,7 +154,7 @@ impl Stack {
                 give_up: now + TX_TIMEOUT,
             });
         }
-        self.respond(peer, proto, &invite, r).await;
+        self.respond_keyed(peer, proto, &invite, r, key).await;
         // The reliable 180's bytes (with the Via rport filled in) as the transaction kept them.
         if reliable {
             let key = self.dialogs.get(&id).and_then(|d| d.invite_key.clone());
@@ -180,9 +183,9 @@ impl Stack {
             .as_ref()
             .and_then(|inv| self.timer_for_answer(d, inv, &mut ok));
         ok.with_body("application/sdp", sdp.into_bytes());
-        let (peer, proto) = (d.peer, d.proto);
+        let (peer, proto, key) = (d.peer, d.proto, d.invite_key.clone());
         let Some(invite) = d.invite.clone() else { return };
-        self.respond(peer, proto, &invite, ok).await;
+        self.respond_keyed(peer, proto, &invite, ok, key).await;
         let bytes = self
             .dialogs
             .get(&id)

@@ -93,6 +93,8 @@ pub async fn run(cfg: CallConfig, bus: Bus, mut commands: mpsc::Receiver<Command
             }
         };
         tokio::select! {
+            // UDP is read here: the INVITE of a ring is parsed and answered in this task.
+            inb = inputs.datagrams.recv() => hub.stack.on_inbound(inb).await,
             Some(inb) = inputs.inbound.recv() => hub.stack.on_inbound(inb).await,
             Some((proto, peer)) = inputs.closed.recv() => {
                 let q = hub.quitting.is_some();
