@@ -122,9 +122,15 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Terminal UI: ring -> popup drawn, CRM reply -> fields drawn, idle CPU and RSS in tmux.
     Ui {
-        /// Calls to time.
+        /// Calls to time through the drawing code.
         #[arg(long, default_value_t = 200)]
         calls: usize,
+        /// Calls to time end to end in tmux (INVITE -> the CRM's values on the screen).
+        #[arg(long, default_value_t = 40)]
+        tmux_calls: usize,
+        /// Milliseconds between those calls.
+        #[arg(long, value_name = "MS", default_value_t = 50)]
+        gap_ms: u64,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -287,7 +293,12 @@ pub fn run(cli: Cli) -> ExitCode {
                 json,
             }) => crate::bench::sip(calls, gap_ms, sipp, json),
             Some(BenchCommand::Media { secs, json }) => crate::bench::media(secs, json),
-            Some(BenchCommand::Ui { calls, json }) => crate::bench::ui(calls, json),
+            Some(BenchCommand::Ui {
+                calls,
+                tmux_calls,
+                gap_ms,
+                json,
+            }) => crate::bench::ui(calls, tmux_calls, gap_ms, json),
             None => crate::bench::all(b.calls, b.gap_ms, b.secs, b.json),
         }),
         Command::Demo { dir, interval } => ExitCode::from(crate::demo::main(

@@ -15,6 +15,7 @@
 //! Each prints medians, p99 and ratios, or JSON.
 
 mod floor;
+mod popup;
 mod sip;
 mod sipp;
 
@@ -335,6 +336,65 @@ impl Caller {
             ringing_us: ringing,
             ok_us: t_ok,
         })
+    }
+}
+
+/// An INVITE of the caller's that is ringing: what its CANCEL needs.
+struct Ringing {
+    call_id: String,
+    uri: String,
+    from: String,
+    /// The INVITE's branch tag and call number (the CANCEL's and the ACK's are the same).
+    n: u64,
+    /// When the INVITE left.
+    sent: Instant,
+}
+
+impl Caller {
+    /// Sends an INVITE to `sip:USER@TO` from `FROM_USER` and returns as it leaves.
+    fn ring(&mut self, to: SocketAddr, user: &str, from_user: &str) -> Option<Ringing> {
+        self.n += 1;
+        let call_id = format!("bench-{}-{}@127.0.0.1", std::process::id(), self.n);
+        let uri = format!("sip:{user}@{to}");
+        let from = format!("<sip:{from_user}@{}>;tag=t{}", self.local, self.n);
+        let inv = self.invite(&uri, &from, &call_id, "b")?.to_bytes();
+        let sent = Instant::now();
+        self.sock.send_to(&inv, to).ok()?;
+        Some(Ringing {
+            call_id,
+            uri,
+            from,
+            n: self.n,
+            sent,
+        })
+    }
+
+    /// Cancels a ringing INVITE: CANCEL, then the 487 ACKed (RFC 3261 §9.1). Whether the
+    /// call ended so within 3 s.
+    fn cancel(&mut self, to: SocketAddr, r: &Ringing) -> bool {
+        let n = std::mem::replace(&mut self.n, r.n);
+        let to_hdr = format!("<{}>", r.uri);
+        let cancel = self.request("CANCEL", &r.uri, &r.from, &to_hdr, &r.call_id, 1, "b");
+        self.n = n;
+        if self.sock.send_to(&cancel.to_bytes(), to).is_err() {
+            return false;
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while let Some((_, m)) = self.recv(deadline) {
+            if m.call_id() != Some(r.call_id.as_str()) || m.cseq().is_none_or(|(_, me)| me != "INVITE") {
+                continue;
+            }
+            let Some(code) = m.code().filter(|c| *c >= 300) else {
+                continue;
+            };
+            let n = std::mem::replace(&mut self.n, r.n);
+            let to_tag = m.get("To").unwrap_or(&to_hdr).to_owned();
+            let ack = self.request("ACK", &r.uri, &r.from, &to_tag, &r.call_id, 1, "b");
+            self.n = n;
+            let _ = self.sock.send_to(&ack.to_bytes(), to);
+            return code == 487;
+        }
+        false
     }
 }
 
@@ -889,8 +949,9 @@ fn run_all(calls: usize, gap_ms: u64, secs: u64, as_json: bool) -> Result<(), St
 /// `ctiphone bench ui`: ring event → popup frame drawn and CRM reply → fields drawn, through
 /// the real state and drawing code into an in-memory terminal of the given size (medians and
 /// p99 over `n` calls); then, when tmux is installed, `ctiphone` idle in a real terminal for
-/// 10 s: CPU ticks and RSS.
-pub fn ui(n: usize, as_json: bool) -> u8 {
+/// 10 s: CPU ticks and RSS; and `tmux_calls` calls end to end, INVITE → the CRM's values on
+/// the screen ([`popup`]).
+pub fn ui(n: usize, tmux_calls: usize, gap_ms: u64, as_json: bool) -> u8 {
     use crate::app::{CtiEvent, Event, PhoneEvent};
     use crate::ui::{i18n, keys, state, theme, view};
     use ratatui::backend::TestBackend;
@@ -946,12 +1007,29 @@ pub fn ui(n: usize, as_json: bool) -> u8 {
         reply.push(t0.elapsed().as_secs_f64() * 1e6);
     }
     let idle = idle_in_tmux();
+    let popup = match popup::measure(tmux_calls.max(1), gap_ms) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ctiphone bench ui: {e}");
+            return 1;
+        }
+    };
     let report = json!({
         "ring_to_popup_drawn_us": { "median": percentile(&ring, 50.0), "p99": percentile(&ring, 99.0) },
         "crm_reply_to_fields_drawn_us": { "median": percentile(&reply, 50.0), "p99": percentile(&reply, 99.0) },
         "idle_10s_cpu_ticks": idle.as_ref().map(|i| i.0),
         "idle_rss_kib": idle.as_ref().and_then(|i| i.1),
         "terminal": "120x40, Japanese catalog, large popup",
+        "ring_to_crm_values_on_screen_ms": {
+            "calls": popup.total_ms.len(),
+            "gap_ms": gap_ms,
+            "total": { "median": percentile(&popup.total_ms, 50.0), "p99": percentile(&popup.total_ms, 99.0) },
+            "crm_reply": { "median": percentile(&popup.crm_ms, 50.0), "p99": percentile(&popup.crm_ms, 99.0) },
+            "phone": { "median": percentile(&popup.phone_ms, 50.0), "p99": percentile(&popup.phone_ms, 99.0) },
+            "floor": { "median": percentile(&popup.floor_ms, 50.0), "p99": percentile(&popup.floor_ms, 99.0) },
+            "failed": popup.failed,
+            "last_on_screen": popup.on_screen,
+        },
     });
     if as_json {
         println!("{report}");
@@ -977,8 +1055,22 @@ pub fn ui(n: usize, as_json: bool) -> u8 {
             ),
             None => println!("idle in tmux: not measured (tmux is not installed)"),
         }
+        println!(
+            "end to end in tmux: {} calls {gap_ms} ms apart to `ctiphone` (120x40) whose CTI engine searches a loopback CRM; \
+             phone's share = total - the CRM's own time, call by call (target: <= 2 ms)",
+            popup.total_ms.len()
+        );
+        let f = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2} ms"));
+        for (name, v) in popup.rows() {
+            println!("{name:<44} {:>10}", f(v));
+        }
+        println!(
+            "calls whose values never showed: {}; the last call's values on the screen (capture-pane): {}",
+            popup.failed,
+            if popup.on_screen { "yes" } else { "no" }
+        );
     }
-    0
+    u8::from(popup.failed > 0 || !popup.on_screen)
 }
 
 /// Runs `ctiphone` (this binary, direct calls on a free port, null audio) in a detached tmux

@@ -81,17 +81,22 @@ pub async fn run(cfg: CallConfig, bus: Bus, mut commands: mpsc::Receiver<Command
         let e = hub.cfg.stack.expires;
         hub.stack.register(e).await;
     }
+    // One timer for the loop's life, moved only when the earliest deadline moves: not a new
+    // timer registered and dropped on every message.
+    let timer = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     loop {
         let next = [hub.stack.next_deadline(), hub.next_deadline()]
             .into_iter()
             .flatten()
             .min();
-        let sleep = async {
-            match next {
-                Some(t) => tokio::time::sleep_until(t.into()).await,
-                None => std::future::pending().await,
+        if next != armed {
+            if let Some(t) = next {
+                timer.as_mut().reset(t.into());
             }
-        };
+            armed = next;
+        }
         tokio::select! {
             // UDP is read here: the INVITE of a ring is parsed and answered in this task.
             inb = inputs.datagrams.recv() => hub.stack.on_inbound(inb).await,
@@ -107,7 +112,9 @@ pub async fn run(cfg: CallConfig, bus: Bus, mut commands: mpsc::Receiver<Command
                 Some(Command::Quit) | None => hub.quit().await,
                 Some(c) => hub.on_command(c).await,
             },
-            () = sleep => {
+            () = &mut timer, if armed.is_some() => {
+                // Set again on the next turn, even to the same deadline.
+                armed = None;
                 hub.stack.on_timers().await;
                 hub.on_timers().await;
             }
