@@ -412,15 +412,22 @@ fn tui(path: Option<&PathBuf>, audio: &AudioArgs) -> ExitCode {
     };
     audio.apply(&mut config);
     logging::init_file();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // Two threads: the UI (this one) and the core (one worker), so a frame being drawn never
+    // delays the SIP stack or the CTI engine.
+    let runtimes = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .and_then(|ui| crate::ui::core_runtime().map(|core| (ui, core)));
+    let (rt, core_rt) = match runtimes {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
             return ExitCode::from(2);
         }
     };
-    let code = rt.block_on(crate::ui::run(config, plan));
+    let code = rt.block_on(crate::ui::run(config, plan, core_rt.handle().clone()));
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    core_rt.shutdown_timeout(std::time::Duration::from_millis(200));
     ExitCode::from(code)
 }
 

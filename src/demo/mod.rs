@@ -47,7 +47,11 @@ pub fn main(dir: Option<PathBuf>, interval: Duration, adjust: &dyn Fn(&mut Confi
         }
     };
     let phone = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtimes = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .and_then(|ui| crate::ui::core_runtime().map(|core| (ui, core)));
+    let (rt, core_rt) = match runtimes {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -81,11 +85,12 @@ pub fn main(dir: Option<PathBuf>, interval: Duration, adjust: &dyn Fn(&mut Confi
             world.config_text
         );
         crate::logging::init_file();
-        let code = crate::ui::run(config, plan).await;
+        let code = crate::ui::run(config, plan, core_rt.handle().clone()).await;
         world.stop().await;
         code
     });
     rt.shutdown_timeout(Duration::from_millis(200));
+    core_rt.shutdown_timeout(Duration::from_millis(200));
     println!(
         "ctiphone demo: its files stay in {d} (the history in data/ctiphone/). Start your own \
          configuration from {d}/config.toml; check it with `ctiphone check-config --config FILE`.",

@@ -55,7 +55,19 @@ fn contacts_op(app: &mut App, pb: &crate::phonebook::Phonebook, op: contacts::Op
 }
 
 /// Runs the terminal UI until the agent quits. Returns the exit code.
-pub async fn run(config: Config, plan: Plan) -> u8 {
+/// The runtime the core runs on beside the terminal UI: one worker thread, named `core`.
+pub fn core_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("core")
+        .enable_all()
+        .build()
+}
+
+/// Runs the terminal UI on the current task; the core (SIP, media control, CTI engine,
+/// history) runs on `core_rt`, another thread, so that drawing a frame never holds up a
+/// SIP answer or a CRM reply being read (docs/decisions.md D6).
+pub async fn run(config: Config, plan: Plan, core_rt: tokio::runtime::Handle) -> u8 {
     let cat = match i18n::Lang::parse(&config.ui.language) {
         Some(lang) => i18n::Catalog::new(lang),
         None if config.ui.language.is_empty() => i18n::Catalog::new(i18n::Lang::from_env()),
@@ -106,10 +118,18 @@ pub async fn run(config: Config, plan: Plan) -> u8 {
     };
     let bus = Bus::new();
     let mut events = bus.subscribe_as("ui");
-    let core = match crate::app::core::Core::start(&bus, &config, plan, None).await {
-        Ok(c) => c,
-        Err(e) => {
+    let started = core_rt.spawn({
+        let (bus, config) = (bus.clone(), config.clone());
+        async move { crate::app::core::Core::start(&bus, &config, plan, None).await }
+    });
+    let core = match started.await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
             eprintln!("ctiphone: {e}");
+            return 2;
+        }
+        Err(e) => {
+            eprintln!("ctiphone: the core did not start: {e}");
             return 2;
         }
     };
@@ -191,7 +211,16 @@ pub async fn run(config: Config, plan: Plan) -> u8 {
                 None => vec![Effect::Quit],
             },
             ev = events.recv() => match ev {
-                Some(ev) => app.on_event(&ev),
+                Some(ev) => {
+                    // What came with it is taken before the next frame: one frame for a burst
+                    // (a ring and its CRM search starting), not one per event.
+                    let mut fx = app.on_event(&ev);
+                    for _ in 0..64 {
+                        let Ok(ev) = events.try_recv() else { break };
+                        fx.extend(app.on_event(&ev));
+                    }
+                    fx
+                }
                 None => vec![Effect::Quit],
             },
             _ = clock.tick() => { app.tick(); vec![] }
@@ -260,8 +289,12 @@ pub async fn run(config: Config, plan: Plan) -> u8 {
     }
     drop(terminal);
     let _ = cmd_tx.send(Command::Quit).await;
-    let mut core = core;
-    let _ = tokio::time::timeout(Duration::from_secs(2), &mut core.ua).await;
-    core.finish().await;
+    let _ = core_rt
+        .spawn(async move {
+            let mut core = core;
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut core.ua).await;
+            core.finish().await;
+        })
+        .await;
     0
 }
