@@ -37,7 +37,10 @@ pub fn restore() {
 
 /// The UI's terminal; restored when dropped.
 pub struct Terminal {
-    inner: ratatui::Terminal<CrosstermBackend<std::io::Stdout>>,
+    /// Frames are written through a buffer of their own and flushed once each (ratatui
+    /// flushes at the end of a draw): one write to the terminal per frame, where the
+    /// standard output's line buffer would write every kilobyte, each waking the terminal.
+    inner: ratatui::Terminal<CrosstermBackend<std::io::BufWriter<std::io::Stdout>>>,
     saved_stderr: Option<i32>,
 }
 
@@ -57,7 +60,8 @@ impl Terminal {
             cursor::Hide,
             event::EnableMouseCapture
         )?;
-        let inner = ratatui::Terminal::new(CrosstermBackend::new(stdout()))?;
+        let out = std::io::BufWriter::with_capacity(256 * 1024, stdout());
+        let inner = ratatui::Terminal::new(CrosstermBackend::new(out))?;
         Ok(Terminal { inner, saved_stderr })
     }
 
