@@ -7,6 +7,7 @@
 pub mod contacts;
 pub mod i18n;
 pub mod keys;
+pub mod lines;
 pub mod settings;
 pub mod state;
 pub mod term;

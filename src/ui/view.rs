@@ -10,12 +10,13 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use ratatui::widgets::{Block, Borders, Clear};
 
 use crate::config::PopupSize;
 
 use super::i18n::Catalog;
 use super::keys::Action;
+use super::lines::Lines;
 use super::state::{App, Level, Mode, Reg, RowState};
 use super::text::{pad_right, truncate, width, wrap};
 use super::theme::Theme;
@@ -90,7 +91,7 @@ pub fn draw_with_link(f: &mut Frame, app: &App, look: &Look) -> Drawn {
             let r = centered(area, w, 3);
             f.render_widget(Clear, r);
             f.render_widget(
-                Paragraph::new(text)
+                Lines::new(text)
                     .block(bordered(look, ""))
                     .style(look.theme.style("ui.text")),
                 r,
@@ -165,10 +166,10 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App, look: &Look) {
         spans
     };
     f.render_widget(
-        Paragraph::new(Line::from(spans)).style(t.style("status.bar")),
+        Lines::new(Line::from(spans)).style(t.style("status.bar")),
         left,
     );
-    f.render_widget(Paragraph::new(clock).style(t.style("status.bar")), right);
+    f.render_widget(Lines::new(clock).style(t.style("status.bar")), right);
 }
 
 /// Column widths for the list, by the inner width; each column is followed by one space, so
@@ -307,7 +308,7 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App, look: &Look) {
             cat.fmt("history.until", &[("date", &super::text::clean(d))])
         );
     }
-    f.render_widget(Paragraph::new(shown).block(bordered(look, &title)), area);
+    f.render_widget(Lines::new(shown).block(bordered(look, &title)), area);
 }
 
 fn dir(incoming: bool, look: &Look) -> String {
@@ -347,7 +348,7 @@ fn draw_log(f: &mut Frame, area: Rect, app: &App, look: &Look) {
         })
         .collect();
     f.render_widget(
-        Paragraph::new(lines).block(bordered(look, look.cat.get("log.title"))),
+        Lines::new(lines).block(bordered(look, look.cat.get("log.title"))),
         area,
     );
 }
@@ -397,7 +398,7 @@ fn draw_bottom(f: &mut Frame, area: Rect, app: &App, look: &Look) {
             Line::from(spans)
         }
     };
-    f.render_widget(Paragraph::new(line), area);
+    f.render_widget(Lines::new(line), area);
 }
 
 /// The popup's share of the screen (POP-1).
@@ -598,7 +599,7 @@ fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) -> Drawn {
             t.style("popup.title"),
         ));
     let shown_lines = lines.len().saturating_sub(1);
-    f.render_widget(Paragraph::new(lines).block(block), r);
+    f.render_widget(Lines::new(lines).block(block), r);
     let link = link_spot
         .filter(|(i, ..)| *i < shown_lines)
         .map(|(i, text, url)| LinkSpot {
@@ -650,7 +651,7 @@ fn draw_help(f: &mut Frame, area: Rect, app: &App, look: &Look) {
     let r = centered(area, w, h);
     f.render_widget(Clear, r);
     f.render_widget(
-        Paragraph::new(lines).block(bordered(look, look.cat.get("help.title"))),
+        Lines::new(lines).block(bordered(look, look.cat.get("help.title"))),
         r,
     );
 }
