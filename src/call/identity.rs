@@ -50,6 +50,29 @@ pub fn updated_party(msg: &Message) -> Option<(String, String, bool)> {
 /// Names both parties from the phonebook (the local entry over the shared one): {TELNAME}
 /// stays the SIP display name when the phonebook has no entry, and a withheld number is never
 /// looked up. Blocking (a database): run beside the loop.
+/// [`name_parties`] without waiting: `false` (and `params` unchanged) when the phonebook is
+/// busy.
+pub fn try_name_parties(pb: &crate::phonebook::Phonebook, params: &mut CallParams) -> bool {
+    let tel = if params.anonymous {
+        None
+    } else {
+        match pb.try_name_for(&params.tel) {
+            Some(n) => n,
+            None => return false,
+        }
+    };
+    let Some(called) = pb.try_name_for(&params.called) else {
+        return false;
+    };
+    if let Some(name) = tel {
+        params.telname = name;
+    }
+    if let Some(name) = called {
+        params.calledname = name;
+    }
+    true
+}
+
 pub fn name_parties(pb: &crate::phonebook::Phonebook, params: &mut CallParams) {
     if !params.anonymous
         && let Some(name) = pb.name_for(&params.tel)

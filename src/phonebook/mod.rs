@@ -194,6 +194,53 @@ impl Phonebook {
             .filter(|n| !n.is_empty())
     }
 
+    /// [`Phonebook::name_for`] if nothing else holds the phonebook (an edit, an import, a
+    /// refresh, another lookup): `None` then, and nothing waited for. A read of the database
+    /// in WAL mode does not wait for the history's writer either.
+    pub fn try_name_for(&self, number: &str) -> Option<Option<String>> {
+        let norm = self.normalize(number);
+        if norm.is_empty() {
+            return Some(None);
+        }
+        let local = {
+            let db = match self.db.try_lock() {
+                Ok(db) => db,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+            };
+            db.query_row(
+                "SELECT id, name, number, company FROM contacts WHERE norm = ?1 ORDER BY id LIMIT 1",
+                [&norm],
+                local_contact,
+            )
+            .optional()
+        };
+        let contact = match local {
+            Ok(Some(c)) => Some(c),
+            Ok(None) => {
+                let shared = match self.shared.try_read() {
+                    Ok(s) => s,
+                    Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => return None,
+                };
+                shared
+                    .by_number
+                    .get(&norm)
+                    .and_then(|i| shared.entries.get(*i))
+                    .map(shared_contact)
+            }
+            Err(e) => {
+                tracing::warn!("phonebook: {e}");
+                None
+            }
+        };
+        Some(
+            contact
+                .map(|c| if c.name.is_empty() { c.company } else { c.name })
+                .filter(|n| !n.is_empty()),
+        )
+    }
+
     /// Adds a local entry; returns its id.
     pub fn add(&self, e: &Entry) -> Result<i64, String> {
         check(e)?;

@@ -352,18 +352,22 @@ impl Hub {
         call.auto_answer_at = self.cfg.auto_answer.map(|d| Instant::now() + d);
         self.by_dialog.insert(dialog, call_id.clone());
         self.calls.push(call);
-        self.name_call(&call_id, params);
         if self.cfg.auto_answer == Some(Duration::ZERO) {
-            // Answer now rather than on the next timer tick (tokio's timers count in ms).
+            // Answer now rather than on the next timer tick (tokio's timers count in ms); its
+            // events wait for the ring's announcement below.
             if let Some(i) = self.find(&call_id) {
                 self.calls[i].auto_answer_at = None;
                 self.answer(i).await;
             }
         }
+        self.name_call(&call_id, params);
     }
 
-    /// Names a call's parties beside the loop (the phonebook is a database); the call is
-    /// announced when the names come back. Without a phonebook: at once.
+    /// Names a call's parties and announces it: here when the phonebook is free (a lookup
+    /// takes tens of microseconds; one beside the loop costs two thread wake-ups, ~250 µs
+    /// measured before the popup and the CTI search: docs/decisions.md D6), else beside the
+    /// loop (the phonebook is a database an import or an edit may hold), the call announced
+    /// when the names come back. Without a phonebook: at once.
     fn name_call(&mut self, call_id: &str, mut params: CallParams) {
         let Some(pb) = self.cfg.phonebook.clone() else {
             if let Some(i) = self.find(call_id) {
@@ -371,6 +375,15 @@ impl Hub {
             }
             return;
         };
+        if identity::try_name_parties(&pb, &mut params) {
+            if let Some(i) = self.find(call_id) {
+                let c = &mut self.calls[i];
+                c.params.telname = params.telname;
+                c.params.calledname = params.calledname;
+                self.announce(i);
+            }
+            return;
+        }
         let tx = self.tasks.clone();
         let call = call_id.to_owned();
         tokio::task::spawn_blocking(move || {
