@@ -22,7 +22,10 @@ v=0\r\no=bench 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
 m=audio 40002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n";
 
 fn parse(c: &mut Criterion) {
-    assert!(Message::parse(INVITE.as_bytes()).is_ok(), "the bench INVITE parses");
+    assert!(
+        Message::parse(INVITE.as_bytes()).is_ok(),
+        "the bench INVITE parses"
+    );
     c.bench_function("parse the bench INVITE", |b| {
         b.iter(|| Message::parse(black_box(INVITE.as_bytes())))
     });

@@ -131,6 +131,9 @@ pub enum BenchCommand {
         /// Milliseconds between those calls.
         #[arg(long, value_name = "MS", default_value_t = 50)]
         gap_ms: u64,
+        /// Milliseconds the bench's CRM takes over each search before it answers.
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        crm_ms: u64,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -297,8 +300,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 calls,
                 tmux_calls,
                 gap_ms,
+                crm_ms,
                 json,
-            }) => crate::bench::ui(calls, tmux_calls, gap_ms, json),
+            }) => crate::bench::ui(calls, tmux_calls, gap_ms, crm_ms, json),
             None => crate::bench::all(b.calls, b.gap_ms, b.secs, b.json),
         }),
         Command::Demo { dir, interval } => ExitCode::from(crate::demo::main(

@@ -190,3 +190,36 @@ fn without_baresip_the_sip_bench_still_measures_ctiphone_and_the_floor() {
     assert_eq!(v["back_to_back"]["gap_ms"], 0, "{v}");
     positive(&v["ctiphone"]["idle_rss_kib"]);
 }
+
+/// `bench ui` times ring → the CRM's values on a real terminal (tmux, which tests/run.sh
+/// installs) against its own CRM: every call's values showed, the last one on the screen, and
+/// each figure is a measurement: the total above the method's floor and above the CRM's own
+/// time, which it contains.
+#[test]
+fn the_ui_bench_times_ring_to_crm_values_in_tmux() {
+    let (v, stderr) = bench(
+        &[
+            "bench",
+            "ui",
+            "--calls",
+            "5",
+            "--tmux-calls",
+            "4",
+            "--crm-ms",
+            "5",
+            "--json",
+        ],
+        None,
+    );
+    let e = &v["ring_to_crm_values_on_screen_ms"];
+    assert_eq!(e["calls"], 4, "{v} {stderr}");
+    assert_eq!(e["failed"], 0, "{v}");
+    assert_eq!(e["last_on_screen"], true, "{v}");
+    let total = positive(&e["total"]["median"]);
+    let crm = positive(&e["crm_reply"]["median"]);
+    let floor = positive(&e["floor"]["median"]);
+    positive(&e["phone"]["median"]);
+    // The CRM waited 5 ms over each search: its own time holds them, the total holds it.
+    assert!(crm >= 5.0 && total > crm, "CRM {crm} ms, total {total} ms");
+    assert!(total > floor, "total {total} ms, floor {floor} ms");
+}

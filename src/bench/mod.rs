@@ -951,7 +951,7 @@ fn run_all(calls: usize, gap_ms: u64, secs: u64, as_json: bool) -> Result<(), St
 /// p99 over `n` calls); then, when tmux is installed, `ctiphone` idle in a real terminal for
 /// 10 s: CPU ticks and RSS; and `tmux_calls` calls end to end, INVITE → the CRM's values on
 /// the screen ([`popup`]).
-pub fn ui(n: usize, tmux_calls: usize, gap_ms: u64, as_json: bool) -> u8 {
+pub fn ui(n: usize, tmux_calls: usize, gap_ms: u64, crm_ms: u64, as_json: bool) -> u8 {
     use crate::app::{CtiEvent, Event, PhoneEvent};
     use crate::ui::{i18n, keys, state, theme, view};
     use ratatui::backend::TestBackend;
@@ -1007,7 +1007,7 @@ pub fn ui(n: usize, tmux_calls: usize, gap_ms: u64, as_json: bool) -> u8 {
         reply.push(t0.elapsed().as_secs_f64() * 1e6);
     }
     let idle = idle_in_tmux();
-    let popup = match popup::measure(tmux_calls.max(1), gap_ms) {
+    let popup = match popup::measure(tmux_calls.max(1), gap_ms, crm_ms) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("ctiphone bench ui: {e}");
@@ -1023,6 +1023,7 @@ pub fn ui(n: usize, tmux_calls: usize, gap_ms: u64, as_json: bool) -> u8 {
         "ring_to_crm_values_on_screen_ms": {
             "calls": popup.total_ms.len(),
             "gap_ms": gap_ms,
+            "crm_delay_ms": crm_ms,
             "total": { "median": percentile(&popup.total_ms, 50.0), "p99": percentile(&popup.total_ms, 99.0) },
             "crm_reply": { "median": percentile(&popup.crm_ms, 50.0), "p99": percentile(&popup.crm_ms, 99.0) },
             "phone": { "median": percentile(&popup.phone_ms, 50.0), "p99": percentile(&popup.phone_ms, 99.0) },
@@ -1056,8 +1057,8 @@ pub fn ui(n: usize, tmux_calls: usize, gap_ms: u64, as_json: bool) -> u8 {
             None => println!("idle in tmux: not measured (tmux is not installed)"),
         }
         println!(
-            "end to end in tmux: {} calls {gap_ms} ms apart to `ctiphone` (120x40) whose CTI engine searches a loopback CRM; \
-             phone's share = total - the CRM's own time, call by call (target: <= 2 ms)",
+            "end to end in tmux: {} calls {gap_ms} ms apart to `ctiphone` (120x40) whose CTI engine searches a loopback CRM \
+             answering after {crm_ms} ms; phone's share = total - the CRM's own time, call by call (target: <= 2 ms)",
             popup.total_ms.len()
         );
         let f = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2} ms"));

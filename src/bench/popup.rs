@@ -40,12 +40,30 @@ impl PopupFigures {
     /// Median and p99 rows: (name, values).
     pub fn rows(&self) -> Vec<(&'static str, Option<f64>)> {
         vec![
-            ("INVITE -> CRM values on screen, median", percentile(&self.total_ms, 50.0)),
-            ("INVITE -> CRM values on screen, p99", percentile(&self.total_ms, 99.0)),
-            ("  of which the CRM's own reply, median", percentile(&self.crm_ms, 50.0)),
-            ("  the phone's share (total - CRM), median", percentile(&self.phone_ms, 50.0)),
-            ("  the phone's share (total - CRM), p99", percentile(&self.phone_ms, 99.0)),
-            ("  method floor (cat in tmux), median", percentile(&self.floor_ms, 50.0)),
+            (
+                "INVITE -> CRM values on screen, median",
+                percentile(&self.total_ms, 50.0),
+            ),
+            (
+                "INVITE -> CRM values on screen, p99",
+                percentile(&self.total_ms, 99.0),
+            ),
+            (
+                "  of which the CRM's own reply, median",
+                percentile(&self.crm_ms, 50.0),
+            ),
+            (
+                "  the phone's share (total - CRM), median",
+                percentile(&self.phone_ms, 50.0),
+            ),
+            (
+                "  the phone's share (total - CRM), p99",
+                percentile(&self.phone_ms, 99.0),
+            ),
+            (
+                "  method floor (cat in tmux), median",
+                percentile(&self.floor_ms, 50.0),
+            ),
         ]
     }
 }
@@ -58,7 +76,8 @@ struct Search {
 
 /// A CRM on loopback (HTTP/1.1, keep-alive): `POST /api/login` gives a token, `GET
 /// /api/customers` the record of the current call, whose values are the letter `current`
-/// names, repeated. Each search is stamped from its request read to its reply written.
+/// names, repeated, after `delay` (a CRM's own work). Each search is stamped from its request
+/// read to its reply written.
 struct BenchCrm {
     addr: SocketAddr,
     current: Arc<AtomicUsize>,
@@ -76,7 +95,7 @@ fn marker(i: usize) -> String {
 }
 
 impl BenchCrm {
-    fn start() -> std::io::Result<Self> {
+    fn start(delay: Duration) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let current = Arc::new(AtomicUsize::new(0));
@@ -86,7 +105,7 @@ impl BenchCrm {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let (cur, log) = (cur.clone(), log.clone());
-                std::thread::spawn(move || serve(stream, &cur, &log));
+                std::thread::spawn(move || serve(stream, &cur, &log, delay));
             }
         });
         Ok(Self {
@@ -98,7 +117,7 @@ impl BenchCrm {
 }
 
 /// One connection: requests read one after the other (a head, then Content-Length bytes).
-fn serve(stream: TcpStream, current: &AtomicUsize, log: &Mutex<Vec<Search>>) {
+fn serve(stream: TcpStream, current: &AtomicUsize, log: &Mutex<Vec<Search>>, delay: Duration) {
     let _ = stream.set_nodelay(true);
     let Ok(mut out) = stream.try_clone() else { return };
     let mut reader = BufReader::new(stream);
@@ -131,6 +150,9 @@ fn serve(stream: TcpStream, current: &AtomicUsize, log: &Mutex<Vec<Search>>) {
         let (json, search) = if target.starts_with("/api/login") {
             ("{\"token\":\"bench\"}".to_owned(), None)
         } else if target.starts_with("/api/customers") {
+            if !delay.is_zero() {
+                std::thread::sleep(delay);
+            }
             let l = letter(current.load(Ordering::SeqCst));
             let v = String::from_utf8(vec![l; 12]).unwrap_or_default();
             (
@@ -189,8 +211,12 @@ impl Tmux {
                     Ok(_) => {}
                 }
                 let at = Instant::now();
-                let Some(rest) = line.strip_prefix(b"%output %") else { continue };
-                let Some(space) = rest.iter().position(|b| *b == b' ') else { continue };
+                let Some(rest) = line.strip_prefix(b"%output %") else {
+                    continue;
+                };
+                let Some(space) = rest.iter().position(|b| *b == b' ') else {
+                    continue;
+                };
                 let pane = String::from_utf8_lossy(&rest[..space]).into_owned();
                 let data = unescape(&rest[space + 1..]);
                 if tx.send((at, pane, data)).is_err() {
@@ -260,7 +286,8 @@ fn unescape(s: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < s.len() {
         if s[i] == b'\\'
-            && s.get(i + 1..i + 4).is_some_and(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            && s.get(i + 1..i + 4)
+                .is_some_and(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
         {
             let v = s[i + 1..i + 4]
                 .iter()
@@ -276,10 +303,12 @@ fn unescape(s: &[u8]) -> Vec<u8> {
 }
 
 /// Rings a `ctiphone` in tmux `calls` times (`gap_ms` apart, each cancelled once its values
-/// showed), the first call (which also logs in to the CRM) not counted.
-pub fn measure(calls: usize, gap_ms: u64) -> Result<PopupFigures, String> {
+/// showed), the first call (which also logs in to the CRM) not counted; the CRM answers each
+/// search after `crm_ms`.
+pub fn measure(calls: usize, gap_ms: u64, crm_ms: u64) -> Result<PopupFigures, String> {
     which("tmux").ok_or("tmux is not installed (apt-get install tmux)")?;
-    let crm = BenchCrm::start().map_err(|e| format!("the bench CRM cannot start: {e}"))?;
+    let crm = BenchCrm::start(Duration::from_millis(crm_ms))
+        .map_err(|e| format!("the bench CRM cannot start: {e}"))?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let port = free_udp_port().map_err(|e| e.to_string())?;
     let cfg = dir.path().join("popup.toml");

@@ -17,7 +17,13 @@ use super::transport::Proto;
 
 impl Stack {
     /// A new INVITE (no To tag), `key` its server transaction's.
-    pub(super) async fn on_invite(&mut self, msg: Message, from: SocketAddr, proto: Proto, key: Option<String>) {
+    pub(super) async fn on_invite(
+        &mut self,
+        msg: Message,
+        from: SocketAddr,
+        proto: Proto,
+        key: Option<String>,
+    ) {
         let call_id = msg.call_id().unwrap_or("").to_owned();
         let from_tag = msg
             .get("From")

@@ -154,8 +154,15 @@ mod tests {
             .borders(Borders::ALL)
             .border_style(Style::default().fg(Color::Blue))
             .title("title");
-        for area in [Rect::new(0, 0, 30, 8), Rect::new(3, 1, 17, 6), Rect::new(28, 7, 10, 10)] {
-            for style in [Style::default(), Style::default().bg(Color::Black).fg(Color::White)] {
+        for area in [
+            Rect::new(0, 0, 30, 8),
+            Rect::new(3, 1, 17, 6),
+            Rect::new(28, 7, 10, 10),
+        ] {
+            for style in [
+                Style::default(),
+                Style::default().bg(Color::Black).fg(Color::White),
+            ] {
                 same(text.clone(), style, None, area);
                 same(text.clone(), style, Some(block.clone()), area);
             }

@@ -165,10 +165,7 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App, look: &Look) {
     } else {
         spans
     };
-    f.render_widget(
-        Lines::new(Line::from(spans)).style(t.style("status.bar")),
-        left,
-    );
+    f.render_widget(Lines::new(Line::from(spans)).style(t.style("status.bar")), left);
     f.render_widget(Lines::new(clock).style(t.style("status.bar")), right);
 }
 
