@@ -10,7 +10,6 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear};
 
 use crate::config::PopupSize;
 
@@ -89,11 +88,8 @@ pub fn draw_with_link(f: &mut Frame, app: &App, look: &Look) -> Drawn {
             let text = look.cat.get("quit.confirm");
             let w = (width(text) as u16 + 4).min(area.width);
             let r = centered(area, w, 3);
-            f.render_widget(Clear, r);
             f.render_widget(
-                Lines::new(text)
-                    .block(bordered(look, ""))
-                    .style(look.theme.style("ui.text")),
+                bordered(Lines::new(text).clear(), look, "").style(look.theme.style("ui.text")),
                 r,
             );
         }
@@ -102,11 +98,12 @@ pub fn draw_with_link(f: &mut Frame, app: &App, look: &Look) -> Drawn {
     link
 }
 
-fn bordered<'a>(look: &Look, title: &'a str) -> Block<'a> {
-    Block::default()
-        .borders(Borders::ALL)
-        .border_style(look.theme.style("ui.border"))
-        .title(Span::styled(title, look.theme.style("ui.title")))
+/// `l` in a box with the theme's border and `title`.
+fn bordered<'a>(l: Lines<'a>, look: &Look, title: &'a str) -> Lines<'a> {
+    l.boxed(
+        look.theme.style("ui.border"),
+        Span::styled(title, look.theme.style("ui.title")),
+    )
 }
 
 fn draw_status(f: &mut Frame, area: Rect, app: &App, look: &Look) {
@@ -305,7 +302,7 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App, look: &Look) {
             cat.fmt("history.until", &[("date", &super::text::clean(d))])
         );
     }
-    f.render_widget(Lines::new(shown).block(bordered(look, &title)), area);
+    f.render_widget(bordered(Lines::new(shown), look, &title), area);
 }
 
 fn dir(incoming: bool, look: &Look) -> String {
@@ -344,10 +341,7 @@ fn draw_log(f: &mut Frame, area: Rect, app: &App, look: &Look) {
             Line::styled(truncate(msg, area.width.saturating_sub(2) as usize), style)
         })
         .collect();
-    f.render_widget(
-        Lines::new(lines).block(bordered(look, look.cat.get("log.title"))),
-        area,
-    );
+    f.render_widget(bordered(Lines::new(lines), look, look.cat.get("log.title")), area);
 }
 
 fn draw_bottom(f: &mut Frame, area: Rect, app: &App, look: &Look) {
@@ -449,7 +443,6 @@ fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) -> Drawn {
             }
         }
     }
-    f.render_widget(Clear, r);
     let labels = [
         "popup.number",
         "popup.name",
@@ -588,15 +581,14 @@ fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) -> Drawn {
         x = x.saturating_add(w);
     }
     lines.push(Line::from(bottom));
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .border_style(t.style("popup.border"))
-        .title(Span::styled(
-            format!(" {} ", cat.get("popup.title")),
-            t.style("popup.title"),
-        ));
     let shown_lines = lines.len().saturating_sub(1);
-    f.render_widget(Lines::new(lines).block(block), r);
+    f.render_widget(
+        Lines::new(lines).clear().boxed(
+            t.style("popup.border"),
+            Span::styled(format!(" {} ", cat.get("popup.title")), t.style("popup.title")),
+        ),
+        r,
+    );
     let link = link_spot
         .filter(|(i, ..)| *i < shown_lines)
         .map(|(i, text, url)| LinkSpot {
@@ -646,9 +638,8 @@ fn draw_help(f: &mut Frame, area: Rect, app: &App, look: &Look) {
     }
     let h = (lines.len() as u16 + 2).min(area.height);
     let r = centered(area, w, h);
-    f.render_widget(Clear, r);
     f.render_widget(
-        Lines::new(lines).block(bordered(look, look.cat.get("help.title"))),
+        bordered(Lines::new(lines).clear(), look, look.cat.get("help.title")),
         r,
     );
 }

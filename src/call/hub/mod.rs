@@ -348,19 +348,27 @@ impl Hub {
             self.stack.reject(dialog, e.status(), "Not Acceptable Here").await;
             return;
         }
-        call.reserve_rtp(self.stack.local().ip()).await;
         call.auto_answer_at = self.cfg.auto_answer.map(|d| Instant::now() + d);
         self.by_dialog.insert(dialog, call_id.clone());
         self.calls.push(call);
+        let ip = self.stack.local().ip();
         if self.cfg.auto_answer == Some(Duration::ZERO) {
             // Answer now rather than on the next timer tick (tokio's timers count in ms); its
             // events wait for the ring's announcement below.
             if let Some(i) = self.find(&call_id) {
+                self.calls[i].reserve_rtp(ip).await;
                 self.calls[i].auto_answer_at = None;
                 self.answer(i).await;
             }
+            self.name_call(&call_id, params);
+        } else {
+            // The agent and the CTI engine hear of the ring first; its RTP ports, which
+            // nothing needs before the answer, after.
+            self.name_call(&call_id, params);
+            if let Some(i) = self.find(&call_id) {
+                self.calls[i].reserve_rtp(ip).await;
+            }
         }
-        self.name_call(&call_id, params);
     }
 
     /// Names a call's parties and announces it: here when the phonebook is free (a lookup
