@@ -1100,7 +1100,10 @@ fn idle_in_tmux() -> Option<(u64, Option<u64>)> {
         .ok()?
         .success();
     let kill = || {
-        let _ = Command::new("tmux").args(["-L", &sock, "kill-server"]).status();
+        let _ = Command::new("tmux")
+            .args(["-L", &sock, "kill-server"])
+            .stderr(Stdio::null())
+            .status();
     };
     if !ok {
         kill();

@@ -263,6 +263,7 @@ impl Tmux {
     fn capture(&self, target: &str) -> String {
         Command::new("tmux")
             .args(["-L", &self.socket, "capture-pane", "-p", "-t", target])
+            .stderr(Stdio::null())
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
@@ -273,6 +274,7 @@ impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
             .args(["-L", &self.socket, "kill-server"])
+            .stderr(Stdio::null())
             .status();
         let _ = self.client.kill();
         let _ = self.client.wait();
@@ -394,7 +396,6 @@ pub fn measure(calls: usize, gap_ms: u64, crm_ms: u64) -> Result<PopupFigures, S
         std::thread::sleep(Duration::from_millis(gap_ms));
     }
     drop(floor_in);
-    let _ = tmux.command("kill-server");
     Ok(f)
 }
 
