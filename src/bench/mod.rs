@@ -286,13 +286,13 @@ impl Caller {
     /// One call to `sip:USER@TO` from `sip:FROM_USER@…`: INVITE, ACK, BYE. None when no 2xx
     /// came within 3 s.
     fn call_as(&mut self, to: SocketAddr, user: &str, from_user: &str) -> Option<Timing> {
-        self.n += 1;
-        let call_id = format!("bench-{}-{}@127.0.0.1", std::process::id(), self.n);
-        let uri = format!("sip:{user}@{to}");
-        let from = format!("<sip:{from_user}@{}>;tag=t{}", self.local, self.n);
-        let inv = self.invite(&uri, &from, &call_id, "b")?.to_bytes();
-        let start = Instant::now();
-        self.sock.send_to(&inv, to).ok()?;
+        let Ringing {
+            call_id,
+            uri,
+            from,
+            sent: start,
+            ..
+        } = self.ring(to, user, from_user)?;
         let deadline = start + Duration::from_secs(3);
         let (mut trying, mut ringing) = (None, None);
         let mut ok = None;

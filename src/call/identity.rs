@@ -50,18 +50,32 @@ pub fn updated_party(msg: &Message) -> Option<(String, String, bool)> {
 /// Names both parties from the phonebook (the local entry over the shared one): {TELNAME}
 /// stays the SIP display name when the phonebook has no entry, and a withheld number is never
 /// looked up. Blocking (a database): run beside the loop.
+/// Names the caller ({TELNAME}, not for an anonymous one) and the called party
+/// ({CALLEDNAME}) from the phonebook, waiting for it if something else holds it.
+pub fn name_parties(pb: &crate::phonebook::Phonebook, params: &mut CallParams) {
+    name_parties_with(params, |n| Some(pb.name_for(n)));
+}
+
 /// [`name_parties`] without waiting: `false` (and `params` unchanged) when the phonebook is
 /// busy.
 pub fn try_name_parties(pb: &crate::phonebook::Phonebook, params: &mut CallParams) -> bool {
+    name_parties_with(params, |n| pb.try_name_for(n))
+}
+
+/// Names the parties with `name_for` (`None`: it could not look now; nothing changed then).
+fn name_parties_with(
+    params: &mut CallParams,
+    mut name_for: impl FnMut(&str) -> Option<Option<String>>,
+) -> bool {
     let tel = if params.anonymous {
         None
     } else {
-        match pb.try_name_for(&params.tel) {
+        match name_for(&params.tel) {
             Some(n) => n,
             None => return false,
         }
     };
-    let Some(called) = pb.try_name_for(&params.called) else {
+    let Some(called) = name_for(&params.called) else {
         return false;
     };
     if let Some(name) = tel {
@@ -71,17 +85,6 @@ pub fn try_name_parties(pb: &crate::phonebook::Phonebook, params: &mut CallParam
         params.calledname = name;
     }
     true
-}
-
-pub fn name_parties(pb: &crate::phonebook::Phonebook, params: &mut CallParams) {
-    if !params.anonymous
-        && let Some(name) = pb.name_for(&params.tel)
-    {
-        params.telname = name;
-    }
-    if let Some(name) = pb.name_for(&params.called) {
-        params.calledname = name;
-    }
 }
 
 #[cfg(test)]

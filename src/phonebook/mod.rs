@@ -84,6 +84,31 @@ fn shared_contact(e: &Entry) -> Contact {
     }
 }
 
+/// The local entry for a normalized number (a database error is logged, and no entry).
+fn local(db: &Connection, norm: &str) -> Option<Contact> {
+    db.query_row(
+        "SELECT id, name, number, company FROM contacts WHERE norm = ?1 ORDER BY id LIMIT 1",
+        [norm],
+        local_contact,
+    )
+    .optional()
+    .unwrap_or_else(|e| {
+        tracing::warn!("phonebook: {e}");
+        None
+    })
+}
+
+/// The shared phonebook's entry for a normalized number.
+fn shared_entry(shared: &Shared, norm: &str) -> Option<Contact> {
+    let e = shared.entries.get(*shared.by_number.get(norm)?)?;
+    Some(shared_contact(e))
+}
+
+/// The name a contact gives a call: its name, else its company; none when both are empty.
+fn display_name(c: Contact) -> Option<String> {
+    Some(if c.name.is_empty() { c.company } else { c.name }).filter(|n| !n.is_empty())
+}
+
 /// A local entry from a `SELECT id, name, number, company` row.
 fn local_contact(r: &rusqlite::Row<'_>) -> rusqlite::Result<Contact> {
     Ok(Contact {
@@ -169,29 +194,13 @@ impl Phonebook {
         if norm.is_empty() {
             return None;
         }
-        let local = self
-            .db()
-            .query_row(
-                "SELECT id, name, number, company FROM contacts WHERE norm = ?1 ORDER BY id LIMIT 1",
-                [&norm],
-                local_contact,
-            )
-            .optional();
-        match local {
-            Ok(Some(c)) => return Some(c),
-            Ok(None) => {}
-            Err(e) => tracing::warn!("phonebook: {e}"),
-        }
-        let shared = self.shared.read().unwrap_or_else(|p| p.into_inner());
-        let e = shared.entries.get(*shared.by_number.get(&norm)?)?;
-        Some(shared_contact(e))
+        local(&self.db(), &norm)
+            .or_else(|| shared_entry(&self.shared.read().unwrap_or_else(|p| p.into_inner()), &norm))
     }
 
     /// The name for a number ({TELNAME}, {CALLEDNAME}), if the phonebook has one.
     pub fn name_for(&self, number: &str) -> Option<String> {
-        self.lookup(number)
-            .map(|c| if c.name.is_empty() { c.company } else { c.name })
-            .filter(|n| !n.is_empty())
+        self.lookup(number).and_then(display_name)
     }
 
     /// [`Phonebook::name_for`] if nothing else holds the phonebook (an edit, an import, a
@@ -202,43 +211,23 @@ impl Phonebook {
         if norm.is_empty() {
             return Some(None);
         }
-        let local = {
+        let found = {
             let db = match self.db.try_lock() {
                 Ok(db) => db,
                 Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => return None,
             };
-            db.query_row(
-                "SELECT id, name, number, company FROM contacts WHERE norm = ?1 ORDER BY id LIMIT 1",
-                [&norm],
-                local_contact,
-            )
-            .optional()
+            local(&db, &norm)
         };
-        let contact = match local {
-            Ok(Some(c)) => Some(c),
-            Ok(None) => {
-                let shared = match self.shared.try_read() {
-                    Ok(s) => s,
-                    Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-                    Err(std::sync::TryLockError::WouldBlock) => return None,
-                };
-                shared
-                    .by_number
-                    .get(&norm)
-                    .and_then(|i| shared.entries.get(*i))
-                    .map(shared_contact)
-            }
-            Err(e) => {
-                tracing::warn!("phonebook: {e}");
-                None
-            }
+        let found = match found {
+            Some(c) => Some(c),
+            None => match self.shared.try_read() {
+                Ok(s) => shared_entry(&s, &norm),
+                Err(std::sync::TryLockError::Poisoned(p)) => shared_entry(&p.into_inner(), &norm),
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+            },
         };
-        Some(
-            contact
-                .map(|c| if c.name.is_empty() { c.company } else { c.name })
-                .filter(|n| !n.is_empty()),
-        )
+        Some(found.and_then(display_name))
     }
 
     /// Adds a local entry; returns its id.

@@ -384,12 +384,7 @@ impl Hub {
             return;
         };
         if identity::try_name_parties(&pb, &mut params) {
-            if let Some(i) = self.find(call_id) {
-                let c = &mut self.calls[i];
-                c.params.telname = params.telname;
-                c.params.calledname = params.calledname;
-                self.announce(i);
-            }
+            self.named(call_id, params);
             return;
         }
         let tx = self.tasks.clone();
@@ -400,17 +395,20 @@ impl Hub {
         });
     }
 
+    /// The names of call `call_id`'s parties found: taken, and the call announced.
+    fn named(&mut self, call_id: &str, params: CallParams) {
+        if let Some(i) = self.find(call_id) {
+            let c = &mut self.calls[i];
+            // Keep what the call learned meanwhile ({DURATION}, …); take the names.
+            c.params.telname = params.telname;
+            c.params.calledname = params.calledname;
+            self.announce(i);
+        }
+    }
+
     async fn on_task(&mut self, t: Task) {
         match t {
-            Task::Named { call, params } => {
-                if let Some(i) = self.find(&call) {
-                    let c = &mut self.calls[i];
-                    // Keep what the call learned meanwhile ({DURATION}, …); take the names.
-                    c.params.telname = params.telname;
-                    c.params.calledname = params.calledname;
-                    self.announce(i);
-                }
-            }
+            Task::Named { call, params } => self.named(&call, params),
             Task::Resolved { call, dest } => match dest {
                 Ok(dest) => self.send_invite(&call, dest).await,
                 Err(e) => {
