@@ -235,12 +235,30 @@ pub struct Kamailio {
 }
 
 impl Kamailio {
+    /// Starts it on a free port. The port is free when picked, but anything else on the machine
+    /// (another test's phone, a baresip's RTP) may bind it before Kamailio does: then it is
+    /// started again on another port.
     pub fn start() -> Self {
-        Self::start_on(free_port_both())
+        for _ in 0..5 {
+            let mut k = Self::prepare(free_port_both());
+            match k.try_spawn() {
+                Ok(()) => return k,
+                Err(e) if e.contains("Address already in use") => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("kamailio: five free ports in a row were taken before it could bind them");
     }
 
     /// Starts it on a port the caller chose (e.g. one a phone already tries to register with).
     pub fn start_on(port: u16) -> Self {
+        let mut k = Self::prepare(port);
+        k.spawn();
+        k
+    }
+
+    /// Renders and checks the config for `port`; does not start it.
+    fn prepare(port: u16) -> Self {
         let bin = peer_bin("kamailio");
         let dir = tempfile::Builder::new()
             .prefix("kam")
@@ -271,16 +289,14 @@ impl Kamailio {
             String::from_utf8_lossy(&check.stderr)
         );
         let log = dir.path().join("kamailio.log");
-        let mut k = Kamailio {
+        Kamailio {
             port,
             dir,
             cfg,
             log,
             child: None,
             runs: 0,
-        };
-        k.spawn();
-        k
+        }
     }
 
     /// `127.0.0.1:PORT`, as a phone's `registrar`.
@@ -289,6 +305,12 @@ impl Kamailio {
     }
 
     fn spawn(&mut self) {
+        if let Err(e) = self.try_spawn() {
+            panic!("{e}");
+        }
+    }
+
+    fn try_spawn(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "kamailio already running");
         if self.runs > 0 && self.log.exists() {
             let old = self.dir.path().join(format!("kamailio.log.{}", self.runs));
@@ -315,11 +337,11 @@ impl Kamailio {
             .spawn()
             .unwrap_or_else(|e| panic!("spawning kamailio: {e}"));
         self.child = Some(child);
-        self.wait_ready(Duration::from_secs(10));
+        self.wait_ready(Duration::from_secs(10))
     }
 
     /// Waits until the TCP port listens and an OPTIONS over UDP gets a reply.
-    fn wait_ready(&mut self, timeout: Duration) {
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let end = Instant::now() + timeout;
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
@@ -327,10 +349,11 @@ impl Kamailio {
         let mut n = 0;
         while Instant::now() < end {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
+                self.child = None;
+                return Err(format!(
                     "kamailio exited at start ({status}); log:\n{}",
                     tail(&self.log(), 40)
-                );
+                ));
             }
             n += 1;
             let msg = format!(
@@ -345,14 +368,14 @@ impl Kamailio {
                 && buf[..len].starts_with(b"SIP/2.0 ")
                 && is_bound("tcp", self.port)
             {
-                return;
+                return Ok(());
             }
         }
-        panic!(
+        Err(format!(
             "kamailio on 127.0.0.1:{} did not answer OPTIONS within {timeout:?}; log:\n{}",
             self.port,
             tail(&self.log(), 40)
-        );
+        ))
     }
 
     /// Stops it (SIGTERM, then SIGKILL); registrations are lost (kept in memory only).
