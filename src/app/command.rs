@@ -65,6 +65,31 @@ pub enum Command {
         #[serde(default)]
         call: Option<String>,
     },
+    /// Attended transfer, step 1: hold the call and call `to` (the colleague).
+    Consult {
+        to: String,
+        #[serde(default)]
+        call: Option<String>,
+    },
+    /// Hold the active call and resume the held one (consult, call waiting); `call`: the one
+    /// to resume.
+    Swap {
+        #[serde(default)]
+        call: Option<String>,
+    },
+    /// Attended transfer, step 2: REFER the customer to the colleague, replacing the consult
+    /// call (RFC 5589 §7). `call`: either of the two.
+    Complete {
+        #[serde(default)]
+        call: Option<String>,
+    },
+    /// Attended transfer given up: hang up the consult call, resume the customer.
+    Cancel {
+        #[serde(default)]
+        call: Option<String>,
+    },
+    /// Join the answered calls into a local 3-way conference.
+    Conference,
     Record {
         on: bool,
         #[serde(default)]
@@ -97,6 +122,17 @@ mod tests {
         );
         let c: Command = serde_json::from_str(r#"{"cmd":"answer"}"#).unwrap();
         assert_eq!(c, Command::Answer { call: None });
+        let c: Command = serde_json::from_str(r#"{"cmd":"consult","to":"1003"}"#).unwrap();
+        assert_eq!(
+            c,
+            Command::Consult {
+                to: "1003".into(),
+                call: None
+            }
+        );
+        let c: Command = serde_json::from_str(r#"{"cmd":"conference"}"#).unwrap();
+        assert_eq!(c, Command::Conference);
+        assert!(serde_json::from_str::<Command>(r#"{"cmd":"consult"}"#).is_err());
         assert!(serde_json::from_str::<Command>(r#"{"cmd":"explode"}"#).is_err());
         assert!(serde_json::from_str::<Command>(r#"{"cmd":"dial"}"#).is_err());
     }

@@ -363,6 +363,30 @@ pub enum PhoneEvent {
         tel: String,
         telname: String,
     },
+    /// A consult call for `call` (attended transfer, step 1) was dialled.
+    Consult {
+        call: String,
+        consult: String,
+    },
+    /// `call` was transferred to `to` (the far end accepted and the new call is up); for an
+    /// attended transfer, `consult` is the call it replaced.
+    Transferred {
+        call: String,
+        to: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        consult: Option<String>,
+    },
+    /// Another party took the far end's place in `call` (an INVITE with Replaces, RFC 3891):
+    /// the new party's identity.
+    Replaced {
+        call: String,
+        tel: String,
+        telname: String,
+    },
+    /// The local conference's calls now (empty: it ended).
+    Conference {
+        calls: Vec<String>,
+    },
     Held {
         call: String,
     },

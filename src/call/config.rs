@@ -20,6 +20,11 @@ pub struct CallConfig {
     pub stack: StackConfig,
     pub call_waiting: bool,
     pub auto_answer: Option<Duration>,
+    /// `[calls] remote_answer`: honour a PBX's auto-answer request.
+    pub remote_answer: bool,
+    /// The addresses a PBX's auto-answer request may come from ([calls] remote_answer_from,
+    /// resolved at start; the registrar's by default).
+    pub remote_answer_from: Vec<IpAddr>,
     pub codecs: Vec<Codec>,
     /// Microphone and speaker.
     pub input: DeviceSpec,
@@ -112,6 +117,24 @@ impl CallConfig {
             (None, Some(cmd)) => run_password_command(cmd.get_ref()).await?,
             (None, None) => String::new(),
         };
+        let mut remote_answer_from = Vec::new();
+        for host in &config.calls.remote_answer_from {
+            let h = host.trim().trim_start_matches('[').trim_end_matches(']');
+            match h.parse::<IpAddr>() {
+                Ok(ip) => remote_answer_from.push(ip),
+                Err(_) => {
+                    let addrs = tokio::net::lookup_host((h, 5060))
+                        .await
+                        .map_err(|e| format!("[calls] remote_answer_from `{host}`: {e}"))?;
+                    remote_answer_from.extend(addrs.map(|a| a.ip()));
+                }
+            }
+        }
+        if config.calls.remote_answer_from.is_empty()
+            && let Some(r) = registrar
+        {
+            remote_answer_from.push(r.ip());
+        }
         Ok(Self {
             stack: StackConfig {
                 listen,
@@ -131,6 +154,8 @@ impl CallConfig {
             },
             call_waiting: a.call_waiting,
             auto_answer,
+            remote_answer: config.calls.remote_answer,
+            remote_answer_from,
             codecs: sdp_codecs(&config.audio.codecs),
             input: DeviceSpec::parse(&config.audio.input),
             output: DeviceSpec::parse(&config.audio.output),

@@ -81,19 +81,26 @@ pub async fn open_devices(input: DeviceSpec, output: DeviceSpec, rate: u32) -> D
     })
 }
 
-/// Plays the ring tone on `spec` until aborted.
-pub fn spawn_ringer(spec: DeviceSpec) -> JoinHandle<()> {
+/// Plays `tone` on the output device `spec`, for `length` (or until aborted).
+pub fn spawn_tone(
+    spec: DeviceSpec,
+    mut tone: crate::media::tone::RingTone,
+    length: Option<Duration>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let rate = 8000;
+        let rate = tone.rate();
         let Ok(Ok(mut sink)) = tokio::task::spawn_blocking(move || device::open_sink(&spec, rate)).await
         else {
             return;
         };
-        let mut tone = crate::media::tone::RingTone::new(rate);
         let mut frame = vec![0i16; (rate / 50) as usize];
         let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let end = length.map(|l| tokio::time::Instant::now() + l);
         loop {
             tick.tick().await;
+            if end.is_some_and(|e| tokio::time::Instant::now() >= e) {
+                return;
+            }
             tone.next_frame(&mut frame);
             sink.push(&frame);
         }

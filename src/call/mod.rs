@@ -5,6 +5,7 @@
 //! and hands it dialog events; nothing here waits on anything slow: devices, DNS and the
 //! phonebook run beside the loop and come back as `hub::Task` results.
 
+pub mod answer_mode;
 pub mod config;
 mod hub;
 pub mod identity;

@@ -54,7 +54,20 @@ pub struct Call {
     /// A hold (true) or resume (false) re-INVITE waiting for its answer.
     pub pending_hold: Option<bool>,
     pub muted: bool,
+    /// Our REFER's target while the transfer is under way.
     pub transfer_to: Option<String>,
+    /// An attended transfer under way: the consult call whose dialog the REFER replaces.
+    pub transfer_consult: Option<String>,
+    /// A consult call: the customer's call it consults for (`consult`, RFC 5589).
+    pub consult_for: Option<String>,
+    /// Hang up (BYE) at this time if still up: a consult call after its transfer succeeded,
+    /// left to the colleague to end first.
+    pub bye_at: Option<Instant>,
+    /// The PBX asked for this call to be answered (Call-Info answer-after, Alert-Info,
+    /// Answer-Mode): a beep on the answer.
+    pub remote_answer: bool,
+    /// In the local conference (`conference`): its audio is mixed with the others'.
+    pub conferenced: bool,
 }
 
 impl Call {
@@ -84,6 +97,11 @@ impl Call {
             pending_hold: None,
             muted: false,
             transfer_to: None,
+            transfer_consult: None,
+            consult_for: None,
+            bye_at: None,
+            remote_answer: false,
+            conferenced: false,
         }
     }
 
@@ -95,6 +113,11 @@ impl Call {
             .and_then(|s| s.local_addr().ok())
             .map_or(0, |a| a.port());
         (self.rtp, self.rtcp) = (rtp, rtcp);
+    }
+
+    /// Answered and not put on hold by us.
+    pub fn is_active(&self) -> bool {
+        self.state == CallState::Confirmed && !self.held
     }
 
     pub fn is_ringing_here(&self) -> bool {

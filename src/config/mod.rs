@@ -22,6 +22,7 @@ pub use diag::{ConfigError, Diagnostic};
 #[derive(Clone, Debug, Default)]
 pub struct Config {
     pub account: Account,
+    pub calls: Calls,
     pub agent: Agent,
     pub cti: Cti,
     pub popup: Popup,
@@ -350,6 +351,18 @@ impl MediaConfig {
     }
 }
 
+/// `[calls]`: calls the PBX answers for the agent.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Calls {
+    /// Answer an INVITE that asks for it (`Call-Info: …;answer-after=N`, `Alert-Info: …;
+    /// info=alert-autoanswer`, `Answer-Mode: Auto`, RFC 5373) and a ringing call the PBX
+    /// answers with `NOTIFY Event: talk`, when it comes from `remote_answer_from`.
+    pub remote_answer: bool,
+    /// The hosts (IP addresses or names) allowed to ask; empty: the registrar's host.
+    pub remote_answer_from: Vec<String>,
+}
+
 /// `[history]`: how long calls are kept.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -516,6 +529,11 @@ impl Config {
                         config.account = v;
                     }
                 }
+                "calls" => {
+                    if let Some(v) = section::<Calls>(value, &mut problems) {
+                        config.calls = v;
+                    }
+                }
                 "agent" => {
                     if let Some(v) = section::<Agent>(value, &mut problems) {
                         config.agent = v;
@@ -569,7 +587,7 @@ impl Config {
                 other => problems.push(Diagnostic::at(
                     key.span(),
                     format!(
-                        "unknown section `{other}`, expected one of `account`, `agent`, `audio`, `cti`, `history`, `keys`, `media`, `phonebook`, `popup`, `recording`, `ui`"
+                        "unknown section `{other}`, expected one of `account`, `agent`, `audio`, `calls`, `cti`, `history`, `keys`, `media`, `phonebook`, `popup`, `recording`, `ui`"
                     ),
                 )),
             }

@@ -3,6 +3,7 @@
 //! monotonic clock. The call logic talks to it through [`session`] and never sees a device.
 
 pub mod codec;
+pub mod conference;
 pub mod cpal_io;
 pub mod device;
 pub mod dtmf;

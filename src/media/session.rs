@@ -42,6 +42,11 @@ pub enum MediaCommand {
     Dtmf(String),
     /// Start recording into this directory and file name, or stop (`None`).
     Record(Option<(PathBuf, String)>),
+    /// Join the local conference: send what the far end says to the other legs, and mix
+    /// theirs into what we send.
+    Join(super::conference::ConfLink),
+    /// Leave it: a two-party call again.
+    Leave,
     Stop,
 }
 
@@ -104,6 +109,8 @@ pub struct MediaSetup {
 pub struct MediaHandle {
     pub commands: mpsc::Sender<MediaCommand>,
     pub task: JoinHandle<()>,
+    /// The codec's sample rate (the conference links convert between legs).
+    pub rate: u32,
 }
 
 /// Starts the session on the call's RTP socket (and RTCP on the next port when given).
@@ -115,9 +122,14 @@ pub fn spawn(
     events: mpsc::Sender<(String, MediaEvent)>,
 ) -> MediaHandle {
     let (tx, rx) = mpsc::channel(32);
+    let rate = setup.codec.sample_rate();
     // Its own thread, sleeping to each 20 ms deadline: one wakeup per period, no reactor.
     let task = tokio::task::spawn_blocking(move || run(call_id, rtp_socket, rtcp_socket, setup, events, rx));
-    MediaHandle { commands: tx, task }
+    MediaHandle {
+        commands: tx,
+        task,
+        rate,
+    }
 }
 
 struct Session {
@@ -156,6 +168,8 @@ struct Session {
     payload: Vec<u8>,
     started: Instant,
     remote_report: rtp::RemoteReport,
+    /// In the local conference.
+    conf: Option<super::conference::ConfLink>,
 }
 
 /// The most RTP packets read per 20 ms tick: a flood cannot starve the rest of the loop.
@@ -203,6 +217,7 @@ fn run(
         payload: Vec::with_capacity(1500),
         started: now,
         remote_report: rtp::RemoteReport::default(),
+        conf: None,
         codec: setup.codec,
     };
     if let Some((dir, name)) = setup.record {
@@ -257,6 +272,8 @@ fn run(
                     }
                 }
                 Ok(MediaCommand::Record(None)) => s.stop_recording(),
+                Ok(MediaCommand::Join(link)) => s.conf = Some(link),
+                Ok(MediaCommand::Leave) => s.conf = None,
                 Ok(MediaCommand::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => break 'run,
                 Err(mpsc::error::TryRecvError::Empty) => break,
             }
@@ -329,17 +346,12 @@ impl Session {
     /// One 20 ms period.
     fn on_tick(&mut self, sock: &StdUdpSocket) {
         let frame = self.codec.frame_samples();
-        // Microphone → RTP.
         self.mic.resize(frame, 0);
         self.source.pull(&mut self.mic);
         if self.muted {
             self.mic.iter_mut().for_each(|s| *s = 0);
         }
-        if self.send {
-            self.send_frame(sock);
-        }
-        self.ts = self.ts.wrapping_add(self.codec.frame_ticks());
-        // Jitter buffer → speaker and recording.
+        // Jitter buffer → speaker (and, in a conference, the other legs).
         self.speaker.clear();
         match self.jitter.pop() {
             Playout::Frame(payload) => {
@@ -351,6 +363,16 @@ impl Session {
             Playout::Silence => {}
         }
         self.speaker.resize(frame, 0);
+        if let Some(conf) = self.conf.as_mut() {
+            conf.send(&self.speaker);
+            // The others' parties are heard with the agent.
+            conf.mix_into(&mut self.mic);
+        }
+        // Microphone (and the conference) → RTP.
+        if self.send {
+            self.send_frame(sock);
+        }
+        self.ts = self.ts.wrapping_add(self.codec.frame_ticks());
         self.sink.push(&self.speaker);
         if let Some(r) = self.recorder.as_mut()
             && let Err(e) = r.write(&self.mic, &self.speaker)

@@ -53,6 +53,12 @@ impl RingTone {
         }
     }
 
+    /// The same tone at `level` (0–1) of its loudness.
+    pub fn with_level(mut self, level: f64) -> Self {
+        self.amplitude *= level.clamp(0.0, 1.0);
+        self
+    }
+
     /// The sample rate the tone is generated at.
     pub fn rate(&self) -> u32 {
         self.rate

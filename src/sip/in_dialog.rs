@@ -96,6 +96,7 @@ impl Stack {
                     dialog: id,
                     event: msg.get("Event").unwrap_or("").to_owned(),
                     body: String::from_utf8_lossy(&msg.body).into_owned(),
+                    source: from,
                 });
             }
             "OPTIONS" => {

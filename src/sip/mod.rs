@@ -10,6 +10,7 @@ pub mod dialog;
 mod in_dialog;
 pub mod message;
 pub mod registration;
+pub mod replaces;
 pub mod stack;
 pub mod transaction;
 pub mod transport;

@@ -26,7 +26,7 @@ use super::transport::{Inbound, Proto, TlsSettings, Transport};
 /// The methods this agent answers (the Allow header).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, UPDATE, PRACK";
 /// The extensions this agent supports (the Supported header).
-pub const SUPPORTED: &str = "100rel, timer";
+pub const SUPPORTED: &str = "100rel, timer, replaces";
 pub const USER_AGENT: &str = concat!("ctiphone/", env!("CARGO_PKG_VERSION"));
 /// The smallest session interval we accept (RFC 4028 §5: at least 90 s).
 pub const MIN_SE: u32 = 90;
@@ -75,6 +75,8 @@ pub enum SipEvent {
         call_id: String,
         request: std::sync::Arc<Message>,
         offer: Option<String>,
+        /// The address the INVITE came from (not what its headers claim).
+        source: SocketAddr,
     },
     /// A provisional answer (180/183) to our INVITE, with its SDP (early media) if any.
     Early {
@@ -125,6 +127,8 @@ pub enum SipEvent {
         dialog: DialogId,
         event: String,
         body: String,
+        /// The address it came from.
+        source: SocketAddr,
     },
     /// Our REFER was refused.
     ReferRefused {
@@ -142,6 +146,21 @@ pub enum SipEvent {
         dialog: DialogId,
         end: DialogEnd,
     },
+}
+
+/// What identifies a dialog to others (for `Replaces`, RFC 3891).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DialogInfo {
+    pub call_id: String,
+    pub local_tag: String,
+    pub remote_tag: String,
+    /// The peer's address of record (the To of our INVITE, the From of theirs).
+    pub remote_uri: String,
+    /// The peer's Contact.
+    pub remote_target: String,
+    /// We sent the INVITE.
+    pub uac: bool,
+    pub confirmed: bool,
 }
 
 /// Who a client transaction works for.

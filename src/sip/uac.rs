@@ -168,7 +168,9 @@ impl Stack {
         self.send_request(req, to, proto, Owner::None).await;
     }
 
-    /// Asks the peer to call `target` (blind transfer, RFC 3515).
+    /// Asks the peer to call `target` (RFC 3515): a plain URI for a blind transfer, or one
+    /// carrying `?Replaces=…` for an attended one (RFC 5589 §7). `target` goes into
+    /// `Refer-To: <…>` as given; the caller escapes it.
     pub async fn refer(&mut self, id: DialogId, target: &str) {
         let (aor, contact) = (self.aor(), self.contact());
         let Some(d) = self.dialogs.get_mut(&id) else {
@@ -181,6 +183,28 @@ impl Stack {
             .push("Contact", contact);
         let (to, proto) = d.destination();
         self.send_request(refer, to, proto, Owner::Refer(id)).await;
+    }
+
+    /// What identifies dialog `id` to others: its Call-ID, tags and parties.
+    pub fn dialog_info(&self, id: DialogId) -> Option<DialogInfo> {
+        let d = self.dialogs.get(&id)?;
+        Some(DialogInfo {
+            call_id: d.call_id.clone(),
+            local_tag: d.local_tag().to_owned(),
+            remote_tag: d.remote_tag().to_owned(),
+            remote_uri: d.remote.uri.clone(),
+            remote_target: d.remote_target.clone(),
+            uac: d.role == Role::Uac,
+            confirmed: d.state == DialogState::Confirmed,
+        })
+    }
+
+    /// The dialog a `Replaces` header names (RFC 3891 §3: its to-tag is our tag, its
+    /// from-tag the peer's).
+    pub fn find_replaced(&self, call_id: &str, to_tag: &str, from_tag: &str) -> Option<DialogId> {
+        let id = *self.by_key.get(&(call_id.to_owned(), to_tag.to_owned()))?;
+        let d = self.dialogs.get(&id)?;
+        (d.remote_tag() == from_tag).then_some(id)
     }
 
     // ------------------------------------------------------------------------ responses

@@ -114,6 +114,7 @@ impl Stack {
             call_id,
             request: msg,
             offer,
+            source: from,
         });
     }
 

@@ -13,6 +13,13 @@ pub enum Action {
     Hold,
     Mute,
     Transfer,
+    /// Attended transfer: hold and call the colleague; then complete, swap, or cancel.
+    Consult,
+    Swap,
+    Complete,
+    CancelConsult,
+    /// Join the answered calls into a local conference.
+    Conference,
     Dnd,
     Record,
     Dial,
@@ -40,12 +47,22 @@ pub enum Action {
 
 impl Action {
     /// Every action with its config name, default keys and help catalog key.
-    pub const ALL: [(Action, &'static str, &'static [&'static str], &'static str); 23] = [
+    pub const ALL: [(Action, &'static str, &'static [&'static str], &'static str); 28] = [
         (Action::Answer, "answer", &["a"], "help.answer"),
         (Action::Hangup, "hangup", &["x"], "help.hangup"),
         (Action::Hold, "hold", &["h"], "help.hold"),
         (Action::Mute, "mute", &["m"], "help.mute"),
         (Action::Transfer, "transfer", &["t"], "help.transfer"),
+        (Action::Consult, "consult", &["T"], "help.consult"),
+        (Action::Swap, "swap", &["w"], "help.swap"),
+        (Action::Complete, "complete", &["C"], "help.complete"),
+        (
+            Action::CancelConsult,
+            "cancel_consult",
+            &["X"],
+            "help.cancel_consult",
+        ),
+        (Action::Conference, "conference", &["J"], "help.conference"),
         (Action::Dnd, "dnd", &["D"], "help.dnd"),
         (Action::Record, "record", &["R"], "help.record"),
         (Action::Dial, "dial", &["d", ":"], "help.dial"),

@@ -31,6 +31,10 @@ pub struct CallRow {
     pub crm: Crm,
     pub recording: bool,
     pub muted: bool,
+    /// A consult call: the customer's call it consults for.
+    pub consult_for: Option<String>,
+    /// In the local conference.
+    pub conference: bool,
 }
 
 /// What the CRM said about a call (POP-6).
@@ -81,10 +85,10 @@ pub struct Popup {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Mode {
     Normal,
-    /// Typing a number or URI to dial (or to transfer to).
+    /// Typing a number or URI to dial (or to transfer to, or to consult).
     Dial {
         input: String,
-        transfer: bool,
+        purpose: DialPurpose,
     },
     /// Typing a history filter or a date to jump to.
     Prompt {
@@ -96,6 +100,16 @@ pub enum Mode {
     Help,
     Settings,
     ConfirmQuit,
+}
+
+/// What a typed number is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialPurpose {
+    Call,
+    /// Blind transfer of the current call.
+    Transfer,
+    /// Attended transfer, step 1: the colleague to consult.
+    Consult,
 }
 
 /// What a [`Mode::Prompt`] asks for.
@@ -339,6 +353,8 @@ impl App {
                     crm: Crm::default(),
                     recording: false,
                     muted: false,
+                    consult_for: None,
+                    conference: false,
                 });
                 self.popup = Some(Popup {
                     call: call.clone(),
@@ -369,6 +385,8 @@ impl App {
                     crm: Crm::default(),
                     recording: false,
                     muted: false,
+                    consult_for: None,
+                    conference: false,
                 });
             }
             PhoneEvent::Ringing { call } => {
@@ -386,6 +404,39 @@ impl App {
                 if let Some(c) = self.call_mut(call) {
                     c.tel = clean(tel);
                     c.telname = clean(telname);
+                }
+            }
+            PhoneEvent::Replaced { call, tel, telname } => {
+                // Another party in the call's place: its row and popup show them, and the
+                // CRM's answer about them replaces the old one.
+                if let Some(c) = self.call_mut(call) {
+                    c.tel = clean(tel);
+                    c.telname = clean(telname);
+                    c.crm = Crm::default();
+                    c.state = RowState::Active;
+                }
+                self.popup = Some(Popup {
+                    call: call.clone(),
+                    shown: Instant::now(),
+                });
+                self.log(Level::Info, format!("call replaced: now with {}", clean(tel)));
+            }
+            PhoneEvent::Consult { call, consult } => {
+                if let Some(c) = self.call_mut(consult) {
+                    c.consult_for = Some(call.clone());
+                }
+            }
+            PhoneEvent::Transferred { to, .. } => {
+                self.log(Level::Info, format!("call transferred to {}", clean(to)));
+            }
+            PhoneEvent::Conference { calls } => {
+                for c in &mut self.calls {
+                    c.conference = calls.contains(&c.id);
+                }
+                if calls.is_empty() {
+                    self.log(Level::Info, "conference ended".to_owned());
+                } else {
+                    self.log(Level::Info, format!("conference of {} calls", calls.len()));
                 }
             }
             PhoneEvent::Held { call } => {
@@ -539,7 +590,7 @@ impl App {
     pub fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         self.dirty = true;
         match self.mode.clone() {
-            Mode::Dial { mut input, transfer } => {
+            Mode::Dial { mut input, purpose } => {
                 match edit_line(&mut input, &key) {
                     LineKey::Esc => self.mode = Mode::Normal,
                     LineKey::Enter => {
@@ -548,17 +599,15 @@ impl App {
                         if to.is_empty() {
                             return vec![];
                         }
-                        let cmd = if transfer {
-                            Command::Transfer {
-                                to,
-                                call: self.current_call().map(|c| c.id.clone()),
-                            }
-                        } else {
-                            Command::Dial { to }
+                        let call = self.current_call().map(|c| c.id.clone());
+                        let cmd = match purpose {
+                            DialPurpose::Transfer => Command::Transfer { to, call },
+                            DialPurpose::Consult => Command::Consult { to, call },
+                            DialPurpose::Call => Command::Dial { to },
                         };
                         return vec![Effect::Command(cmd)];
                     }
-                    LineKey::Edited | LineKey::Other => self.mode = Mode::Dial { input, transfer },
+                    LineKey::Edited | LineKey::Other => self.mode = Mode::Dial { input, purpose },
                 }
                 vec![]
             }
@@ -672,11 +721,24 @@ impl App {
                 if self.current_call().is_some_and(|c| c.state == RowState::Active) {
                     self.mode = Mode::Dial {
                         input: String::new(),
-                        transfer: true,
+                        purpose: DialPurpose::Transfer,
                     };
                 }
                 vec![]
             }
+            Action::Consult => {
+                if self.current_call().is_some_and(|c| c.state == RowState::Active) {
+                    self.mode = Mode::Dial {
+                        input: String::new(),
+                        purpose: DialPurpose::Consult,
+                    };
+                }
+                vec![]
+            }
+            Action::Swap => cmd(Command::Swap { call: None }),
+            Action::Complete => cmd(Command::Complete { call }),
+            Action::CancelConsult => cmd(Command::Cancel { call }),
+            Action::Conference => cmd(Command::Conference),
             Action::Dnd => {
                 self.dnd = !self.dnd;
                 vec![]
@@ -692,7 +754,7 @@ impl App {
             Action::Dial => {
                 self.mode = Mode::Dial {
                     input: String::new(),
-                    transfer: false,
+                    purpose: DialPurpose::Call,
                 };
                 vec![]
             }

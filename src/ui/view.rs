@@ -16,7 +16,7 @@ use crate::config::PopupSize;
 use super::i18n::Catalog;
 use super::keys::Action;
 use super::lines::Lines;
-use super::state::{App, Level, Mode, Reg, RowState};
+use super::state::{App, DialPurpose, Level, Mode, Reg, RowState};
 use super::text::{pad_right, truncate, width, wrap};
 use super::theme::Theme;
 
@@ -214,6 +214,7 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App, look: &Look) {
             RowState::Ringing => cat.get("state.ringing"),
             RowState::Calling => cat.get("state.calling"),
             RowState::Ringback => cat.get("state.ringback"),
+            RowState::Active if c.conference => cat.get("state.conference"),
             RowState::Active => cat.get("state.active"),
             RowState::Held => cat.get("state.held"),
         };
@@ -347,11 +348,11 @@ fn draw_log(f: &mut Frame, area: Rect, app: &App, look: &Look) {
 fn draw_bottom(f: &mut Frame, area: Rect, app: &App, look: &Look) {
     let t = look.theme;
     let line = match &app.mode {
-        Mode::Dial { input, transfer } => {
-            let prompt = if *transfer {
-                look.cat.get("help.transfer")
-            } else {
-                look.cat.get("dial.prompt")
+        Mode::Dial { input, purpose } => {
+            let prompt = match purpose {
+                DialPurpose::Transfer => look.cat.get("help.transfer"),
+                DialPurpose::Consult => look.cat.get("help.consult"),
+                DialPurpose::Call => look.cat.get("dial.prompt"),
             };
             Line::from(vec![
                 Span::styled(prompt, t.style("help.key")),
@@ -372,14 +373,35 @@ fn draw_bottom(f: &mut Frame, area: Rect, app: &App, look: &Look) {
             // The main keys, as mapped, with their help texts.
             let k = |a: Action| app.keys.keys_of(a).first().cloned().unwrap_or_default();
             let mut spans = Vec::new();
-            for (a, help) in [
-                (Action::Help, "help.help"),
-                (Action::Dial, "help.dial"),
-                (Action::Answer, "help.answer"),
-                (Action::Hangup, "help.hangup"),
-                (Action::Settings, "help.settings"),
-                (Action::Quit, "help.quit"),
-            ] {
+            // With two calls up, the keys that work across them.
+            let consulting = app.calls.iter().any(|c| c.consult_for.is_some());
+            let keys: &[(Action, &str)] = if consulting {
+                &[
+                    (Action::Complete, "help.complete"),
+                    (Action::Swap, "help.swap"),
+                    (Action::CancelConsult, "help.cancel_consult"),
+                    (Action::Conference, "help.conference"),
+                    (Action::Hangup, "help.hangup"),
+                ]
+            } else if app.calls.len() >= 2 {
+                &[
+                    (Action::Answer, "help.answer"),
+                    (Action::Swap, "help.swap"),
+                    (Action::Conference, "help.conference"),
+                    (Action::Hangup, "help.hangup"),
+                    (Action::Help, "help.help"),
+                ]
+            } else {
+                &[
+                    (Action::Help, "help.help"),
+                    (Action::Dial, "help.dial"),
+                    (Action::Answer, "help.answer"),
+                    (Action::Hangup, "help.hangup"),
+                    (Action::Settings, "help.settings"),
+                    (Action::Quit, "help.quit"),
+                ]
+            };
+            for &(a, help) in keys {
                 spans.push(Span::styled(format!(" {} ", k(a)), t.style("help.key")));
                 spans.push(Span::styled(
                     format!("{} ", look.cat.get(help)),

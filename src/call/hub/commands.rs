@@ -12,11 +12,21 @@ use super::super::state::CallState;
 use super::Hub;
 
 impl Hub {
-    /// The call a command means: the named one, else the most recent.
+    /// The call a command means: the named one, else the active one (answered, not held),
+    /// else the most recent.
     pub(super) fn pick(&self, call: Option<&str>) -> Option<usize> {
+        self.pick_active(call)
+    }
+
+    /// The call `answer` means: the named one, else the most recent one ringing here.
+    fn pick_ringing(&self, call: Option<&str>) -> Option<usize> {
         match call {
             Some(id) => self.find(id),
-            None => self.calls.len().checked_sub(1),
+            None => self
+                .calls
+                .iter()
+                .rposition(|c| c.is_ringing_here())
+                .or_else(|| self.calls.len().checked_sub(1)),
         }
     }
 
@@ -28,10 +38,29 @@ impl Hub {
             })
         };
         match cmd {
-            Command::Dial { to } => self.dial(&to, None).await,
-            Command::DialAs { to, caller } => self.dial(&to, Some(caller)).await,
-            Command::Answer { call } => match self.pick(call.as_deref()) {
-                Some(i) if self.calls[i].is_ringing_here() => self.answer(i).await,
+            Command::Dial { to } => {
+                self.dial(&to, None).await;
+            }
+            Command::DialAs { to, caller } => {
+                self.dial(&to, Some(caller)).await;
+            }
+            Command::Answer { call } => match self.pick_ringing(call.as_deref()) {
+                Some(i) if self.calls[i].is_ringing_here() => {
+                    // Call waiting: the call in progress waits on hold.
+                    let id = self.calls[i].id.clone();
+                    let active: Vec<String> = self
+                        .calls
+                        .iter()
+                        .filter(|c| c.is_active() && !c.conferenced)
+                        .map(|c| c.id.clone())
+                        .collect();
+                    for a in active {
+                        self.hold(Some(&a), true).await;
+                    }
+                    if let Some(i) = self.find(&id) {
+                        self.answer(i).await;
+                    }
+                }
                 Some(_) => self.error("the call is not ringing here"),
                 None => no_call(self, &call),
             },
@@ -39,7 +68,7 @@ impl Hub {
                 Some(i) => self.hangup(i).await,
                 None => no_call(self, &call),
             },
-            Command::Reject { call } => match self.pick(call.as_deref()) {
+            Command::Reject { call } => match self.pick_ringing(call.as_deref()) {
                 Some(i) if self.calls[i].is_ringing_here() => {
                     if let Some(d) = self.calls[i].dialog {
                         self.stack.reject(d, 603, "Decline").await;
@@ -66,6 +95,11 @@ impl Hub {
                 Some(_) => self.error("transfer needs an answered call"),
                 None => no_call(self, &call),
             },
+            Command::Consult { to, call } => self.consult(call.as_deref(), &to).await,
+            Command::Swap { call } => self.swap(call.as_deref()).await,
+            Command::Complete { call } => self.complete(call.as_deref()).await,
+            Command::Cancel { call } => self.cancel_consult(call.as_deref()).await,
+            Command::Conference => self.conference().await,
             Command::Record { on, call } => match self.pick(call.as_deref()) {
                 Some(i) if self.calls[i].media.is_some() => {
                     let target = on.then(|| self.recording_target(i));
@@ -229,5 +263,9 @@ impl Hub {
             self.finishing.insert(c.id.clone(), (params.clone(), m.task));
         }
         self.bus.call(CallEvent::hangup(params, c.answered_at.is_some()));
+        if c.conferenced {
+            // The others go on: linked again, or a plain call.
+            self.link_conference();
+        }
     }
 }

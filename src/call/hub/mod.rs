@@ -17,6 +17,7 @@ use crate::sip::dialog::{DialogEnd, DialogId};
 use crate::sip::message::Message;
 use crate::sip::stack::{self, SipEvent, Stack};
 
+use super::answer_mode;
 use super::config::CallConfig;
 use super::identity;
 use super::media;
@@ -38,7 +39,9 @@ pub enum Task {
 }
 
 mod commands;
+mod conference;
 mod session;
+mod transfer;
 
 struct Hub {
     cfg: CallConfig,
@@ -51,8 +54,8 @@ struct Hub {
     media_tx: mpsc::Sender<(String, MediaEvent)>,
     /// Ended calls whose media is still closing (recording being finished).
     finishing: HashMap<String, (CallParams, JoinHandle<()>)>,
-    /// The ring tone player while a call rings.
-    ringer: Option<JoinHandle<()>>,
+    /// The ring tone player while a call rings (`true`: the call-waiting tone).
+    ringer: Option<(JoinHandle<()>, bool)>,
     /// Outgoing calls waiting for their target: the INVITE to send once resolved.
     dialing: HashMap<String, (String, Option<CallerId>)>,
 }
@@ -199,7 +202,7 @@ impl Hub {
     fn next_deadline(&self) -> Option<Instant> {
         let mut next = self.quitting;
         for c in &self.calls {
-            if let Some(t) = c.auto_answer_at {
+            for t in [c.auto_answer_at, c.bye_at].into_iter().flatten() {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         }
@@ -218,6 +221,17 @@ impl Hub {
             if let Some(i) = self.find(&id) {
                 self.calls[i].auto_answer_at = None;
                 self.answer(i).await;
+            }
+        }
+        let due: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|c| c.bye_at.is_some_and(|t| t <= now))
+            .map(|c| c.id.clone())
+            .collect();
+        for id in due {
+            if let Some(i) = self.find(&id) {
+                self.hangup(i).await;
             }
         }
     }
@@ -248,7 +262,8 @@ impl Hub {
                 call_id,
                 request,
                 offer,
-            } => self.on_incoming(dialog, call_id, &request, offer).await,
+                source,
+            } => self.on_incoming(dialog, call_id, &request, offer, source).await,
             SipEvent::Early { dialog, code, sdp } => self.on_early(dialog, code, sdp).await,
             SipEvent::Confirmed { dialog, sdp } => self.on_confirmed(dialog, sdp).await,
             SipEvent::Acked { dialog, sdp } => self.on_acked(dialog, sdp).await,
@@ -264,11 +279,15 @@ impl Hub {
                     self.emit(PhoneEvent::Dtmf { call: id, digit });
                 }
             }
-            SipEvent::Notify { dialog, body, .. } => self.on_notify(dialog, &body).await,
-            SipEvent::ReferRefused { dialog, code, .. } => {
+            SipEvent::Notify {
+                dialog,
+                event,
+                body,
+                source,
+            } => self.on_notify(dialog, &event, &body, source).await,
+            SipEvent::ReferRefused { dialog, code, reason } => {
                 if let Some(i) = self.find_dialog(dialog) {
-                    self.calls[i].transfer_to = None;
-                    self.error(format!("transfer refused: {code}"));
+                    self.transfer_failed(i, &format!("the far end refused it: {code} {reason}"));
                 }
             }
             SipEvent::RefreshNeeded { dialog } => {
@@ -299,8 +318,9 @@ impl Hub {
         &mut self,
         dialog: DialogId,
         call_id: String,
-        request: &Message,
+        request: &std::sync::Arc<Message>,
         offer: Option<String>,
+        source: SocketAddr,
     ) {
         // The offer must be one we can answer (RFC 3264): else 488 with the reason (400 for
         // one that does not parse).
@@ -321,6 +341,25 @@ impl Hub {
                 return;
             }
         };
+        if request.get("Replaces").is_some() {
+            // Not a new call: a new party for one we have (attended transfer, pickup).
+            return self.on_replacing_invite(dialog, request, offer).await;
+        }
+        // A PBX asking for the call to be answered without the agent.
+        let remote = answer_mode::requested(request);
+        let allowed = self.cfg.remote_answer && self.cfg.remote_answer_from.contains(&source.ip());
+        if let Some(r) = &remote
+            && r.require
+            && !allowed
+        {
+            // RFC 5373 §7.2: an Auto;require we will not honour is refused.
+            self.stack
+                .reject(dialog, 403, "Forbidden (automatic answer not allowed)")
+                .await;
+            let params = identity::caller_identity(request);
+            self.bus.call(CallEvent::refused(params, CallResult::Rejected));
+            return;
+        }
         let busy = !self.calls.is_empty()
             && self
                 .calls
@@ -348,11 +387,19 @@ impl Hub {
             self.stack.reject(dialog, e.status(), "Not Acceptable Here").await;
             return;
         }
-        call.auto_answer_at = self.cfg.auto_answer.map(|d| Instant::now() + d);
+        let now = Instant::now();
+        call.auto_answer_at = self.cfg.auto_answer.map(|d| now + d);
+        if let Some(r) = remote.filter(|_| allowed) {
+            let at = now + r.after;
+            tracing::info!(header = r.header, after = ?r.after, "the PBX asks for an automatic answer");
+            call.auto_answer_at = Some(call.auto_answer_at.map_or(at, |t| t.min(at)));
+            call.remote_answer = true;
+        }
+        let at_once = call.auto_answer_at.is_some_and(|t| t <= now);
         self.by_dialog.insert(dialog, call_id.clone());
         self.calls.push(call);
         let ip = self.stack.local().ip();
-        if self.cfg.auto_answer == Some(Duration::ZERO) {
+        if at_once {
             // Answer now rather than on the next timer tick (tokio's timers count in ms); its
             // events wait for the ring's announcement below.
             if let Some(i) = self.find(&call_id) {
@@ -424,9 +471,22 @@ impl Hub {
     }
 
     async fn answer(&mut self, i: usize) {
-        let Some(dialog) = self.calls[i].dialog else {
+        let Some(offered) = self.send_answer(i).await else {
             return;
         };
+        if self.calls[i].remote_answer {
+            self.beep();
+        }
+        self.confirm(i);
+        if !offered {
+            self.start_media(i).await;
+        }
+    }
+
+    /// Sends call `i`'s 200 OK: our answer to its offer, or our offer (`Some(true)`: the
+    /// answer comes in the ACK). `None`: it could not be answered (the call ended).
+    async fn send_answer(&mut self, i: usize) -> Option<bool> {
+        let dialog = self.calls[i].dialog?;
         let params = self.local_params(i);
         let (body, offered) = match self.calls[i].neg.state() {
             Neg::RemoteOffer => match self.calls[i].neg.create_answer(&params) {
@@ -435,20 +495,15 @@ impl Hub {
                     let id = self.calls[i].id.clone();
                     self.error(format!("call {id}: cannot answer its offer: {e}"));
                     self.stack.reject(dialog, e.status(), "Not Acceptable Here").await;
-                    return self.end_call(self.find(&id).unwrap_or(i), EndReason::Failed, Some(e.status()));
+                    self.end_call(self.find(&id).unwrap_or(i), EndReason::Failed, Some(e.status()));
+                    return None;
                 }
             },
             // Late offer: the INVITE had no SDP; we offer in the 200, the answer comes in the ACK.
-            _ => match self.local_offer(i) {
-                Some(o) => (o, true),
-                None => return,
-            },
+            _ => (self.local_offer(i)?, true),
         };
         self.stack.accept(dialog, body, offered).await;
-        self.confirm(i);
-        if !offered {
-            self.start_media(i).await;
-        }
+        Some(offered)
     }
 
     /// Call `i` is answered (by us or the far end): its state, and the answer on the bus.
@@ -565,11 +620,15 @@ impl Hub {
         }
     }
 
-    /// Calls `to`; `caller` replaces our identity in From and adds its headers.
-    async fn dial(&mut self, to: &str, caller: Option<CallerId>) {
+    /// Calls `to`; `caller` replaces our identity in From and adds its headers. The new
+    /// call's id, unless `to` is not a target.
+    async fn dial(&mut self, to: &str, caller: Option<CallerId>) -> Option<String> {
         let uri = match stack::target_uri(to, self.stack.domain()) {
             Ok(u) => u,
-            Err(e) => return self.error(e),
+            Err(e) => {
+                self.error(e);
+                return None;
+            }
         };
         let id = format!("{}@ctiphone", stack::random_token(20));
         let tel = Uri::parse(&uri)
@@ -596,13 +655,14 @@ impl Hub {
                     if let Some(i) = self.find(&id) {
                         self.end_call(i, EndReason::Failed, None);
                     }
-                    return;
+                    return None;
                 };
                 if let Some(ip) = stack::ip_literal(&host) {
                     self.send_invite(&id, SocketAddr::new(ip, port)).await;
                 } else {
                     // DNS beside the loop.
                     let tx = self.tasks.clone();
+                    let id = id.clone();
                     tokio::spawn(async move {
                         let dest = tokio::net::lookup_host((host.as_str(), port))
                             .await
@@ -614,6 +674,8 @@ impl Hub {
                 }
             }
         }
+        // The call may already have failed (an unroutable address).
+        self.find(&id).map(|_| id)
     }
 
     async fn send_invite(&mut self, call_id: &str, dest: SocketAddr) {
@@ -787,19 +849,31 @@ impl Hub {
         self.publish(i, Event::Call(CallEvent::identity(params)));
     }
 
-    async fn on_notify(&mut self, dialog: DialogId, frag: &str) {
+    async fn on_notify(&mut self, dialog: DialogId, event: &str, body: &str, source: SocketAddr) {
         let Some(i) = self.find_dialog(dialog) else { return };
-        // Transfer progress (RFC 3515): a final 2xx ends our side of the call.
-        let code: Option<u16> = frag.split_whitespace().nth(1).and_then(|c| c.parse().ok());
-        if self.calls[i].transfer_to.is_some()
-            && let Some(c) = code.filter(|c| *c >= 200)
-        {
-            if c < 300 {
-                self.hangup(i).await;
-            } else {
-                self.calls[i].transfer_to = None;
-                self.error(format!("transfer failed: {}", frag.trim()));
+        let package = event.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if package == "talk" {
+            // The PBX answers a call ringing here for the agent (the "talk" event).
+            let allowed = self.cfg.remote_answer && self.cfg.remote_answer_from.contains(&source.ip());
+            if !self.calls[i].is_ringing_here() {
+                return;
             }
+            if allowed {
+                self.calls[i].remote_answer = true;
+                self.calls[i].auto_answer_at = None;
+                self.answer(i).await;
+            } else {
+                self.warn(format!(
+                    "call {}: a request to answer it (NOTIFY talk) from {} was not honoured",
+                    self.calls[i].id,
+                    source.ip()
+                ));
+            }
+            return;
+        }
+        // Transfer progress (RFC 3515).
+        if self.calls[i].transfer_to.is_some() {
+            self.on_transfer_progress(i, body).await;
         }
     }
 }

@@ -5,6 +5,7 @@
 use crate::app::{CallEvent, EndReason, PhoneEvent};
 use crate::media::device::{self, DeviceSpec};
 use crate::media::session::{self as media_session, MediaCommand, MediaEvent, MediaSetup};
+use crate::media::tone::RingTone;
 
 use super::super::media;
 use super::super::state::Call;
@@ -96,23 +97,55 @@ impl Hub {
         c.media = Some(handle);
     }
 
-    /// Plays the ring tone while a call rings here and no call is in progress; stops it
-    /// otherwise. Files and the null device get no ring tone (they are for tests and scripts).
+    /// Plays the ring tone while a call rings here and no call is in progress, a soft
+    /// call-waiting tone while one rings during a call in progress (`call_waiting`); stops
+    /// it otherwise. Files and the null device get no ring tone (they are for tests and
+    /// scripts).
     pub(super) fn update_ringer(&mut self) {
         let ringing = self.calls.iter().any(Call::is_ringing_here);
         let busy = self.calls.iter().any(|c| c.media.is_some());
-        let want = ringing
-            && !busy
-            && self.cfg.ring
-            && matches!(self.cfg.output, DeviceSpec::Default | DeviceSpec::Named(_));
+        let want = match ringing && self.cfg.ring && self.plays_tones() {
+            false => None,
+            true => Some(busy),
+        };
         match (&self.ringer, want) {
-            (None, true) => self.ringer = Some(media::spawn_ringer(self.cfg.output.clone())),
-            (Some(_), false) => {
-                if let Some(r) = self.ringer.take() {
+            (None, Some(waiting)) => {
+                let tone = if waiting {
+                    // ITU-T E.180 call waiting: 425 Hz, short, quiet, repeated.
+                    RingTone::with_cadence(8000, &[425.0], 300, 8000).with_level(0.25)
+                } else {
+                    RingTone::new(8000)
+                };
+                self.ringer = Some((media::spawn_tone(self.cfg.output.clone(), tone, None), waiting));
+            }
+            (Some((_, was)), Some(waiting)) if *was != waiting => {
+                if let Some((r, _)) = self.ringer.take() {
+                    r.abort();
+                }
+            }
+            (Some(_), None) => {
+                if let Some((r, _)) = self.ringer.take() {
                     r.abort();
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The output is a sound device (not a file or the null device).
+    fn plays_tones(&self) -> bool {
+        matches!(self.cfg.output, DeviceSpec::Default | DeviceSpec::Named(_))
+    }
+
+    /// A short beep: a call answered at the PBX's request.
+    pub(super) fn beep(&self) {
+        if self.plays_tones() {
+            let tone = RingTone::with_cadence(8000, &[1000.0], 150, 850);
+            media::spawn_tone(
+                self.cfg.output.clone(),
+                tone,
+                Some(std::time::Duration::from_millis(200)),
+            );
         }
     }
 
