@@ -155,7 +155,8 @@ pub fn is_bound(proto: &str, port: u16) -> bool {
         let cols: Vec<&str> = l.split_whitespace().collect();
         cols.len() > 3
             && cols[1].ends_with(&want)
-            && (cols[1].starts_with("0100007F:") || cols[1].starts_with("00000000:"))
+            // 127.x.y.z (any loopback address) or 0.0.0.0, in /proc's little-endian hex.
+            && (cols[1].get(6..9) == Some("7F:") || cols[1].starts_with("00000000:"))
             && (proto == "udp" || cols[3] == "0A")
     })
 }
