@@ -1,7 +1,8 @@
 //! Snapshots of the terminal UI, drawn into ratatui's `TestBackend` from bus events: the idle
 //! screen (English, Japanese), the incoming-call popup in its three sizes and its CRM states
 //! (searching, found, failed), an anonymous caller, an active call, a history row, the help
-//! overlay, the dial line, and a wide and a narrow terminal. What changes from run to run (the
+//! overlay, the dial line, a consult in progress, a replaced call, and a wide and a narrow
+//! terminal. What changes from run to run (the
 //! clock, history dates, the popup countdown) is replaced by placeholders; every frame is also
 //! checked in code to be straight (rows exactly as wide as the terminal, boxes closed).
 //!
@@ -12,9 +13,9 @@
 mod ui;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ctiphone::app::{CtiEvent, EndReason};
+use ctiphone::app::{Command, CtiEvent, EndReason, PhoneEvent};
 use ctiphone::ui::i18n::Lang;
-use ctiphone::ui::state::{App, Mode};
+use ctiphone::ui::state::{App, Effect, Mode};
 use ratatui::buffer::Buffer;
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -304,6 +305,116 @@ fn help_overlay() {
     insta::assert_snapshot!("help_ja", ui::stable(&buf));
     key(&mut app, KeyCode::Esc);
     assert_eq!(app.mode, Mode::Normal);
+}
+
+/// A consult in progress: both calls listed (the customer held), the bottom line offers the
+/// keys that work across them; the consult prompt is the consult's.
+#[test]
+fn consult_shows_both_calls_and_the_transfer_keys() {
+    let mut app = ringing("[popup]\ndisplay_seconds = 0\n");
+    ui::answered(&mut app);
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char('T'));
+    let buf = shot(&app, Lang::En, 80, 24);
+    assert!(
+        ui::rows(&buf)[23].contains("consult (attended transfer)"),
+        "{}",
+        ui::dump(&buf)
+    );
+    for c in "1003".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    let fx = app.on_key(crossterm::event::KeyEvent::from(KeyCode::Enter));
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Command(Command::Consult { to, call })
+            if to == "1003" && call.as_deref() == Some(ui::CALL))),
+        "{fx:?}"
+    );
+    ui::phone(
+        &mut app,
+        PhoneEvent::Held {
+            call: ui::CALL.into(),
+        },
+    );
+    ui::phone(
+        &mut app,
+        PhoneEvent::Outgoing {
+            call: "consult-1@ctiphone".into(),
+            to: "1003".into(),
+        },
+    );
+    ui::phone(
+        &mut app,
+        PhoneEvent::Consult {
+            call: ui::CALL.into(),
+            consult: "consult-1@ctiphone".into(),
+        },
+    );
+    ui::phone(
+        &mut app,
+        PhoneEvent::Answered {
+            call: "consult-1@ctiphone".into(),
+        },
+    );
+    let buf = shot(&app, Lang::En, 80, 24);
+    let t = ui::text(&buf);
+    assert!(t.contains("on hold") && t.contains("1003"), "{t}");
+    let bottom = ui::rows(&buf)[23].clone();
+    for k in ["C complete", "w swap", "X cancel", "J conference"] {
+        assert!(bottom.contains(k), "{k} not in {bottom:?}");
+    }
+    insta::assert_snapshot!("consult_en", ui::stable(&buf));
+    // The keys send their commands.
+    for (c, want) in [
+        ('C', Command::Complete { call: None }),
+        ('w', Command::Swap { call: None }),
+        ('X', Command::Cancel { call: None }),
+        ('J', Command::Conference),
+    ] {
+        let fx = app.on_key(crossterm::event::KeyEvent::from(KeyCode::Char(c)));
+        let got: Vec<&Command> = fx
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Command(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got.len(), 1, "{c}: {fx:?}");
+        assert_eq!(
+            std::mem::discriminant(got[0]),
+            std::mem::discriminant(&want),
+            "{c}: {fx:?}"
+        );
+    }
+}
+
+/// Being transferred to: the same row shows the new party, the popup opens again for it with
+/// the CRM's answer about them.
+#[test]
+fn a_replaced_call_shows_the_new_party() {
+    let mut app = ringing("[popup]\ndisplay_seconds = 0\n");
+    ui::found(&mut app, "Acme", "Taro Yamada", "C-42");
+    ui::answered(&mut app);
+    key(&mut app, KeyCode::Esc);
+    ui::phone(
+        &mut app,
+        PhoneEvent::Replaced {
+            call: ui::CALL.into(),
+            tel: "0399998888".into(),
+            telname: "Hanako Suzuki".into(),
+        },
+    );
+    assert!(app.popup.is_some(), "the popup opens for the new party");
+    ui::found(&mut app, "Beta KK", "Hanako Suzuki", "C-7");
+    let buf = shot(&app, Lang::En, 80, 24);
+    let t = ui::text(&buf);
+    assert!(
+        t.contains("0399998888") && t.contains("Beta KK") && !t.contains("Acme"),
+        "{t}"
+    );
+    assert_eq!(app.calls.len(), 1, "the same row");
+    insta::assert_snapshot!("replaced_en", ui::stable(&buf));
 }
 
 #[test]

@@ -381,7 +381,6 @@ fn draw_bottom(f: &mut Frame, area: Rect, app: &App, look: &Look) {
                     (Action::Swap, "help.swap"),
                     (Action::CancelConsult, "help.cancel_consult"),
                     (Action::Conference, "help.conference"),
-                    (Action::Hangup, "help.hangup"),
                 ]
             } else if app.calls.len() >= 2 {
                 &[
