@@ -37,8 +37,8 @@ fn consult(p: &mut Phone, customer: &str, colleague: &Sipp) -> String {
     assert_eq!(c["call"], customer, "{c}");
     let consult = c["consult"].as_str().unwrap_or_default().to_owned();
     assert!(!consult.is_empty() && consult != customer, "{c}");
-    p.expect_where("held", secs(5), |v: &Value| v["call"] == customer);
-    p.expect_where("answered", secs(5), |v: &Value| v["call"] == consult.as_str());
+    p.expect_call("held", customer, secs(5));
+    p.expect_call("answered", &consult, secs(5));
     consult
 }
 
@@ -283,13 +283,6 @@ fn a_replaces_naming_no_call_is_481_and_early_only_on_an_answered_call_is_486() 
     first_party.wait(secs(10)).assert_ok();
 }
 
-/// Waits for `event` of `call`, which may have come already (it comes once in the test).
-fn expect_once(p: &mut Phone, event: &str, call: &str) {
-    if !p.seen().iter().any(|v| v["event"] == event && v["call"] == call) {
-        p.expect_where(event, secs(5), |v: &Value| v["call"] == call);
-    }
-}
-
 #[test]
 fn call_waiting_answer_holds_the_first_and_swap_toggles() {
     let mut p = Phone::start(&config_call_waiting(""), &[]);
@@ -302,12 +295,12 @@ fn call_waiting_answer_holds_the_first_and_swap_toggles() {
     // `answer` with no call named: the ringing one; the first waits on hold.
     p.send(json!({"cmd": "answer"}));
     // (Either order: the answer goes out while the hold's re-INVITE waits for its 200.)
-    expect_once(&mut p, "held", &id1);
-    expect_once(&mut p, "answered", &id2);
+    p.expect_call("held", &id1, secs(5));
+    p.expect_call("answered", &id2, secs(5));
     // swap: the second held, the first resumed.
     p.send(json!({"cmd": "swap"}));
-    expect_once(&mut p, "held", &id2);
-    expect_once(&mut p, "resumed", &id1);
+    p.expect_call("held", &id2, secs(5));
+    p.expect_call("resumed", &id1, secs(5));
     p.send(json!({"cmd": "hangup", "call": id1}));
     p.expect_where("ended", secs(5), |v: &Value| v["call"] == id1.as_str());
     p.send(json!({"cmd": "unhold", "call": id2}));
@@ -437,4 +430,36 @@ fn notify_talk_from_the_pbx_answers_the_ringing_call() {
     p.send(json!({"cmd": "hangup", "call": id}));
     p.expect("ended", secs(5));
     sipp.wait(secs(10)).assert_ok();
+}
+
+#[test]
+fn conference_resumes_the_held_customer_and_ends_with_a_leg() {
+    let mut p = Phone::start(&config(""), &[]);
+    // The customer is held by the consult, then resumed by the conference (checked).
+    let customer = call(&p, "uac_customer_consult_cancel.xml", &[]);
+    let id = answer_incoming(&mut p);
+    let colleague = Sipp::spawn("uas_answer.xml", &[]);
+    let consult_id = consult(&mut p, &id, &colleague);
+    p.send(json!({"cmd": "conference"}));
+    let conf = p.expect("conference", secs(5));
+    assert_eq!(conf["calls"], json!([id, consult_id]), "{conf}");
+    p.expect_call("resumed", &id, secs(5));
+    // The colleague leaves: the customer's call goes on, the conference is over.
+    p.send(json!({"cmd": "hangup", "call": consult_id}));
+    let conf = p.expect("conference", secs(5));
+    assert_eq!(conf["calls"], json!([]), "{conf}");
+    colleague.wait(secs(10)).assert_ok();
+    p.send(json!({"cmd": "hangup", "call": id}));
+    p.expect_call("ended", &id, secs(5));
+    customer.wait(secs(10)).assert_ok();
+    // A conference needs two answered calls.
+    p.send(json!({"cmd": "conference"}));
+    let err = p.expect("error", secs(5));
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("two answered calls"),
+        "{err}"
+    );
 }

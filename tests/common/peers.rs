@@ -778,6 +778,11 @@ impl Baresip {
     /// As [`Baresip::start`], offering and accepting only `codecs` (baresip's names, e.g.
     /// "PCMA", "G722", "opus").
     pub fn start_with_codecs(kamailio: &Kamailio, user: &str, codecs: &str) -> Baresip {
+        Self::start_with_tone(kamailio, user, codecs, 1000)
+    }
+
+    /// As [`Baresip::start_with_codecs`], playing a `freq` Hz tone as its microphone.
+    pub fn start_with_tone(kamailio: &Kamailio, user: &str, codecs: &str, freq: u32) -> Baresip {
         // baresip's file source must run at the codec's own rate.
         let first = codecs.split(',').next().unwrap_or("").to_ascii_lowercase();
         let srate: u32 = match first.as_str() {
@@ -807,7 +812,7 @@ impl Baresip {
                 "16",
             ])
             .arg(&tone)
-            .args(["synth", "30", "sine", "1000", "vol", "0.5"])
+            .args(["synth", "30", "sine", &freq.to_string(), "vol", "0.5"])
             .output()
             .expect("running sox");
         assert!(
@@ -1130,6 +1135,19 @@ impl Phone {
     #[track_caller]
     pub fn expect(&mut self, event: &str, timeout: Duration) -> Value {
         self.expect_where(event, timeout, |_| true)
+    }
+
+    /// `event` of `call`, seen already or coming within `timeout` (for events whose order
+    /// between calls is not fixed: a hold's 200 and another call's answer).
+    pub fn expect_call(&mut self, event: &str, call: &str, timeout: Duration) -> Value {
+        if let Some(v) = self
+            .seen
+            .iter()
+            .find(|v| v["event"] == event && v["call"] == call)
+        {
+            return v.clone();
+        }
+        self.expect_where(event, timeout, |v: &Value| v["call"] == call)
     }
 
     /// Like `expect`, for the next `event` that also satisfies `pred`.

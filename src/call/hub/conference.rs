@@ -21,14 +21,6 @@ impl Hub {
         if legs.len() < 2 {
             return self.error("a conference needs two answered calls (one may be on hold)");
         }
-        if let Some(c) = self
-            .calls
-            .iter()
-            .find(|c| legs.contains(&c.id) && c.media.is_none())
-        {
-            let id = c.id.clone();
-            return self.error(format!("call {id} has no audio yet; try again"));
-        }
         for id in &legs {
             if let Some(i) = self.find(id) {
                 self.calls[i].conferenced = true;
@@ -40,11 +32,11 @@ impl Hub {
         self.link_conference();
     }
 
-    /// Links the conferenced calls' media anew (after a join or a leg's end) and reports
-    /// who is in it; one leg alone leaves the conference.
+    /// Links the conferenced calls' media anew (after a join, a leg's end, or a leg's audio
+    /// starting) and reports who is in it when that changed; one leg alone leaves it.
     pub(super) fn link_conference(&mut self) {
         let legs: Vec<usize> = (0..self.calls.len())
-            .filter(|&i| self.calls[i].conferenced && self.calls[i].media.is_some())
+            .filter(|&i| self.calls[i].conferenced)
             .collect();
         if legs.len() < 2 {
             for &i in &legs {
@@ -53,19 +45,33 @@ impl Hub {
                     let _ = m.commands.try_send(MediaCommand::Leave);
                 }
             }
-            self.emit(PhoneEvent::Conference { calls: Vec::new() });
+            if !self.conference.is_empty() {
+                self.conference.clear();
+                self.emit(PhoneEvent::Conference { calls: Vec::new() });
+            }
             return;
         }
-        let rates: Vec<u32> = legs
+        // The legs whose audio runs; one whose devices are still opening joins when they are.
+        let running: Vec<usize> = legs
             .iter()
-            .filter_map(|&i| self.calls[i].media.as_ref().map(|m| m.rate))
+            .copied()
+            .filter(|&i| self.calls[i].media.is_some())
             .collect();
-        for (&i, link) in legs.iter().zip(conference::links(&rates)) {
-            if let Some(m) = &self.calls[i].media {
-                let _ = m.commands.try_send(MediaCommand::Join(link));
+        if running.len() >= 2 {
+            let rates: Vec<u32> = running
+                .iter()
+                .filter_map(|&i| self.calls[i].media.as_ref().map(|m| m.rate))
+                .collect();
+            for (&i, link) in running.iter().zip(conference::links(&rates)) {
+                if let Some(m) = &self.calls[i].media {
+                    let _ = m.commands.try_send(MediaCommand::Join(link));
+                }
             }
         }
-        let calls = legs.iter().map(|&i| self.calls[i].id.clone()).collect();
-        self.emit(PhoneEvent::Conference { calls });
+        let calls: Vec<String> = legs.iter().map(|&i| self.calls[i].id.clone()).collect();
+        if calls != self.conference {
+            self.conference = calls.clone();
+            self.emit(PhoneEvent::Conference { calls });
+        }
     }
 }

@@ -58,6 +58,8 @@ struct Hub {
     ringer: Option<(JoinHandle<()>, bool)>,
     /// Outgoing calls waiting for their target: the INVITE to send once resolved.
     dialing: HashMap<String, (String, Option<CallerId>)>,
+    /// The local conference's calls, as last reported.
+    conference: Vec<String>,
 }
 
 /// Starts the call layer: binds the transports, then handles commands until `Quit`. Phone
@@ -78,6 +80,7 @@ pub async fn run(cfg: CallConfig, bus: Bus, mut commands: mpsc::Receiver<Command
         finishing: HashMap::new(),
         ringer: None,
         dialing: HashMap::new(),
+        conference: Vec::new(),
     };
     hub.drain().await;
     if hub.stack.registrar().is_some() {

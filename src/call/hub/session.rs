@@ -95,6 +95,9 @@ impl Hub {
             let _ = handle.commands.try_send(MediaCommand::Mute(true));
         }
         c.media = Some(handle);
+        if c.conferenced {
+            self.link_conference();
+        }
     }
 
     /// Plays the ring tone while a call rings here and no call is in progress, a soft
