@@ -277,10 +277,47 @@ fn a_replaces_naming_no_call_is_481_and_early_only_on_an_answered_call_is_486() 
     call(&p, "uac_replaces_486.xml", &["-key", "replaces", &early_only])
         .wait(secs(10))
         .assert_ok();
+    // A Replaces that does not parse: 400.
+    for bad in ["no-tags-here", "a b;to-tag=1;from-tag=2", "x;to-tag=;from-tag=2"] {
+        call(&p, "uac_replaces_400.xml", &["-key", "replaces", bad])
+            .wait(secs(10))
+            .assert_ok();
+    }
     assert_eq!(p.count("replaced"), 0, "{:?}", p.seen());
+    assert_eq!(p.count("incoming"), 1, "no refused INVITE rang: {:?}", p.seen());
     p.send(json!({"cmd": "hangup", "call": id}));
     p.expect("ended", secs(5));
     first_party.wait(secs(10)).assert_ok();
+}
+
+#[test]
+fn a_replaces_for_a_call_ringing_here_is_481() {
+    // RFC 3891 §3: an early dialog this UA did not start is not to be replaced (that would
+    // let a stranger who saw the INVITE pick up the agent's call).
+    let mut p = Phone::start(&config_call_waiting(""), &[]);
+    let ringing = call(&p, "uac_wait_bye.xml", &[]);
+    let inc = p.expect("incoming", secs(5));
+    let id = inc["call"].as_str().unwrap_or_default().to_owned();
+    let trace = common::calls::wait_trace(&ringing, secs(5), "the 180", |r| {
+        r.received("SIP/2.0 180") >= 1
+    });
+    let invite = first(&trace, true, "INVITE ");
+    let ring = first(&trace, false, "SIP/2.0 180");
+    let replaces = format!(
+        "{};to-tag={};from-tag={}",
+        invite.header("Call-ID").unwrap_or_default().trim(),
+        ring.header("To").and_then(tag_of).unwrap_or_default(),
+        invite.header("From").and_then(tag_of).unwrap_or_default()
+    );
+    call(&p, "uac_replaces_481.xml", &["-key", "replaces", &replaces])
+        .wait(secs(10))
+        .assert_ok();
+    // The call still rings and can be answered.
+    p.send(json!({"cmd": "answer", "call": id}));
+    p.expect_call("answered", &id, secs(5));
+    p.send(json!({"cmd": "hangup", "call": id}));
+    p.expect_call("ended", &id, secs(5));
+    ringing.wait(secs(10)).assert_ok();
 }
 
 #[test]
@@ -418,6 +455,29 @@ fn auto_answer_from_another_host_or_with_the_setting_off_rings() {
         "the refused call never rang: {:?}",
         p.seen()
     );
+}
+
+#[test]
+fn notify_talk_from_another_host_does_not_answer() {
+    let mut p = auto_phone(Some("127.0.0.1"));
+    let target = p.target();
+    let sipp = Sipp::spawn(
+        "uac_notify_talk.xml",
+        &[target.as_str(), "-s", "0312345678", "-i", "127.0.0.2"],
+    );
+    let inc = p.expect("incoming", secs(5));
+    let id = inc["call"].as_str().unwrap_or_default().to_owned();
+    let w = p.expect("warning", secs(5));
+    assert!(
+        w["message"].as_str().unwrap_or_default().contains("not honoured"),
+        "{w}"
+    );
+    p.expect_none("answered", secs(1));
+    p.send(json!({"cmd": "answer", "call": id}));
+    p.expect_call("answered", &id, secs(5));
+    p.send(json!({"cmd": "hangup", "call": id}));
+    p.expect("ended", secs(5));
+    sipp.wait(secs(10)).assert_ok();
 }
 
 #[test]

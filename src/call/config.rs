@@ -227,3 +227,32 @@ async fn run_password_command(cmd: &str) -> Result<String, String> {
         .unwrap_or("")
         .to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn call_config(extra: &str) -> CallConfig {
+        let text = format!(
+            "[account]\nuri = \"sip:1001@127.0.0.1\"\nregistrar = \"127.0.0.3:5999\"\nlisten = \"127.0.0.1:0\"\n{extra}"
+        );
+        let config = Config::parse(&text, None).unwrap_or_else(|e| panic!("{e}"));
+        CallConfig::from_config(&config, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn auto_answer_requests_are_taken_from_the_registrar_unless_listed() {
+        let c = call_config("").await;
+        assert!(!c.remote_answer, "off by default");
+        assert_eq!(c.remote_answer_from, ["127.0.0.3".parse::<IpAddr>().unwrap()]);
+        let c = call_config("[calls]\nremote_answer = true\nremote_answer_from = [\"127.0.0.2\", \"[::1]\"]\n").await;
+        assert!(c.remote_answer);
+        assert_eq!(
+            c.remote_answer_from,
+            ["127.0.0.2".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()],
+            "the listed hosts only, not the registrar"
+        );
+    }
+}

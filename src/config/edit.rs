@@ -942,6 +942,21 @@ mod tests {
     }
 
     #[test]
+    fn the_calls_section_is_made_when_a_file_has_none() {
+        let mut ed = Editor::from_text("[account]\nuri = \"sip:1@h\"\n", PathBuf::from("c.toml")).unwrap();
+        assert_eq!(ed.get("calls.remote_answer"), None);
+        ed.set("calls.remote_answer", Some(Value::Bool(true))).unwrap();
+        ed.set(
+            "calls.remote_answer_from",
+            Some(Value::List(vec!["127.0.0.1".into(), "pbx.example".into()])),
+        )
+        .unwrap();
+        let c = Config::parse(ed.as_str(), None).unwrap_or_else(|e| panic!("{e}\n{}", ed.as_str()));
+        assert!(c.calls.remote_answer);
+        assert_eq!(c.calls.remote_answer_from, ["127.0.0.1", "pbx.example"]);
+    }
+
+    #[test]
     fn a_round_trip_changes_only_the_edited_values_and_keeps_every_comment() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");

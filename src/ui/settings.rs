@@ -107,6 +107,9 @@ fn pane_fields(pane: usize) -> Vec<Field> {
             field("account.listen", "field.listen", Kind::Text),
             field("account.extension", "field.extension", Kind::Text),
             field("account.display_name", "field.display_name", Kind::Text),
+            field("account.call_waiting", "field.call_waiting", Kind::Bool),
+            field("calls.remote_answer", "field.remote_answer", Kind::Bool),
+            field("calls.remote_answer_from", "field.remote_answer_from", Kind::List),
         ],
         5 => vec![
             field("audio.input", "field.input", Kind::Text),
