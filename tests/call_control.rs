@@ -298,9 +298,7 @@ fn a_replaces_for_a_call_ringing_here_is_481() {
     let ringing = call(&p, "uac_wait_bye.xml", &[]);
     let inc = p.expect("incoming", secs(5));
     let id = inc["call"].as_str().unwrap_or_default().to_owned();
-    let trace = common::calls::wait_trace(&ringing, secs(5), "the 180", |r| {
-        r.received("SIP/2.0 180") >= 1
-    });
+    let trace = common::calls::wait_trace(&ringing, secs(5), "the 180", |r| r.received("SIP/2.0 180") >= 1);
     let invite = first(&trace, true, "INVITE ");
     let ring = first(&trace, false, "SIP/2.0 180");
     let replaces = format!(

@@ -324,7 +324,7 @@ fn consult_shows_both_calls_and_the_transfer_keys() {
     for c in "1003".chars() {
         key(&mut app, KeyCode::Char(c));
     }
-    let fx = app.on_key(crossterm::event::KeyEvent::from(KeyCode::Enter));
+    let fx = app.on_key(KeyEvent::from(KeyCode::Enter));
     assert!(
         fx.iter()
             .any(|e| matches!(e, Effect::Command(Command::Consult { to, call })
@@ -372,7 +372,7 @@ fn consult_shows_both_calls_and_the_transfer_keys() {
         ('X', Command::Cancel { call: None }),
         ('J', Command::Conference),
     ] {
-        let fx = app.on_key(crossterm::event::KeyEvent::from(KeyCode::Char(c)));
+        let fx = app.on_key(KeyEvent::from(KeyCode::Char(c)));
         let got: Vec<&Command> = fx
             .iter()
             .filter_map(|e| match e {
@@ -387,6 +387,44 @@ fn consult_shows_both_calls_and_the_transfer_keys() {
             "{c}: {fx:?}"
         );
     }
+}
+
+/// Call waiting: with the first call answered and the second's popup closed, `a` answers the
+/// ringing one; each call keeps its own CRM data.
+#[test]
+fn call_waiting_a_answers_the_ringing_call() {
+    let mut app = ringing("[popup]\ndisplay_seconds = 0\n");
+    ui::found(&mut app, "Acme", "Taro Yamada", "C-42");
+    ui::answered(&mut app);
+    key(&mut app, KeyCode::Esc);
+    ui::phone(
+        &mut app,
+        PhoneEvent::Incoming {
+            call: "call-2@127.0.0.1".into(),
+            tel: "0399998888".into(),
+            telname: "Hanako Suzuki".into(),
+            called: "0312345678".into(),
+            calledname: String::new(),
+            anonymous: false,
+        },
+    );
+    assert_eq!(
+        app.popup.as_ref().map(|p| p.call.as_str()),
+        Some("call-2@127.0.0.1")
+    );
+    key(&mut app, KeyCode::Esc);
+    let fx = app.on_key(KeyEvent::from(KeyCode::Char('a')));
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Command(Command::Answer { call: Some(c) })
+            if c == "call-2@127.0.0.1")),
+        "{fx:?}"
+    );
+    let buf = shot(&app, Lang::En, 80, 24);
+    let t = ui::text(&buf);
+    assert!(t.contains("Acme") && t.contains("0399998888"), "{t}");
+    // With two calls up, the bottom line shows the keys across them.
+    assert!(ui::rows(&buf)[23].contains("w swap"), "{}", ui::dump(&buf));
 }
 
 /// Being transferred to: the same row shows the new party, the popup opens again for it with

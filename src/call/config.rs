@@ -247,7 +247,9 @@ mod tests {
         let c = call_config("").await;
         assert!(!c.remote_answer, "off by default");
         assert_eq!(c.remote_answer_from, ["127.0.0.3".parse::<IpAddr>().unwrap()]);
-        let c = call_config("[calls]\nremote_answer = true\nremote_answer_from = [\"127.0.0.2\", \"[::1]\"]\n").await;
+        let c =
+            call_config("[calls]\nremote_answer = true\nremote_answer_from = [\"127.0.0.2\", \"[::1]\"]\n")
+                .await;
         assert!(c.remote_answer);
         assert_eq!(
             c.remote_answer_from,

@@ -688,9 +688,16 @@ impl App {
         let call = self.current_call().map(|c| c.id.clone());
         let cmd = |c: Command| vec![Effect::Command(c)];
         match action {
+            // The call in view if it rings, else the latest ringing one (call waiting: the
+            // popup may be closed while the first call is selected).
             Action::Answer => match self.current_call() {
                 Some(c) if c.state == RowState::Ringing => cmd(Command::Answer { call }),
-                _ => vec![],
+                _ => match self.calls.iter().rev().find(|c| c.state == RowState::Ringing) {
+                    Some(c) => cmd(Command::Answer {
+                        call: Some(c.id.clone()),
+                    }),
+                    None => vec![],
+                },
             },
             Action::Hangup => match self.current_call() {
                 Some(c) if c.state == RowState::Ringing => cmd(Command::Reject { call }),
