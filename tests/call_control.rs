@@ -521,3 +521,36 @@ fn conference_resumes_the_held_customer_and_ends_with_a_leg() {
         "{err}"
     );
 }
+
+#[test]
+fn an_auto_answer_request_over_a_call_in_progress_rings_as_a_waiting_call() {
+    let cfg = config_call_waiting("[calls]\nremote_answer = true\nremote_answer_from = [\"127.0.0.1\"]\n");
+    let mut p = Phone::start(&cfg, &[]);
+    let first_party = call(&p, "uac_held_then_bye.xml", &[]);
+    let id1 = answer_incoming(&mut p);
+    let target = p.target();
+    let intercom = Sipp::spawn(
+        "uac_auto_answer.xml",
+        &[
+            target.as_str(),
+            "-s",
+            "0312345678",
+            "-key",
+            "hdr",
+            "Answer-Mode: Auto",
+        ],
+    );
+    let inc = p.expect_where("incoming", secs(5), |v: &Value| v["call"] != id1.as_str());
+    let id2 = inc["call"].as_str().unwrap_or_default().to_owned();
+    p.expect_none("answered", Duration::from_millis(1500));
+    // The agent takes it: the first call waits on hold.
+    p.send(json!({"cmd": "answer"}));
+    p.expect_call("answered", &id2, secs(5));
+    p.expect_call("held", &id1, secs(5));
+    for id in [&id2, &id1] {
+        p.send(json!({"cmd": "hangup", "call": id}));
+        p.expect_call("ended", id, secs(5));
+    }
+    intercom.wait(secs(10)).assert_ok();
+    first_party.wait(secs(10)).assert_ok();
+}

@@ -45,22 +45,7 @@ impl Hub {
                 self.dial(&to, Some(caller)).await;
             }
             Command::Answer { call } => match self.pick_ringing(call.as_deref()) {
-                Some(i) if self.calls[i].is_ringing_here() => {
-                    // Call waiting: the call in progress waits on hold.
-                    let id = self.calls[i].id.clone();
-                    let active: Vec<String> = self
-                        .calls
-                        .iter()
-                        .filter(|c| c.is_active() && !c.conferenced)
-                        .map(|c| c.id.clone())
-                        .collect();
-                    for a in active {
-                        self.hold(Some(&a), true).await;
-                    }
-                    if let Some(i) = self.find(&id) {
-                        self.answer(i).await;
-                    }
-                }
+                Some(i) if self.calls[i].is_ringing_here() => self.answer_holding_others(i).await,
                 Some(_) => self.error("the call is not ringing here"),
                 None => no_call(self, &call),
             },
@@ -118,6 +103,23 @@ impl Hub {
                 None => no_call(self, &call),
             },
             Command::Quit => self.quit().await,
+        }
+    }
+
+    /// Answers ringing call `i`; the calls in progress wait on hold (call waiting).
+    pub(super) async fn answer_holding_others(&mut self, i: usize) {
+        let id = self.calls[i].id.clone();
+        let active: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|c| c.is_active() && c.id != id)
+            .map(|c| c.id.clone())
+            .collect();
+        for a in active {
+            self.hold(Some(&a), true).await;
+        }
+        if let Some(i) = self.find(&id) {
+            self.answer(i).await;
         }
     }
 

@@ -350,7 +350,11 @@ impl Hub {
         }
         // A PBX asking for the call to be answered without the agent.
         let remote = answer_mode::requested(request);
-        let allowed = self.cfg.remote_answer && self.cfg.remote_answer_from.contains(&source.ip());
+        // Honoured when asked by an allowed host, and not over a call in progress (a PBX's
+        // intercom call then rings as a waiting call).
+        let in_call = self.calls.iter().any(|c| c.state == CallState::Confirmed);
+        let allowed =
+            self.cfg.remote_answer && self.cfg.remote_answer_from.contains(&source.ip()) && !in_call;
         if let Some(r) = &remote
             && r.require
             && !allowed
@@ -864,7 +868,7 @@ impl Hub {
             if allowed {
                 self.calls[i].remote_answer = true;
                 self.calls[i].auto_answer_at = None;
-                self.answer(i).await;
+                self.answer_holding_others(i).await;
             } else {
                 self.warn(format!(
                     "call {}: a request to answer it (NOTIFY talk) from {} was not honoured",
