@@ -1,7 +1,8 @@
 //! The terminal UI end to end in a real terminal (tmux): a SIPp caller rings the phone, the
 //! loopback CRM's record shows in the popup, `a` answers, `x` hangs up, the history row says
-//! "answered", `q` quits and the terminal is given back (no alternate screen left). And the
-//! help overlay and the dial line, driven by keys.
+//! "answered", `q` quits and the terminal is given back (no alternate screen left). The help
+//! overlay and the dial line, driven by keys. An attended transfer by keys: `T`, the
+//! colleague's address, Enter, `C`.
 
 mod common;
 #[path = "common/tmux.rs"]
@@ -142,6 +143,78 @@ fn incoming_call_popup_answer_hangup_history_and_quit_in_tmux() {
     assert!(!screen.contains("Call history"), "{screen}");
     drop(t);
     drop(rt);
+}
+
+#[test]
+fn attended_transfer_by_keys_in_tmux() {
+    let home = tempfile::Builder::new()
+        .prefix("ui-tmux")
+        .tempdir()
+        .expect("temp dir");
+    let port = free_udp_port();
+    let config = write_config(home.path(), port, "http://127.0.0.1:9");
+    let t = Tmux::start(home.path(), 100, 30, &tmux::phone_command(&config));
+    let diag = || tmux::phone_log(home.path());
+    t.wait_for("the idle screen", SECS(15), |s| s.contains("No calls"), diag);
+    wait_bound("udp", port, SECS(10), "the phone's SIP socket");
+
+    let target = format!("127.0.0.1:{port}");
+    let customer = Sipp::spawn(
+        "uac_customer_attended.xml",
+        &[target.as_str(), "-s", "0312345678", "-timeout", "40s"],
+    );
+    let colleague = Sipp::spawn("uas_answer.xml", &["-timeout", "40s"]);
+    t.wait_for("the ring", SECS(10), |s| s.contains("Incoming call"), diag);
+    t.keys(&["a"]);
+    t.wait_for(
+        "the call to be active",
+        SECS(10),
+        |s| tmux::line_with(s, "active").is_some_and(|l| l.contains("0311112222")),
+        diag,
+    );
+    // Esc and T apart: together a terminal reads them as Alt+T.
+    t.keys(&["Escape"]);
+    t.wait_for(
+        "the popup closed",
+        SECS(5),
+        |s| !s.contains("Incoming call"),
+        diag,
+    );
+    t.keys(&["T"]);
+    t.keys(&["-l", &colleague.uri("1003")]);
+    t.wait_for(
+        "the consult line",
+        SECS(5),
+        |s| s.lines().any(|l| l.starts_with("consult") && l.contains("1003")),
+        diag,
+    );
+    t.keys(&["Enter"]);
+    let screen = t.wait_for(
+        "the customer on hold and the colleague answered",
+        SECS(10),
+        |s| {
+            tmux::line_with(s, "on hold").is_some_and(|l| l.contains("0311112222"))
+                && tmux::line_with(s, "active").is_some_and(|l| l.contains("1003"))
+        },
+        diag,
+    );
+    assert!(screen.contains("C complete transfer"), "{screen}");
+    t.keys(&["C"]);
+    t.wait_for(
+        "both calls over",
+        SECS(10),
+        |s| tmux::line_with(s, "on hold").is_none() && tmux::line_with(s, "active").is_none(),
+        diag,
+    );
+    customer.wait(SECS(10)).assert_ok();
+    colleague.wait(SECS(10)).assert_ok();
+    t.keys(&["q"]);
+    t.wait_for(
+        "ctiphone to exit",
+        SECS(10),
+        |s| s.contains("ctiphone-exited-0"),
+        diag,
+    );
 }
 
 #[test]
