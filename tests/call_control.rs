@@ -410,6 +410,7 @@ fn each_auto_answer_header_from_the_allowed_host_is_answered_on_time() {
         ("Priv-Answer-Mode: Auto", 0.0),
     ] {
         let took = answered_after(&mut p, hdr, secs(4)).as_secs_f64();
+        println!("{hdr}: answered after {took:.3} s (asked: {n} s)");
         assert!(
             (took - n).abs() <= 0.5,
             "{hdr}: answered after {took:.3} s, expected {n} s ± 0.5"
