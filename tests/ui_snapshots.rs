@@ -13,7 +13,7 @@
 mod ui;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use ctiphone::app::{Command, CtiEvent, EndReason, PhoneEvent};
+use ctiphone::app::{AgentState, Command, CtiEvent, EndReason, PhoneEvent};
 use ctiphone::ui::i18n::Lang;
 use ctiphone::ui::state::{App, Effect, Mode};
 use ratatui::buffer::Buffer;
@@ -453,6 +453,69 @@ fn a_replaced_call_shows_the_new_party() {
     );
     assert_eq!(app.calls.len(), 1, "the same row");
     insta::assert_snapshot!("replaced_en", ui::stable(&buf));
+}
+
+/// The agent's status in the status bar (AGT-1), and picking a reason / a wrap-up code by
+/// number (AGT-2, AGT-3).
+#[test]
+fn agent_status_and_its_choosers() {
+    let mut app = ui::app("[agent]\nnot_ready_reasons = [\"Break\", \"Lunch\"]\nwrapup_codes = [\"Sale\"]\n");
+    ui::phone(
+        &mut app,
+        PhoneEvent::Status {
+            state: AgentState::NotReady,
+            reason: "Lunch".into(),
+            wrapup: String::new(),
+            since: "2026-12-04T10:00:00+09:00".into(),
+        },
+    );
+    key(&mut app, KeyCode::Char('n'));
+    let buf = shot(&app, Lang::En, 80, 24);
+    assert!(
+        ui::rows(&buf)[0].contains("Not ready (Lunch) 00:00"),
+        "{}",
+        ui::dump(&buf)
+    );
+    assert!(
+        ui::rows(&buf)[23].starts_with("Not ready: 1 Break  2 Lunch"),
+        "{}",
+        ui::dump(&buf)
+    );
+    insta::assert_snapshot!("agent_not_ready_en", ui::stable(&buf));
+    let fx = app.on_key(KeyEvent::from(KeyCode::Char('2')));
+    assert!(
+        fx.iter().any(|e| matches!(e, Effect::Command(Command::Status { state: AgentState::NotReady, reason: Some(r) }) if r == "Lunch")),
+        "{fx:?}"
+    );
+    assert_eq!(app.mode, Mode::Normal);
+    // A key that is no choice closes the chooser without a command.
+    key(&mut app, KeyCode::Char('W'));
+    let fx = app.on_key(KeyEvent::from(KeyCode::Char('7')));
+    assert!(fx.is_empty(), "{fx:?}");
+    key(&mut app, KeyCode::Char('W'));
+    let fx = app.on_key(KeyEvent::from(KeyCode::Char('1')));
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Command(Command::Wrapup { code }) if code == "Sale")),
+        "{fx:?}"
+    );
+    let fx = app.on_key(KeyEvent::from(KeyCode::Char('r')));
+    assert!(
+        fx.iter().any(|e| matches!(
+            e,
+            Effect::Command(Command::Status {
+                state: AgentState::Ready,
+                reason: None
+            })
+        )),
+        "{fx:?}"
+    );
+    let buf = shot(&app, Lang::Ja, 80, 24);
+    assert!(
+        ui::rows(&buf)[0].contains("受付停止 (Lunch)"),
+        "{}",
+        ui::dump(&buf)
+    );
 }
 
 #[test]

@@ -393,7 +393,13 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
             match rx.recv().await.expect("second") {
-                Event::Call(e) => assert_eq!(e.kind, CallEventKind::Hangup { answered: true }),
+                Event::Call(e) => assert_eq!(
+                    e.kind,
+                    CallEventKind::Hangup {
+                        answered: true,
+                        wrapup: false
+                    }
+                ),
                 other => panic!("unexpected {other:?}"),
             }
         }

@@ -100,6 +100,15 @@ pub enum Command {
         #[serde(default)]
         call: Option<String>,
     },
+    /// Set the agent's status (AGT-1); `reason` for not ready, one of `[agent]
+    /// not_ready_reasons` when there are some.
+    Status {
+        state: crate::app::AgentState,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// End after-call work with a wrap-up code (AGT-3) and become ready.
+    Wrapup { code: String },
     /// Unregister and stop.
     Quit,
 }
@@ -133,6 +142,16 @@ mod tests {
         let c: Command = serde_json::from_str(r#"{"cmd":"conference"}"#).unwrap();
         assert_eq!(c, Command::Conference);
         assert!(serde_json::from_str::<Command>(r#"{"cmd":"consult"}"#).is_err());
+        let c: Command =
+            serde_json::from_str(r#"{"cmd":"status","state":"not_ready","reason":"Lunch"}"#).unwrap();
+        assert_eq!(
+            c,
+            Command::Status {
+                state: crate::app::AgentState::NotReady,
+                reason: Some("Lunch".into())
+            }
+        );
+        assert!(serde_json::from_str::<Command>(r#"{"cmd":"status","state":"asleep"}"#).is_err());
         assert!(serde_json::from_str::<Command>(r#"{"cmd":"explode"}"#).is_err());
         assert!(serde_json::from_str::<Command>(r#"{"cmd":"dial"}"#).is_err());
     }

@@ -155,8 +155,15 @@ pub enum CallEventKind {
     Ring,
     /// The call was answered (either side).
     Answer,
-    /// The call ended; `answered` tells whether it was ever answered (CUS-10).
-    Hangup { answered: bool },
+    /// The call ended; `answered` tells whether it was ever answered (CUS-10). `wrapup`:
+    /// after-call work follows (AGT-3), and the hangup access waits for its [`Self::WrapUp`].
+    Hangup { answered: bool, wrapup: bool },
+    /// The agent's after-call work for this call ended: the wrap-up code picked ("" when the
+    /// time ran out or the agent went ready without one). `params` carry {WRAPUP}.
+    WrapUp { code: String },
+    /// The agent's status changed (AGT-6); `params` are the last call's (empty before the
+    /// first) with {STATUS}, {REASON} and {WRAPUP}.
+    Status { state: AgentState },
     /// The agent activated the popup (CUS-5).
     Click,
     /// The agent ran the click access again for a past call (HIS-2), with the CRM values
@@ -184,6 +191,8 @@ impl CallEventKind {
             Self::Ring => "ring",
             Self::Answer => "answer",
             Self::Hangup { .. } => "hangup",
+            Self::WrapUp { .. } => "wrapup",
+            Self::Status { .. } => "status",
             Self::Click | Self::Reclick { .. } => "click",
             Self::Outgoing => "outgoing",
             Self::Recorded { .. } => "recorded",
@@ -215,7 +224,10 @@ impl CallEvent {
     }
     pub fn hangup(params: CallParams, answered: bool) -> Self {
         Self {
-            kind: CallEventKind::Hangup { answered },
+            kind: CallEventKind::Hangup {
+                answered,
+                wrapup: false,
+            },
             params,
         }
     }
@@ -304,6 +316,30 @@ pub enum CtiEvent {
     },
 }
 
+/// The agent's status (AGT-1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    /// Takes calls.
+    #[default]
+    Ready,
+    /// Takes none, for a reason.
+    NotReady,
+    /// Writing up the last call (after-call work): takes none.
+    AfterCall,
+}
+
+impl AgentState {
+    /// The name used in events, templates ({STATUS}) and the protocol.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::NotReady => "not_ready",
+            Self::AfterCall => "after_call",
+        }
+    }
+}
+
 /// Why a call ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -362,6 +398,16 @@ pub enum PhoneEvent {
         call: String,
         tel: String,
         telname: String,
+    },
+    /// The agent's status changed (AGT-1): since when (local time, RFC 3339), with the
+    /// not-ready reason or the wrap-up code that ended after-call work.
+    Status {
+        state: AgentState,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        reason: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        wrapup: String,
+        since: String,
     },
     /// A consult call for `call` (attended transfer, step 1) was dialled.
     Consult {

@@ -15,8 +15,8 @@ pub mod core;
 pub use bus::{Bus, Closer, Subscription, WeakBus};
 pub use command::{CallerId, Command};
 pub use event::{
-    ActionReport, CallEvent, CallEventKind, CallParams, CallResult, CtiEvent, Direction, EndReason, Event,
-    PhoneEvent,
+    ActionReport, AgentState, CallEvent, CallEventKind, CallParams, CallResult, CtiEvent, Direction,
+    EndReason, Event, PhoneEvent,
 };
 
 /// The most characters of one value [`Logged`] writes.

@@ -14,9 +14,50 @@ use crate::sip::addr::{Uri, split_host_port};
 use crate::sip::stack::StackConfig;
 use crate::sip::transport::{Proto, TlsSettings};
 
+/// The agent's status settings (`[agent]`, AGT-1…5).
+#[derive(Clone, Debug, Default)]
+pub struct AgentConfig {
+    pub not_ready_reasons: Vec<String>,
+    /// After-call work after each answered call (`None`: none).
+    pub after_call: Option<Duration>,
+    pub wrapup_codes: Vec<String>,
+    pub ring_when_not_ready: bool,
+    pub ready_code: String,
+    pub not_ready_code: String,
+    /// The status is in use (any of the above set, or a `[cti.status]` access): announced at
+    /// start.
+    pub in_use: bool,
+}
+
+impl AgentConfig {
+    pub fn from_config(config: &Config) -> Self {
+        let a = &config.agent;
+        let after_call =
+            (a.after_call_seconds > 0).then(|| Duration::from_secs(u64::from(a.after_call_seconds)));
+        let in_use = !a.not_ready_reasons.is_empty()
+            || after_call.is_some()
+            || !a.wrapup_codes.is_empty()
+            || a.ring_when_not_ready
+            || !a.ready_code.is_empty()
+            || !a.not_ready_code.is_empty()
+            || config.cti.accesses.contains_key("status");
+        Self {
+            not_ready_reasons: a.not_ready_reasons.clone(),
+            after_call,
+            wrapup_codes: a.wrapup_codes.clone(),
+            ring_when_not_ready: a.ring_when_not_ready,
+            ready_code: a.ready_code.clone(),
+            not_ready_code: a.not_ready_code.clone(),
+            in_use,
+        }
+    }
+}
+
 /// The call layer's settings.
 #[derive(Clone, Debug)]
 pub struct CallConfig {
+    /// The agent's status (`[agent]`).
+    pub agent: AgentConfig,
     pub stack: StackConfig,
     pub call_waiting: bool,
     pub auto_answer: Option<Duration>,
@@ -136,6 +177,7 @@ impl CallConfig {
             remote_answer_from.push(r.ip());
         }
         Ok(Self {
+            agent: AgentConfig::from_config(config),
             stack: StackConfig {
                 listen,
                 proto,

@@ -68,6 +68,10 @@ pub struct Call {
     pub remote_answer: bool,
     /// In the local conference (`conference`): its audio is mixed with the others'.
     pub conferenced: bool,
+    /// A PBX feature code dialled for the agent's status: no events, no CTI, no history.
+    pub feature: bool,
+    /// Rings without the ring tone (the agent is not ready, `ring_when_not_ready`).
+    pub silent: bool,
 }
 
 impl Call {
@@ -102,6 +106,8 @@ impl Call {
             bye_at: None,
             remote_answer: false,
             conferenced: false,
+            feature: false,
+            silent: false,
         }
     }
 

@@ -109,7 +109,7 @@ impl Default for Account {
     }
 }
 
-/// `[agent]`: the contact-center agent account (PAR-7).
+/// `[agent]`: the contact-center agent account (PAR-7) and their status (AGT-1…6).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Agent {
@@ -117,7 +117,21 @@ pub struct Agent {
     pub id: String,
     /// {APW}: a secret, masked in every log and report (SAF-3).
     pub password: String,
+    /// AGT-2: the reasons offered for "not ready" ({REASON}).
+    pub not_ready_reasons: Vec<String>,
+    /// AGT-3: after each answered call, after-call work for this long (0: none).
+    pub after_call_seconds: u32,
+    /// AGT-3: the wrap-up codes offered to end after-call work ({WRAPUP}).
+    pub wrapup_codes: Vec<String>,
+    /// AGT-4: while not ready, calls ring silently instead of being refused (486).
+    pub ring_when_not_ready: bool,
+    /// AGT-5: PBX feature codes dialled on becoming ready / not ready ("" = none).
+    pub ready_code: String,
+    pub not_ready_code: String,
 }
+
+/// The longest `[agent] after_call_seconds`.
+pub const MAX_AFTER_CALL_SECONDS: u32 = 3600;
 
 /// BAS-1: which CRM integration runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -175,8 +189,8 @@ impl Method {
 }
 
 /// The accesses of the custom integration (CUS-1…10, plus outgoing and recorded).
-pub const ACCESS_NAMES: [&str; 8] = [
-    "auth", "search", "click", "ring", "answer", "hangup", "outgoing", "recorded",
+pub const ACCESS_NAMES: [&str; 9] = [
+    "auth", "search", "click", "ring", "answer", "hangup", "outgoing", "recorded", "status",
 ];
 
 /// One `[cti.NAME]` table as written.
@@ -535,7 +549,17 @@ impl Config {
                     }
                 }
                 "agent" => {
+                    let keys: Vec<(&str, Range<usize>)> = AGENT_CHECKED
+                        .iter()
+                        .filter_map(|k| key_value_span(&value, k).map(|s| (*k, s)))
+                        .collect();
+                    let at = |k: &str| {
+                        keys.iter()
+                            .find(|(n, _)| *n == k)
+                            .map_or_else(|| span.clone(), |(_, s)| s.clone())
+                    };
                     if let Some(v) = section::<Agent>(value, &mut problems) {
+                        check_agent(&v, &at, &mut problems);
                         config.agent = v;
                     }
                 }
@@ -740,6 +764,70 @@ fn check_account(account: &Account, problems: &mut Vec<Diagnostic>) {
             cmd.span(),
             "`[account]` has both `password` and `password_command`, expected one of them",
         ));
+    }
+}
+
+/// The `[agent]` keys checked beyond their types (located at their values).
+const AGENT_CHECKED: [&str; 5] = [
+    "after_call_seconds",
+    "not_ready_reasons",
+    "wrapup_codes",
+    "ready_code",
+    "not_ready_code",
+];
+
+fn check_agent(agent: &Agent, at: &dyn Fn(&str) -> Range<usize>, problems: &mut Vec<Diagnostic>) {
+    let mut say = |key: &str, m: String| problems.push(Diagnostic::at(at(key), m));
+    if agent.after_call_seconds > MAX_AFTER_CALL_SECONDS {
+        say(
+            "after_call_seconds",
+            format!(
+                "`[agent] after_call_seconds` is {}, expected 0 (none) to {MAX_AFTER_CALL_SECONDS}",
+                agent.after_call_seconds
+            ),
+        );
+    }
+    for (key, list) in [
+        ("not_ready_reasons", &agent.not_ready_reasons),
+        ("wrapup_codes", &agent.wrapup_codes),
+    ] {
+        for (i, v) in list.iter().enumerate() {
+            if v.trim().is_empty() || v.chars().any(char::is_control) || v.chars().count() > 64 {
+                say(
+                    key,
+                    format!(
+                        "`[agent] {key}` entry {} is {v:?}, expected a name of 1 to 64 printable characters",
+                        i + 1
+                    ),
+                );
+            } else if list[..i].contains(v) {
+                say(key, format!("`[agent] {key}` has `{v}` twice"));
+            }
+        }
+        if list.len() > 9 {
+            say(
+                key,
+                format!(
+                    "`[agent] {key}` has {} entries, expected at most 9 (one key each)",
+                    list.len()
+                ),
+            );
+        }
+    }
+    for (key, code) in [
+        ("ready_code", &agent.ready_code),
+        ("not_ready_code", &agent.not_ready_code),
+    ] {
+        if !code.is_empty()
+            && (code.len() > 32 || !code.chars().all(|c| c.is_ascii_digit() || c == '*' || c == '#'))
+        {
+            say(
+                key,
+                format!(
+                    "`[agent] {key}` is `{code}`, expected a feature code of digits, * and # (e.g. \"*45\")"
+                ),
+            );
+        }
     }
 }
 

@@ -147,3 +147,25 @@ fn phonebook_settings_are_checked() {
     .unwrap();
     assert_eq!(ok.phonebook.refresh_minutes, 60);
 }
+
+#[test]
+fn agent_status_keys_are_checked() {
+    let text = "[account]\nuri = \"sip:1@h\"\n[agent]\nafter_call_seconds = 7200\n\
+                not_ready_reasons = [\"Break\", \"Break\", \"\"]\nwrapup_codes = [\"a\\u0007b\"]\n\
+                ready_code = \"*4a\"\nnot_ready_code = \"*46\"\n";
+    let p = problems(text);
+    let want = [
+        "c.toml:4:22: `[agent] after_call_seconds` is 7200, expected 0 (none) to 3600",
+        "c.toml:5:21: `[agent] not_ready_reasons` has `Break` twice",
+        "c.toml:5:21: `[agent] not_ready_reasons` entry 3 is \"\", expected a name of 1 to 64 printable characters",
+        "c.toml:6:16: `[agent] wrapup_codes` entry 1 is \"a\\u{7}b\", expected a name of 1 to 64 printable characters",
+        "c.toml:7:14: `[agent] ready_code` is `*4a`, expected a feature code of digits, * and # (e.g. \"*45\")",
+    ];
+    assert_eq!(p.len(), want.len(), "{p:#?}");
+    for w in want {
+        assert!(p.iter().any(|l| l == w), "{w} not in {p:#?}");
+    }
+    // Good values load.
+    let ok = "[agent]\nafter_call_seconds = 30\nnot_ready_reasons = [\"Break\"]\nready_code = \"*45#\"\n";
+    assert!(problems(ok).is_empty(), "{:?}", problems(ok));
+}

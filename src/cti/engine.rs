@@ -209,13 +209,29 @@ impl Engine {
                 params.extra.insert("REC_FILE".to_owned(), file);
                 tokio::spawn(async move { inner.simple("recorded", &params, name).await })
             }
-            CallEventKind::Hangup { answered } => {
+            CallEventKind::Hangup { answered, wrapup } => {
                 inner.end_call(&params.id);
                 let only = inner.plan.get("hangup").is_some_and(|a| a.only_if_answered);
                 if only && !answered {
                     return skipped("the call was not answered (only_if_answered)".to_owned());
                 }
+                if wrapup {
+                    // AGT-3: run with the wrap-up code, when the after-call work ends.
+                    return tokio::spawn(async move {
+                        FireReport {
+                            event: name,
+                            ..Default::default()
+                        }
+                    });
+                }
                 tokio::spawn(async move { inner.simple("hangup", &params, name).await })
+            }
+            // The hangup access held back for after-call work, with {WRAPUP} now.
+            CallEventKind::WrapUp { .. } => {
+                tokio::spawn(async move { inner.simple("hangup", &params, name).await })
+            }
+            CallEventKind::Status { .. } => {
+                tokio::spawn(async move { inner.simple("status", &params, name).await })
             }
             CallEventKind::Answer => {
                 let Some(delay) = inner.plan.get("answer").map(|a| a.delay) else {
@@ -293,6 +309,11 @@ impl Inner {
     /// Ring and outgoing decide for the whole call; later events follow that decision.
     fn decide(&self, kind: &CallEventKind, params: &CallParams) -> Result<(), String> {
         match kind {
+            // The agent's status is not about one call: only the integration's switch counts.
+            CallEventKind::Status { .. } => match self.filter.target {
+                crate::config::Target::None => Err("integration target is `none`".to_owned()),
+                crate::config::Target::Custom => Ok(()),
+            },
             CallEventKind::Ring | CallEventKind::Outgoing => {
                 let d = self.filter.check(params);
                 self.with_call(&params.id, |c| c.decision = Some(d.clone()));

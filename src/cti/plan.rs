@@ -40,6 +40,9 @@ pub const BUILTIN_PARAMS: &[&str] = &[
     "REC_FILE",
     "DURATION",
     "RESULT",
+    "STATUS",
+    "REASON",
+    "WRAPUP",
 ];
 
 /// Built-in names a capture may set: the CRM values.

@@ -56,6 +56,8 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX contacts_norm ON contacts(norm);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // 3: the wrap-up code of the after-call work (AGT-3).
+    "ALTER TABLE calls ADD COLUMN wrapup TEXT NOT NULL DEFAULT '';",
 ];
 
 /// One call as stored.
@@ -81,6 +83,8 @@ pub struct Row {
     pub recording: Option<String>,
     /// `open` (in progress), `closed`, or `interrupted` (the phone stopped during the call).
     pub state: String,
+    /// The wrap-up code of the after-call work (AGT-3), "" when none.
+    pub wrapup: String,
 }
 
 /// What to list: calls that rang since a time, up to a date, with a result, with text in
@@ -120,6 +124,7 @@ impl Row {
         if let Some(rec) = &self.recording {
             p.extra.insert("REC_PATH".into(), rec.clone());
         }
+        p.extra.insert("WRAPUP".into(), self.wrapup.clone());
         let mut stored = self.vars.clone();
         for (k, v) in [
             ("COMPANY", &self.company),
@@ -133,7 +138,7 @@ impl Row {
 }
 
 const COLUMNS: &str = "call_id, direction, tel, telname, called, calledname, anonymous, ring_at, answer_at,
-    end_at, duration_s, result, company, name, ext_id, vars, recording, state";
+    end_at, duration_s, result, company, name, ext_id, vars, recording, state, wrapup";
 
 fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     let vars: String = r.get(15)?;
@@ -164,6 +169,7 @@ fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         vars: serde_json::from_str(&vars).unwrap_or_default(),
         recording: r.get(16)?,
         state: r.get(17)?,
+        wrapup: r.get(18)?,
     })
 }
 
@@ -355,7 +361,7 @@ impl History {
             CallEventKind::Answer => {
                 self.db.execute("UPDATE calls SET answer_at = ?2 WHERE call_id = ?1 AND answer_at IS NULL", params![p.id, now()])
             }
-            CallEventKind::Hangup { answered } => {
+            CallEventKind::Hangup { answered, .. } => {
                 let duration: Option<f64> = p.extra.get("DURATION").and_then(|d| d.parse().ok());
                 let unnamed = if *answered {
                     CallResult::Answered
@@ -407,7 +413,12 @@ impl History {
                 "UPDATE calls SET recording = ?2 WHERE call_id = ?1",
                 params![p.id, path.display().to_string()],
             ),
-            CallEventKind::Click | CallEventKind::Reclick { .. } => Ok(0),
+            // AGT-3: the code that ended the call's after-call work.
+            CallEventKind::WrapUp { code } => self.db.execute(
+                "UPDATE calls SET wrapup = ?2 WHERE call_id = ?1",
+                params![p.id, code],
+            ),
+            CallEventKind::Click | CallEventKind::Reclick { .. } | CallEventKind::Status { .. } => Ok(0),
         }
     }
 
@@ -510,6 +521,7 @@ impl History {
             "recording",
             "call_id",
             "state",
+            "wrapup",
         ];
         w.write_record(header).map_err(|e| e.to_string())?;
         for r in &rows {
@@ -531,6 +543,7 @@ impl History {
                 r.recording.clone().unwrap_or_default(),
                 r.call_id.clone(),
                 r.state.clone(),
+                r.wrapup.clone(),
             ];
             w.write_record(cells.iter().map(|c| defuse(c)))
                 .map_err(|e| e.to_string())?;

@@ -20,6 +20,10 @@ pub enum Action {
     CancelConsult,
     /// Join the answered calls into a local conference.
     Conference,
+    /// The agent's status: ready, not ready (with a reason), wrap-up code (AGT-1…3).
+    Ready,
+    NotReady,
+    Wrapup,
     Dnd,
     Record,
     Dial,
@@ -47,7 +51,7 @@ pub enum Action {
 
 impl Action {
     /// Every action with its config name, default keys and help catalog key.
-    pub const ALL: [(Action, &'static str, &'static [&'static str], &'static str); 28] = [
+    pub const ALL: [(Action, &'static str, &'static [&'static str], &'static str); 31] = [
         (Action::Answer, "answer", &["a"], "help.answer"),
         (Action::Hangup, "hangup", &["x"], "help.hangup"),
         (Action::Hold, "hold", &["h"], "help.hold"),
@@ -63,6 +67,9 @@ impl Action {
             "help.cancel_consult",
         ),
         (Action::Conference, "conference", &["J"], "help.conference"),
+        (Action::Ready, "ready", &["r"], "help.ready"),
+        (Action::NotReady, "not_ready", &["n"], "help.not_ready"),
+        (Action::Wrapup, "wrapup", &["W"], "help.wrapup"),
         (Action::Dnd, "dnd", &["D"], "help.dnd"),
         (Action::Record, "record", &["R"], "help.record"),
         (Action::Dial, "dial", &["d", ":"], "help.dial"),

@@ -110,6 +110,16 @@ fn pane_fields(pane: usize) -> Vec<Field> {
             field("account.call_waiting", "field.call_waiting", Kind::Bool),
             field("calls.remote_answer", "field.remote_answer", Kind::Bool),
             field("calls.remote_answer_from", "field.remote_answer_from", Kind::List),
+            field("agent.not_ready_reasons", "field.not_ready_reasons", Kind::List),
+            field("agent.after_call_seconds", "field.after_call_seconds", Kind::Int),
+            field("agent.wrapup_codes", "field.wrapup_codes", Kind::List),
+            field(
+                "agent.ring_when_not_ready",
+                "field.ring_when_not_ready",
+                Kind::Bool,
+            ),
+            field("agent.ready_code", "field.ready_code", Kind::Text),
+            field("agent.not_ready_code", "field.not_ready_code", Kind::Text),
         ],
         5 => vec![
             field("audio.input", "field.input", Kind::Text),

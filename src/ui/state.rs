@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Local};
 use crossterm::event::{KeyCode, KeyEvent};
 
-use crate::app::{CallResult, Command, CtiEvent, Direction, Event, PhoneEvent};
+use crate::app::{AgentState, CallResult, Command, CtiEvent, Direction, Event, PhoneEvent};
 use crate::config::{Config, PopupSize};
 
 use super::contacts::{self, Contacts};
@@ -95,11 +95,20 @@ pub enum Mode {
         kind: PromptKind,
         input: String,
     },
+    /// Picking a not-ready reason or a wrap-up code by its number.
+    Choose(ChoiceKind),
     /// The contacts pane.
     Contacts,
     Help,
     Settings,
     ConfirmQuit,
+}
+
+/// What [`Mode::Choose`] picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChoiceKind {
+    NotReadyReason,
+    WrapupCode,
 }
 
 /// What a typed number is for.
@@ -228,6 +237,19 @@ pub struct App {
     pub contacts: Contacts,
     /// Something changed since the last frame.
     pub dirty: bool,
+    /// The agent's status as the phone last reported it (none until it does).
+    pub agent: Option<AgentView>,
+    /// `[agent]` not-ready reasons and wrap-up codes, offered by number.
+    pub not_ready_reasons: Vec<String>,
+    pub wrapup_codes: Vec<String>,
+}
+
+/// The agent's status for the status bar.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentView {
+    pub state: AgentState,
+    pub reason: String,
+    pub since: Instant,
 }
 
 impl App {
@@ -261,6 +283,9 @@ impl App {
             filter: HistoryFilter::default(),
             contacts: Contacts::default(),
             dirty: true,
+            agent: None,
+            not_ready_reasons: config.agent.not_ready_reasons.iter().map(|r| clean(r)).collect(),
+            wrapup_codes: config.agent.wrapup_codes.iter().map(|r| clean(r)).collect(),
         }
     }
 
@@ -405,6 +430,24 @@ impl App {
                     c.tel = clean(tel);
                     c.telname = clean(telname);
                 }
+            }
+            PhoneEvent::Status {
+                state,
+                reason,
+                wrapup,
+                ..
+            } => {
+                self.agent = Some(AgentView {
+                    state: *state,
+                    reason: clean(reason),
+                    since: Instant::now(),
+                });
+                let msg = match (reason.is_empty(), wrapup.is_empty()) {
+                    (false, _) => format!("status: {} ({reason})", state.name()),
+                    (true, false) => format!("status: {} (wrap-up: {wrapup})", state.name()),
+                    (true, true) => format!("status: {}", state.name()),
+                };
+                self.log(Level::Info, msg);
             }
             PhoneEvent::Replaced { call, tel, telname } => {
                 // Another party in the call's place: its row and popup show them, and the
@@ -611,6 +654,25 @@ impl App {
                 }
                 vec![]
             }
+            Mode::Choose(kind) => {
+                self.mode = Mode::Normal;
+                let list = match kind {
+                    ChoiceKind::NotReadyReason => &self.not_ready_reasons,
+                    ChoiceKind::WrapupCode => &self.wrapup_codes,
+                };
+                let picked = match key.code {
+                    KeyCode::Char(c @ '1'..='9') => list.get(c as usize - '1' as usize).cloned(),
+                    _ => None,
+                };
+                match (kind, picked) {
+                    (ChoiceKind::NotReadyReason, Some(reason)) => vec![Effect::Command(Command::Status {
+                        state: AgentState::NotReady,
+                        reason: Some(reason),
+                    })],
+                    (ChoiceKind::WrapupCode, Some(code)) => vec![Effect::Command(Command::Wrapup { code })],
+                    (_, None) => vec![],
+                }
+            }
             Mode::Prompt { kind, mut input } => {
                 match edit_line(&mut input, &key) {
                     LineKey::Esc => self.mode = Mode::Normal,
@@ -746,6 +808,29 @@ impl App {
             Action::Complete => cmd(Command::Complete { call }),
             Action::CancelConsult => cmd(Command::Cancel { call }),
             Action::Conference => cmd(Command::Conference),
+            Action::Ready => cmd(Command::Status {
+                state: AgentState::Ready,
+                reason: None,
+            }),
+            Action::NotReady => {
+                if self.not_ready_reasons.is_empty() {
+                    cmd(Command::Status {
+                        state: AgentState::NotReady,
+                        reason: None,
+                    })
+                } else {
+                    self.mode = Mode::Choose(ChoiceKind::NotReadyReason);
+                    vec![]
+                }
+            }
+            Action::Wrapup => {
+                if self.wrapup_codes.is_empty() {
+                    cmd(Command::Wrapup { code: String::new() })
+                } else {
+                    self.mode = Mode::Choose(ChoiceKind::WrapupCode);
+                    vec![]
+                }
+            }
             Action::Dnd => {
                 self.dnd = !self.dnd;
                 vec![]

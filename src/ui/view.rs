@@ -11,12 +11,13 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 
+use crate::app::AgentState;
 use crate::config::PopupSize;
 
 use super::i18n::Catalog;
 use super::keys::Action;
 use super::lines::Lines;
-use super::state::{App, DialPurpose, Level, Mode, Reg, RowState};
+use super::state::{App, ChoiceKind, DialPurpose, Level, Mode, Reg, RowState};
 use super::text::{pad_right, truncate, width, wrap};
 use super::theme::Theme;
 
@@ -134,6 +135,22 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App, look: &Look) {
         Span::raw(" │ "),
         Span::styled(truncate(&reg_text, 40), reg_style),
     ];
+    if let Some(a) = &app.agent {
+        // AGT-1: the state and how long the agent has been in it.
+        let (key, style) = match a.state {
+            AgentState::Ready => ("status.ready", t.style("status.ok")),
+            AgentState::NotReady => ("status.not_ready", t.style("status.warn")),
+            AgentState::AfterCall => ("status.after_call", t.style("status.warn")),
+        };
+        let mut text = look.cat.get(key).to_owned();
+        if !a.reason.is_empty() {
+            text.push_str(&format!(" ({})", truncate(&a.reason, 20)));
+        }
+        text.push_str(&format!(" {}", hms(a.since.elapsed().as_secs())));
+        // First after the title: on a narrow terminal the rest is cut, not this.
+        spans.insert(2, Span::styled(text, style));
+        spans.insert(3, Span::raw(" │ "));
+    }
     if app.dnd {
         spans.push(Span::raw(" │ "));
         spans.push(Span::styled(look.cat.get("status.dnd"), t.style("status.warn")));
@@ -358,6 +375,19 @@ fn draw_bottom(f: &mut Frame, area: Rect, app: &App, look: &Look) {
                 Span::styled(prompt, t.style("help.key")),
                 Span::styled(format!("{}▏", super::text::clean(input)), t.style("input")),
             ])
+        }
+        Mode::Choose(kind) => {
+            let (prompt, list) = match kind {
+                ChoiceKind::NotReadyReason => (look.cat.get("choose.not_ready"), &app.not_ready_reasons),
+                ChoiceKind::WrapupCode => (look.cat.get("choose.wrapup"), &app.wrapup_codes),
+            };
+            let mut spans = vec![Span::styled(prompt.to_owned(), t.style("help.key"))];
+            for (i, item) in list.iter().enumerate() {
+                spans.push(Span::styled(format!(" {} ", i + 1), t.style("help.key")));
+                spans.push(Span::styled(format!("{item} "), t.style("ui.dim")));
+            }
+            spans.push(Span::styled(" esc ", t.style("help.key")));
+            Line::from(spans)
         }
         Mode::Prompt { kind, input } => {
             let prompt = match kind {

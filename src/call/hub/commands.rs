@@ -85,6 +85,8 @@ impl Hub {
             Command::Complete { call } => self.complete(call.as_deref()).await,
             Command::Cancel { call } => self.cancel_consult(call.as_deref()).await,
             Command::Conference => self.conference().await,
+            Command::Status { state, reason } => self.set_status(state, reason).await,
+            Command::Wrapup { code } => self.wrap_up(code).await,
             Command::Record { on, call } => match self.pick(call.as_deref()) {
                 Some(i) if self.calls[i].media.is_some() => {
                     let target = on.then(|| self.recording_target(i));
@@ -237,6 +239,15 @@ impl Hub {
     }
 
     pub(super) fn end_call(&mut self, i: usize, reason: EndReason, code: Option<u16>) {
+        if self.calls[i].feature {
+            // A feature code's call ends unseen.
+            let c = self.calls.remove(i);
+            if let Some(d) = c.dialog {
+                self.by_dialog.remove(&d);
+            }
+            self.dialing.remove(&c.id);
+            return;
+        }
         // Published in order: an unannounced call is announced first.
         self.announce(i);
         let mut c = self.calls.remove(i);
@@ -264,7 +275,12 @@ impl Hub {
             let _ = m.commands.try_send(MediaCommand::Stop);
             self.finishing.insert(c.id.clone(), (params.clone(), m.task));
         }
-        self.bus.call(CallEvent::hangup(params, c.answered_at.is_some()));
+        let answered = c.answered_at.is_some();
+        let wrapup = self.after_call_starts(&params, answered);
+        self.bus.call(CallEvent {
+            kind: crate::app::CallEventKind::Hangup { answered, wrapup },
+            params,
+        });
         if c.conferenced {
             // The others go on: linked again, or a plain call.
             self.link_conference();

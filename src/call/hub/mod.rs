@@ -38,6 +38,7 @@ pub enum Task {
     Devices { call: String, devices: media::Devices },
 }
 
+mod agent;
 mod commands;
 mod conference;
 mod session;
@@ -60,6 +61,8 @@ struct Hub {
     dialing: HashMap<String, (String, Option<CallerId>)>,
     /// The local conference's calls, as last reported.
     conference: Vec<String>,
+    /// The agent's status.
+    agent: agent::AgentStatus,
 }
 
 /// Starts the call layer: binds the transports, then handles commands until `Quit`. Phone
@@ -81,8 +84,10 @@ pub async fn run(cfg: CallConfig, bus: Bus, mut commands: mpsc::Receiver<Command
         ringer: None,
         dialing: HashMap::new(),
         conference: Vec::new(),
+        agent: agent::AgentStatus::default(),
     };
     hub.drain().await;
+    hub.announce_status();
     if hub.stack.registrar().is_some() {
         let e = hub.cfg.stack.expires;
         hub.stack.register(e).await;
@@ -126,6 +131,7 @@ pub async fn run(cfg: CallConfig, bus: Bus, mut commands: mpsc::Receiver<Command
             }
         }
         hub.drain().await;
+        hub.enter_after_call().await;
         hub.finishing.retain(|_, (_, task)| !task.is_finished());
         hub.update_ringer();
         if let Some(deadline) = hub.quitting {
@@ -203,7 +209,7 @@ impl Hub {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let mut next = self.quitting;
+        let mut next = [self.quitting, self.agent_deadline()].into_iter().flatten().min();
         for c in &self.calls {
             for t in [c.auto_answer_at, c.bye_at].into_iter().flatten() {
                 next = Some(next.map_or(t, |n| n.min(t)));
@@ -237,6 +243,7 @@ impl Hub {
                 self.hangup(i).await;
             }
         }
+        self.on_agent_timer().await;
     }
 
     /// Handles every event the stack produced.
@@ -367,11 +374,10 @@ impl Hub {
             self.bus.call(CallEvent::refused(params, CallResult::Rejected));
             return;
         }
-        let busy = !self.calls.is_empty()
-            && self
-                .calls
-                .iter()
-                .any(|c| c.incoming || c.state != CallState::Dialing);
+        let busy = self
+            .calls
+            .iter()
+            .any(|c| !c.feature && (c.incoming || c.state != CallState::Dialing));
         if busy && !self.cfg.call_waiting {
             self.stack.reject(dialog, 486, "Busy Here").await;
             // The agent never saw it ring, but the customer called: the history keeps it.
@@ -379,6 +385,16 @@ impl Hub {
             self.bus.call(CallEvent::refused(params, CallResult::Busy));
             return;
         }
+        // The agent's status: not ready (or in after-call work) refuses, or rings silently.
+        let silent = match self.agent_takes_calls() {
+            Ok(rings) => !rings,
+            Err(()) => {
+                self.stack.reject(dialog, 486, "Busy Here").await;
+                let params = identity::caller_identity(request);
+                self.bus.call(CallEvent::refused(params, CallResult::Busy));
+                return;
+            }
+        };
         if self.find(&call_id).is_some() {
             // The Call-ID names a call we have (another dialog of it): one call per Call-ID.
             self.stack.reject(dialog, 482, "Loop Detected").await;
@@ -388,6 +404,7 @@ impl Hub {
         let params = identity::caller_identity(request);
         let mut call = Call::new(call_id.clone(), true, params.clone());
         call.dialog = Some(dialog);
+        call.silent = silent;
         if let Some(o) = offer
             && let Err(e) = call.neg.receive_offer(o)
         {
@@ -572,6 +589,9 @@ impl Hub {
 
     async fn on_early(&mut self, dialog: DialogId, code: u16, sdp: Option<String>) {
         let Some(i) = self.find_dialog(dialog) else { return };
+        if self.calls[i].feature {
+            return;
+        }
         if (code == 180 || code == 183) && self.calls[i].state == CallState::Dialing {
             self.calls[i].state = CallState::Early;
             let id = self.calls[i].id.clone();
@@ -588,6 +608,11 @@ impl Hub {
 
     async fn on_confirmed(&mut self, dialog: DialogId, sdp: Option<String>) {
         let Some(i) = self.find_dialog(dialog) else { return };
+        if self.calls[i].feature {
+            // The PBX took the feature code: done.
+            self.calls[i].state = CallState::Confirmed;
+            return self.on_feature_answered(i).await;
+        }
         if let Some(text) = sdp
             && self.calls[i].neg.state() == Neg::LocalOffer
         {
@@ -630,6 +655,11 @@ impl Hub {
     /// Calls `to`; `caller` replaces our identity in From and adds its headers. The new
     /// call's id, unless `to` is not a target.
     async fn dial(&mut self, to: &str, caller: Option<CallerId>) -> Option<String> {
+        self.dial_with(to, caller, false).await
+    }
+
+    /// [`Self::dial`]; `feature`: a PBX feature code, a call no one else hears of.
+    async fn dial_with(&mut self, to: &str, caller: Option<CallerId>, feature: bool) -> Option<String> {
         let uri = match stack::target_uri(to, self.stack.domain()) {
             Ok(u) => u,
             Err(e) => {
@@ -646,13 +676,19 @@ impl Hub {
         params.called = tel.clone();
         let mut call = Call::new(id.clone(), false, params.clone());
         call.reserve_rtp(self.stack.local().ip()).await;
+        call.feature = feature;
+        call.announced = feature;
         self.calls.push(call);
-        self.emit(PhoneEvent::Outgoing {
-            call: id.clone(),
-            to: to.to_owned(),
-        });
+        if !feature {
+            self.emit(PhoneEvent::Outgoing {
+                call: id.clone(),
+                to: to.to_owned(),
+            });
+        }
         self.dialing.insert(id.clone(), (uri.clone(), caller));
-        self.name_call(&id, params);
+        if !feature {
+            self.name_call(&id, params);
+        }
         match self.stack.registrar() {
             Some(r) => self.send_invite(&id, r).await,
             None => {

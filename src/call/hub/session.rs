@@ -8,7 +8,6 @@ use crate::media::session::{self as media_session, MediaCommand, MediaEvent, Med
 use crate::media::tone::RingTone;
 
 use super::super::media;
-use super::super::state::Call;
 use super::{Hub, Task};
 
 impl Hub {
@@ -105,7 +104,7 @@ impl Hub {
     /// it otherwise. Files and the null device get no ring tone (they are for tests and
     /// scripts).
     pub(super) fn update_ringer(&mut self) {
-        let ringing = self.calls.iter().any(Call::is_ringing_here);
+        let ringing = self.calls.iter().any(|c| c.is_ringing_here() && !c.silent);
         let busy = self.calls.iter().any(|c| c.media.is_some());
         let want = match ringing && self.cfg.ring && self.plays_tones() {
             false => None,
