@@ -518,6 +518,56 @@ fn agent_status_and_its_choosers() {
     );
 }
 
+/// The voicemail light in the status bar (RFC 3842), and `M` dials the voicemail number.
+#[test]
+fn voicemail_light_and_key() {
+    let mut app = ui::app("");
+    let fx = app.on_key(KeyEvent::from(KeyCode::Char('M')));
+    assert!(fx.is_empty(), "no number configured: {fx:?}");
+    let mut app = ui::app(
+        "[account]\nvoicemail = \"*97\"\n"
+            .replace("[account]\n", "")
+            .as_str(),
+    );
+    app.voicemail_number = "*97".into();
+    ui::phone(
+        &mut app,
+        PhoneEvent::Voicemail {
+            waiting: true,
+            new: 2,
+            old: 8,
+        },
+    );
+    let buf = shot(&app, Lang::En, 80, 24);
+    assert!(
+        ui::rows(&buf)[0].contains("voicemail: 2 new"),
+        "{}",
+        ui::dump(&buf)
+    );
+    let buf = shot(&app, Lang::Ja, 80, 24);
+    assert!(
+        ui::rows(&buf)[0].contains("留守電: 新着 2 件"),
+        "{}",
+        ui::dump(&buf)
+    );
+    let fx = app.on_key(KeyEvent::from(KeyCode::Char('M')));
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Command(Command::Dial { to }) if to == "*97")),
+        "{fx:?}"
+    );
+    ui::phone(
+        &mut app,
+        PhoneEvent::Voicemail {
+            waiting: false,
+            new: 0,
+            old: 8,
+        },
+    );
+    let buf = shot(&app, Lang::En, 80, 24);
+    assert!(!ui::rows(&buf)[0].contains("voicemail"), "{}", ui::dump(&buf));
+}
+
 #[test]
 fn dial_line_with_typed_input() {
     let mut app = ui::app("");

@@ -409,6 +409,12 @@ pub enum PhoneEvent {
         wrapup: String,
         since: String,
     },
+    /// The voicemail light (RFC 3842): messages waiting, new and old voice messages.
+    Voicemail {
+        waiting: bool,
+        new: u32,
+        old: u32,
+    },
     /// A consult call for `call` (attended transfer, step 1) was dialled.
     Consult {
         call: String,

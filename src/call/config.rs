@@ -61,6 +61,8 @@ pub struct CallConfig {
     pub stack: StackConfig,
     pub call_waiting: bool,
     pub auto_answer: Option<Duration>,
+    /// `[account] mwi`: subscribe to the voicemail light.
+    pub mwi: bool,
     /// `[calls] remote_answer`: honour a PBX's auto-answer request.
     pub remote_answer: bool,
     /// The addresses a PBX's auto-answer request may come from ([calls] remote_answer_from,
@@ -196,6 +198,7 @@ impl CallConfig {
             },
             call_waiting: a.call_waiting,
             auto_answer,
+            mwi: a.mwi,
             remote_answer: config.calls.remote_answer,
             remote_answer_from,
             codecs: sdp_codecs(&config.audio.codecs),

@@ -13,6 +13,7 @@ mod media;
 pub mod offer_answer;
 pub mod sdp;
 pub mod state;
+pub mod voicemail;
 
 pub use config::{CallConfig, sdp_codecs};
 pub use hub::run;

@@ -81,6 +81,10 @@ pub struct Account {
     pub display_name: String,
     /// A second call rings as waiting instead of being answered 486 Busy Here.
     pub call_waiting: bool,
+    /// Subscribe to the voicemail light (RFC 3842 message-summary) once registered.
+    pub mwi: bool,
+    /// The voicemail number a key dials ("" = none).
+    pub voicemail: String,
     /// TLS: a PEM file of CA certificates to trust (default: the system's).
     pub tls_ca: String,
     /// TLS: our certificate chain and private key (PEM), for incoming TLS connections.
@@ -102,6 +106,8 @@ impl Default for Account {
             extension: String::new(),
             display_name: String::new(),
             call_waiting: false,
+            mwi: false,
+            voicemail: String::new(),
             tls_ca: String::new(),
             tls_cert: String::new(),
             tls_key: String::new(),

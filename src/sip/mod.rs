@@ -12,6 +12,7 @@ pub mod message;
 pub mod registration;
 pub mod replaces;
 pub mod stack;
+pub mod subscription;
 pub mod transaction;
 pub mod transport;
 mod uac;

@@ -146,6 +146,20 @@ pub enum SipEvent {
         dialog: DialogId,
         end: DialogEnd,
     },
+    /// A NOTIFY of one of our subscriptions (`sub`), or an unsolicited one from the registrar
+    /// (`None`); answered 200 already.
+    Notified {
+        sub: Option<super::subscription::SubId>,
+        event: String,
+        body: String,
+    },
+    /// A subscription was refused or got no answer (retried with backoff unless permanent).
+    SubscriptionFailed {
+        sub: super::subscription::SubId,
+        event: String,
+        target: String,
+        why: String,
+    },
 }
 
 /// What identifies a dialog to others (for `Replaces`, RFC 3891).
@@ -173,6 +187,7 @@ pub enum Owner {
     Reoffer(DialogId),
     Prack(DialogId),
     Refer(DialogId),
+    Subscribe(super::subscription::SubId),
     /// A request whose answer nobody waits for (BYE after a local hangup, INFO…).
     None,
 }
@@ -205,6 +220,8 @@ pub struct Stack {
     pub(super) fail_tx: mpsc::UnboundedSender<(String, String)>,
     /// New incoming INVITEs that get a 100 Trying if nothing else was sent for them.
     pub(super) trying: Vec<DialogId>,
+    /// The event subscriptions we hold (voicemail light).
+    pub(super) subs: Vec<super::subscription::Subscription>,
 }
 
 /// The receivers the owner of the stack selects on beside it.
@@ -251,6 +268,7 @@ impl Stack {
             events: VecDeque::new(),
             fail_tx,
             trying: Vec::new(),
+            subs: Vec::new(),
         };
         stack.events.push_back(SipEvent::Ready { listen: local });
         Ok((
@@ -368,6 +386,7 @@ impl Stack {
             consider(d.timer.map(|t| t.due));
         }
         consider(self.reg.next);
+        consider(self.subscriptions_deadline());
         next
     }
 
@@ -607,6 +626,9 @@ impl Stack {
             .get("To")
             .and_then(|t| NameAddr::parse(t).ok())
             .and_then(|t| t.tag().map(str::to_owned));
+        if method == "NOTIFY" && self.on_subscription_notify(&msg, from, proto).await {
+            return;
+        }
         match method.as_str() {
             "INVITE" if to_tag.is_none() => self.on_invite(msg, from, proto, key).await,
             "ACK" => self.on_ack(&msg),
@@ -733,6 +755,7 @@ impl Stack {
             let e = self.reg.expires;
             self.register(e).await;
         }
+        self.subscriptions_due(now).await;
     }
 
     /// Sends BYE in a confirmed dialog and ends it with `end`.
@@ -784,6 +807,7 @@ impl Stack {
         }
         match owner {
             Owner::Register => self.on_register_timeout(error),
+            Owner::Subscribe(id) => self.on_subscribe_timeout(id),
             Owner::Invite(id)
                 if method == "INVITE"
                     && self

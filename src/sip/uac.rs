@@ -270,6 +270,7 @@ impl Stack {
         }
         match owner {
             Owner::Register => self.on_register_response(msg, code).await,
+            Owner::Subscribe(id) => self.on_subscribe_response(id, msg, code).await,
             Owner::Invite(id) => {
                 if self.dialogs.contains_key(&id) {
                     self.on_invite_response(id, msg, code).await;

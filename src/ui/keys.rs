@@ -24,6 +24,8 @@ pub enum Action {
     Ready,
     NotReady,
     Wrapup,
+    /// Dial the voicemail number.
+    Voicemail,
     Dnd,
     Record,
     Dial,
@@ -51,7 +53,7 @@ pub enum Action {
 
 impl Action {
     /// Every action with its config name, default keys and help catalog key.
-    pub const ALL: [(Action, &'static str, &'static [&'static str], &'static str); 31] = [
+    pub const ALL: [(Action, &'static str, &'static [&'static str], &'static str); 32] = [
         (Action::Answer, "answer", &["a"], "help.answer"),
         (Action::Hangup, "hangup", &["x"], "help.hangup"),
         (Action::Hold, "hold", &["h"], "help.hold"),
@@ -70,6 +72,7 @@ impl Action {
         (Action::Ready, "ready", &["r"], "help.ready"),
         (Action::NotReady, "not_ready", &["n"], "help.not_ready"),
         (Action::Wrapup, "wrapup", &["W"], "help.wrapup"),
+        (Action::Voicemail, "voicemail", &["M"], "help.voicemail"),
         (Action::Dnd, "dnd", &["D"], "help.dnd"),
         (Action::Record, "record", &["R"], "help.record"),
         (Action::Dial, "dial", &["d", ":"], "help.dial"),

@@ -108,6 +108,8 @@ fn pane_fields(pane: usize) -> Vec<Field> {
             field("account.extension", "field.extension", Kind::Text),
             field("account.display_name", "field.display_name", Kind::Text),
             field("account.call_waiting", "field.call_waiting", Kind::Bool),
+            field("account.mwi", "field.mwi", Kind::Bool),
+            field("account.voicemail", "field.voicemail", Kind::Text),
             field("calls.remote_answer", "field.remote_answer", Kind::Bool),
             field("calls.remote_answer_from", "field.remote_answer_from", Kind::List),
             field("agent.not_ready_reasons", "field.not_ready_reasons", Kind::List),

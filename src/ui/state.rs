@@ -239,6 +239,10 @@ pub struct App {
     pub dirty: bool,
     /// The agent's status as the phone last reported it (none until it does).
     pub agent: Option<AgentView>,
+    /// The voicemail light: new messages (`None`: never reported).
+    pub voicemail: Option<u32>,
+    /// `[account] voicemail`: the number the voicemail key dials.
+    pub voicemail_number: String,
     /// `[agent]` not-ready reasons and wrap-up codes, offered by number.
     pub not_ready_reasons: Vec<String>,
     pub wrapup_codes: Vec<String>,
@@ -284,6 +288,8 @@ impl App {
             contacts: Contacts::default(),
             dirty: true,
             agent: None,
+            voicemail: None,
+            voicemail_number: config.account.voicemail.clone(),
             not_ready_reasons: config.agent.not_ready_reasons.iter().map(|r| clean(r)).collect(),
             wrapup_codes: config.agent.wrapup_codes.iter().map(|r| clean(r)).collect(),
         }
@@ -448,6 +454,9 @@ impl App {
                     (true, true) => format!("status: {}", state.name()),
                 };
                 self.log(Level::Info, msg);
+            }
+            PhoneEvent::Voicemail { waiting, new, .. } => {
+                self.voicemail = Some(if *waiting { (*new).max(1) } else { 0 });
             }
             PhoneEvent::Replaced { call, tel, telname } => {
                 // Another party in the call's place: its row and popup show them, and the
@@ -829,6 +838,18 @@ impl App {
                 } else {
                     self.mode = Mode::Choose(ChoiceKind::WrapupCode);
                     vec![]
+                }
+            }
+            Action::Voicemail => {
+                let to = self.voicemail_number.trim().to_owned();
+                if to.is_empty() {
+                    self.log(
+                        Level::Warn,
+                        "no voicemail number: set [account] voicemail".to_owned(),
+                    );
+                    vec![]
+                } else {
+                    cmd(Command::Dial { to })
                 }
             }
             Action::Dnd => {

@@ -135,6 +135,9 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App, look: &Look) {
         Span::raw(" │ "),
         Span::styled(truncate(&reg_text, 40), reg_style),
     ];
+    // First after the title, the agent's status and the voicemail light: on a narrow
+    // terminal the rest is cut, not these.
+    let mut front = Vec::new();
     if let Some(a) = &app.agent {
         // AGT-1: the state and how long the agent has been in it.
         let (key, style) = match a.state {
@@ -147,10 +150,17 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App, look: &Look) {
             text.push_str(&format!(" ({})", truncate(&a.reason, 20)));
         }
         text.push_str(&format!(" {}", hms(a.since.elapsed().as_secs())));
-        // First after the title: on a narrow terminal the rest is cut, not this.
-        spans.insert(2, Span::styled(text, style));
-        spans.insert(3, Span::raw(" │ "));
+        front.push(Span::styled(text, style));
+        front.push(Span::raw(" │ "));
     }
+    if let Some(n) = app.voicemail.filter(|n| *n > 0) {
+        front.push(Span::styled(
+            look.cat.fmt("status.voicemail", &[("n", &n.to_string())]),
+            t.style("status.warn"),
+        ));
+        front.push(Span::raw(" │ "));
+    }
+    spans.splice(2..2, front);
     if app.dnd {
         spans.push(Span::raw(" │ "));
         spans.push(Span::styled(look.cat.get("status.dnd"), t.style("status.warn")));

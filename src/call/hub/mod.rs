@@ -63,6 +63,8 @@ struct Hub {
     conference: Vec<String>,
     /// The agent's status.
     agent: agent::AgentStatus,
+    /// The voicemail subscription was made.
+    mwi_subscribed: bool,
 }
 
 /// Starts the call layer: binds the transports, then handles commands until `Quit`. Phone
@@ -85,6 +87,7 @@ pub async fn run(cfg: CallConfig, bus: Bus, mut commands: mpsc::Receiver<Command
         dialing: HashMap::new(),
         conference: Vec::new(),
         agent: agent::AgentStatus::default(),
+        mwi_subscribed: false,
     };
     hub.drain().await;
     hub.announce_status();
@@ -260,7 +263,32 @@ impl Hub {
                 listen: listen.to_string(),
                 transport: self.stack.proto().name().to_ascii_lowercase(),
             }),
-            SipEvent::Registered { aor, expires } => self.emit(PhoneEvent::Registered { aor, expires }),
+            SipEvent::Registered { aor, expires } => {
+                self.emit(PhoneEvent::Registered {
+                    aor: aor.clone(),
+                    expires,
+                });
+                // The voicemail light, once registered (RFC 3842: the account's own AOR).
+                if self.cfg.mwi && !self.mwi_subscribed {
+                    self.mwi_subscribed = true;
+                    self.stack.subscribe("message-summary", &aor, 3600).await;
+                }
+            }
+            SipEvent::Notified { event, body, .. } => {
+                if event == "message-summary" {
+                    match super::voicemail::parse(&body) {
+                        Some(m) => self.emit(PhoneEvent::Voicemail {
+                            waiting: m.waiting,
+                            new: m.new,
+                            old: m.old,
+                        }),
+                        None => self.warn("a voicemail notification without Messages-Waiting was ignored"),
+                    }
+                }
+            }
+            SipEvent::SubscriptionFailed { event, why, .. } => {
+                tracing::info!(%event, %why, "subscription failed");
+            }
             SipEvent::RegistrationFailed { code, reason } => {
                 self.emit(PhoneEvent::RegistrationFailed { code, reason })
             }
