@@ -568,6 +568,67 @@ fn voicemail_light_and_key() {
     assert!(!ui::rows(&buf)[0].contains("voicemail"), "{}", ui::dump(&buf));
 }
 
+/// The colleagues' lamps panel (BLF): each lamp as the phone reports it; Enter dials, `t`
+/// transfers the current call, `p` picks up.
+#[test]
+fn blf_panel_shows_the_lamps_and_acts_on_the_selected_colleague() {
+    let mut app = ui::app(
+        "[blf]\nwatch = [{ number = \"1002\", name = \"Sato\" }, { number = \"1003\", name = \"Suzuki\" }, { number = \"1004\" }]\n",
+    );
+    for (number, state) in [("1002", "busy"), ("1003", "ringing")] {
+        ui::phone(
+            &mut app,
+            PhoneEvent::Blf {
+                number: number.into(),
+                name: String::new(),
+                state: state.into(),
+            },
+        );
+    }
+    key(&mut app, KeyCode::Char('b'));
+    key(&mut app, KeyCode::Down);
+    let buf = shot(&app, Lang::En, 80, 24);
+    let t = ui::text(&buf);
+    for want in [
+        "Colleagues",
+        "Sato",
+        "in a call",
+        "▶ Suzuki",
+        "ringing",
+        "1004",
+        "unknown",
+    ] {
+        assert!(t.contains(want), "{want}:\n{t}");
+    }
+    insta::assert_snapshot!("blf_en", ui::stable(&buf));
+    let fx = app.on_key(KeyEvent::from(KeyCode::Char('p')));
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Command(Command::Pickup { number }) if number == "1003")),
+        "{fx:?}"
+    );
+    key(&mut app, KeyCode::Char('b'));
+    let fx = app.on_key(KeyEvent::from(KeyCode::Enter));
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Command(Command::Dial { to }) if to == "1002")),
+        "{fx:?}"
+    );
+    // `t` with a call up transfers it.
+    let mut app2 = ringing("[blf]\nwatch = [{ number = \"1002\", name = \"Sato\" }]\n");
+    ui::answered(&mut app2);
+    key(&mut app2, KeyCode::Esc);
+    key(&mut app2, KeyCode::Char('b'));
+    let fx = app2.on_key(KeyEvent::from(KeyCode::Char('t')));
+    assert!(
+        fx.iter().any(|e| matches!(e, Effect::Command(Command::Transfer { to, call: Some(c) }) if to == "1002" && c == ui::CALL)),
+        "{fx:?}"
+    );
+    key(&mut app, KeyCode::Char('b'));
+    let buf = shot(&app, Lang::Ja, 80, 24);
+    assert!(ui::text(&buf).contains("同僚"), "{}", ui::dump(&buf));
+}
+
 #[test]
 fn dial_line_with_typed_input() {
     let mut app = ui::app("");

@@ -109,6 +109,9 @@ pub enum Command {
     },
     /// End after-call work with a wrap-up code (AGT-3) and become ready.
     Wrapup { code: String },
+    /// Pick up the call ringing at a watched colleague (Replaces to the caller's early
+    /// dialog, else `[blf] pickup_code` + number).
+    Pickup { number: String },
     /// Unregister and stop.
     Quit,
 }

@@ -409,6 +409,12 @@ pub enum PhoneEvent {
         wrapup: String,
         since: String,
     },
+    /// A watched colleague's lamp (RFC 4235): `idle`, `ringing`, `busy` or `unknown`.
+    Blf {
+        number: String,
+        name: String,
+        state: String,
+    },
     /// The voicemail light (RFC 3842): messages waiting, new and old voice messages.
     Voicemail {
         waiting: bool,

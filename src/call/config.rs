@@ -63,6 +63,10 @@ pub struct CallConfig {
     pub auto_answer: Option<Duration>,
     /// `[account] mwi`: subscribe to the voicemail light.
     pub mwi: bool,
+    /// `[blf] watch`: (number, name) of each colleague watched.
+    pub blf_watch: Vec<(String, String)>,
+    /// `[blf] pickup_code`.
+    pub pickup_code: String,
     /// `[calls] remote_answer`: honour a PBX's auto-answer request.
     pub remote_answer: bool,
     /// The addresses a PBX's auto-answer request may come from ([calls] remote_answer_from,
@@ -199,6 +203,13 @@ impl CallConfig {
             call_waiting: a.call_waiting,
             auto_answer,
             mwi: a.mwi,
+            blf_watch: config
+                .blf
+                .watch
+                .iter()
+                .map(|w| (w.number.clone(), w.name.clone()))
+                .collect(),
+            pickup_code: config.blf.pickup_code.clone(),
             remote_answer: config.calls.remote_answer,
             remote_answer_from,
             codecs: sdp_codecs(&config.audio.codecs),

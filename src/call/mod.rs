@@ -6,6 +6,7 @@
 //! phonebook run beside the loop and come back as `hub::Task` results.
 
 pub mod answer_mode;
+pub mod blf;
 pub mod config;
 mod hub;
 pub mod identity;

@@ -23,6 +23,7 @@ pub use diag::{ConfigError, Diagnostic};
 pub struct Config {
     pub account: Account,
     pub calls: Calls,
+    pub blf: Blf,
     pub agent: Agent,
     pub cti: Cti,
     pub popup: Popup,
@@ -371,6 +372,26 @@ impl MediaConfig {
     }
 }
 
+/// `[blf]`: colleagues' lamps (RFC 4235 dialog event package).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Blf {
+    /// The colleagues watched, in the panel's order.
+    pub watch: Vec<Watched>,
+    /// The PBX's directed pickup prefix (e.g. "**": `**1002`), used when a ringing
+    /// colleague's call cannot be picked up with Replaces. "" = none.
+    pub pickup_code: String,
+}
+
+/// One watched colleague.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Watched {
+    pub number: String,
+    #[serde(default)]
+    pub name: String,
+}
+
 /// `[calls]`: calls the PBX answers for the agent.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -554,6 +575,12 @@ impl Config {
                         config.calls = v;
                     }
                 }
+                "blf" => {
+                    if let Some(v) = section::<Blf>(value, &mut problems) {
+                        check_blf(&v, span, &mut problems);
+                        config.blf = v;
+                    }
+                }
                 "agent" => {
                     let keys: Vec<(&str, Range<usize>)> = AGENT_CHECKED
                         .iter()
@@ -617,7 +644,7 @@ impl Config {
                 other => problems.push(Diagnostic::at(
                     key.span(),
                     format!(
-                        "unknown section `{other}`, expected one of `account`, `agent`, `audio`, `calls`, `cti`, `history`, `keys`, `media`, `phonebook`, `popup`, `recording`, `ui`"
+                        "unknown section `{other}`, expected one of `account`, `agent`, `audio`, `blf`, `calls`, `cti`, `history`, `keys`, `media`, `phonebook`, `popup`, `recording`, `ui`"
                     ),
                 )),
             }
@@ -769,6 +796,46 @@ fn check_account(account: &Account, problems: &mut Vec<Diagnostic>) {
         problems.push(Diagnostic::at(
             cmd.span(),
             "`[account]` has both `password` and `password_command`, expected one of them",
+        ));
+    }
+}
+
+fn check_blf(blf: &Blf, span: Range<usize>, problems: &mut Vec<Diagnostic>) {
+    let dialable = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "*#+-._".contains(c))
+    };
+    for (i, w) in blf.watch.iter().enumerate() {
+        if !dialable(&w.number) {
+            problems.push(Diagnostic::at(
+                span.clone(),
+                format!(
+                    "`[blf] watch` entry {} has the number `{}`, expected an extension or number (letters, digits, * # + - . _)",
+                    i + 1,
+                    w.number
+                ),
+            ));
+        } else if blf.watch[..i].iter().any(|o| o.number == w.number) {
+            problems.push(Diagnostic::at(
+                span.clone(),
+                format!("`[blf] watch` has `{}` twice", w.number),
+            ));
+        }
+    }
+    if !blf.pickup_code.is_empty()
+        && !blf
+            .pickup_code
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+    {
+        problems.push(Diagnostic::at(
+            span,
+            format!(
+                "`[blf] pickup_code` is `{}`, expected digits, * and # (e.g. \"**\")",
+                blf.pickup_code
+            ),
         ));
     }
 }

@@ -53,7 +53,7 @@ fn every_problem_is_reported_with_line_and_column() {
     assert_eq!(p[3], "c.toml:6:24: invalid type: string \"x\", expected a number");
     assert_eq!(
         p[4],
-        "c.toml:7:2: unknown section `zzz`, expected one of `account`, `agent`, `audio`, `calls`, `cti`, `history`, `keys`, `media`, `phonebook`, `popup`, `recording`, `ui`"
+        "c.toml:7:2: unknown section `zzz`, expected one of `account`, `agent`, `audio`, `blf`, `calls`, `cti`, `history`, `keys`, `media`, `phonebook`, `popup`, `recording`, `ui`"
     );
 }
 

@@ -26,6 +26,8 @@ pub enum Action {
     Wrapup,
     /// Dial the voicemail number.
     Voicemail,
+    /// The colleagues' lamps (BLF): dial, transfer to, pick up.
+    Blf,
     Dnd,
     Record,
     Dial,
@@ -53,7 +55,7 @@ pub enum Action {
 
 impl Action {
     /// Every action with its config name, default keys and help catalog key.
-    pub const ALL: [(Action, &'static str, &'static [&'static str], &'static str); 32] = [
+    pub const ALL: [(Action, &'static str, &'static [&'static str], &'static str); 33] = [
         (Action::Answer, "answer", &["a"], "help.answer"),
         (Action::Hangup, "hangup", &["x"], "help.hangup"),
         (Action::Hold, "hold", &["h"], "help.hold"),
@@ -73,6 +75,7 @@ impl Action {
         (Action::NotReady, "not_ready", &["n"], "help.not_ready"),
         (Action::Wrapup, "wrapup", &["W"], "help.wrapup"),
         (Action::Voicemail, "voicemail", &["M"], "help.voicemail"),
+        (Action::Blf, "blf", &["b"], "help.blf"),
         (Action::Dnd, "dnd", &["D"], "help.dnd"),
         (Action::Record, "record", &["R"], "help.record"),
         (Action::Dial, "dial", &["d", ":"], "help.dial"),

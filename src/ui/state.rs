@@ -97,6 +97,10 @@ pub enum Mode {
     },
     /// Picking a not-ready reason or a wrap-up code by its number.
     Choose(ChoiceKind),
+    /// The colleagues' lamps, one selected.
+    Blf {
+        selected: usize,
+    },
     /// The contacts pane.
     Contacts,
     Help,
@@ -239,6 +243,8 @@ pub struct App {
     pub dirty: bool,
     /// The agent's status as the phone last reported it (none until it does).
     pub agent: Option<AgentView>,
+    /// The watched colleagues' lamps (`[blf] watch`), in the panel's order.
+    pub blf: Vec<BlfRow>,
     /// The voicemail light: new messages (`None`: never reported).
     pub voicemail: Option<u32>,
     /// `[account] voicemail`: the number the voicemail key dials.
@@ -246,6 +252,15 @@ pub struct App {
     /// `[agent]` not-ready reasons and wrap-up codes, offered by number.
     pub not_ready_reasons: Vec<String>,
     pub wrapup_codes: Vec<String>,
+}
+
+/// A watched colleague in the lamp panel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlfRow {
+    pub number: String,
+    pub name: String,
+    /// `idle`, `ringing`, `busy` or `unknown`.
+    pub state: String,
 }
 
 /// The agent's status for the status bar.
@@ -288,6 +303,16 @@ impl App {
             contacts: Contacts::default(),
             dirty: true,
             agent: None,
+            blf: config
+                .blf
+                .watch
+                .iter()
+                .map(|w| BlfRow {
+                    number: clean(&w.number),
+                    name: clean(&w.name),
+                    state: "unknown".into(),
+                })
+                .collect(),
             voicemail: None,
             voicemail_number: config.account.voicemail.clone(),
             not_ready_reasons: config.agent.not_ready_reasons.iter().map(|r| clean(r)).collect(),
@@ -454,6 +479,11 @@ impl App {
                     (true, true) => format!("status: {}", state.name()),
                 };
                 self.log(Level::Info, msg);
+            }
+            PhoneEvent::Blf { number, state, .. } => {
+                if let Some(r) = self.blf.iter_mut().find(|r| r.number == clean(number)) {
+                    r.state = clean(state);
+                }
             }
             PhoneEvent::Voicemail { waiting, new, .. } => {
                 self.voicemail = Some(if *waiting { (*new).max(1) } else { 0 });
@@ -663,6 +693,48 @@ impl App {
                 }
                 vec![]
             }
+            Mode::Blf { selected } => {
+                let n = self.blf.len();
+                let number = self.blf.get(selected).map(|r| r.number.clone());
+                let call = self.current_call().map(|c| c.id.clone());
+                match key.code {
+                    KeyCode::Up | KeyCode::Char('k') => {
+                        self.mode = Mode::Blf {
+                            selected: selected.saturating_sub(1),
+                        };
+                        vec![]
+                    }
+                    KeyCode::Down | KeyCode::Char('j') => {
+                        self.mode = Mode::Blf {
+                            selected: (selected + 1).min(n.saturating_sub(1)),
+                        };
+                        vec![]
+                    }
+                    KeyCode::Enter => {
+                        self.mode = Mode::Normal;
+                        number.map_or_else(Vec::new, |to| vec![Effect::Command(Command::Dial { to })])
+                    }
+                    KeyCode::Char('t') => {
+                        self.mode = Mode::Normal;
+                        match (number, call) {
+                            (Some(to), Some(call)) => {
+                                vec![Effect::Command(Command::Transfer { to, call: Some(call) })]
+                            }
+                            _ => vec![],
+                        }
+                    }
+                    KeyCode::Char('p') => {
+                        self.mode = Mode::Normal;
+                        number.map_or_else(Vec::new, |number| {
+                            vec![Effect::Command(Command::Pickup { number })]
+                        })
+                    }
+                    _ => {
+                        self.mode = Mode::Normal;
+                        vec![]
+                    }
+                }
+            }
             Mode::Choose(kind) => {
                 self.mode = Mode::Normal;
                 let list = match kind {
@@ -839,6 +911,14 @@ impl App {
                     self.mode = Mode::Choose(ChoiceKind::WrapupCode);
                     vec![]
                 }
+            }
+            Action::Blf => {
+                if self.blf.is_empty() {
+                    self.log(Level::Warn, "no colleagues to watch: set [blf] watch".to_owned());
+                } else {
+                    self.mode = Mode::Blf { selected: 0 };
+                }
+                vec![]
             }
             Action::Voicemail => {
                 let to = self.voicemail_number.trim().to_owned();

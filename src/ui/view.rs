@@ -84,6 +84,7 @@ pub fn draw_with_link(f: &mut Frame, app: &App, look: &Look) -> Drawn {
     };
     match app.mode {
         Mode::Help => draw_help(f, area, app, look),
+        Mode::Blf { selected } => draw_blf(f, body, app, look, selected),
         Mode::Contacts => super::contacts::draw(f, body, &app.contacts, look),
         Mode::ConfirmQuit => {
             let text = look.cat.get("quit.confirm");
@@ -661,6 +662,41 @@ fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) -> Drawn {
     Drawn { link, buttons }
 }
 
+/// The colleagues' lamps: name, number and state, the selected row marked, the keys below.
+fn draw_blf(f: &mut Frame, area: Rect, app: &App, look: &Look, selected: usize) {
+    let t = look.theme;
+    let w = 50.min(area.width);
+    let inner = w.saturating_sub(2) as usize;
+    let mut lines = Vec::new();
+    for (i, r) in app.blf.iter().enumerate() {
+        let (state, style) = match r.state.as_str() {
+            "idle" => (look.cat.get("blf.idle"), t.style("status.ok")),
+            "ringing" => (look.cat.get("blf.ringing"), t.style("status.warn")),
+            "busy" => (look.cat.get("blf.busy"), t.style("status.error")),
+            _ => (look.cat.get("blf.unknown"), t.style("ui.dim")),
+        };
+        let mark = if i == selected { "▶ " } else { "  " };
+        let name_w = inner.saturating_sub(2 + 12 + 1 + 10);
+        lines.push(Line::from(vec![
+            Span::styled(mark.to_owned(), t.style("help.key")),
+            Span::styled(pad_right(&r.name, name_w), t.style("ui.text")),
+            Span::styled(pad_right(&r.number, 12), t.style("ui.text")),
+            Span::raw(" "),
+            Span::styled(pad_right(state, 10), style),
+        ]));
+    }
+    lines.push(Line::styled(
+        truncate(look.cat.get("blf.keys"), inner),
+        t.style("ui.dim"),
+    ));
+    let h = (lines.len() as u16 + 2).min(area.height);
+    let r = centered(area, w, h);
+    f.render_widget(
+        bordered(Lines::new(lines).clear(), look, look.cat.get("blf.title")),
+        r,
+    );
+}
+
 fn draw_help(f: &mut Frame, area: Rect, app: &App, look: &Look) {
     let t = look.theme;
     let entries: Vec<(String, &str)> = Action::ALL
@@ -674,11 +710,12 @@ fn draw_help(f: &mut Frame, area: Rect, app: &App, look: &Look) {
         2
     };
     let rows = entries.len().div_ceil(cols);
-    // Two columns stay inside the call list's box, so its sides show on both ends.
+    // Two columns cover the call list's inside exactly (its sides show on both ends, and no
+    // double-width character of the list is cut by the overlay's edge).
     let w = if cols == 1 {
         56.min(area.width)
     } else {
-        100.min(area.width.saturating_sub(4))
+        100.min(area.width.saturating_sub(2))
     };
     let col_w = (w.saturating_sub(2) as usize) / cols;
     let key_w = if cols == 1 { 12 } else { 6 }.min(col_w / 3);

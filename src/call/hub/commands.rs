@@ -87,6 +87,7 @@ impl Hub {
             Command::Conference => self.conference().await,
             Command::Status { state, reason } => self.set_status(state, reason).await,
             Command::Wrapup { code } => self.wrap_up(code).await,
+            Command::Pickup { number } => self.pickup(&number).await,
             Command::Record { on, call } => match self.pick(call.as_deref()) {
                 Some(i) if self.calls[i].media.is_some() => {
                     let target = on.then(|| self.recording_target(i));

@@ -41,6 +41,7 @@ pub enum Task {
 mod agent;
 mod commands;
 mod conference;
+mod lamps;
 mod session;
 mod transfer;
 
@@ -65,6 +66,8 @@ struct Hub {
     agent: agent::AgentStatus,
     /// The voicemail subscription was made.
     mwi_subscribed: bool,
+    /// The watched colleagues' lamps.
+    lamps: Vec<lamps::Watch>,
 }
 
 /// Starts the call layer: binds the transports, then handles commands until `Quit`. Phone
@@ -88,7 +91,20 @@ pub async fn run(cfg: CallConfig, bus: Bus, mut commands: mpsc::Receiver<Command
         conference: Vec::new(),
         agent: agent::AgentStatus::default(),
         mwi_subscribed: false,
+        lamps: Vec::new(),
     };
+    hub.lamps = hub
+        .cfg
+        .blf_watch
+        .iter()
+        .map(|(number, name)| lamps::Watch {
+            number: number.clone(),
+            name: name.clone(),
+            sub: None,
+            lamp: super::blf::Lamp::Unknown,
+            ringing: None,
+        })
+        .collect();
     hub.drain().await;
     hub.announce_status();
     if hub.stack.registrar().is_some() {
@@ -273,9 +289,14 @@ impl Hub {
                     self.mwi_subscribed = true;
                     self.stack.subscribe("message-summary", &aor, 3600).await;
                 }
+                self.watch_colleagues().await;
             }
-            SipEvent::Notified { event, body, .. } => {
-                if event == "message-summary" {
+            SipEvent::Notified { sub, event, body } => {
+                if event == "dialog"
+                    && let Some(sub) = sub
+                {
+                    self.on_lamp_notify(sub, &body);
+                } else if event == "message-summary" {
                     match super::voicemail::parse(&body) {
                         Some(m) => self.emit(PhoneEvent::Voicemail {
                             waiting: m.waiting,
@@ -286,8 +307,9 @@ impl Hub {
                     }
                 }
             }
-            SipEvent::SubscriptionFailed { event, why, .. } => {
+            SipEvent::SubscriptionFailed { sub, event, why, .. } => {
                 tracing::info!(%event, %why, "subscription failed");
+                self.on_lamp_failed(sub);
             }
             SipEvent::RegistrationFailed { code, reason } => {
                 self.emit(PhoneEvent::RegistrationFailed { code, reason })
