@@ -8,7 +8,7 @@ mod common;
 use serde_json::{Value, json};
 
 use common::calls::config_with;
-use common::peers::{Phone, Sipp, account_toml, secs};
+use common::peers::{Kamailio, Phone, Sipp, account_toml, secs};
 
 #[test]
 fn lamps_follow_the_colleagues_dialogs() {
@@ -62,4 +62,54 @@ fn pickup_of_a_ringing_colleague_replaces_the_callers_early_dialog() {
     p.send(json!({"cmd": "hangup", "call": id}));
     p.expect_call("ended", &id, secs(5));
     ps.wait(secs(10)).assert_ok();
+}
+
+/// Through Kamailio as registrar and presence server (presence_dialoginfo, pua_dialoginfo):
+/// ctiphone 1001 watches 1002 and 1003; a call to 1002 (another ctiphone, answering after a
+/// second) from a SIPp caller turns 1002's lamp ringing, then busy, then idle; 1003 stays idle.
+#[test]
+fn lamps_through_kamailio_presence() {
+    let k = Kamailio::start_presence();
+    let blf =
+        "[blf]\nwatch = [{ number = \"1002\", name = \"Sato\" }, { number = \"1003\", name = \"Suzuki\" }]\n";
+    let mut watcher = Phone::start(
+        &config_with(&account_toml("1001", "pw1001", &k.addr(), "udp", 60), blf),
+        &[],
+    );
+    watcher.expect("registered", secs(10));
+    let mut callee = Phone::start(
+        &config_with(&account_toml("1002", "pw1002", &k.addr(), "udp", 60), ""),
+        &["--auto-answer=1000"],
+    );
+    callee.expect("registered", secs(10));
+    // Both lamps known (idle) once the presence server has answered.
+    let lamp_seen = |w: &Phone, n: &str| {
+        w.seen()
+            .iter()
+            .any(|v| v["event"] == "blf" && v["number"] == n && v["state"] == "idle")
+    };
+    for n in ["1002", "1003"] {
+        if !lamp_seen(&watcher, n) {
+            watcher.expect_where("blf", secs(10), |v: &Value| {
+                v["number"] == n && v["state"] == "idle"
+            });
+        }
+    }
+    let r = common::peers::sipp("uac_auth_call_bye.xml", &[&k.addr(), "-s", "1002"]);
+    r.assert_ok();
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("idle") || seen.len() < 2 {
+        let v = watcher.expect_where("blf", secs(10), |v: &Value| v["number"] == "1002");
+        seen.push(v["state"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(seen, ["ringing", "busy", "idle"], "{:?}", watcher.seen());
+    assert!(
+        watcher
+            .seen()
+            .iter()
+            .filter(|v| v["event"] == "blf" && v["number"] == "1003")
+            .all(|v| v["state"] == "idle"),
+        "{:?}",
+        watcher.seen()
+    );
 }

@@ -9,11 +9,12 @@ SUDO=""
 
 # Debian packages the tests use: python3 (the argv recorder used as a real OS command and a
 # browser stand-in), ca-certificates (rustls trust store for TLS tests), and the real SIP peers
-# of the sip_* tests: sip-tester (sipp), kamailio, baresip-core, sox (tone file for baresip);
+# of the sip_* tests: sip-tester (sipp), kamailio (and its presence modules, the busy-lamp
+# server), baresip-core, sox (tone file for baresip);
 # for the media layer: cmake and g++ (the opus crate builds libopus), ALSA and PulseAudio
 # headers (cpal), and a PulseAudio daemon for the null-sink test of the real device path;
 # tmux for the end-to-end tests of the terminal UI; binutils (nm) for the release layout check.
-PKGS="python3 ca-certificates sip-tester kamailio baresip-core sox \
+PKGS="python3 ca-certificates sip-tester kamailio kamailio-presence-modules baresip-core sox \
   cmake g++ pkg-config libasound2-dev libpulse-dev pulseaudio pulseaudio-utils tmux binutils"
 missing=""
 for p in $PKGS; do

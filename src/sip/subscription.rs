@@ -27,6 +27,8 @@ pub struct Subscription {
     pub target: String,
     pub call_id: String,
     pub tag: String,
+    /// The notifier's tag, from its 2xx: a refresh goes inside the subscription's dialog.
+    pub remote_tag: Option<String>,
     pub cseq: u32,
     pub expires: u32,
     pub active: bool,
@@ -58,6 +60,7 @@ impl Stack {
             target: target.to_owned(),
             call_id: format!("{}@ctiphone", random_token(20)),
             tag: random_token(10),
+            remote_tag: None,
             cseq: 0,
             expires: expires.max(60),
             active: false,
@@ -84,7 +87,13 @@ impl Stack {
         s.next = None;
         let mut req = Message::request("SUBSCRIBE", &s.target);
         req.push("From", format!("<{aor}>;tag={}", s.tag))
-            .push("To", format!("<{}>", s.target))
+            .push(
+                "To",
+                match &s.remote_tag {
+                    Some(t) => format!("<{}>;tag={t}", s.target),
+                    None => format!("<{}>", s.target),
+                },
+            )
             .push("Call-ID", s.call_id.clone())
             .push("CSeq", format!("{} SUBSCRIBE", s.cseq))
             .push("Contact", contact)
@@ -127,6 +136,10 @@ impl Stack {
         if code < 300 {
             s.auth_tries = 0;
             s.active = true;
+            s.remote_tag = msg
+                .get("To")
+                .and_then(|t| NameAddr::parse(t).ok())
+                .and_then(|t| t.tag().map(str::to_owned));
             s.backoff = Duration::from_secs(2);
             let granted = msg
                 .get("Expires")
@@ -175,6 +188,7 @@ impl Stack {
         // A new subscription (new Call-ID and tag) next time.
         s.call_id = format!("{}@ctiphone", random_token(20));
         s.tag = random_token(10);
+        s.remote_tag = None;
         s.next = (!permanent).then(|| Instant::now() + s.backoff);
         s.backoff = (s.backoff * 2).min(Duration::from_secs(300));
         let (event, target) = (s.event.clone(), s.target.clone());
@@ -241,6 +255,7 @@ impl Stack {
                 s.active = false;
                 s.call_id = format!("{}@ctiphone", random_token(20));
                 s.tag = random_token(10);
+                s.remote_tag = None;
                 s.next = Some(Instant::now() + s.backoff);
             }
             self.emit(SipEvent::Notified {

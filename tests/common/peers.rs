@@ -240,8 +240,24 @@ impl Kamailio {
     /// (another test's phone, a baresip's RTP) may bind it before Kamailio does: then it is
     /// started again on another port.
     pub fn start() -> Self {
+        Self::start_from("kamailio.cfg.in")
+    }
+
+    /// As [`Kamailio::start`], also the presence server of the busy-lamp tests
+    /// (`tests/peers/kamailio_presence.cfg.in`: presence, presence_dialoginfo, dialog,
+    /// pua_dialoginfo; Debian package `kamailio-presence-modules`).
+    pub fn start_presence() -> Self {
+        let modules = Path::new("/usr/lib/x86_64-linux-gnu/kamailio/modules/presence.so");
+        assert!(
+            modules.exists(),
+            "Kamailio's presence modules are not installed: apt-get install -y kamailio-presence-modules (tests/run.sh installs it)"
+        );
+        Self::start_from("kamailio_presence.cfg.in")
+    }
+
+    fn start_from(template: &str) -> Self {
         for _ in 0..5 {
-            let mut k = Self::prepare(free_port_both());
+            let mut k = Self::prepare(free_port_both(), template);
             match k.try_spawn() {
                 Ok(()) => return k,
                 Err(e) if e.contains("Address already in use") => continue,
@@ -253,27 +269,48 @@ impl Kamailio {
 
     /// Starts it on a port the caller chose (e.g. one a phone already tries to register with).
     pub fn start_on(port: u16) -> Self {
-        let mut k = Self::prepare(port);
+        let mut k = Self::prepare(port, "kamailio.cfg.in");
         k.spawn();
         k
     }
 
     /// Renders and checks the config for `port`; does not start it.
-    fn prepare(port: u16) -> Self {
+    fn prepare(port: u16, template: &str) -> Self {
         let bin = peer_bin("kamailio");
         let dir = tempfile::Builder::new()
             .prefix("kam")
             .tempdir()
             .expect("temp dir");
-        let template = std::fs::read_to_string(peers_dir().join("kamailio.cfg.in"))
-            .expect("tests/peers/kamailio.cfg.in");
+        let text = std::fs::read_to_string(peers_dir().join(template))
+            .unwrap_or_else(|e| panic!("tests/peers/{template}: {e}"));
         let ctl = dir.path().join("ctl");
         let cfg = dir.path().join("kamailio.cfg");
+        if text.contains("@DIR@") {
+            // db_text tables, from the layout Debian's kamailio ships.
+            let db = dir.path().join("db");
+            std::fs::create_dir_all(&db).unwrap();
+            let shipped = Path::new("/usr/share/kamailio/dbtext/kamailio");
+            for t in [
+                "version",
+                "presentity",
+                "active_watchers",
+                "watchers",
+                "xcap",
+                "pua",
+            ] {
+                std::fs::copy(shipped.join(t), db.join(t))
+                    .unwrap_or_else(|e| panic!("{}: {e}", shipped.join(t).display()));
+            }
+        }
         std::fs::write(
             &cfg,
             render(
-                &template,
-                &[("PORT", port.to_string()), ("CTL", ctl.display().to_string())],
+                &text,
+                &[
+                    ("PORT", port.to_string()),
+                    ("CTL", ctl.display().to_string()),
+                    ("DIR", dir.path().display().to_string()),
+                ],
             ),
         )
         .unwrap();
