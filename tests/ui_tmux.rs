@@ -342,3 +342,59 @@ fn a_setting_edited_in_the_ui_is_saved_with_the_comments_kept() {
     );
     t.keys(&["Escape", "Escape", "q"]);
 }
+
+/// The colleagues' lamps in a real terminal, through Kamailio's presence server: the `b`
+/// panel shows Sato (1002) idle, then ringing and in a call while a SIPp caller calls them
+/// (another ctiphone, answering after a second), then idle again.
+#[test]
+fn busy_lamps_in_tmux_through_kamailio() {
+    let k = common::peers::Kamailio::start_presence();
+    let home = tempfile::Builder::new()
+        .prefix("ui-tmux")
+        .tempdir()
+        .expect("temp dir");
+    let config = home.path().join("ctiphone.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[account]\nuri = \"sip:1001@{0}\"\nusername = \"1001\"\npassword = \"pw1001\"\n\
+             registrar = \"{0}\"\nlisten = \"127.0.0.1:0\"\nexpires = 60\n\
+             [audio]\ninput = \"null\"\noutput = \"null\"\n[ui]\nlanguage = \"en\"\n\
+             [blf]\nwatch = [{{ number = \"1002\", name = \"Sato\" }}]\n",
+            k.addr()
+        ),
+    )
+    .expect("write config");
+    let mut callee = common::peers::Phone::start(
+        &common::calls::config_with(
+            &common::peers::account_toml("1002", "pw1002", &k.addr(), "udp", 60),
+            "",
+        ),
+        &["--auto-answer=1000"],
+    );
+    callee.expect("registered", SECS(10));
+    let t = Tmux::start(home.path(), 100, 30, &tmux::phone_command(&config));
+    let diag = || tmux::phone_log(home.path());
+    t.wait_for("registered", SECS(15), |s| s.contains("registered"), diag);
+    t.keys(&["b"]);
+    let lamp = |s: &str, state: &str| {
+        tmux::line_with(s, "Sato").is_some_and(|l| l.contains("1002") && l.contains(state))
+    };
+    t.wait_for("Sato idle in the panel", SECS(10), |s| lamp(s, "idle"), diag);
+    let caller = std::thread::spawn({
+        let addr = k.addr();
+        move || common::peers::sipp("uac_auth_call_bye.xml", &[&addr, "-s", "1002"])
+    });
+    t.wait_for("Sato ringing", SECS(10), |s| lamp(s, "ringing"), diag);
+    t.wait_for("Sato in a call", SECS(10), |s| lamp(s, "in a call"), diag);
+    t.wait_for("Sato idle again", SECS(10), |s| lamp(s, "idle"), diag);
+    caller.join().expect("sipp thread").assert_ok();
+    t.keys(&["Escape"]);
+    t.keys(&["q"]);
+    t.wait_for(
+        "ctiphone to exit",
+        SECS(10),
+        |s| s.contains("ctiphone-exited-0"),
+        diag,
+    );
+}
