@@ -230,9 +230,13 @@ impl Engine {
             CallEventKind::WrapUp { .. } => {
                 tokio::spawn(async move { inner.simple("hangup", &params, name).await })
             }
-            CallEventKind::Status { .. } => {
-                tokio::spawn(async move { inner.simple("status", &params, name).await })
-            }
+            // The agent's status: the last call's parameters, none of its CRM values (no search
+            // is run for it, and a captured STATUS of the CRM's cannot hide the agent's).
+            CallEventKind::Status { .. } => tokio::spawn(async move {
+                inner
+                    .simple_with("status", &params, name, Some(BTreeMap::new()))
+                    .await
+            }),
             CallEventKind::Answer => {
                 let Some(delay) = inner.plan.get("answer").map(|a| a.delay) else {
                     return tokio::spawn(async move {

@@ -45,8 +45,12 @@ pub const BUILTIN_PARAMS: &[&str] = &[
     "WRAPUP",
 ];
 
-/// Built-in names a capture may set: the CRM values.
-const CAPTURABLE: &[&str] = &["COMPANY", "NAME", "EXT_ID", "CODE1", "CODE2"];
+/// Built-in names a capture may set: the CRM values, and the agent-status names (configs
+/// written before they existed may capture a `STATUS` of the CRM's own; in the `[cti.status]`
+/// access the agent's values are used).
+const CAPTURABLE: &[&str] = &[
+    "COMPANY", "NAME", "EXT_ID", "CODE1", "CODE2", "STATUS", "REASON", "WRAPUP",
+];
 
 /// One access, ready to run.
 #[derive(Clone, Debug)]
@@ -129,7 +133,7 @@ impl Plan {
                 } else if BUILTIN_PARAMS.contains(&v.as_str()) && !CAPTURABLE.contains(&v.as_str()) {
                     problems.push(Diagnostic::at(
                         var.span(),
-                        format!("`{v}` is a call parameter and cannot be captured, expected a new name or one of COMPANY, NAME, EXT_ID, CODE1, CODE2"),
+                        format!("`{v}` is a call parameter and cannot be captured, expected a new name or one of COMPANY, NAME, EXT_ID, CODE1, CODE2, STATUS, REASON, WRAPUP"),
                     ));
                 }
                 user_vars.insert(v.clone());
