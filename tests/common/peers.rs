@@ -650,6 +650,26 @@ impl Sipp {
     /// ports, `-m 1 -nostdin -timeout 20s -timeout_error`, error and message traces.
     /// Returns once SIPp's SIP socket is bound.
     pub fn spawn(scenario: &str, args: &[&str]) -> Sipp {
+        // The ports are free when picked, but another test's process (a phone's or baresip's
+        // RTP) may take one before SIPp binds it: then SIPp exits at once (errno 98) and is
+        // started again on other ports, unless the caller chose the SIP port.
+        let chosen = args.contains(&"-p");
+        for _ in 0..4 {
+            let mut s = Self::spawn_once(scenario, args);
+            let exited = s.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited
+                && !chosen
+                && status.code() == Some(254)
+                && read_lossy(&s.dir.path().join("errors.log")).contains("errno = 98")
+            {
+                continue;
+            }
+            return s;
+        }
+        Self::spawn_once(scenario, args)
+    }
+
+    fn spawn_once(scenario: &str, args: &[&str]) -> Sipp {
         let bin = peer_bin("sipp");
         let path = scenario_path(scenario);
         let dir = tempfile::Builder::new()
