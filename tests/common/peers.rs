@@ -838,8 +838,22 @@ impl Baresip {
         Self::start_with_tone(kamailio, user, codecs, 1000)
     }
 
-    /// As [`Baresip::start_with_codecs`], playing a `freq` Hz tone as its microphone.
+    /// As [`Baresip::start_with_codecs`], playing a `freq` Hz tone as its microphone. Its
+    /// ports are free when picked; one taken by another test's process before baresip binds
+    /// it makes baresip exit, and it is started again on other ports.
     pub fn start_with_tone(kamailio: &Kamailio, user: &str, codecs: &str, freq: u32) -> Baresip {
+        for _ in 0..3 {
+            match Self::try_start(kamailio, user, codecs, freq) {
+                Ok(b) => return b,
+                Err(log) if log.to_ascii_lowercase().contains("in use") => continue,
+                Err(log) => panic!("baresip exited at start:\n{}", tail(&log, 40)),
+            }
+        }
+        Self::try_start(kamailio, user, codecs, freq)
+            .unwrap_or_else(|log| panic!("baresip exited at start:\n{}", tail(&log, 40)))
+    }
+
+    fn try_start(kamailio: &Kamailio, user: &str, codecs: &str, freq: u32) -> Result<Baresip, String> {
         // baresip's file source must run at the codec's own rate.
         let first = codecs.split(',').next().unwrap_or("").to_ascii_lowercase();
         let srate: u32 = match first.as_str() {
@@ -917,7 +931,8 @@ impl Baresip {
         let end = Instant::now() + Duration::from_secs(10);
         while kamailio.saved(user) <= before {
             if let Some(s) = b.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("baresip exited at start ({s}):\n{}", tail(&b.log(), 40));
+                b.child = None;
+                return Err(format!("({s})\n{}", b.log()));
             }
             if Instant::now() > end {
                 panic!(
@@ -928,7 +943,7 @@ impl Baresip {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        b
+        Ok(b)
     }
 
     /// baresip's output (it logs calls as `Call with ... terminated`, `Call established`…).
