@@ -6,31 +6,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
 use common::peers::{Baresip, Kamailio, Phone, account_toml, secs};
 use ctiphone::media::goertzel;
-
-/// One channel of a WAV, with its rate.
-fn channel(path: &Path, ch: usize) -> (Vec<i16>, u32) {
-    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let spec = r.spec();
-    let n = usize::from(spec.channels);
-    let samples: Vec<i16> = match spec.sample_format {
-        hound::SampleFormat::Int => r.samples::<i16>().filter_map(Result::ok).collect(),
-        hound::SampleFormat::Float => r
-            .samples::<f32>()
-            .filter_map(Result::ok)
-            .map(|f| (f * 32767.0) as i16)
-            .collect(),
-    };
-    (
-        samples.iter().skip(ch).step_by(n).copied().collect(),
-        spec.sample_rate,
-    )
-}
 
 /// `secs` seconds of `s` ending `before_end` seconds before its end.
 fn window(s: &[i16], rate: u32, secs: f64, before_end: f64) -> &[i16] {
@@ -139,7 +120,7 @@ fn three_way_conference_mixes_every_party_for_every_other() {
 
     // What each baresip heard during the conference (C: its last 3 s; B: before the last 2 s,
     // which were the two-party call again).
-    let (heard_c, rate) = channel(&Baresip::heard_wav(c.dir()), 0);
+    let (heard_c, rate) = common::wav_channel(&Baresip::heard_wav(c.dir()), 0);
     assert_mix(
         "1003 heard",
         window(&heard_c, rate, 3.0, 0.3),
@@ -147,7 +128,7 @@ fn three_way_conference_mixes_every_party_for_every_other() {
         &[440.0, 1000.0],
         &[1700.0],
     );
-    let (heard_b, rate) = channel(&Baresip::heard_wav(b.dir()), 0);
+    let (heard_b, rate) = common::wav_channel(&Baresip::heard_wav(b.dir()), 0);
     assert_mix(
         "1002 heard",
         window(&heard_b, rate, 3.0, 2.4),
@@ -167,8 +148,8 @@ fn three_way_conference_mixes_every_party_for_every_other() {
     // The agent's recordings: the microphone side carries the agent and the other party, the
     // far side the leg's own party.
     let rec_b = &recordings[&leg_b];
-    let (left, rate) = channel(rec_b, 0);
-    let (right, _) = channel(rec_b, 1);
+    let (left, rate) = common::wav_channel(rec_b, 0);
+    let (right, _) = common::wav_channel(rec_b, 1);
     assert_mix(
         "1002 leg recording, sent",
         window(&left, rate, 3.0, 2.4),
@@ -184,8 +165,8 @@ fn three_way_conference_mixes_every_party_for_every_other() {
         &[1700.0],
     );
     let rec_c = &recordings[&leg_c];
-    let (left, rate) = channel(rec_c, 0);
-    let (right, _) = channel(rec_c, 1);
+    let (left, rate) = common::wav_channel(rec_c, 0);
+    let (right, _) = common::wav_channel(rec_c, 1);
     assert_mix(
         "1003 leg recording, sent",
         window(&left, rate, 3.0, 0.3),

@@ -13,25 +13,6 @@ use serde_json::json;
 use common::peers::{Baresip, Kamailio, Phone, account_toml, secs};
 use ctiphone::media::goertzel;
 
-/// One channel of a WAV (mono or stereo), with its rate.
-fn channel(path: &Path, ch: usize) -> (Vec<i16>, u32) {
-    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let spec = r.spec();
-    let n = usize::from(spec.channels);
-    let samples: Vec<i16> = match spec.sample_format {
-        hound::SampleFormat::Int => r.samples::<i16>().filter_map(Result::ok).collect(),
-        hound::SampleFormat::Float => r
-            .samples::<f32>()
-            .filter_map(Result::ok)
-            .map(|f| (f * 32767.0) as i16)
-            .collect(),
-    };
-    (
-        samples.iter().skip(ch).step_by(n).copied().collect(),
-        spec.sample_rate,
-    )
-}
-
 /// The middle of a signal (skips ramp-up and the end), at least `min` samples of it.
 fn middle(s: &[i16], rate: u32) -> &[i16] {
     let skip = rate as usize / 2;
@@ -103,14 +84,14 @@ fn call_with(codec_ours: &str, codec_baresip: &str) -> Run {
 }
 
 fn check(run: &Run) {
-    let (ours, rate) = channel(&run.heard, 0);
+    let (ours, rate) = common::wav_channel(&run.heard, 0);
     assert_tone("ctiphone --audio-out (baresip's 1 kHz)", &ours, rate, 1000.0);
-    let (left, rate_l) = channel(&run.recording, 0);
-    let (right, rate_r) = channel(&run.recording, 1);
+    let (left, rate_l) = common::wav_channel(&run.recording, 0);
+    let (right, rate_r) = common::wav_channel(&run.recording, 1);
     assert_tone("recording left (the agent, 440 Hz)", &left, rate_l, 440.0);
     assert_tone("recording right (the customer, 1 kHz)", &right, rate_r, 1000.0);
     let theirs_path = Baresip::heard_wav(&run.baresip_dir);
-    let (theirs, rate) = channel(&theirs_path, 0);
+    let (theirs, rate) = common::wav_channel(&theirs_path, 0);
     assert_tone(
         &format!("baresip heard ({})", theirs_path.display()),
         &theirs,

@@ -239,6 +239,34 @@ pub fn pick(challenges: &[Challenge]) -> Option<&Challenge> {
 ///
 /// For the `-sess` algorithms the cnonce enters H(A1), so it is also sent
 /// when the challenge has no qop. Control characters (which a quoted string
+/// The header that carries credentials for a challenge: `Proxy-Authorization` for a proxy's
+/// (407), else `Authorization` (401).
+pub fn header_for(proxy: bool) -> &'static str {
+    if proxy {
+        "Proxy-Authorization"
+    } else {
+        "Authorization"
+    }
+}
+
+/// The credentials header (name, value) answering `ch` for a request without a body
+/// (REGISTER, SUBSCRIBE), with a fresh cnonce.
+pub fn credentials(
+    ch: &Challenge,
+    proxy: bool,
+    username: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    nc: u32,
+) -> (&'static str, String) {
+    let cnonce = super::stack::random_token(12);
+    (
+        header_for(proxy),
+        authorization(ch, username, password, method, uri, nc, &cnonce, &[]),
+    )
+}
+
 /// cannot carry) are left out of the quoted header values.
 #[allow(clippy::too_many_arguments)]
 pub fn authorization(

@@ -86,24 +86,16 @@ impl Stack {
             .push("Allow", ALLOW);
         if let Some((ch, proxy)) = &self.reg.challenge {
             self.reg.nc += 1;
-            let value = auth::authorization(
+            let (name, value) = auth::credentials(
                 ch,
+                *proxy,
                 &self.cfg.auth_user,
                 &self.cfg.password,
                 "REGISTER",
                 &uri,
                 self.reg.nc,
-                &random_token(12),
-                &[],
             );
-            req.push(
-                if *proxy {
-                    "Proxy-Authorization"
-                } else {
-                    "Authorization"
-                },
-                value,
-            );
+            req.push(name, value);
         }
         self.reg.next = None;
         let proto = self.cfg.proto;

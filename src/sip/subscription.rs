@@ -102,24 +102,8 @@ impl Stack {
             .push("Expires", s.expires.to_string());
         if let Some((ch, proxy)) = &s.challenge {
             s.nc += 1;
-            let value = auth::authorization(
-                ch,
-                &user,
-                &password,
-                "SUBSCRIBE",
-                &s.target,
-                s.nc,
-                &random_token(12),
-                &[],
-            );
-            req.push(
-                if *proxy {
-                    "Proxy-Authorization"
-                } else {
-                    "Authorization"
-                },
-                value,
-            );
+            let (name, value) = auth::credentials(ch, *proxy, &user, &password, "SUBSCRIBE", &s.target, s.nc);
+            req.push(name, value);
         }
         let proto = self.cfg.proto;
         self.send_request(req, registrar, proto, Owner::Subscribe(id))

@@ -378,11 +378,7 @@ impl Stack {
                     &inv.body,
                 )
             };
-            let header = if code == 401 {
-                "Authorization"
-            } else {
-                "Proxy-Authorization"
-            };
+            let header = auth::header_for(code == 407);
             let v = value(&inv, &self.cfg);
             self.retry_invite(id, inv, |d, m| {
                 d.auth_tries += 1;

@@ -346,3 +346,22 @@ pub fn tone(path: &std::path::Path, freq: f64, rate: u32, secs: u32) {
     }
     w.finalize().expect("finalize");
 }
+
+/// One channel of a WAV file (mono or stereo, integer or float samples), with its rate.
+pub fn wav_channel(path: &std::path::Path, ch: usize) -> (Vec<i16>, u32) {
+    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let spec = r.spec();
+    let n = usize::from(spec.channels);
+    let samples: Vec<i16> = match spec.sample_format {
+        hound::SampleFormat::Int => r.samples::<i16>().filter_map(Result::ok).collect(),
+        hound::SampleFormat::Float => r
+            .samples::<f32>()
+            .filter_map(Result::ok)
+            .map(|f| (f * 32767.0) as i16)
+            .collect(),
+    };
+    (
+        samples.iter().skip(ch).step_by(n).copied().collect(),
+        spec.sample_rate,
+    )
+}
