@@ -12,6 +12,7 @@ use crate::cti::plan::BUILTIN_PARAMS;
 use crate::cti::template::{self, Template};
 use crate::cti::vars::{Identity, Vars};
 use crate::cti::{Engine, Options};
+use crate::daemon::remote::Remote;
 use crate::logging;
 use crate::phonebook::cli::PhonebookCommand;
 use crate::settings::load;
@@ -23,9 +24,14 @@ pub struct Cli {
     /// Configuration file (default: $XDG_CONFIG_HOME/ctiphone/config.toml).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Without a subcommand: the terminal UI.
+    /// Without a subcommand: the terminal UI, attached to the phone's daemon (started in the
+    /// background when none runs), so calls go on when the terminal goes away.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The terminal UI with the phone in its own process (no daemon): quitting it or losing
+    /// the terminal ends the calls.
+    #[arg(long)]
+    pub no_daemon: bool,
     #[command(flatten)]
     pub audio: AudioArgs,
 }
@@ -70,7 +76,29 @@ pub enum Command {
         /// Answer every incoming call, after MS milliseconds (default 0).
         #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "0")]
         auto_answer: Option<u64>,
+        /// Drive the running daemon instead of a phone of its own: its snapshot first, then
+        /// its events; stdin's commands go to it. Ends when the daemon does.
+        #[arg(long, conflicts_with = "auto_answer")]
+        attach: bool,
     },
+    /// Run the phone as a daemon: no terminal, front ends attach on
+    /// $XDG_RUNTIME_DIR/ctiphone/ (the TUI, `ctiphone dial`, `headless --attach`).
+    Daemon,
+    /// Dial a number or SIP URI on the running phone.
+    Dial { number: String },
+    /// Answer the ringing call on the running phone.
+    Answer,
+    /// Hang up (or reject) the current call on the running phone.
+    Hangup,
+    /// The running phone's registration, agent status and calls (exit 3: none runs).
+    Status {
+        /// The daemon's snapshot as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dial a tel:, callto:, sip: or sips: link on the running phone (the desktop's handler
+    /// for click-to-call links: contrib/ctiphone-open.desktop).
+    Open { uri: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,8 +293,14 @@ impl CallArgs {
 /// Runs the command line; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let Some(command) = cli.command else {
-        return tui(cli.config.as_ref(), &cli.audio);
+        return if cli.no_daemon {
+            tui(cli.config.as_ref(), &cli.audio)
+        } else {
+            attached_tui(cli.config.as_ref(), &cli.audio)
+        };
     };
+    let paths = || crate::daemon::Paths::for_config(cli.config.as_deref());
+    let remote = |what| crate::daemon::remote::main(&paths(), what);
     match command {
         Command::CheckConfig => check_config(cli.config.as_ref()),
         Command::Cti(CtiCommand::Expand { template, call }) => expand(cli.config.as_ref(), &template, &call),
@@ -276,7 +310,14 @@ pub fn run(cli: Cli) -> ExitCode {
             answered,
             rec_path,
         }) => fire(cli.config.as_ref(), event, &call, answered, rec_path),
-        Command::Headless { auto_answer } => headless(cli.config.as_ref(), auto_answer, &cli.audio),
+        Command::Headless { attach: true, .. } => crate::daemon::attach::headless(&paths()),
+        Command::Headless { auto_answer, .. } => headless(cli.config.as_ref(), auto_answer, &cli.audio),
+        Command::Daemon => daemon(cli.config.as_ref(), &cli.audio),
+        Command::Dial { number } => remote(Remote::Dial(number)),
+        Command::Answer => remote(Remote::Answer),
+        Command::Hangup => remote(Remote::Hangup),
+        Command::Status { json } => remote(Remote::Status { json }),
+        Command::Open { uri } => remote(Remote::Open(uri)),
         Command::History(HistoryCommand::List {
             json,
             since,
@@ -429,9 +470,81 @@ fn tui(path: Option<&PathBuf>, audio: &AudioArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = rt.block_on(crate::ui::run(config, plan, core_rt.handle().clone()));
+    let code = rt.block_on(crate::ui::run(
+        config,
+        crate::ui::Backend::Local(plan, core_rt.handle().clone()),
+    ));
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
     core_rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    ExitCode::from(code)
+}
+
+/// `ctiphone daemon`: the phone with no terminal, serving front ends on its socket.
+fn daemon(path: Option<&PathBuf>, audio: &AudioArgs) -> ExitCode {
+    let (mut config, plan) = match load(path, false) {
+        Ok(v) => v,
+        Err(e) => return config_failed(&e),
+    };
+    audio.apply(&mut config);
+    let paths = crate::daemon::Paths::for_config(path.map(PathBuf::as_path));
+    let warnings = match paths.prepare() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("ctiphone daemon: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let lock = match crate::daemon::PidLock::take(&paths.pid) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ctiphone daemon: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init_file();
+    for w in warnings {
+        eprintln!("ctiphone daemon: warning: {w}");
+        tracing::warn!("{w}");
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = rt.block_on(crate::daemon::run(config, plan, paths, lock));
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    ExitCode::from(code)
+}
+
+/// `ctiphone`: the terminal UI attached to the daemon, which is started first when none runs.
+fn attached_tui(path: Option<&PathBuf>, audio: &AudioArgs) -> ExitCode {
+    let (config, plan) = match load(path, false) {
+        Ok(v) => v,
+        Err(e) => return config_failed(&e),
+    };
+    drop(plan);
+    let paths = crate::daemon::Paths::for_config(path.map(PathBuf::as_path));
+    logging::init_file();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = rt.block_on(async {
+        let (snapshot, conn) = match crate::daemon::attach::connect_or_start(&paths, path, audio).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("ctiphone: {e}");
+                return 2;
+            }
+        };
+        crate::ui::run(config, crate::ui::Backend::Attached(Box::new((snapshot, conn)))).await
+    });
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
     ExitCode::from(code)
 }
 

@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
-use crate::app::{Bus, Command, CtiEvent, Event, PhoneEvent};
+use crate::app::{Bus, Command, Event, PhoneEvent};
 use crate::config::Config;
 use crate::cti::Plan;
 
@@ -34,15 +33,13 @@ pub async fn run(config: Config, plan: Plan, auto_answer: Option<Duration>) -> u
             if line.is_empty() {
                 continue;
             }
-            match serde_json::from_str::<Command>(line) {
+            match crate::app::protocol::parse_command(line) {
                 Ok(cmd) => {
                     if stdin_tx.send(cmd).await.is_err() {
                         break;
                     }
                 }
-                Err(e) => stdin_bus.publish(Event::Phone(PhoneEvent::Error {
-                    message: format!("bad command: {e}"),
-                })),
+                Err(message) => stdin_bus.publish(Event::Phone(PhoneEvent::Error { message })),
             }
         }
     });
@@ -65,8 +62,9 @@ pub async fn run(config: Config, plan: Plan, auto_answer: Option<Duration>) -> u
     let printer = tokio::spawn(async move {
         let mut out = tokio::io::stdout();
         while let Some(ev) = events.recv().await {
-            let Some(value) = to_json(&ev) else { continue };
-            let mut line = value.to_string();
+            let Some(mut line) = crate::app::protocol::to_line(&ev) else {
+                continue;
+            };
             line.push('\n');
             if out.write_all(line.as_bytes()).await.is_err() || out.flush().await.is_err() {
                 break;
@@ -89,36 +87,5 @@ pub async fn run(config: Config, plan: Plan, auto_answer: Option<Duration>) -> u
             eprintln!("ctiphone: the user agent failed: {e}");
             2
         }
-    }
-}
-
-/// The protocol form of a bus event; call events stay internal.
-fn to_json(ev: &Event) -> Option<serde_json::Value> {
-    match ev {
-        Event::Phone(p) => serde_json::to_value(p).ok(),
-        Event::Call(_) => None,
-        Event::Cti(c) => Some(match c {
-            CtiEvent::Skipped { call_id, event, why } => {
-                json!({"event": "cti", "call": call_id, "for": event, "skipped": why})
-            }
-            CtiEvent::Searching { call_id } => {
-                json!({"event": "cti", "call": call_id, "access": "search", "searching": true})
-            }
-            CtiEvent::SearchResult { call_id, vars } => {
-                json!({"event": "cti", "call": call_id, "access": "search", "ok": true, "vars": vars})
-            }
-            CtiEvent::SearchFailed { call_id, error } => {
-                json!({"event": "cti", "call": call_id, "access": "search", "ok": false, "error": error})
-            }
-            CtiEvent::Action { report, .. } if report.access == "search" => return None,
-            CtiEvent::Action {
-                call_id,
-                event,
-                report,
-            } => json!({
-                "event": "cti", "call": call_id, "for": event, "access": report.access, "ok": report.ok,
-                "status": report.status, "error": report.error, "link": report.link,
-            }),
-        }),
     }
 }

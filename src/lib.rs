@@ -9,6 +9,7 @@ pub mod call;
 pub mod cli;
 pub mod config;
 pub mod cti;
+pub mod daemon;
 pub mod demo;
 pub mod errors;
 pub mod headless;

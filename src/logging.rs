@@ -45,3 +45,30 @@ where
         .with_ansi(false)
         .finish()
 }
+
+/// Points stderr at the log file ([`log_path`]): what a library or the runtime writes there
+/// lands in the log, never over a terminal's screen. Returns the original stderr, to restore.
+pub fn redirect_stderr() -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    let path = log_path();
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .ok()?;
+    // SAFETY: plain descriptor duplication; `file` stays open until dup2 has copied it.
+    unsafe {
+        let saved = libc::dup(2);
+        if saved < 0 {
+            return None;
+        }
+        if libc::dup2(file.as_raw_fd(), 2) < 0 {
+            libc::close(saved);
+            return None;
+        }
+        Some(saved)
+    }
+}

@@ -973,3 +973,87 @@ fn the_call_list_names_results_as_the_history() {
         CallResult::Missed
     );
 }
+
+#[test]
+fn attaching_draws_the_live_calls_their_timers_and_the_popup() {
+    use ctiphone::app::snapshot::Snapshot;
+    // What a daemon sends a front end that attaches: a call answered 65 s ago, a second one
+    // ringing with its CRM record (popup shown 2 s ago), the agent ready for 5 min.
+    let snap: Snapshot = serde_json::from_value(serde_json::json!({
+        "pid": 4242, "version": "0.1.0", "listen": "127.0.0.1:5060",
+        "registration": {"state": "registered", "aor": "sip:1001@pbx.example", "expires": 300},
+        "calls": [
+            {"call": "c-active", "incoming": true, "state": "active", "tel": "0311112222",
+             "telname": "Taro Yamada", "called": "0312345678", "calledname": "", "anonymous": false,
+             "age_s": 70.2, "answered_s": 65.4,
+             "crm": {"searching": false, "vars": {"COMPANY": "ACME 株式会社", "NAME": "Taro Yamada"}, "error": null, "link": null},
+             "consult_for": null, "conference": false, "quality": [0.0, 3.0, null]},
+            {"call": "c-ring", "incoming": true, "state": "ringing", "tel": "0399998888",
+             "telname": "", "called": "0312345678", "calledname": "", "anonymous": false,
+             "age_s": 2.1, "answered_s": null,
+             "crm": {"searching": false, "vars": {"COMPANY": "Globex", "NAME": "Hanako Suzuki", "EXT_ID": "C-7"}, "error": null, "link": null},
+             "consult_for": null, "conference": false, "quality": null}
+        ],
+        "popup": {"call": "c-ring", "age_s": 2.0},
+        "agent": {"state": "ready", "reason": "", "wrapup": "", "since": "2026-12-04T10:00:00+09:00", "for_s": 300.0},
+        "blf": [], "voicemail": {"waiting": true, "new": 2, "old": 0}, "history": []
+    }))
+    .expect("a snapshot");
+    let mut app = ui::app("");
+    app.attach(&snap);
+    assert!(app.attached);
+    let buf = shot(&app, Lang::En, 100, 30);
+    let t = ui::text(&buf);
+    assert!(
+        t.contains("Incoming call") && t.contains("Hanako Suzuki") && t.contains("Globex"),
+        "{t}"
+    );
+    let active = t.lines().find(|l| l.contains("active")).unwrap_or_default();
+    assert!(
+        active.contains("0311112222") && active.contains("ACME 株式会社"),
+        "{t}"
+    );
+    assert!(
+        active.contains("1:05"),
+        "the answered call's timer goes on from the daemon's: {active}"
+    );
+    assert!(t.contains("│ registered │"), "{t}");
+    // `q` detaches (calls go on); `Q` asks before stopping the phone.
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char('?'));
+    let t = ui::text(&shot(&app, Lang::En, 100, 30));
+    assert!(
+        t.contains("detach (calls go on)") && t.contains("stop the phone"),
+        "{t}"
+    );
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(
+        app.on_key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE)),
+        vec![Effect::Detach]
+    );
+    assert_eq!(
+        app.on_key(KeyEvent::new(KeyCode::Char('Q'), KeyModifiers::SHIFT)),
+        vec![]
+    );
+    assert_eq!(app.mode, Mode::ConfirmStop);
+    let t = ui::text(&shot(&app, Lang::En, 100, 30));
+    assert!(
+        t.contains("Stop the phone? Calls in progress are hung up. (y/n)"),
+        "{t}"
+    );
+    assert_eq!(
+        app.on_key(KeyEvent::new(KeyCode::Char('y'), KeyModifiers::NONE)),
+        vec![Effect::Quit]
+    );
+    // Hostile numbers from the wire are made safe like any event's.
+    let mut hostile = snap.clone();
+    hostile.calls[0].tel = "\u{1b}[2J0311".into();
+    hostile.calls[0].age_s = f64::NAN;
+    hostile.calls[0].answered_s = Some(-5.0);
+    if let Some(p) = hostile.popup.as_mut() {
+        p.age_s = f64::INFINITY;
+    }
+    let mut app = ui::app("");
+    app.attach(&hostile);
+    shot(&app, Lang::En, 100, 30);
+}

@@ -1,7 +1,7 @@
 //! The commands a front end gives the phone (the headless protocol's `cmd` objects, and what
 //! the terminal UI's keys map to). `call` picks a call; without it, the current one.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Who an outgoing call says it is calling from, in place of the account's identity.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub struct CallerId {
 }
 
 /// One command.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
     /// Call a number or a SIP URI.
@@ -112,6 +112,9 @@ pub enum Command {
     /// Pick up the call ringing at a watched colleague (Replaces to the caller's early
     /// dialog, else `[blf] pickup_code` + number).
     Pickup { number: String },
+    /// Run the click access again for a past call of the history (HIS-2), by its call id.
+    /// Handled by the core, next to the history; never reaches the user agent.
+    Reclick { id: String },
     /// Unregister and stop.
     Quit,
 }

@@ -80,7 +80,9 @@ impl Core {
         };
         ua_cfg.phonebook = phonebook.clone();
         let (commands, rx) = mpsc::channel::<Command>(64);
-        let ua = tokio::spawn(call::run(ua_cfg, bus.clone(), rx));
+        let (ua_tx, ua_rx) = mpsc::channel::<Command>(64);
+        tokio::spawn(dispatch(rx, ua_tx, bus.clone()));
+        let ua = tokio::spawn(call::run(ua_cfg, bus.clone(), ua_rx));
         Ok(Core {
             commands,
             ua,
@@ -106,5 +108,33 @@ impl Core {
         }
         self.cti.abort();
         self.engine.shutdown().await;
+    }
+}
+
+/// Hands the front ends' commands to the user agent, except those for the core's other
+/// parts: a past call's click (HIS-2) is the history's. Ends when every front end's sender
+/// is gone, closing the user agent's channel.
+async fn dispatch(mut rx: mpsc::Receiver<Command>, ua: mpsc::Sender<Command>, bus: Bus) {
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            Command::Reclick { id } => {
+                let found =
+                    crate::history::History::open(&crate::history::default_path()).and_then(|h| h.get(&id));
+                match found {
+                    Ok(Some(row)) => bus.call(row.reclick()),
+                    Ok(None) => bus.publish(super::Event::Phone(super::PhoneEvent::Error {
+                        message: format!("reclick: no call {} in the history", super::Logged(&id)),
+                    })),
+                    Err(e) => bus.publish(super::Event::Phone(super::PhoneEvent::Error {
+                        message: format!("reclick: call history: {e}"),
+                    })),
+                }
+            }
+            cmd => {
+                if ua.send(cmd).await.is_err() {
+                    break;
+                }
+            }
+        }
     }
 }

@@ -75,7 +75,7 @@ impl CallParams {
 
 /// How a call ended, as the history, the call list, {RESULT} and the JSON events name it
 /// (HIS-1). The one place a result is named.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CallResult {
     /// Answered (either side), whoever hung up.
@@ -341,7 +341,7 @@ impl AgentState {
 }
 
 /// Why a call ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
     LocalHangup,
@@ -354,7 +354,7 @@ pub enum EndReason {
 }
 
 /// What the phone reports: registration and call progress (the headless protocol's events).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum PhoneEvent {
     /// The SIP socket is bound.
@@ -403,9 +403,9 @@ pub enum PhoneEvent {
     /// not-ready reason or the wrap-up code that ended after-call work.
     Status {
         state: AgentState,
-        #[serde(skip_serializing_if = "String::is_empty")]
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         reason: String,
-        #[serde(skip_serializing_if = "String::is_empty")]
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         wrapup: String,
         since: String,
     },

@@ -11,6 +11,8 @@ pub mod event;
 
 pub mod command;
 pub mod core;
+pub mod protocol;
+pub mod snapshot;
 
 pub use bus::{Bus, Closer, Subscription, WeakBus};
 pub use command::{CallerId, Command};

@@ -331,7 +331,7 @@ pub fn measure(calls: usize, gap_ms: u64, crm_ms: u64) -> Result<PopupFigures, S
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let cmd = format!(
-        "HOME={d} XDG_DATA_HOME={d}/data XDG_CONFIG_HOME={d}/config {exe} --config {cfg}",
+        "HOME={d} XDG_DATA_HOME={d}/data XDG_CONFIG_HOME={d}/config {exe} --no-daemon --config {cfg}",
         d = dir.path().display(),
         exe = exe.display(),
         cfg = cfg.display()

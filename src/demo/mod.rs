@@ -85,7 +85,7 @@ pub fn main(dir: Option<PathBuf>, interval: Duration, adjust: &dyn Fn(&mut Confi
             world.config_text
         );
         crate::logging::init_file();
-        let code = crate::ui::run(config, plan, core_rt.handle().clone()).await;
+        let code = crate::ui::run(config, crate::ui::Backend::Local(plan, core_rt.handle().clone())).await;
         world.stop().await;
         code
     });

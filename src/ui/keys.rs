@@ -50,12 +50,15 @@ pub enum Action {
     Reclick,
     /// Open (or copy the path of) the selected past call's recording.
     OpenRecording,
+    /// Leave the screen: detach from the daemon (calls go on), or quit the phone without one.
     Quit,
+    /// Stop the phone (the daemon), after a confirmation.
+    Stop,
 }
 
 impl Action {
     /// Every action with its config name, default keys and help catalog key.
-    pub const ALL: [(Action, &'static str, &'static [&'static str], &'static str); 33] = [
+    pub const ALL: [(Action, &'static str, &'static [&'static str], &'static str); 34] = [
         (Action::Answer, "answer", &["a"], "help.answer"),
         (Action::Hangup, "hangup", &["x"], "help.hangup"),
         (Action::Hold, "hold", &["h"], "help.hold"),
@@ -104,6 +107,7 @@ impl Action {
             "help.open_recording",
         ),
         (Action::Quit, "quit", &["q"], "help.quit"),
+        (Action::Stop, "stop", &["Q"], "help.stop"),
     ];
 
     pub fn name(self) -> &'static str {

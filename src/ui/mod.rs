@@ -17,9 +17,11 @@ pub mod view;
 
 use std::time::Duration;
 
+use crate::app::snapshot::Snapshot;
 use crate::app::{Bus, Command};
 use crate::config::Config;
 use crate::cti::Plan;
+use crate::daemon::client::Connection;
 
 use state::{App, Effect, Level};
 
@@ -55,7 +57,6 @@ fn contacts_op(app: &mut App, pb: &crate::phonebook::Phonebook, op: contacts::Op
     app.dirty = true;
 }
 
-/// Runs the terminal UI until the agent quits. Returns the exit code.
 /// The runtime the core runs on beside the terminal UI: one worker thread, named `core`.
 pub fn core_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -65,10 +66,32 @@ pub fn core_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Runs the terminal UI on the current task; the core (SIP, media control, CTI engine,
-/// history) runs on `core_rt`, another thread, so that drawing a frame never holds up a
-/// SIP answer or a CRM reply being read (docs/decisions.md D6).
-pub async fn run(config: Config, plan: Plan, core_rt: tokio::runtime::Handle) -> u8 {
+/// Where the phone the UI drives runs.
+pub enum Backend {
+    /// In this process: the core (SIP, media control, CTI engine, history) on `core_rt`,
+    /// another thread, so that drawing a frame never holds up a SIP answer or a CRM reply
+    /// being read (docs/decisions.md D6). Leaving the UI stops the phone.
+    Local(Plan, tokio::runtime::Handle),
+    /// The daemon, by its socket, its snapshot already read: leaving the UI detaches.
+    Attached(Box<(Snapshot, Connection)>),
+}
+
+/// The running phone as the UI holds it.
+enum Link {
+    Local {
+        core: crate::app::core::Core,
+        core_rt: tokio::runtime::Handle,
+    },
+    Attached {
+        /// Fires when the daemon has gone.
+        gone: tokio::sync::oneshot::Receiver<()>,
+        pid: u32,
+    },
+}
+
+/// Runs the terminal UI on the current task until the agent quits or detaches. Returns the
+/// exit code.
+pub async fn run(config: Config, backend: Backend) -> u8 {
     let cat = match i18n::Lang::parse(&config.ui.language) {
         Some(lang) => i18n::Catalog::new(lang),
         None if config.ui.language.is_empty() => i18n::Catalog::new(i18n::Lang::from_env()),
@@ -119,24 +142,50 @@ pub async fn run(config: Config, plan: Plan, core_rt: tokio::runtime::Handle) ->
     };
     let bus = Bus::new();
     let mut events = bus.subscribe_as("ui");
-    let started = core_rt.spawn({
-        let (bus, config) = (bus.clone(), config.clone());
-        async move { crate::app::core::Core::start(&bus, &config, plan, None).await }
-    });
-    let core = match started.await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            eprintln!("ctiphone: {e}");
-            return 2;
+    let mut app = App::new(&config, keymap);
+    let (cmd_tx, mut link, phonebook) = match backend {
+        Backend::Local(plan, core_rt) => {
+            let started = core_rt.spawn({
+                let (bus, config) = (bus.clone(), config.clone());
+                async move { crate::app::core::Core::start(&bus, &config, plan, None).await }
+            });
+            let core = match started.await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    eprintln!("ctiphone: {e}");
+                    return 2;
+                }
+                Err(e) => {
+                    eprintln!("ctiphone: the core did not start: {e}");
+                    return 2;
+                }
+            };
+            let phonebook = core.phonebook.clone();
+            (core.commands.clone(), Link::Local { core, core_rt }, phonebook)
         }
-        Err(e) => {
-            eprintln!("ctiphone: the core did not start: {e}");
-            return 2;
+        Backend::Attached(attached) => {
+            let (snapshot, conn) = *attached;
+            app.attach(&snapshot);
+            let (tx, gone) = crate::daemon::client::attach(conn, &bus);
+            // The contacts pane edits the same phonebook the daemon names callers from.
+            let phonebook = match crate::phonebook::Phonebook::open_default(&config.phonebook) {
+                Ok(pb) => Some(pb),
+                Err(e) => {
+                    app.log(Level::Warn, format!("phonebook: {e}"));
+                    None
+                }
+            };
+            (
+                tx,
+                Link::Attached {
+                    gone,
+                    pid: snapshot.pid,
+                },
+                phonebook,
+            )
         }
     };
-    let cmd_tx = core.commands.clone();
 
-    let mut app = App::new(&config, keymap);
     // The call list continues the history (HIS-2): the latest calls from the database.
     let history = crate::history::History::open(&crate::history::default_path());
     match &history {
@@ -147,7 +196,6 @@ pub async fn run(config: Config, plan: Plan, core_rt: tokio::runtime::Handle) ->
         Err(e) => app.log(Level::Warn, format!("call history: {e}")),
     }
     let history = history.ok();
-    let phonebook = core.phonebook.clone();
     for w in theme.warnings() {
         app.log(Level::Warn, w.clone());
     }
@@ -171,6 +219,8 @@ pub async fn run(config: Config, plan: Plan, core_rt: tokio::runtime::Handle) ->
     let mut settings: Option<settings::Settings> = None;
     let mut buttons: Vec<(ratatui::layout::Rect, keys::Action)> = Vec::new();
     let mut quitting = false;
+    let mut detaching = false;
+    let mut gone_seen = false;
     loop {
         if app.dirty {
             app.dirty = false;
@@ -225,7 +275,13 @@ pub async fn run(config: Config, plan: Plan, core_rt: tokio::runtime::Handle) ->
                 None => vec![Effect::Quit],
             },
             _ = clock.tick() => { app.tick(); vec![] }
-            _ = signals.recv() => vec![Effect::Quit],
+            // The terminal went away (SIGHUP) or was told to stop: with a daemon, only the
+            // screen goes.
+            _ = signals.recv() => vec![if app.attached { Effect::Detach } else { Effect::Quit }],
+            _ = daemon_gone(&mut link) => {
+                gone_seen = true;
+                vec![Effect::Detach]
+            }
         };
         for fx in effects {
             match fx {
@@ -245,12 +301,10 @@ pub async fn run(config: Config, plan: Plan, core_rt: tokio::runtime::Handle) ->
                     Some(h) => load_history(&mut app, h, &q),
                     None => app.log(Level::Warn, "call history: not available"),
                 },
-                Effect::Reclick(id) => match history.as_ref().map(|h| h.get(&id)) {
-                    Some(Ok(Some(row))) => bus.call(row.reclick()),
-                    Some(Ok(None)) => app.log(Level::Warn, "that call is no longer in the history"),
-                    Some(Err(e)) => app.log(Level::Error, format!("call history: {e}")),
-                    None => app.log(Level::Warn, "call history: not available"),
-                },
+                // The core runs it, next to the history (it may be the daemon's).
+                Effect::Reclick(id) => {
+                    let _ = cmd_tx.send(Command::Reclick { id }).await;
+                }
                 Effect::OpenRecording(path) => {
                     let browser = crate::cti::exec::BrowserEnv::from_env();
                     if browser.graphical {
@@ -282,20 +336,49 @@ pub async fn run(config: Config, plan: Plan, core_rt: tokio::runtime::Handle) ->
                     None => app.contacts.message = Some("phonebook: not available".into()),
                 },
                 Effect::Quit => quitting = true,
+                Effect::Detach => detaching = true,
             }
         }
-        if quitting {
+        if quitting || detaching {
             break;
         }
     }
     drop(terminal);
-    let _ = cmd_tx.send(Command::Quit).await;
-    let _ = core_rt
-        .spawn(async move {
-            let mut core = core;
-            let _ = tokio::time::timeout(Duration::from_secs(2), &mut core.ua).await;
-            core.finish().await;
-        })
-        .await;
+    match link {
+        Link::Local { core, core_rt } => {
+            let _ = cmd_tx.send(Command::Quit).await;
+            let _ = core_rt
+                .spawn(async move {
+                    let mut core = core;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), &mut core.ua).await;
+                    core.finish().await;
+                })
+                .await;
+        }
+        Link::Attached { gone, pid } => {
+            if gone_seen {
+                println!("ctiphone: the phone (daemon PID {pid}) has stopped.");
+            } else if quitting {
+                // Stopping the daemon: it hangs up and unregisters, then closes the socket.
+                let _ = cmd_tx.send(Command::Quit).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), gone).await;
+                println!("ctiphone: the phone (daemon PID {pid}) has stopped.");
+            } else {
+                println!(
+                    "ctiphone: detached; the phone goes on (daemon PID {pid}). `ctiphone` attaches again, `ctiphone status` tells its state."
+                );
+            }
+        }
+    }
     0
+}
+
+/// Resolves when the daemon the UI is attached to has gone; never for a phone in-process.
+async fn daemon_gone(link: &mut Link) {
+    match link {
+        Link::Attached { gone, .. } => {
+            let _ = gone.await;
+        }
+        Link::Local { .. } => std::future::pending().await,
+    }
 }

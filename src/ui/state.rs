@@ -106,6 +106,8 @@ pub enum Mode {
     Help,
     Settings,
     ConfirmQuit,
+    /// Stopping the daemon (and its calls), asked first.
+    ConfirmStop,
 }
 
 /// What [`Mode::Choose`] picks.
@@ -201,7 +203,10 @@ pub enum Effect {
     OpenRecording(String),
     /// Search or change the phonebook.
     Contacts(contacts::Op),
+    /// Stop the phone (and leave the screen).
     Quit,
+    /// Leave the screen; the daemon and its calls go on.
+    Detach,
 }
 
 /// Log levels of the log pane.
@@ -252,6 +257,8 @@ pub struct App {
     /// `[agent]` not-ready reasons and wrap-up codes, offered by number.
     pub not_ready_reasons: Vec<String>,
     pub wrapup_codes: Vec<String>,
+    /// Attached to the daemon: `q` detaches, `Q` stops it.
+    pub attached: bool,
 }
 
 /// A watched colleague in the lamp panel.
@@ -317,6 +324,7 @@ impl App {
             voicemail_number: config.account.voicemail.clone(),
             not_ready_reasons: config.agent.not_ready_reasons.iter().map(|r| clean(r)).collect(),
             wrapup_codes: config.agent.wrapup_codes.iter().map(|r| clean(r)).collect(),
+            attached: false,
         }
     }
 
@@ -591,10 +599,7 @@ impl App {
                 ..
             } => {
                 if let Some(c) = self.call_mut(call) {
-                    c.quality = Some(match rtt_ms {
-                        Some(r) => format!("{loss_percent:.0}% {jitter_ms:.0}ms {r:.0}ms"),
-                        None => format!("{loss_percent:.0}% {jitter_ms:.0}ms"),
-                    });
+                    c.quality = Some(quality_text(*loss_percent, *jitter_ms, *rtt_ms));
                 }
             }
             PhoneEvent::Recorded { call, path } => {
@@ -647,6 +652,91 @@ impl App {
             }
             CtiEvent::Skipped { .. } => {}
         }
+    }
+
+    /// Takes the daemon's snapshot on attaching: the registration, the live calls with
+    /// their timers, CRM data and popup, the agent's status, the lamps and the voicemail light.
+    /// (The call list's history is read from the database as always.)
+    pub fn attach(&mut self, s: &crate::app::snapshot::Snapshot) {
+        use crate::app::snapshot::Registration;
+        self.attached = true;
+        let now = Instant::now();
+        let ago = |secs: f64| {
+            now.checked_sub(Duration::try_from_secs_f64(secs).unwrap_or_default())
+                .unwrap_or(now)
+        };
+        self.reg = match &s.registration {
+            Registration::Registered { aor, .. } => Reg::Registered(clean(aor)),
+            Registration::Failed { reason, .. } => Reg::Failed(clean(reason)),
+            Registration::Unregistered => Reg::Unregistered,
+            Registration::None => match &self.reg {
+                Reg::Direct(_) if !s.listen.is_empty() => Reg::Direct(clean(&s.listen)),
+                other => other.clone(),
+            },
+        };
+        self.calls = s
+            .calls
+            .iter()
+            .map(|c| {
+                let get = |k: &str| c.crm.vars.get(k).map(|v| clean(v)).unwrap_or_default();
+                CallRow {
+                    id: c.call.clone(),
+                    incoming: c.incoming,
+                    state: match c.state.as_str() {
+                        "ringing" => RowState::Ringing,
+                        "calling" => RowState::Calling,
+                        "ringback" => RowState::Ringback,
+                        "held" => RowState::Held,
+                        _ => RowState::Active,
+                    },
+                    tel: clean(&c.tel),
+                    telname: clean(&c.telname),
+                    called: clean(&c.called),
+                    anonymous: c.anonymous,
+                    started: ago(c.age_s),
+                    answered: c.answered_s.map(ago),
+                    quality: c.quality.map(|(l, j, r)| quality_text(l, j, r)),
+                    crm: Crm {
+                        searching: c.crm.searching,
+                        company: get("COMPANY"),
+                        name: get("NAME"),
+                        ext_id: get("EXT_ID"),
+                        error: c.crm.error.as_deref().map(clean),
+                        link: c.crm.link.clone(),
+                    },
+                    recording: false,
+                    muted: false,
+                    consult_for: c.consult_for.clone(),
+                    conference: c.conference,
+                }
+            })
+            .collect();
+        self.popup = s
+            .popup
+            .as_ref()
+            .filter(|p| self.calls.iter().any(|c| c.id == p.call))
+            .map(|p| Popup {
+                call: p.call.clone(),
+                shown: ago(p.age_s),
+            });
+        if let Some(a) = &s.agent {
+            self.agent = Some(AgentView {
+                state: a.state,
+                reason: clean(&a.reason),
+                since: ago(a.for_s),
+            });
+        }
+        for lamp in &s.blf {
+            if let Some(r) = self.blf.iter_mut().find(|r| r.number == clean(&lamp.number)) {
+                r.state = clean(&lamp.state);
+            }
+        }
+        if let Some(v) = &s.voicemail {
+            self.voicemail = Some(if v.waiting { v.new.max(1) } else { 0 });
+        }
+        self.clamp_selection();
+        // A popup shown longer than its display time goes at once (POP-3).
+        self.tick();
     }
 
     fn clamp_selection(&mut self) {
@@ -786,7 +876,7 @@ impl App {
                 self.mode = Mode::Normal;
                 vec![]
             }
-            Mode::ConfirmQuit => match key.code {
+            Mode::ConfirmQuit | Mode::ConfirmStop => match key.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') => vec![Effect::Quit],
                 _ => {
                     self.mode = Mode::Normal;
@@ -1053,7 +1143,12 @@ impl App {
                 self.popup = None;
                 vec![]
             }
-            Action::Quit => {
+            Action::Quit if self.attached => vec![Effect::Detach],
+            Action::Stop if self.attached => {
+                self.mode = Mode::ConfirmStop;
+                vec![]
+            }
+            Action::Quit | Action::Stop => {
                 if self.calls.is_empty() {
                     vec![Effect::Quit]
                 } else {
@@ -1084,5 +1179,13 @@ impl HistoryRow {
             duration_s: r.duration_s.unwrap_or(0.0),
             recording: r.recording.as_deref().map(clean),
         }
+    }
+}
+
+/// A call's quality as the list shows it: loss, jitter and (when known) round trip.
+fn quality_text(loss_percent: f64, jitter_ms: f64, rtt_ms: Option<f64>) -> String {
+    match rtt_ms {
+        Some(r) => format!("{loss_percent:.0}% {jitter_ms:.0}ms {r:.0}ms"),
+        None => format!("{loss_percent:.0}% {jitter_ms:.0}ms"),
     }
 }

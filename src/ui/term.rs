@@ -4,7 +4,6 @@
 //! notifications (bell, OSC 9, OSC 777). Only cleaned text is ever written here.
 
 use std::io::{Write, stdout};
-use std::os::fd::AsRawFd;
 
 use crossterm::event::{self, Event as TermEvent, KeyEvent, KeyEventKind};
 use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode};
@@ -47,7 +46,7 @@ pub struct Terminal {
 impl Terminal {
     pub fn enter() -> std::io::Result<Terminal> {
         // Anything written to stderr from now on goes to the log file, not over the screen.
-        let saved_stderr = redirect_stderr();
+        let saved_stderr = crate::logging::redirect_stderr();
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             restore();
@@ -131,31 +130,6 @@ pub fn osc52(text: &str) -> Vec<u8> {
 pub fn notification(text: &str) -> Vec<u8> {
     let text: String = clean(text).chars().filter(|c| *c != ';').collect();
     format!("\x07\x1b]9;{text}\x07\x1b]777;notify;ctiphone;{text}\x07").into_bytes()
-}
-
-/// Points stderr at the log file; returns the saved original.
-fn redirect_stderr() -> Option<i32> {
-    let path = crate::logging::log_path();
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .ok()?;
-    // SAFETY: plain descriptor duplication; `file` stays open until dup2 has copied it.
-    unsafe {
-        let saved = libc::dup(2);
-        if saved < 0 {
-            return None;
-        }
-        if libc::dup2(file.as_raw_fd(), 2) < 0 {
-            libc::close(saved);
-            return None;
-        }
-        Some(saved)
-    }
 }
 
 /// Keys and resizes, read on a thread of their own (blocking reads: no polling, no CPU idle).

@@ -86,8 +86,12 @@ pub fn draw_with_link(f: &mut Frame, app: &App, look: &Look) -> Drawn {
         Mode::Help => draw_help(f, area, app, look),
         Mode::Blf { selected } => draw_blf(f, body, app, look, selected),
         Mode::Contacts => super::contacts::draw(f, body, &app.contacts, look),
-        Mode::ConfirmQuit => {
-            let text = look.cat.get("quit.confirm");
+        Mode::ConfirmQuit | Mode::ConfirmStop => {
+            let text = look.cat.get(if app.mode == Mode::ConfirmStop {
+                "quit.confirm_stop"
+            } else {
+                "quit.confirm"
+            });
             let w = (width(text) as u16 + 4).min(area.width);
             let r = centered(area, w, 3);
             f.render_widget(
@@ -416,6 +420,7 @@ fn draw_bottom(f: &mut Frame, area: Rect, app: &App, look: &Look) {
             let mut spans = Vec::new();
             // With two calls up, the keys that work across them.
             let consulting = app.calls.iter().any(|c| c.consult_for.is_some());
+            let quit_help = if app.attached { "help.detach" } else { "help.quit" };
             let keys: &[(Action, &str)] = if consulting {
                 &[
                     (Action::Complete, "help.complete"),
@@ -438,7 +443,7 @@ fn draw_bottom(f: &mut Frame, area: Rect, app: &App, look: &Look) {
                     (Action::Answer, "help.answer"),
                     (Action::Hangup, "help.hangup"),
                     (Action::Settings, "help.settings"),
-                    (Action::Quit, "help.quit"),
+                    (Action::Quit, quit_help),
                 ]
             };
             for &(a, help) in keys {
@@ -701,7 +706,15 @@ fn draw_help(f: &mut Frame, area: Rect, app: &App, look: &Look) {
     let t = look.theme;
     let entries: Vec<(String, &str)> = Action::ALL
         .iter()
-        .map(|(action, _, _, help_key)| (app.keys.keys_of(*action).join(" "), look.cat.get(help_key)))
+        .map(|(action, _, _, help_key)| {
+            // Attached to the daemon, `q` leaves the calls running.
+            let help_key = if *action == Action::Quit && app.attached {
+                "help.detach"
+            } else {
+                help_key
+            };
+            (app.keys.keys_of(*action).join(" "), look.cat.get(help_key))
+        })
         .collect();
     // One column when it fits the screen's height, else two side by side.
     let cols = if entries.len() as u16 + 2 <= area.height {

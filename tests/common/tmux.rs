@@ -154,7 +154,7 @@ impl Drop for Tmux {
 /// then a pause so the pane (and its terminal modes) can be inspected after it exited.
 pub fn phone_command(config: &Path) -> String {
     format!(
-        "'{}' --config '{}'; echo ctiphone-exited-$?; sleep 30",
+        "'{}' --no-daemon --config '{}'; echo ctiphone-exited-$?; sleep 30",
         env!("CARGO_BIN_EXE_ctiphone"),
         config.display()
     )

@@ -105,6 +105,8 @@ impl Hub {
                 }
                 None => no_call(self, &call),
             },
+            // The core's dispatcher answers it from the history (app::core).
+            Command::Reclick { .. } => {}
             Command::Quit => self.quit().await,
         }
     }
