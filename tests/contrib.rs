@@ -43,24 +43,38 @@ fn the_desktop_file_is_valid_and_handles_the_call_links() {
         .arg(&file)
         .output()
         .expect("desktop-file-validate");
-    assert!(o.status.success() && o.stdout.is_empty() && o.stderr.is_empty(), "{}", text(&o));
+    assert!(
+        o.status.success() && o.stdout.is_empty() && o.stderr.is_empty(),
+        "{}",
+        text(&o)
+    );
     let body = std::fs::read_to_string(&file).expect("read");
     assert!(body.lines().any(|l| l == "Exec=ctiphone open %u"), "{body}");
     for scheme in ["tel", "callto", "sip", "sips"] {
-        assert!(body.contains(&format!("x-scheme-handler/{scheme};")), "{scheme}: {body}");
+        assert!(
+            body.contains(&format!("x-scheme-handler/{scheme};")),
+            "{scheme}: {body}"
+        );
     }
 }
 
 #[test]
 fn the_systemd_user_unit_verifies() {
     let body = std::fs::read_to_string(contrib("ctiphone.service")).expect("read");
-    assert!(body.contains("ExecStart=%h/.cargo/bin/ctiphone daemon\n"), "{body}");
+    assert!(
+        body.contains("ExecStart=%h/.cargo/bin/ctiphone daemon\n"),
+        "{body}"
+    );
     assert!(body.contains("Restart=on-failure\n"), "{body}");
     let dir = tempfile::tempdir().expect("tempdir");
     let unit = dir.path().join("ctiphone.service");
     let built = body.replace("%h/.cargo/bin/ctiphone", env!("CARGO_BIN_EXE_ctiphone"));
     std::fs::write(&unit, built).expect("write");
-    let o = tool("systemd-analyze", "systemd").arg("verify").arg(&unit).output().expect("verify");
+    let o = tool("systemd-analyze", "systemd")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("verify");
     // A misspelt setting is only a warning to systemd: any word on stderr fails the test.
     assert!(o.status.success() && o.stderr.is_empty(), "{}", text(&o));
 }
@@ -127,8 +141,16 @@ fn a_tel_link_opened_on_the_desktop_dials_on_the_running_phone() {
     assert!(o.status.success(), "{}", text(&o));
     let mut q = tool("xdg-mime", "xdg-utils");
     env(&mut q);
-    let o = q.args(["query", "default", "x-scheme-handler/tel"]).output().expect("xdg-mime");
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ctiphone-open.desktop", "{}", text(&o));
+    let o = q
+        .args(["query", "default", "x-scheme-handler/tel"])
+        .output()
+        .expect("xdg-mime");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "ctiphone-open.desktop",
+        "{}",
+        text(&o)
+    );
 
     let mut open = tool("xdg-open", "xdg-utils");
     env(&mut open);
@@ -161,7 +183,9 @@ fn a_tel_link_opened_on_the_desktop_dials_on_the_running_phone() {
     r.assert_ok();
     let invite = &r.received_msgs("INVITE ")[0];
     assert!(
-        invite.text.starts_with(&format!("INVITE sip:+81312345678@127.0.0.1:{port} ")),
+        invite
+            .text
+            .starts_with(&format!("INVITE sip:+81312345678@127.0.0.1:{port} ")),
         "{}",
         invite.text
     );

@@ -341,3 +341,70 @@ fn another_user_cannot_use_the_socket() {
     let _ = d.kill();
     let _ = d.wait();
 }
+
+#[test]
+fn bad_lines_on_the_socket_get_an_error_and_the_daemon_goes_on() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    let home = Home::new();
+    let _guard = daemon::Guard(home.runtime());
+    let uas = Sipp::spawn("uas_answer.xml", &["-timeout", "20s"]);
+    let config = home.config("a.toml", &uas);
+    let mut d = start_daemon(&home, &config, 0);
+    let socket = sockets(&home).remove(0);
+
+    let s = UnixStream::connect(&socket).expect("connect");
+    s.set_read_timeout(Some(SECS(5))).expect("timeout");
+    let mut reader = BufReader::new(s.try_clone().expect("clone"));
+    let mut w = s;
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("snapshot");
+    assert!(line.starts_with("{\"event\":\"snapshot\""), "{line}");
+    // A second front end must not hear the first one's mistakes.
+    let other = UnixStream::connect(&socket).expect("connect");
+    other
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .expect("timeout");
+    let mut other_reader = BufReader::new(other);
+    let mut other_line = String::new();
+    other_reader.read_line(&mut other_line).expect("snapshot");
+
+    for bad in [
+        &b"not json\n"[..],
+        b"{\"cmd\":\"explode\"}\n",
+        b"{\"cmd\":\"dial\"}\n",
+        b"{\"cmd\":\"dial_as\",\"to\":\"1\"}\n",
+        b"\xff\xfe\x00garbage\n",
+        b"[1,2,3]\n",
+    ] {
+        w.write_all(bad).expect("write");
+        line.clear();
+        reader.read_line(&mut line).expect("error line");
+        let v: Value = serde_json::from_str(&line).unwrap_or_default();
+        assert_eq!(v["event"], "error", "{:?} → {line}", String::from_utf8_lossy(bad));
+        assert!(
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("bad command")),
+            "{line}"
+        );
+    }
+    other_line.clear();
+    assert!(
+        other_reader.read_line(&mut other_line).is_err() || other_line.is_empty(),
+        "another front end got: {other_line}"
+    );
+    // A line without end (over 64 KiB): an error, and that connection is closed.
+    w.write_all(&vec![b'x'; 100 * 1024]).expect("write");
+    line.clear();
+    reader.read_line(&mut line).expect("error line");
+    assert!(line.contains("longer than 64 KiB"), "{line}");
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
+    // The daemon still serves a well-behaved front end.
+    let o = home.run(&["--config", &config, "status", "--json"]);
+    let status: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert_eq!(status["running"], true, "{}", text(&o));
+    let _ = d.kill();
+    let _ = d.wait();
+}

@@ -184,9 +184,16 @@ async fn serve(stream: UnixStream, joins: mpsc::Sender<Join>, commands: mpsc::Se
             }
         }
     }
+    // What is queued for it (an error about its last line) is written before the connection
+    // closes, for at most a second; the fan-out drops its sender at the next event.
+    let flushed = replies.queued.clone();
     drop(replies);
-    // The fan-out drops its sender at the next event; the writer ends with it. A front end
-    // that closed its reading side ends now.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while flushed.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     writer.abort();
 }
 
