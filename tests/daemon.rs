@@ -203,10 +203,17 @@ fn remote_commands_reach_the_running_phone_and_one_daemon_runs_per_configuration
     let out = expect_event(&events, "outgoing", SECS(5));
     assert_eq!(out["to"], "1002", "{out}");
     expect_event(&events, "answered", SECS(5));
+    // Either front end may act: the watcher mutes, and everyone's view says so.
+    if let Some(stdin) = watcher.stdin.as_mut() {
+        writeln!(stdin, "{{\"cmd\":\"mute\"}}").expect("mute");
+    }
+    let muted = expect_event(&events, "muted", SECS(5));
+    assert_eq!(muted["muted"], true, "{muted}");
     let o = home.run(&["--config", &config_a, "status", "--json"]);
     let status: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
     assert_eq!(status["running"], true, "{}", text(&o));
     assert_eq!(status["calls"][0]["state"], "active", "{status}");
+    assert_eq!(status["calls"][0]["muted"], true, "{status}");
     let o = home.run(&["--config", &config_a, "status"]);
     let shown = String::from_utf8_lossy(&o.stdout);
     assert!(

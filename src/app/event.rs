@@ -448,6 +448,16 @@ pub enum PhoneEvent {
     Held {
         call: String,
     },
+    /// The agent's microphone in the call was muted or unmuted (by any front end).
+    Muted {
+        call: String,
+        muted: bool,
+    },
+    /// The call's recording started or stopped (the file is announced by `recorded`).
+    Recording {
+        call: String,
+        on: bool,
+    },
     Resumed {
         call: String,
     },

@@ -61,6 +61,10 @@ pub struct LiveCall {
     pub conference: bool,
     /// The last quality report: loss %, jitter ms, round trip ms.
     pub quality: Option<(f64, f64, Option<f64>)>,
+    #[serde(default)]
+    pub muted: bool,
+    #[serde(default)]
+    pub recording: bool,
 }
 
 /// The popup: the call it is for, and how long it has shown.
@@ -204,6 +208,8 @@ impl Live {
                     consult_for: None,
                     conference: false,
                     quality: None,
+                    muted: false,
+                    recording: false,
                 });
                 self.popup = Some((call.clone(), Instant::now()));
             }
@@ -222,6 +228,8 @@ impl Live {
                 consult_for: None,
                 conference: false,
                 quality: None,
+                muted: false,
+                recording: false,
             }),
             PhoneEvent::Ringing { call } => set_state(self, call, "ringback"),
             PhoneEvent::Answered { call } => {
@@ -231,6 +239,16 @@ impl Live {
                 }
             }
             PhoneEvent::Held { call } => set_state(self, call, "held"),
+            PhoneEvent::Muted { call, muted } => {
+                if let Some(c) = self.call(call) {
+                    c.view.muted = *muted;
+                }
+            }
+            PhoneEvent::Recording { call, on } => {
+                if let Some(c) = self.call(call) {
+                    c.view.recording = *on;
+                }
+            }
             PhoneEvent::Resumed { call } => set_state(self, call, "active"),
             PhoneEvent::Identity { call, tel, telname } => {
                 if let Some(c) = self.call(call) {
@@ -423,9 +441,18 @@ mod tests {
         }));
         live.apply(&Event::Phone(PhoneEvent::Answered { call: "c1".into() }));
         live.apply(&Event::Phone(PhoneEvent::Held { call: "c1".into() }));
+        live.apply(&Event::Phone(PhoneEvent::Muted {
+            call: "c1".into(),
+            muted: true,
+        }));
+        live.apply(&Event::Phone(PhoneEvent::Recording {
+            call: "c1".into(),
+            on: true,
+        }));
         let s = live.snapshot();
         let c = &s.calls[0];
         assert_eq!((c.state.as_str(), c.crm.searching), ("held", false));
+        assert!(c.muted && c.recording);
         assert_eq!(c.crm.vars.get("NAME").map(String::as_str), Some("山田"));
         assert!(c.answered_s.is_some_and(|a| a <= c.age_s));
         assert_eq!(

@@ -534,6 +534,17 @@ impl App {
                     c.state = RowState::Held;
                 }
             }
+            // What the phone did, whichever front end asked.
+            PhoneEvent::Muted { call, muted } => {
+                if let Some(c) = self.call_mut(call) {
+                    c.muted = *muted;
+                }
+            }
+            PhoneEvent::Recording { call, on } => {
+                if let Some(c) = self.call_mut(call) {
+                    c.recording = *on;
+                }
+            }
             PhoneEvent::Resumed { call } => {
                 if let Some(c) = self.call_mut(call) {
                     c.state = RowState::Active;
@@ -704,8 +715,8 @@ impl App {
                         error: c.crm.error.as_deref().map(clean),
                         link: c.crm.link.clone(),
                     },
-                    recording: false,
-                    muted: false,
+                    recording: c.recording,
+                    muted: c.muted,
                     consult_for: c.consult_for.clone(),
                     conference: c.conference,
                 }

@@ -94,6 +94,8 @@ impl Hub {
                     if let Some(m) = &self.calls[i].media {
                         let _ = m.commands.try_send(MediaCommand::Record(target));
                     }
+                    let call = self.calls[i].id.clone();
+                    self.publish(i, Event::Phone(PhoneEvent::Recording { call, on }));
                 }
                 Some(_) => self.error("recording needs an answered call with audio"),
                 None => no_call(self, &call),
@@ -188,6 +190,8 @@ impl Hub {
         if let Some(m) = &self.calls[i].media {
             let _ = m.commands.try_send(MediaCommand::Mute(on));
         }
+        let call = self.calls[i].id.clone();
+        self.publish(i, Event::Phone(PhoneEvent::Muted { call, muted: on }));
     }
 
     pub(super) async fn send_dtmf(&mut self, i: usize, digits: &str) {

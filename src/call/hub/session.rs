@@ -70,6 +70,7 @@ impl Hub {
             return;
         };
         let record = self.cfg.record_auto.then(|| self.recording_target(i));
+        let recording = record.is_some();
         let c = &mut self.calls[i];
         c.dtmf_pt = plan.dtmf_pt;
         let (Some(rtp), rtcp) = (c.rtp.take(), c.rtcp.take()) else {
@@ -96,6 +97,13 @@ impl Hub {
         c.media = Some(handle);
         if c.conferenced {
             self.link_conference();
+        }
+        if recording {
+            let call = self.calls[i].id.clone();
+            self.publish(
+                i,
+                crate::app::Event::Phone(crate::app::PhoneEvent::Recording { call, on: true }),
+            );
         }
     }
 
