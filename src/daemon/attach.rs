@@ -34,7 +34,8 @@ pub async fn connect_or_start(
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own program: {e}"))?;
     let mut cmd = std::process::Command::new(exe);
     if let Some(c) = config {
-        cmd.arg("--config").arg(c);
+        // Its full path: the daemon's name is derived from it, and says which file it runs.
+        cmd.arg("--config").arg(std::fs::canonicalize(c).unwrap_or_else(|_| c.clone()));
     }
     if let Some(f) = &audio.audio_in {
         cmd.arg("--audio-in").arg(f);
