@@ -13,9 +13,11 @@ SUDO=""
 # server), baresip-core, sox (tone file for baresip);
 # for the media layer: cmake and g++ (the opus crate builds libopus), ALSA and PulseAudio
 # headers (cpal), and a PulseAudio daemon for the null-sink test of the real device path;
-# tmux for the end-to-end tests of the terminal UI; binutils (nm) for the release layout check.
+# tmux for the end-to-end tests of the terminal UI; binutils (nm) for the release layout check;
+# chromium and xvfb (a real browser on a virtual display) for the browser_post test.
 PKGS="python3 ca-certificates sip-tester kamailio kamailio-presence-modules baresip-core sox \
-  cmake g++ pkg-config libasound2-dev libpulse-dev pulseaudio pulseaudio-utils tmux binutils"
+  cmake g++ pkg-config libasound2-dev libpulse-dev pulseaudio pulseaudio-utils tmux binutils \
+  chromium xvfb"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
