@@ -51,7 +51,15 @@ fn need(program: &str, package: &str) -> String {
 fn xvfb() -> (Group, String) {
     let xvfb = need("Xvfb", "xvfb");
     let mut child = Command::new(xvfb)
-        .args(["-displayfd", "1", "-screen", "0", "1024x768x24", "-nolisten", "tcp"])
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1024x768x24",
+            "-nolisten",
+            "tcp",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -62,7 +70,9 @@ fn xvfb() -> (Group, String) {
     let group = Group(child);
     // Xvfb writes the display number once it accepts clients.
     let mut line = String::new();
-    BufReader::new(out).read_line(&mut line).expect("Xvfb's display number");
+    BufReader::new(out)
+        .read_line(&mut line)
+        .expect("Xvfb's display number");
     let n = line.trim();
     assert!(
         !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()),
@@ -167,7 +177,10 @@ async fn chromium_posts_the_exact_form_and_the_page_is_served_once() {
     assert!(r.ok(), "{r:?}");
     // The report shows the CRM's URL and the form, never the page's token.
     let target = r.actions[0].target.to_string();
-    assert!(target.contains("/crm?src=ctiphone") && !target.contains("/post/"), "{target}");
+    assert!(
+        target.contains("/crm?src=ctiphone") && !target.contains("/post/"),
+        "{target}"
+    );
 
     let seen = wait_for(&crm, "/crm", Duration::from_secs(20)).await;
     assert_eq!(seen.method, "POST");
@@ -246,7 +259,11 @@ async fn with_a_pinned_port_and_no_gui_the_link_is_the_one_shot_page() {
         token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()),
         "{link}"
     );
-    assert!(click.target.to_string().contains("token=***"), "{:?}", click.target);
+    assert!(
+        click.target.to_string().contains("token=***"),
+        "{:?}",
+        click.target
+    );
     // What the agent's browser gets through the forward: the page posting the real values.
     let page = reqwest::get(&link).await.unwrap();
     assert_eq!(page.status(), 200);
@@ -269,7 +286,10 @@ async fn without_a_pinned_port_the_no_gui_link_never_shows_a_secret_of_the_form(
          [cti.ring]\nmethod = \"browser_post\"\ntemplate = \"{SVADDR}crm?tel={TEL}\"\n",
     );
     let e = engine(&text, None, no_browser());
-    let r = e.dispatch(CallEvent::click(params("bp3", "0311112222"))).await.unwrap();
+    let r = e
+        .dispatch(CallEvent::click(params("bp3", "0311112222")))
+        .await
+        .unwrap();
     let click = r.actions.iter().find(|a| a.access == "click").unwrap();
     assert!(!click.ok);
     assert_eq!(
@@ -278,7 +298,10 @@ async fn without_a_pinned_port_the_no_gui_link_never_shows_a_secret_of_the_form(
     );
     assert_eq!(click.link.as_deref(), Some(format!("{}/crm", crm.url()).as_str()));
     // No secret: the URL with the form as its query, as before.
-    let r = e.dispatch(CallEvent::ring(params("bp4", "0311112222"))).await.unwrap();
+    let r = e
+        .dispatch(CallEvent::ring(params("bp4", "0311112222")))
+        .await
+        .unwrap();
     let ring = r.actions.iter().find(|a| a.access == "ring").unwrap();
     assert!(ring.ok, "{r:?}");
     assert_eq!(

@@ -153,7 +153,10 @@ async fn browser_methods_use_the_browser_or_give_a_link() {
     );
     // The browser got a one-shot loopback URL holding no value, and the page from it.
     let url = rec[1].0[0].clone();
-    assert!(url.starts_with("http://127.0.0.1:") && url.contains("/post/"), "{url}");
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.contains("/post/"),
+        "{url}"
+    );
     assert!(!url.contains("crm") && !url.contains("script"), "{url}");
     assert_eq!(rec[1].1["status"], 200);
     let page = rec[1].1["page"].as_str().unwrap();

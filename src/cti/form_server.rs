@@ -51,7 +51,8 @@ impl FormPage {
         let csp = format!(
             "default-src 'none'; script-src 'nonce-{nonce}'; form-action {origin}; base-uri 'none'; frame-ancestors 'none'"
         );
-        let csp = HeaderValue::from_str(&csp).map_err(|_| "the form's URL cannot be put in a page policy".to_owned())?;
+        let csp = HeaderValue::from_str(&csp)
+            .map_err(|_| "the form's URL cannot be put in a page policy".to_owned())?;
         Ok(Self {
             html: Bytes::from(form_html(action, body, &nonce)),
             csp,
@@ -334,7 +335,11 @@ mod tests {
     }
 
     fn page(n: usize) -> FormPage {
-        FormPage::new("https://crm.example:8443/in?x=1", &format!("n={n}&name=%E5%B1%B1%E7%94%B0")).unwrap()
+        FormPage::new(
+            "https://crm.example:8443/in?x=1",
+            &format!("n={n}&name=%E5%B1%B1%E7%94%B0"),
+        )
+        .unwrap()
     }
 
     async fn get(url: &str) -> reqwest::Response {
@@ -375,8 +380,13 @@ mod tests {
         let body = r.text().await.unwrap();
         assert_eq!(body, p.html());
         let nonce = csp.split("'nonce-").nth(1).unwrap().split('\'').next().unwrap();
-        assert!(body.contains(&format!("<script nonce=\"{nonce}\">document.forms[0].submit()</script>")));
-        assert!(body.contains("<input type=\"hidden\" name=\"name\" value=\"山田\">"), "{body}");
+        assert!(body.contains(&format!(
+            "<script nonce=\"{nonce}\">document.forms[0].submit()</script>"
+        )));
+        assert!(
+            body.contains("<input type=\"hidden\" name=\"name\" value=\"山田\">"),
+            "{body}"
+        );
         assert_eq!(s.waiting(), 0);
 
         let again = get(&url).await;
@@ -483,10 +493,17 @@ mod tests {
         // A request line without a version, a header without a colon.
         let r = raw(addr, format!("GET /post/{token}\r\n\r\n").as_bytes()).await;
         assert!(r.is_empty() || r.starts_with("HTTP/1.1 400"), "{r}");
-        let r = raw(addr, format!("GET /post/{token} HTTP/1.1\r\nbogus\r\n\r\n").as_bytes()).await;
+        let r = raw(
+            addr,
+            format!("GET /post/{token} HTTP/1.1\r\nbogus\r\n\r\n").as_bytes(),
+        )
+        .await;
         assert!(r.is_empty() || r.starts_with("HTTP/1.1 400"), "{r}");
         // A head larger than the limit.
-        let big = format!("GET /post/{token} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+        let big = format!(
+            "GET /post/{token} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(20_000)
+        );
         let r = raw(addr, big.as_bytes()).await;
         assert!(r.is_empty() || r.starts_with("HTTP/1.1 431"), "{r}");
         // A huge body announced on a GET is never read.
@@ -503,7 +520,10 @@ mod tests {
         let r = raw(addr, b"GET /post/").await;
         assert!(r.is_empty() || r.starts_with("HTTP/1.1 408"), "{r}");
         let t = start.elapsed();
-        assert!(t >= HEAD_TIME - Duration::from_millis(100) && t < HEAD_TIME + Duration::from_secs(2), "{t:?}");
+        assert!(
+            t >= HEAD_TIME - Duration::from_millis(100) && t < HEAD_TIME + Duration::from_secs(2),
+            "{t:?}"
+        );
 
         // A flood of idle connections takes every slot: one more waits until the flood timed
         // out, then is answered.
@@ -531,7 +551,9 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
         assert_eq!(e.to_string(), "0.0.0.0:0 is not a loopback address");
-        let s = FormServer::start("[::1]:0".parse().unwrap(), PAGE_KEEP).await.unwrap();
+        let s = FormServer::start("[::1]:0".parse().unwrap(), PAGE_KEEP)
+            .await
+            .unwrap();
         let url = s.offer(page(1));
         assert!(url.starts_with("http://[::1]:"), "{url}");
         assert_eq!(get(&url).await.status(), 200);
@@ -552,23 +574,39 @@ mod tests {
         let start = std::time::Instant::now();
         s.stop().await;
         let t = start.elapsed();
-        assert_eq!(fetch.await.unwrap(), 200, "the page was still served while stopping");
-        assert!(t >= Duration::from_millis(90) && t < Duration::from_millis(400), "{t:?}");
-        assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still listening");
+        assert_eq!(
+            fetch.await.unwrap(),
+            200,
+            "the page was still served while stopping"
+        );
+        assert!(
+            t >= Duration::from_millis(90) && t < Duration::from_millis(400),
+            "{t:?}"
+        );
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "still listening"
+        );
         // A page nobody fetches holds the stop for its lifetime only.
         let s = server(Duration::from_millis(300)).await;
         let _ = s.offer(page(3));
         let start = std::time::Instant::now();
         s.stop().await;
         let t = start.elapsed();
-        assert!(t >= Duration::from_millis(250) && t < Duration::from_millis(800), "{t:?}");
+        assert!(
+            t >= Duration::from_millis(250) && t < Duration::from_millis(800),
+            "{t:?}"
+        );
     }
 
     #[test]
     fn pages_escape_every_value_and_go_only_to_http() {
         let p = FormPage::new("https://h/p?a=1&b=\"x\"", "name=%22%3E%3Cscript%3E&tel=%2B1").unwrap();
         let page = p.html();
-        assert!(page.contains("action=\"https://h/p?a=1&amp;b=&quot;x&quot;\""), "{page}");
+        assert!(
+            page.contains("action=\"https://h/p?a=1&amp;b=&quot;x&quot;\""),
+            "{page}"
+        );
         assert!(page.contains("name=\"name\" value=\"&quot;&gt;&lt;script&gt;\""));
         assert!(page.contains("value=\"+1\""));
         assert!(!page.contains("<script>"));
@@ -576,7 +614,13 @@ mod tests {
         assert!(p.policy().contains("; form-action https://h;"), "{}", p.policy());
         let v6 = FormPage::new("http://[::1]:8080/crm", "").unwrap();
         assert!(v6.policy().contains("; form-action http:;"), "{}", v6.policy());
-        for bad in ["file:///etc/passwd", "javascript:alert(1)", "data:text/html,x", "crm/in", ""] {
+        for bad in [
+            "file:///etc/passwd",
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "crm/in",
+            "",
+        ] {
             let e = FormPage::new(bad, "a=1").unwrap_err();
             assert!(e.starts_with("browser_post needs an"), "{bad}: {e}");
         }
