@@ -151,20 +151,31 @@ async fn browser_methods_use_the_browser_or_give_a_link() {
         rec[0].0,
         ["https://www.google.com/search?q=%2B81%203-1234".to_owned()]
     );
+    // The browser got a one-shot loopback URL holding no value, and the page from it.
+    let url = rec[1].0[0].clone();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.contains("/post/"),
+        "{url}"
+    );
+    assert!(!url.contains("crm") && !url.contains("script"), "{url}");
+    assert_eq!(rec[1].1["status"], 200);
     let page = rec[1].1["page"].as_str().unwrap();
-    assert_eq!(rec[1].1["mode"], "0o600", "the form page is private");
     assert!(page.contains(&format!("action=\"{}/crm\"", crm.url())), "{page}");
     assert!(
         page.contains("name=\"name\" value=\"&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&amp;x=1\""),
         "{page}"
     );
     assert!(!page.contains("<script>"));
-    let file = rec[1].0[0].trim_start_matches("file://").to_owned();
-    e.shutdown().await;
-    assert!(
-        !std::path::Path::new(&file).exists(),
-        "the form page is removed afterwards"
+    assert_eq!(
+        reqwest::get(&url).await.unwrap().status(),
+        404,
+        "the page is served once"
     );
+    // Nothing waits any more: the page server stops at once.
+    let start = std::time::Instant::now();
+    e.shutdown().await;
+    assert!(start.elapsed() < std::time::Duration::from_secs(1));
+    assert!(reqwest::get(&url).await.is_err(), "the page server stopped");
 
     // No graphical session (SSH): the URL comes back as a link, nothing is started.
     let e = engine(&text, None, no_browser());

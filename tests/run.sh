@@ -15,10 +15,11 @@ SUDO=""
 # headers (cpal), and a PulseAudio daemon for the null-sink test of the real device path;
 # tmux for the end-to-end tests of the terminal UI; binutils (nm) for the release layout check;
 # for contrib/: xdg-utils (xdg-mime, xdg-open: a tel: link opened on the desktop),
-# desktop-file-utils (desktop-file-validate) and systemd (systemd-analyze verify of the unit).
+# desktop-file-utils (desktop-file-validate) and systemd (systemd-analyze verify of the unit);
+# chromium and xvfb (a real browser on a virtual display) for the browser_post test.
 PKGS="python3 ca-certificates sip-tester kamailio kamailio-presence-modules baresip-core sox \
   cmake g++ pkg-config libasound2-dev libpulse-dev pulseaudio pulseaudio-utils tmux binutils \
-  xdg-utils desktop-file-utils systemd"
+  xdg-utils desktop-file-utils systemd chromium xvfb"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -94,7 +94,7 @@ impl Core {
         })
     }
 
-    /// Stops the CTI engine once the user agent has ended, and removes its temporary files;
+    /// Stops the CTI engine once the user agent has ended, and its browser_post page server;
     /// the history writes what was published until then (waiting at most [`HISTORY_DRAIN`]
     /// for a locked database).
     pub async fn finish(self) {

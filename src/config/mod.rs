@@ -230,6 +230,9 @@ pub struct Cti {
     pub system_number: String,
     pub server_address: String,
     pub numbers: Vec<TargetNumber>,
+    /// Where browser_post's one-shot page server listens, when pinned (a loopback address);
+    /// `None`: a free port of 127.0.0.1.
+    pub form_listen: Option<std::net::SocketAddr>,
     /// The configured accesses by name (a subset of [`ACCESS_NAMES`]).
     pub accesses: BTreeMap<String, AccessConfig>,
 }
@@ -247,6 +250,7 @@ impl Default for Cti {
             system_number: basic.system_number,
             server_address: basic.server_address,
             numbers: basic.numbers,
+            form_listen: None,
             accesses: BTreeMap::new(),
         }
     }
@@ -266,6 +270,7 @@ struct CtiBasic {
     system_number: String,
     server_address: String,
     numbers: Vec<TargetNumber>,
+    form_listen: Option<Spanned<String>>,
 }
 
 impl Default for CtiBasic {
@@ -279,6 +284,7 @@ impl Default for CtiBasic {
             system_number: "9999".to_owned(),
             server_address: String::new(),
             numbers: Vec::new(),
+            form_listen: None,
         }
     }
 }
@@ -743,8 +749,32 @@ fn parse_cti(value: Spanned<DeValue<'_>>, span: Range<usize>, problems: &mut Vec
         cti.system_number = b.system_number;
         cti.server_address = b.server_address;
         cti.numbers = b.numbers;
+        if let Some(listen) = &b.form_listen {
+            match loopback_addr(listen.get_ref()) {
+                Ok(addr) => cti.form_listen = Some(addr),
+                Err(e) => problems.push(Diagnostic::at(listen.span(), e)),
+            }
+        }
     }
     cti
+}
+
+/// `[cti] form_listen`: an IP address of the loopback interface and a port (0: any free one).
+/// The form pages carry the agent's CRM values, so they are never offered on the network.
+fn loopback_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = text.parse().map_err(|_| {
+        format!(
+            "`form_listen` is not an address and port: `{}`, expected e.g. \"127.0.0.1:8765\" or \"[::1]:8765\"",
+            text.escape_debug()
+        )
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "`form_listen` must be a loopback address (127.0.0.0/8 or ::1), not {}: the form pages carry the agent's CRM values",
+            addr.ip()
+        ));
+    }
+    Ok(addr)
 }
 
 /// Keys that belong to one access only, and the methods auth and search allow.

@@ -58,6 +58,48 @@ fn every_problem_is_reported_with_line_and_column() {
 }
 
 #[test]
+fn form_listen_is_a_loopback_address_and_port() {
+    assert_eq!(Config::parse("", None).unwrap().cti.form_listen, None);
+    for (text, addr) in [
+        ("127.0.0.1:8765", "127.0.0.1:8765"),
+        ("127.1.2.3:0", "127.1.2.3:0"),
+        ("[::1]:8765", "[::1]:8765"),
+    ] {
+        let c = Config::parse(&format!("[cti]\nform_listen = \"{text}\"\n"), None).unwrap();
+        assert_eq!(c.cti.form_listen, Some(addr.parse().unwrap()));
+    }
+    let p = problems("[cti]\ntarget = \"custom\"\nform_listen = \"0.0.0.0:8765\"\n");
+    assert_eq!(
+        p,
+        [
+            "c.toml:3:15: `form_listen` must be a loopback address (127.0.0.0/8 or ::1), not 0.0.0.0: the form pages carry the agent's CRM values"
+        ]
+    );
+    let p = problems("[cti]\nform_listen = \"[::]:1\"\n");
+    assert!(
+        p[0].starts_with("c.toml:2:15: `form_listen` must be a loopback address"),
+        "{p:?}"
+    );
+    let p = problems("[cti]\nform_listen = \"localhost:8765\"\n");
+    assert_eq!(
+        p,
+        [
+            "c.toml:2:15: `form_listen` is not an address and port: `localhost:8765`, expected e.g. \"127.0.0.1:8765\" or \"[::1]:8765\""
+        ]
+    );
+    let p = problems("[cti]\nform_listen = \"127.0.0.1\"\n");
+    assert!(
+        p[0].starts_with("c.toml:2:15: `form_listen` is not an address and port"),
+        "{p:?}"
+    );
+    let p = problems("[cti]\nform_listen = 8765\n");
+    assert!(
+        p[0].starts_with("c.toml:2:15: invalid type: integer `8765`, expected a string"),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn bad_toml_is_located() {
     let p = problems("[cti]\ntarget = \n");
     assert_eq!(p.len(), 1, "{p:?}");

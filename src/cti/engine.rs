@@ -113,7 +113,7 @@ impl Engine {
                 plan,
                 filter: Filter::from_config(config),
                 identity: Identity::from_config(config),
-                runner: Runner::new(timeout, options.browser),
+                runner: Runner::new(timeout, options.browser, config.cti.form_listen),
                 keep,
                 session: tokio::sync::Mutex::new(None),
                 calls: Mutex::new(HashMap::new()),
@@ -136,7 +136,7 @@ impl Engine {
         })
     }
 
-    /// Waits for temporary files (browser POST pages) to be removed.
+    /// Waits until the browser_post pages were fetched or expired, then stops their server.
     pub async fn shutdown(&self) {
         self.inner.runner.shutdown().await;
     }

@@ -1,30 +1,30 @@
 //! Running one access: the five methods (MET-1…5). HTTP GET/POST through reqwest with the
 //! reply kept for captures; OS commands spawned directly with their argv in their own process
 //! group and killed with it at the timeout; browser methods handed to `$BROWSER` or
-//! `xdg-open`, or returned as a link when there is no graphical session. Every access is
-//! bounded by the integration timeout (BAS-4).
+//! `xdg-open` (a POST as a one-shot page of the loopback [`FormServer`]), or returned as a
+//! link when there is no graphical session. Every access is bounded by the integration
+//! timeout (BAS-4).
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
+use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::io::AsyncReadExt;
-use tokio::task::JoinHandle;
 
 use crate::app::ActionReport;
 use crate::config::Method;
 
 use super::capture::apply_all;
+use super::form_server::{FormPage, FormServer, PAGE_KEEP};
 use super::plan::Access;
 use super::template::{self, DataError, Lookup};
 
 /// Replies and command output are read up to this size; larger ones cannot be captured.
 pub const MAX_REPLY: usize = 1024 * 1024;
-/// How long a one-shot POST form page stays on disk for the browser to read it.
-pub const FORM_PAGE_KEEP: Duration = Duration::from_secs(10);
+/// Where the form page server listens unless `[cti] form_listen` pins it: a free port.
+pub const FORM_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
 /// How browser methods reach a browser.
 #[derive(Clone, Debug)]
@@ -63,8 +63,10 @@ pub struct Runner {
     http: std::sync::OnceLock<reqwest::Client>,
     pub timeout: Duration,
     browser: BrowserEnv,
-    /// Removal of form pages still waiting for a browser to read them.
-    cleanups: Mutex<Vec<JoinHandle<()>>>,
+    /// `[cti] form_listen`: the page server's address when the admin pinned it.
+    form_listen: Option<SocketAddr>,
+    /// The browser_post page server, started by the first browser_post.
+    forms: tokio::sync::Mutex<Option<FormServer>>,
 }
 
 /// What one access sends, built from its templates.
@@ -85,25 +87,42 @@ enum Request {
 }
 
 impl Runner {
-    pub fn new(timeout: Duration, browser: BrowserEnv) -> Self {
+    /// A runner; `form_listen` pins the address of the browser_post page server (else a
+    /// free port of 127.0.0.1).
+    pub fn new(timeout: Duration, browser: BrowserEnv, form_listen: Option<SocketAddr>) -> Self {
         Self {
             http: std::sync::OnceLock::new(),
             timeout,
             browser,
-            cleanups: Mutex::new(Vec::new()),
+            form_listen,
+            forms: tokio::sync::Mutex::new(None),
         }
     }
 
-    /// Waits until every temporary form page has been removed.
+    /// Waits until every browser_post page was fetched or expired (at most [`PAGE_KEEP`]),
+    /// then stops the page server.
     pub async fn shutdown(&self) {
-        let pending: Vec<_> = self
-            .cleanups
-            .lock()
-            .map(|mut c| c.drain(..).collect())
-            .unwrap_or_default();
-        for h in pending {
-            let _ = h.await;
+        let server = self.forms.lock().await.take();
+        if let Some(s) = server {
+            s.stop().await;
         }
+    }
+
+    /// Offers a browser_post page on the page server, starting it if needed; the page's URL.
+    async fn offer_form(&self, action: &str, body: &str) -> Result<String, String> {
+        let page = FormPage::new(action, body)?;
+        let mut server = self.forms.lock().await;
+        let server = match &mut *server {
+            Some(s) => s,
+            empty => {
+                let listen = self.form_listen.unwrap_or(FORM_LISTEN);
+                let started = FormServer::start(listen, PAGE_KEEP)
+                    .await
+                    .map_err(|e| format!("cannot serve the form page on {listen}: {e}"))?;
+                empty.insert(started)
+            }
+        };
+        Ok(server.offer(page))
     }
 
     /// Builds what the access sends, once with real values and once masked for reports.
@@ -183,11 +202,16 @@ impl Runner {
             Request::Http { post, url, body } => self.http(post, &url, body).await,
             Request::Command { argv } => self.command(&argv).await,
             Request::Browser { post, url, body } => {
-                let shown_url = match &shown {
-                    Request::Browser { url, .. } => url.clone(),
-                    _ => String::new(),
+                let (shown_url, secret) = match &shown {
+                    Request::Browser { url, body, .. } => (
+                        url.clone(),
+                        url.contains(template::MASK)
+                            || body.as_deref().is_some_and(|b| b.contains(template::MASK)),
+                    ),
+                    _ => (String::new(), false),
                 };
-                self.browser(post, url, body, shown_url, &mut report).await
+                self.browser(post, url, body, (shown_url, secret), &mut report)
+                    .await
             }
         };
         match result {
@@ -379,11 +403,23 @@ impl Runner {
         post: bool,
         url: String,
         body: Option<String>,
-        shown_url: String,
+        (shown_url, secret): (String, bool),
         report: &mut ActionReport,
     ) -> RunResult {
         if !self.browser.graphical {
             // No browser here (an SSH session): the result is the link for the popup.
+            if post && self.form_listen.is_some() {
+                // The admin pinned the page server's port to forward it (`ssh -L`): the link
+                // is the one-shot page, a real POST whose URL holds no value at all.
+                let link = self
+                    .offer_form(&url, body.as_deref().unwrap_or(""))
+                    .await
+                    .map_err(|e| (None, e))?;
+                report.link = Some(link);
+                return Ok((None, None));
+            }
+            // Else a POST becomes a GET of the URL with the form as its query: a port picked at
+            // random cannot be forwarded beforehand.
             let link = if post {
                 match body.as_deref() {
                     Some(b) if !b.is_empty() => format!("{url}?{b}"),
@@ -392,22 +428,20 @@ impl Runner {
             } else {
                 url
             };
-            if shown_url.contains(template::MASK) {
+            if secret {
                 report.link = Some(shown_url);
                 return Err((
                     None,
-                    "no graphical session, and the URL holds a secret: not shown".to_owned(),
+                    "no graphical session, and the link would hold a secret: not shown".to_owned(),
                 ));
             }
             report.link = Some(link);
             return Ok((None, None));
         }
         let target = if post {
-            let page = form_page(&url, body.as_deref().unwrap_or(""));
-            let path = self
-                .write_form_page(&page)
-                .map_err(|e| (None, format!("cannot write the form page: {e}")))?;
-            format!("file://{path}")
+            self.offer_form(&url, body.as_deref().unwrap_or(""))
+                .await
+                .map_err(|e| (None, e))?
         } else {
             url
         };
@@ -442,26 +476,6 @@ impl Runner {
                 Ok((None, None))
             }
         }
-    }
-
-    /// Writes a one-shot form page (mode 0600) removed after [`FORM_PAGE_KEEP`].
-    fn write_form_page(&self, page: &str) -> std::io::Result<String> {
-        let mut file = tempfile::Builder::new()
-            .prefix("ctiphone-post-")
-            .suffix(".html")
-            .tempfile()?;
-        file.write_all(page.as_bytes())?;
-        let path = file.into_temp_path();
-        let shown = path.display().to_string();
-        let handle = tokio::spawn(async move {
-            tokio::time::sleep(FORM_PAGE_KEEP).await;
-            drop(path);
-        });
-        if let Ok(mut c) = self.cleanups.lock() {
-            c.retain(|h| !h.is_finished());
-            c.push(handle);
-        }
-        Ok(shown)
     }
 }
 
@@ -537,43 +551,6 @@ fn kill_group(pid: u32) {
     }
 }
 
-/// Escapes text for HTML attribute values and content.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A page that POSTs the form-encoded `body` to `action` as soon as it loads (MET-3).
-pub fn form_page(action: &str, body: &str) -> String {
-    let mut page = String::from(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>ctiphone</title></head>\n\
-         <body onload=\"document.forms[0].submit()\">\n",
-    );
-    page.push_str(&format!(
-        "<form method=\"post\" action=\"{}\">\n",
-        html_escape(action)
-    ));
-    for (k, v) in form_urlencoded::parse(body.as_bytes()) {
-        page.push_str(&format!(
-            "<input type=\"hidden\" name=\"{}\" value=\"{}\">\n",
-            html_escape(&k),
-            html_escape(&v)
-        ));
-    }
-    page.push_str("<noscript><button type=\"submit\">Continue</button></noscript>\n</form></body></html>\n");
-    page
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,14 +603,5 @@ mod tests {
         for e in [tls, refused, redirect] {
             assert!(!e.contains("secret") && !e.contains("127.0.0.1"), "{e}");
         }
-    }
-
-    #[test]
-    fn form_pages_escape_every_value() {
-        let page = form_page("https://h/p?a=1&b=\"x\"", "name=%22%3E%3Cscript%3E&tel=%2B1");
-        assert!(page.contains("action=\"https://h/p?a=1&amp;b=&quot;x&quot;\""));
-        assert!(page.contains("name=\"name\" value=\"&quot;&gt;&lt;script&gt;\""));
-        assert!(page.contains("value=\"+1\""));
-        assert!(!page.contains("<script>"));
     }
 }

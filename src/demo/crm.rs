@@ -246,7 +246,7 @@ pub fn escape(s: &str) -> String {
         .chars()
         .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
         .collect();
-    crate::cti::exec::html_escape(&shown)
+    crate::cti::form_server::html_escape(&shown)
 }
 
 fn page(title: &str, body: &str) -> String {
