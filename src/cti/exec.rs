@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::app::ActionReport;
 use crate::config::Method;
+use crate::private::AgentUmask as _;
 
 use super::capture::apply_all;
 use super::plan::Access;
@@ -301,6 +302,7 @@ impl Runner {
         }
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
+            .agent_umask()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -421,6 +423,7 @@ impl Runner {
         };
         let mut child = tokio::process::Command::new(program)
             .args(args)
+            .agent_umask()
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

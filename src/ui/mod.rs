@@ -20,6 +20,7 @@ use std::time::Duration;
 use crate::app::{Bus, Command};
 use crate::config::Config;
 use crate::cti::Plan;
+use crate::private::AgentUmask as _;
 
 use state::{App, Effect, Level};
 
@@ -262,6 +263,7 @@ pub async fn run(config: Config, plan: Plan, core_rt: tokio::runtime::Handle) ->
                         let spawned = tokio::process::Command::new(program)
                             .args(args)
                             .arg(&path)
+                            .agent_umask()
                             .stdin(std::process::Stdio::null())
                             .stdout(std::process::Stdio::null())
                             .stderr(std::process::Stdio::null())

@@ -137,13 +137,9 @@ pub fn notification(text: &str) -> Vec<u8> {
 fn redirect_stderr() -> Option<i32> {
     let path = crate::logging::log_path();
     if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+        let _ = crate::private::create_dir(dir);
     }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .ok()?;
+    let file = crate::private::create_file(&path, true).ok()?;
     // SAFETY: plain descriptor duplication; `file` stays open until dup2 has copied it.
     unsafe {
         let saved = libc::dup(2);
