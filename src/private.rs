@@ -179,7 +179,7 @@ const NOT_SET: u32 = u32::MAX;
 pub fn restrict_umask() {
     // SAFETY: umask cannot fail and touches no memory.
     let old = unsafe { libc::umask(0o077) };
-    let _ = AGENT_UMASK.compare_exchange(NOT_SET, u32::from(old), Ordering::SeqCst, Ordering::SeqCst);
+    let _ = AGENT_UMASK.compare_exchange(NOT_SET, old, Ordering::SeqCst, Ordering::SeqCst);
 }
 
 /// The agent's umask, once [`restrict_umask`] has replaced it.
