@@ -292,6 +292,12 @@ impl CallArgs {
 
 /// Runs the command line; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    // Everything the phone writes is the agent's alone (issue 17), down to files libraries
+    // create. Not for `man --dir`: manual pages are for everyone (often installed by root).
+    // The programs the phone starts get the agent's umask back (`private::AgentUmask`).
+    if !matches!(cli.command, Some(Command::Man { dir: Some(_) })) {
+        crate::private::restrict_umask();
+    }
     let Some(command) = cli.command else {
         return if cli.no_daemon {
             tui(cli.config.as_ref(), &cli.audio)
@@ -390,7 +396,7 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 fn history_export(file: &std::path::Path) -> ExitCode {
     let path = crate::history::default_path();
     let exported = crate::history::History::open(&path).and_then(|h| {
-        let f = std::fs::File::create(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let f = crate::private::create_file(file, false).map_err(|e| format!("{}: {e}", file.display()))?;
         h.export_csv(std::io::BufWriter::new(f))
     });
     match exported {

@@ -17,6 +17,7 @@ pub mod history;
 pub mod logging;
 pub mod media;
 pub mod phonebook;
+pub mod private;
 pub mod settings;
 pub mod sip;
 pub mod ui;

@@ -22,14 +22,14 @@ pub fn init_stderr() {
     let _ = tracing::subscriber::set_global_default(subscriber(std::io::stderr, level()));
 }
 
-/// Logs go to the log file ([`log_path`]).
+/// Logs go to the log file ([`log_path`], created mode 0600: it names customers).
 pub fn init_file() {
     let level = level();
     let path = log_path();
     if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+        let _ = crate::private::create_dir(dir);
     }
-    if let Ok(file) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+    if let Ok(file) = crate::private::create_file(&path, true) {
         let _ = tracing::subscriber::set_global_default(subscriber(std::sync::Mutex::new(file), level));
     }
 }
@@ -52,13 +52,9 @@ pub fn redirect_stderr() -> Option<i32> {
     use std::os::fd::AsRawFd;
     let path = log_path();
     if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+        let _ = crate::private::create_dir(dir);
     }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .ok()?;
+    let file = crate::private::create_file(&path, true).ok()?;
     // SAFETY: plain descriptor duplication; `file` stays open until dup2 has copied it.
     unsafe {
         let saved = libc::dup(2);

@@ -14,6 +14,51 @@ use crate::cti::{Engine, Options, Plan};
 
 /// How long a stopping phone waits for the history to write what is queued.
 const HISTORY_DRAIN: Duration = Duration::from_secs(5);
+/// At most this many paths tightened at start are warnings on the bus (a recordings
+/// directory may hold thousands); the log names them all.
+const TIGHTENED_SHOWN: usize = 10;
+
+/// Makes the phone's existing files private (issue 17): the data directory (the history and
+/// its journals, the pid file, the log, the shared-phonebook copy, the default recordings
+/// directory), the configured recordings directory, the configuration file and the
+/// configuration directory. Returns a warning per path changed or left open.
+fn tighten_private_files(config: &Config) -> Vec<String> {
+    use crate::private::{tighten, tighten_tree};
+    let data = crate::config::data_dir();
+    let mut warnings = tighten_tree(&data);
+    let recordings = config.recording.dir();
+    if !recordings.starts_with(&data) {
+        warnings.extend(tighten_tree(&recordings));
+    }
+    if let Some(dir) = crate::config::default_path()
+        .as_deref()
+        .and_then(std::path::Path::parent)
+    {
+        warnings.extend(tighten_tree(dir));
+    }
+    if let Some(file) = &config.source.path {
+        warnings.extend(tighten(file));
+    }
+    warnings.dedup();
+    warnings
+}
+
+/// Logs every warning and publishes the first [`TIGHTENED_SHOWN`], then a count of the rest.
+fn publish_warnings(bus: &Bus, warnings: Vec<String>) {
+    let publish = |message: String| bus.publish(super::Event::Phone(super::PhoneEvent::Warning { message }));
+    let more = warnings.len().saturating_sub(TIGHTENED_SHOWN);
+    for (i, w) in warnings.into_iter().enumerate() {
+        tracing::warn!("{w}");
+        if i < TIGHTENED_SHOWN {
+            publish(w);
+        }
+    }
+    if more > 0 {
+        publish(format!(
+            "{more} more files or directories were open to other users (see the log)"
+        ));
+    }
+}
 
 /// A running core.
 pub struct Core {
@@ -46,6 +91,8 @@ impl Core {
             },
         );
         let cti = engine.subscribe(bus);
+        // Files left open to other users by an earlier version or a hand are closed now.
+        publish_warnings(bus, tighten_private_files(config));
         // The history is one more subscriber; a history that cannot open is a warning, not a
         // phone that cannot take calls.
         let keep = &config.history;

@@ -10,6 +10,7 @@ use crate::config::{Config, Transport as TransportKind};
 use crate::cti::template::Template;
 use crate::cti::vars::Identity;
 use crate::media::device::DeviceSpec;
+use crate::private::AgentUmask as _;
 use crate::sip::addr::{Uri, split_host_port};
 use crate::sip::stack::StackConfig;
 use crate::sip::transport::{Proto, TlsSettings};
@@ -269,7 +270,10 @@ async fn run_password_command(cmd: &str) -> Result<String, String> {
     let (prog, args) = words.split_first().ok_or("[account] password_command is empty")?;
     let out = tokio::time::timeout(
         Duration::from_secs(10),
-        tokio::process::Command::new(prog).args(args).output(),
+        tokio::process::Command::new(prog)
+            .args(args)
+            .agent_umask()
+            .output(),
     )
     .await
     .map_err(|_| "[account] password_command took more than 10 s".to_owned())?

@@ -888,21 +888,21 @@ fn starts_with(path: &[String], prefix: &[&str]) -> bool {
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory, synced and
-/// renamed over it. An existing file keeps its permissions (a symlink is followed and its
-/// target replaced); a new file is mode 0600, in a directory created mode 0700 if need be.
+/// renamed over it. An existing file keeps its owner's permissions but none for group or
+/// others (it holds the account's password; a symlink is followed and its target replaced); a
+/// new file is mode 0600, in a directory created mode 0700 if need be.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let existing = std::fs::metadata(&target).ok().map(|m| m.permissions());
+    let existing = std::fs::metadata(&target).ok().map(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::Permissions::from_mode(m.permissions().mode() & 0o700)
+    });
     if existing.is_none() && !dir.exists() {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(&dir)?;
+        crate::private::create_dir(&dir)?;
     }
     // tempfile creates the file mode 0600.
     let mut tmp = tempfile::Builder::new()
@@ -1027,7 +1027,7 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn new_files_are_private_and_existing_files_keep_their_mode() {
+    fn new_files_are_private_and_existing_files_keep_only_their_owners_mode() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub").join("config.toml");
@@ -1048,7 +1048,13 @@ mod tests {
         ed.set("popup.size", Some(Value::Text("large".into()))).unwrap();
         ed.write().unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o640);
+        assert_eq!(mode, 0o600, "group and others lose their access");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let mut ed = Editor::open(&path).unwrap();
+        ed.set("popup.size", Some(Value::Text("small".into()))).unwrap();
+        ed.write().unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o400, "the owner's bits stay as they were");
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
     }

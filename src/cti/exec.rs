@@ -15,6 +15,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::app::ActionReport;
 use crate::config::Method;
+use crate::private::AgentUmask as _;
 
 use super::capture::apply_all;
 use super::form_server::{FormPage, FormServer, PAGE_KEEP};
@@ -325,6 +326,7 @@ impl Runner {
         }
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
+            .agent_umask()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -455,6 +457,7 @@ impl Runner {
         };
         let mut child = tokio::process::Command::new(program)
             .args(args)
+            .agent_umask()
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

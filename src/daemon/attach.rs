@@ -43,6 +43,9 @@ pub async fn connect_or_start(
     if let Some(f) = &audio.audio_out {
         cmd.arg("--audio-out").arg(f);
     }
+    // The daemon restricts its own files; it is given the agent's umask to pass on to the
+    // programs it starts (CTI commands, the browser), as if the agent had started it.
+    crate::private::AgentUmask::agent_umask(&mut cmd);
     cmd.arg("daemon")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -32,7 +32,7 @@ pub fn main(dir: Option<PathBuf>, interval: Duration, adjust: &dyn Fn(&mut Confi
     };
     let dir = std::path::absolute(&dir).unwrap_or(dir);
     let data = dir.join("data");
-    if let Err(e) = std::fs::create_dir_all(&data) {
+    if let Err(e) = crate::private::create_dir(&data) {
         eprintln!("ctiphone demo: {}: {e}", data.display());
         return 2;
     }

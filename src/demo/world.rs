@@ -107,13 +107,14 @@ impl World {
     /// Starts the CRM, writes the configuration and the caller's audio sample into `dir`, and
     /// starts the caller dialling the phone at `phone` every `interval`.
     pub async fn start(dir: &Path, phone: SocketAddr, interval: Duration) -> Result<World, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        crate::private::create_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let crm = Crm::start()
             .await
             .map_err(|e| format!("the demo CRM cannot start: {e}"))?;
         let config_text = config_text(&crm.url(), phone, dir);
         let config_path = dir.join("config.toml");
-        std::fs::write(&config_path, &config_text).map_err(|e| format!("{}: {e}", config_path.display()))?;
+        crate::private::write(&config_path, config_text.as_bytes())
+            .map_err(|e| format!("{}: {e}", config_path.display()))?;
         let sample = dir.join("caller-sample.wav");
         caller::write_sample(&sample)?;
         let caller = Caller::start(caller::Settings {

@@ -200,7 +200,8 @@ fn phone_running(lock: &Path) -> bool {
 /// interrupted, then our pid is written.
 pub fn claim(history: &History, lock: &Path) -> Result<(), String> {
     history.recover(lock)?;
-    std::fs::write(lock, std::process::id().to_string()).map_err(|e| format!("{}: {e}", lock.display()))
+    crate::private::write(lock, std::process::id().to_string().as_bytes())
+        .map_err(|e| format!("{}: {e}", lock.display()))
 }
 
 /// The default location: `$XDG_DATA_HOME/ctiphone/history.sqlite3`.
@@ -248,8 +249,11 @@ fn call_id(ev: &Event) -> &str {
 /// Opens (creating and migrating) the database of the history and the local phonebook.
 pub fn open_db(path: &Path) -> Result<Connection, String> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        crate::private::create_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
+    // SQLite would create the file with the umask's mode; created here it is 0600, and SQLite
+    // gives its -wal and -shm files the database's mode.
+    crate::private::create_file(path, true).map_err(|e| format!("{}: {e}", path.display()))?;
     let db = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     db.pragma_update(None, "journal_mode", "WAL")
         .map_err(|e| e.to_string())?;

@@ -76,9 +76,10 @@ impl std::fmt::Debug for Recorder {
 }
 
 impl Recorder {
-    /// Starts `dir/name` (as `name.part`), stereo 16-bit at `rate`. The directory is created.
+    /// Starts `dir/name` (as `name.part`, mode 0600), stereo 16-bit at `rate`. The directory is
+    /// created (mode 0700).
     pub fn create(dir: &Path, name: &str, rate: u32) -> Result<Self, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        crate::private::create_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let mut path = dir.join(name);
         // Never overwrite an earlier recording.
         let mut n = 1;
@@ -93,7 +94,10 @@ impl Recorder {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let writer = hound::WavWriter::create(&part, spec)
+        // The customer's voice: mode 0600.
+        let writer = crate::private::create_file(&part, false)
+            .map_err(hound::Error::from)
+            .and_then(|f| hound::WavWriter::new(BufWriter::new(f), spec))
             .map_err(|e| format!("cannot write {}: {e}", part.display()))?;
         Ok(Self {
             writer: Some(writer),

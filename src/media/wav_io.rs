@@ -111,7 +111,11 @@ impl WavSink {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let writer = hound::WavWriter::create(path, spec).map_err(|e| format!("{}: {e}", path.display()))?;
+        // What the speaker plays is the customer's voice: mode 0600.
+        let writer = crate::private::create_file(path, false)
+            .map_err(hound::Error::from)
+            .and_then(|f| hound::WavWriter::new(std::io::BufWriter::new(f), spec))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Self {
             path: path.to_path_buf(),
             writer: Some(writer),

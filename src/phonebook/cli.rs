@@ -148,7 +148,8 @@ fn one(pb: &Phonebook, cmd: PhonebookCommand) -> Result<(), String> {
         }
         PhonebookCommand::Export { file } => {
             let entries = pb.local_entries()?;
-            let f = std::fs::File::create(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let f =
+                crate::private::create_file(&file, false).map_err(|e| format!("{}: {e}", file.display()))?;
             let w = std::io::BufWriter::new(f);
             let vcard = file
                 .extension()

@@ -397,7 +397,8 @@ impl Phonebook {
         }
         // Write the copy atomically: a crash mid-write never leaves half a phonebook.
         let tmp = self.cache.with_extension("part");
-        if let Err(e) = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &self.cache)) {
+        if let Err(e) = crate::private::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &self.cache))
+        {
             tracing::warn!(
                 "shared phonebook: cannot keep a copy in {}: {e}",
                 self.cache.display()

@@ -22,6 +22,7 @@ use crate::app::{Bus, Command};
 use crate::config::Config;
 use crate::cti::Plan;
 use crate::daemon::client::Connection;
+use crate::private::AgentUmask as _;
 
 use state::{App, Effect, Level};
 
@@ -316,6 +317,7 @@ pub async fn run(config: Config, backend: Backend) -> u8 {
                         let spawned = tokio::process::Command::new(program)
                             .args(args)
                             .arg(&path)
+                            .agent_umask()
                             .stdin(std::process::Stdio::null())
                             .stdout(std::process::Stdio::null())
                             .stderr(std::process::Stdio::null())

@@ -19,6 +19,7 @@ pub mod calls;
 pub mod controls;
 pub mod outputs;
 pub mod peers;
+pub mod private;
 pub mod pulse;
 pub mod rtp;
 pub mod wire;

@@ -1062,19 +1062,53 @@ impl Phone {
         unsafe { libc::kill(pid, libc::SIGTERM) };
     }
 
-    /// Starts the phone on `config_toml` and waits (10 s) for its `ready` event.
-    pub fn start(config_toml: &str, extra_args: &[&str]) -> Phone {
-        let dir = tempfile::Builder::new()
+    /// A new HOME for a phone (a temporary directory, removed with the phone).
+    pub fn new_home() -> tempfile::TempDir {
+        tempfile::Builder::new()
             .prefix("phone")
             .tempdir()
-            .expect("temp dir");
+            .expect("temp dir")
+    }
+
+    /// Starts the phone on `config_toml` and waits (10 s) for its `ready` event.
+    pub fn start(config_toml: &str, extra_args: &[&str]) -> Phone {
+        let dir = Self::new_home();
         let cfg = dir.path().join("config.toml");
         std::fs::write(&cfg, config_toml).unwrap();
+        Self::launch(dir, &cfg, extra_args, |_| {})
+    }
+
+    /// Starts the phone in `home` (from [`Phone::new_home`], prepared by the test) on the
+    /// configuration file `config`, under `umask` (as an agent's login shell would set it),
+    /// with `XDG_RUNTIME_DIR` at `home/xdg-runtime`; waits (10 s) for its `ready` event.
+    pub fn start_in(home: tempfile::TempDir, config: &Path, extra_args: &[&str], umask: u32) -> Phone {
+        let runtime = home.path().join("xdg-runtime");
+        Self::launch(home, config, extra_args, move |cmd| {
+            cmd.env("XDG_RUNTIME_DIR", &runtime);
+            let mask = umask as libc::mode_t;
+            // SAFETY: the hook only calls umask, which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::umask(mask);
+                    Ok(())
+                })
+            };
+        })
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        cfg: &Path,
+        extra_args: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Phone {
         let err = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let mut child = Command::new(ctiphone_bin())
+        let mut cmd = Command::new(ctiphone_bin());
+        adjust(&mut cmd);
+        let mut child = cmd
             .arg("headless")
             .arg("--config")
-            .arg(&cfg)
+            .arg(cfg)
             .args(extra_args)
             .env_remove("DISPLAY")
             .env_remove("WAYLAND_DISPLAY")
