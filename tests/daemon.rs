@@ -415,3 +415,95 @@ fn bad_lines_on_the_socket_get_an_error_and_the_daemon_goes_on() {
     let _ = d.kill();
     let _ = d.wait();
 }
+
+#[path = "common/private.rs"]
+mod private;
+
+#[test]
+fn a_recorded_call_through_the_daemon_under_umask_022_leaves_nothing_open() {
+    use std::os::unix::process::CommandExt;
+    let home = Home::new();
+    let _guard = daemon::Guard(home.runtime());
+    // What the test made itself is private, so that only what the phone creates is judged.
+    for d in ["", "config", "data", "runtime"] {
+        std::fs::set_permissions(home.path().join(d), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    }
+    let rec = home.path().join("recs/calls");
+    let config = home.path().join("config/phone.toml");
+    std::fs::write(
+        &config,
+        "[account]\nuri = \"sip:1001@127.0.0.1\"\nregistrar = \"\"\nlisten = \"127.0.0.1:0\"\n\
+         [audio]\ninput = \"null\"\noutput = \"null\"\ncodecs = [\"PCMU\"]\nring = false\n"
+            .to_owned()
+            + &format!("[recording]\nauto = true\ndir = \"{}\"\n", rec.display()),
+    )
+    .expect("config");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let config = config.display().to_string();
+    let mut cmd = home.cmd(&["--config", &config, "daemon"]);
+    // SAFETY: umask is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0o022);
+            Ok(())
+        });
+    }
+    let mut d = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon");
+    let end = Instant::now() + SECS(10);
+    while sockets(&home).is_empty() {
+        assert!(Instant::now() < end, "no socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut watcher = home
+        .cmd(&["--config", &config, "headless", "--attach"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("headless --attach");
+    let events = lines(&mut watcher);
+    let snap = expect_event(&events, "snapshot", SECS(5));
+    let listen = snap["snapshot"]["listen"].as_str().unwrap_or_default().to_owned();
+    assert!(listen.starts_with("127.0.0.1:"), "{snap}");
+    let uac = Sipp::spawn(
+        "uac_wait_bye.xml",
+        &[listen.as_str(), "-s", "0312345678", "-timeout", "30s"],
+    );
+    expect_event(&events, "incoming", SECS(5));
+    let o = home.run(&["--config", &config, "answer"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    expect_event(&events, "recording", SECS(5));
+    std::thread::sleep(SECS(1));
+    let o = home.run(&["--config", &config, "hangup"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let recorded = expect_event(&events, "recorded", SECS(10));
+    uac.wait(SECS(10)).assert_ok();
+    let roots: Vec<PathBuf> = ["data", "config", "runtime", "recs"]
+        .iter()
+        .map(|r| home.path().join(r))
+        .collect();
+    let checked = private::assert_private(&roots, "after a recorded call through the daemon");
+    let wav = PathBuf::from(recorded["path"].as_str().unwrap_or_default());
+    for must in [
+        wav.clone(),
+        home.path().join("data/ctiphone/history.sqlite3"),
+        sockets(&home).remove(0),
+    ] {
+        assert!(
+            checked.contains(&must),
+            "{} was not checked: {checked:#?}",
+            must.display()
+        );
+    }
+    if let Some(stdin) = watcher.stdin.as_mut() {
+        writeln!(stdin, "{{\"cmd\":\"quit\"}}").expect("quit");
+    }
+    assert_eq!(d.wait().ok().and_then(|s| s.code()), Some(0));
+    let _ = watcher.wait();
+    private::assert_private(&roots, "after the daemon stopped");
+}

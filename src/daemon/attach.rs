@@ -35,7 +35,8 @@ pub async fn connect_or_start(
     let mut cmd = std::process::Command::new(exe);
     if let Some(c) = config {
         // Its full path: the daemon's name is derived from it, and says which file it runs.
-        cmd.arg("--config").arg(std::fs::canonicalize(c).unwrap_or_else(|_| c.clone()));
+        cmd.arg("--config")
+            .arg(std::fs::canonicalize(c).unwrap_or_else(|_| c.clone()));
     }
     if let Some(f) = &audio.audio_in {
         cmd.arg("--audio-in").arg(f);
