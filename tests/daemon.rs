@@ -416,9 +416,6 @@ fn bad_lines_on_the_socket_get_an_error_and_the_daemon_goes_on() {
     let _ = d.wait();
 }
 
-#[path = "common/private.rs"]
-mod private;
-
 #[test]
 fn a_recorded_call_through_the_daemon_under_umask_022_leaves_nothing_open() {
     use std::os::unix::process::CommandExt;
@@ -487,7 +484,7 @@ fn a_recorded_call_through_the_daemon_under_umask_022_leaves_nothing_open() {
         .iter()
         .map(|r| home.path().join(r))
         .collect();
-    let checked = private::assert_private(&roots, "after a recorded call through the daemon");
+    let checked = common::private::assert_private(&roots, "after a recorded call through the daemon");
     let wav = PathBuf::from(recorded["path"].as_str().unwrap_or_default());
     for must in [
         wav.clone(),
@@ -505,5 +502,5 @@ fn a_recorded_call_through_the_daemon_under_umask_022_leaves_nothing_open() {
     }
     assert_eq!(d.wait().ok().and_then(|s| s.code()), Some(0));
     let _ = watcher.wait();
-    private::assert_private(&roots, "after the daemon stopped");
+    common::private::assert_private(&roots, "after the daemon stopped");
 }
