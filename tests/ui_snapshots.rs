@@ -1057,3 +1057,200 @@ fn attaching_draws_the_live_calls_their_timers_and_the_popup() {
     app.attach(&hostile);
     shot(&app, Lang::En, 100, 30);
 }
+
+/// The configuration behind the settings snapshots: some keys written (Japanese values among
+/// them, a long template, several captures), the others left to their defaults.
+const SETTINGS_CONFIG: &str = r#"# Settings snapshot
+[account]
+uri = "sip:1001@127.0.0.1"
+registrar = ""
+listen = "127.0.0.1:5062"
+display_name = "山田 太郎"
+call_waiting = true
+
+[agent]
+not_ready_reasons = ["休憩", "Meeting"]
+
+[cti]
+target = "custom"
+timeout_seconds = 7.5
+numbers = [
+  { number = "03-1234-5678", enabled = true },
+  { number = "0120-000-111", enabled = false },
+]
+
+[cti.auth]
+method = "post"
+template = "https://crm.example.co.jp/api/v2/login?account={AID}&password={APW}&extension={EXT}&client=ctiphone"
+captures = { TOKEN = "json:/session/token", EXPIRES = "regex:expires=([0-9]{1,6})" }
+
+[cti.search]
+method = "get"
+template = "https://crm.example.co.jp/api/v2/customers/search?tel={TEL}&token={TOKEN}"
+captures = { COMPANY = "json:/data/0/company", NAME = "json:/data/0/name", EXT_ID = "json:/data/0/id" }
+
+[cti.ring]
+method = "browser_get"
+template = "https://crm.example.co.jp/customers/{EXT_ID}?from={TEL}"
+
+[cti.hangup]
+method = "command"
+template = "/usr/local/bin/crm-log {ID} {TEL} {CALLED}"
+only_if_answered = true
+
+[popup]
+size = "large"
+anonymous_name = "非通知"
+
+[audio]
+codecs = ["PCMA", "PCMU"]
+"#;
+
+/// The settings panes, in order, and the catalog keys of the labels each must show whole.
+const SETTINGS_PANES: [(&str, &[&str]); 7] = [
+    (
+        "basic",
+        &[
+            "field.target",
+            "field.skip_internal",
+            "field.internal_pattern",
+            "field.session_keep",
+            "field.timeout",
+            "field.system_number",
+            "field.server_address",
+        ],
+    ),
+    ("targets", &["settings.check_all", "settings.uncheck_all"]),
+    (
+        "popup",
+        &[
+            "field.size",
+            "field.buttons",
+            "field.display_seconds",
+            "field.copy_number",
+            "field.anonymous_name",
+        ],
+    ),
+    (
+        "custom",
+        &[
+            "settings.access",
+            "field.method",
+            "field.template",
+            "field.captures",
+            "access.auth",
+            "access.search",
+            "access.click",
+            "access.ring",
+            "access.answer",
+            "access.hangup",
+            "access.outgoing",
+            "access.recorded",
+            "access.status",
+            "field.delay",
+            "field.only_if_answered",
+        ],
+    ),
+    (
+        "account",
+        &[
+            "field.uri",
+            "field.password",
+            "field.display_name",
+            "field.remote_answer_from",
+            "field.ring_when_not_ready",
+            "field.not_ready_code",
+        ],
+    ),
+    (
+        "audio",
+        &[
+            "field.input",
+            "field.output",
+            "field.codecs",
+            "field.ring",
+            "field.symmetric_rtp",
+            "field.rtp_timeout",
+        ],
+    ),
+    ("theme", &["field.theme", "field.language"]),
+];
+
+/// One frame of the settings screen at `w`×`h`, checked straight and clean.
+fn settings_shot(s: &ctiphone::ui::settings::Settings, lang: Lang, w: u16, h: u16) -> Buffer {
+    use ctiphone::ui::i18n::Catalog;
+    use ctiphone::ui::theme::Theme;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    let (theme, cat) = (Theme::default(), Catalog::new(lang));
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
+    let buf = terminal
+        .draw(|f| s.draw(f, f.area(), &theme, &cat))
+        .expect("draw into the test backend")
+        .buffer
+        .clone();
+    ui::assert_straight(&buf);
+    ui::assert_clean(&buf, "settings");
+    buf
+}
+
+/// Every settings pane at 80 and 120 columns, in English and Japanese: every label whole,
+/// every field showing its value (a key the file leaves out shows the default the phone uses,
+/// marked), the Custom integration pane as the manual's table of accesses.
+#[test]
+fn settings_panes() {
+    use ctiphone::ui::i18n::Catalog;
+    use ctiphone::ui::settings::Settings;
+    let dir = tempfile::Builder::new()
+        .prefix("settings")
+        .tempdir()
+        .expect("temp dir");
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, SETTINGS_CONFIG).expect("write the config");
+    let shown_path = path.display().to_string();
+    for lang in [Lang::En, Lang::Ja] {
+        let cat = Catalog::new(lang);
+        let default_mark = cat.fmt("settings.default_value", &[("value", "")]);
+        let default_mark = default_mark.trim();
+        for w in [80u16, 120] {
+            let mut s = Settings::open(&path, vec!["0312345678".into(), "0399998888".into()])
+                .expect("open the settings");
+            for (pane, (name, labels)) in SETTINGS_PANES.iter().enumerate() {
+                if pane > 0 {
+                    s.on_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
+                }
+                let buf = settings_shot(&s, lang, w, 30);
+                let t = ui::text(&buf);
+                let tab = ui::rows(&buf)[0].clone();
+                let pane_name = cat.get(
+                    [
+                        "settings.basic",
+                        "settings.targets",
+                        "settings.popup",
+                        "settings.custom",
+                        "settings.account",
+                        "settings.audio",
+                        "settings.theme",
+                    ][pane],
+                );
+                assert!(tab.contains(&format!(" {pane_name} ")), "{name} {w}: tab {tab:?}");
+                for label in *labels {
+                    let l = cat.get(label);
+                    assert!(
+                        t.contains(l),
+                        "{name} {w} {lang:?}: label {l:?} cut or missing\n{t}"
+                    );
+                }
+                if *name != "targets" {
+                    assert!(t.contains(default_mark), "{name} {w}: no default shown\n{t}");
+                }
+                // The path of the temporary file, as long, is not part of the snapshot.
+                let stable = ui::stable(&buf).replace(
+                    &shown_path,
+                    &format!("{:─<1$}", "<config>", shown_path.chars().count()),
+                );
+                insta::assert_snapshot!(format!("settings_{name}_{w}_{}", lang.code()), stable);
+            }
+        }
+    }
+}

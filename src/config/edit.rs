@@ -115,6 +115,18 @@ impl Editor {
         to_value(item, key == "cti.numbers")
     }
 
+    /// The string entries of the table at a dotted key path (`cti.auth.captures`), in the
+    /// file's order, whether it is written as a table, an inline table or dotted keys. None
+    /// when there is no table there or one of its values is not a string.
+    pub fn entries(&self, key: &str) -> Option<Vec<(String, String)>> {
+        let path = split_key(key).ok()?;
+        let table = lookup(self.doc.as_item(), &path)?.as_table_like()?;
+        table
+            .iter()
+            .map(|(k, v)| v.as_str().map(|s| (k.to_owned(), s.to_owned())))
+            .collect()
+    }
+
     /// Sets a value (creating tables as needed, keeping the rest of the document as it is);
     /// None removes the key.
     pub fn set(&mut self, key: &str, value: Option<Value>) -> Result<(), String> {
@@ -1173,6 +1185,32 @@ mod tests {
         );
         assert!(ed.set("cti.ring.method.x", Some(Value::Int(1))).is_err());
         assert!(ed.set("cti..x", Some(Value::Int(1))).is_err());
+    }
+
+    #[test]
+    fn the_entries_of_a_table_read_back_in_the_files_order() {
+        let ed = editor(
+            "[cti.auth]\ncaptures = { TOKEN = \"json:/t\", SID = \"line:SID\" }\n\
+             [cti.search.captures]\nNAME = \"json:/name\"\nCOMPANY = \"json:/company\"\n\
+             [cti.ring]\ncaptures.X = \"line:X\"\n[cti.click]\ncaptures = { N = 1 }\n",
+        );
+        let pairs = |v: &[(&str, &str)]| -> Option<Vec<(String, String)>> {
+            Some(v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect())
+        };
+        assert_eq!(
+            ed.entries("cti.auth.captures"),
+            pairs(&[("TOKEN", "json:/t"), ("SID", "line:SID")])
+        );
+        assert_eq!(
+            ed.entries("cti.search.captures"),
+            pairs(&[("NAME", "json:/name"), ("COMPANY", "json:/company")])
+        );
+        assert_eq!(ed.entries("cti.ring.captures"), pairs(&[("X", "line:X")]));
+        // Not strings, not a table, not there.
+        assert_eq!(ed.entries("cti.click.captures"), None);
+        assert_eq!(ed.entries("cti.auth.captures.TOKEN"), None);
+        assert_eq!(ed.entries("cti.answer.captures"), None);
+        assert_eq!(ed.entries("cti..x"), None);
     }
 
     #[test]

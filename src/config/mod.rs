@@ -4,6 +4,7 @@
 //! reports through the same [`Diagnostic`] type. The bottom layer: it imports nothing else of
 //! the crate (`settings` joins a configuration with its compiled CTI plan).
 
+pub mod defaults;
 pub mod diag;
 pub mod edit;
 
@@ -63,6 +64,17 @@ pub enum Transport {
     Udp,
     Tcp,
     Tls,
+}
+
+impl Transport {
+    /// The name as written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+        }
+    }
 }
 
 /// `[account]`: the SIP account.
@@ -149,6 +161,16 @@ pub enum Target {
     Custom,
 }
 
+impl Target {
+    /// The name as written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Custom => "custom",
+        }
+    }
+}
+
 /// One entry of the target-number list (TGT-1).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -217,6 +239,27 @@ pub struct AccessConfig {
     /// `[cti.hangup]` only (CUS-10).
     #[serde(default)]
     pub only_if_answered: Option<Spanned<bool>>,
+}
+
+impl AccessConfig {
+    /// CUS-8 when `delay_seconds` is not written: the answer access runs at once.
+    pub const DEFAULT_DELAY_SECONDS: f64 = 0.0;
+    /// CUS-10 when `only_if_answered` is not written: the hangup access runs for every call.
+    pub const DEFAULT_ONLY_IF_ANSWERED: bool = false;
+
+    /// CUS-8: the delay as written, else [`Self::DEFAULT_DELAY_SECONDS`].
+    pub fn delay_seconds(&self) -> f64 {
+        self.delay_seconds
+            .as_ref()
+            .map_or(Self::DEFAULT_DELAY_SECONDS, |d| *d.get_ref())
+    }
+
+    /// CUS-10: as written, else [`Self::DEFAULT_ONLY_IF_ANSWERED`].
+    pub fn only_if_answered(&self) -> bool {
+        self.only_if_answered
+            .as_ref()
+            .map_or(Self::DEFAULT_ONLY_IF_ANSWERED, |o| *o.get_ref())
+    }
 }
 
 /// `[cti]`: basic settings (BAS), target numbers (TGT) and the accesses.
@@ -297,6 +340,17 @@ pub enum PopupSize {
     #[default]
     Medium,
     Large,
+}
+
+impl PopupSize {
+    /// The name as written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Small => "small",
+            Self::Medium => "medium",
+            Self::Large => "large",
+        }
+    }
 }
 
 /// `[popup]` (POP-1…5).

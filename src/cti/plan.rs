@@ -184,10 +184,9 @@ fn compile_access(
         body: None,
         argv: Vec::new(),
         captures: Vec::new(),
-        delay: cfg.delay_seconds.as_ref().map_or(Duration::ZERO, |d| {
-            Duration::from_secs_f64(d.get_ref().clamp(0.0, 3600.0))
-        }),
-        only_if_answered: cfg.only_if_answered.as_ref().is_some_and(|o| *o.get_ref()),
+        // `nan` is valid TOML: it is reported by the config check, and must not panic here.
+        delay: Duration::try_from_secs_f64(cfg.delay_seconds().clamp(0.0, 3600.0)).unwrap_or(Duration::ZERO),
+        only_if_answered: cfg.only_if_answered(),
     };
     if tpl.trim().is_empty() {
         problems.push(Diagnostic::at(
