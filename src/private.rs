@@ -63,6 +63,21 @@ pub fn create_file(path: &Path, append: bool) -> io::Result<File> {
     }
 }
 
+/// Creates `path` empty, mode 0600 whatever the umask, unless it exists (then nothing is
+/// opened: see `history::open_db` for why that matters to a database).
+pub fn create_new_file(path: &Path) -> io::Result<()> {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
+    {
+        Ok(file) => file.set_permissions(fs::Permissions::from_mode(FILE_MODE)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Writes `bytes` to a new file `path` (mode 0600), replacing an existing one.
 pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
@@ -227,6 +242,26 @@ impl AgentUmask for tokio::process::Command {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_new_file_is_created_private_and_an_existing_one_is_not_opened() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let p = tmp.path().join("db");
+        create_new_file(&p).expect("created");
+        assert_eq!(
+            fs::metadata(&p).map(|m| m.permissions().mode() & 0o777).ok(),
+            Some(0o600)
+        );
+        fs::write(&p, b"kept").expect("write");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).expect("chmod");
+        create_new_file(&p).expect("exists: fine");
+        assert_eq!(fs::read(&p).ok().as_deref(), Some(&b"kept"[..]));
+        assert_eq!(
+            fs::metadata(&p).map(|m| m.permissions().mode() & 0o777).ok(),
+            Some(0o640)
+        );
+    }
+
     use super::*;
 
     fn mode(p: &Path) -> u32 {

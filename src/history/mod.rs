@@ -252,8 +252,10 @@ pub fn open_db(path: &Path) -> Result<Connection, String> {
         crate::private::create_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     // SQLite would create the file with the umask's mode; created here it is 0600, and SQLite
-    // gives its -wal and -shm files the database's mode.
-    crate::private::create_file(path, true).map_err(|e| format!("{}: {e}", path.display()))?;
+    // gives its -wal and -shm files the database's mode. Only a new file is opened here: closing
+    // any descriptor of a database this process has open drops all of the process's POSIX
+    // locks on it (SQLite's locks among them), and writes would be lost.
+    crate::private::create_new_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let db = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     db.pragma_update(None, "journal_mode", "WAL")
         .map_err(|e| e.to_string())?;
