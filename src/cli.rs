@@ -243,8 +243,13 @@ pub struct AudioArgs {
 }
 
 impl AudioArgs {
-    /// Applies the files over the configured devices.
+    /// Applies the files over the configured devices, and `[audio] pulse_server` to the
+    /// process (libpulse reads `PULSE_SERVER`). Called before any thread is started.
     pub fn apply(&self, config: &mut Config) {
+        if !config.audio.pulse_server.is_empty() {
+            // SAFETY: the runtimes and the audio threads start after this; nothing else runs.
+            unsafe { std::env::set_var("PULSE_SERVER", &config.audio.pulse_server) };
+        }
         if let Some(p) = &self.audio_in {
             config.audio.input = format!("file:{}", p.display());
         }

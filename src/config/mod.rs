@@ -388,6 +388,9 @@ pub struct Audio {
     pub codecs: Vec<String>,
     /// Play a ring tone on the output device while a call rings.
     pub ring: bool,
+    /// The PulseAudio (or PipeWire-pulse) server the sound devices are on, as `PULSE_SERVER`
+    /// takes it (`tcp:127.0.0.1:4713`, `unix:/path`); "" = the environment's, else the local.
+    pub pulse_server: String,
 }
 
 impl Default for Audio {
@@ -397,6 +400,7 @@ impl Default for Audio {
             output: String::new(),
             codecs: vec!["PCMU".into(), "PCMA".into(), "G722".into(), "opus".into()],
             ring: true,
+            pulse_server: String::new(),
         }
     }
 }
@@ -662,7 +666,11 @@ impl Config {
                     }
                 }
                 "audio" => {
+                    let server_at = key_value_span(&value, "pulse_server");
                     if let Some(v) = section::<Audio>(value, &mut problems) {
+                        if let (Some(at), Err(e)) = (server_at, check_pulse_server(&v.pulse_server)) {
+                            problems.push(Diagnostic::at(at, format!("`[audio] pulse_server`: {e}")));
+                        }
                         check_audio(&v, span, &mut problems);
                         config.audio = v;
                     }
@@ -993,6 +1001,39 @@ fn plain_types(msg: &str) -> String {
     msg.replace("expected f64", "expected a number")
         .replace("expected u32", "expected a whole number (0 or more)")
         .replace("expected a boolean", "expected true or false")
+}
+
+/// A PulseAudio server address as `PULSE_SERVER` takes it: `unix:PATH`, `tcp:HOST[:PORT]`
+/// (`tcp4:`, `tcp6:`), a path, or `HOST[:PORT]`; "" for none.
+pub fn check_pulse_server(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Ok(());
+    }
+    if s.len() > 512 || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("expected one server address (`tcp:127.0.0.1:4713`, `unix:/path`), without spaces or control characters".into());
+    }
+    let rest = ["tcp4:", "tcp6:", "tcp:"].iter().find_map(|p| s.strip_prefix(p));
+    if let Some(hostport) = rest {
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') && !p.contains(']') => (h, Some(p)),
+            _ => (hostport, None),
+        };
+        if host.trim_start_matches('[').trim_end_matches(']').is_empty() {
+            return Err(format!("`{s}` names no host, expected e.g. `tcp:127.0.0.1:4713`"));
+        }
+        if let Some(p) = port
+            && !p.parse::<u16>().is_ok_and(|n| n > 0)
+        {
+            return Err(format!(
+                "`{p}` is not a port (1-65535), expected e.g. `tcp:127.0.0.1:4713`"
+            ));
+        }
+    } else if let Some(path) = s.strip_prefix("unix:")
+        && !path.starts_with('/')
+    {
+        return Err(format!("`{s}`: expected an absolute socket path after `unix:`"));
+    }
+    Ok(())
 }
 
 fn check_audio(audio: &Audio, span: Range<usize>, problems: &mut Vec<Diagnostic>) {

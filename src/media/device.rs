@@ -87,6 +87,10 @@ pub trait Source: Send {
     fn stats(&self) -> DeviceStats {
         DeviceStats::default()
     }
+    /// A change of the device's state to tell the agent (it was lost, it is back), once.
+    fn notice(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// The speaker side: takes 20 ms frames of mono PCM at the rate asked for at open.
@@ -100,6 +104,10 @@ pub trait Sink: Send {
     /// Underrun/overrun/error counters (zero for devices without any).
     fn stats(&self) -> DeviceStats {
         DeviceStats::default()
+    }
+    /// A change of the device's state to tell the agent (it was lost, it is back), once.
+    fn notice(&mut self) -> Option<String> {
+        None
     }
 }
 
@@ -136,13 +144,18 @@ pub fn open_source(spec: &DeviceSpec, rate: u32) -> Result<Box<dyn Source>, Stri
     match spec {
         DeviceSpec::Null => Ok(Box::new(NullSource)),
         DeviceSpec::File(path) => Ok(Box::new(super::wav_io::WavSource::open(path, rate)?)),
-        DeviceSpec::Default => {
+        DeviceSpec::Default | DeviceSpec::Named(_) => {
             silence_alsa_errors();
-            Ok(Box::new(super::cpal_io::CpalSource::open(None, rate)?))
-        }
-        DeviceSpec::Named(name) => {
-            silence_alsa_errors();
-            Ok(Box::new(super::cpal_io::CpalSource::open(Some(name), rate)?))
+            let name = match spec {
+                DeviceSpec::Named(n) => Some(n.clone()),
+                _ => None,
+            };
+            let dev = super::cpal_io::CpalSource::open(name.as_deref(), rate)?;
+            Ok(Box::new(super::resilient::Resilient::new(
+                dev,
+                "microphone",
+                move || super::cpal_io::CpalSource::open(name.as_deref(), rate),
+            )))
         }
     }
 }
@@ -153,13 +166,18 @@ pub fn open_sink(spec: &DeviceSpec, rate: u32) -> Result<Box<dyn Sink>, String> 
     match spec {
         DeviceSpec::Null => Ok(Box::new(NullSink)),
         DeviceSpec::File(path) => Ok(Box::new(super::wav_io::WavSink::create(path, rate)?)),
-        DeviceSpec::Default => {
+        DeviceSpec::Default | DeviceSpec::Named(_) => {
             silence_alsa_errors();
-            Ok(Box::new(super::cpal_io::CpalSink::open(None, rate)?))
-        }
-        DeviceSpec::Named(name) => {
-            silence_alsa_errors();
-            Ok(Box::new(super::cpal_io::CpalSink::open(Some(name), rate)?))
+            let name = match spec {
+                DeviceSpec::Named(n) => Some(n.clone()),
+                _ => None,
+            };
+            let dev = super::cpal_io::CpalSink::open(name.as_deref(), rate)?;
+            Ok(Box::new(super::resilient::Resilient::new(
+                dev,
+                "speaker",
+                move || super::cpal_io::CpalSink::open(name.as_deref(), rate),
+            )))
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod jitter;
 pub mod opus_codec;
 pub mod record;
 pub mod resample;
+pub mod resilient;
 pub mod rtp;
 pub mod session;
 pub mod source_filter;

@@ -348,6 +348,9 @@ impl Session {
         let frame = self.codec.frame_samples();
         self.mic.resize(frame, 0);
         self.source.pull(&mut self.mic);
+        if let Some(n) = self.source.notice() {
+            self.warn(n);
+        }
         if self.muted {
             self.mic.iter_mut().for_each(|s| *s = 0);
         }
@@ -374,6 +377,9 @@ impl Session {
         }
         self.ts = self.ts.wrapping_add(self.codec.frame_ticks());
         self.sink.push(&self.speaker);
+        if let Some(n) = self.sink.notice() {
+            self.warn(n);
+        }
         if let Some(r) = self.recorder.as_mut()
             && let Err(e) = r.write(&self.mic, &self.speaker)
         {
