@@ -20,10 +20,13 @@ const TIGHTENED_SHOWN: usize = 10;
 
 /// Makes the phone's existing files private (issue 17): the data directory (the history and
 /// its journals, the pid file, the log, the shared-phonebook copy, the default recordings
-/// directory), the configured recordings directory, the configuration file and the
-/// configuration directory. Returns a warning per path changed or left open.
+/// directory), the configured recordings directory, and the agent's configuration directory
+/// (`$XDG_CONFIG_HOME/ctiphone`: its config.toml holds the SIP password). A configuration
+/// given with `--config` elsewhere is the admin's to place (a team's file in /etc is meant to
+/// be read by every agent) and is left as it is. Returns a warning per path changed or left
+/// open.
 fn tighten_private_files(config: &Config) -> Vec<String> {
-    use crate::private::{tighten, tighten_tree};
+    use crate::private::tighten_tree;
     let data = crate::config::data_dir();
     let mut warnings = tighten_tree(&data);
     let recordings = config.recording.dir();
@@ -35,9 +38,6 @@ fn tighten_private_files(config: &Config) -> Vec<String> {
         .and_then(std::path::Path::parent)
     {
         warnings.extend(tighten_tree(dir));
-    }
-    if let Some(file) = &config.source.path {
-        warnings.extend(tighten(file));
     }
     warnings.dedup();
     warnings
