@@ -67,6 +67,30 @@ pub struct LiveCall {
     pub recording: bool,
 }
 
+impl LiveCall {
+    /// A call just announced: nothing known of it yet but who and which way.
+    fn new(call: &str, incoming: bool, state: &str, tel: &str, called: &str) -> LiveCall {
+        LiveCall {
+            call: call.to_owned(),
+            incoming,
+            state: state.to_owned(),
+            tel: tel.to_owned(),
+            telname: String::new(),
+            called: called.to_owned(),
+            calledname: String::new(),
+            anonymous: false,
+            age_s: 0.0,
+            answered_s: None,
+            crm: CrmView::default(),
+            consult_for: None,
+            conference: false,
+            quality: None,
+            muted: false,
+            recording: false,
+        }
+    }
+}
+
 /// The popup: the call it is for, and how long it has shown.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PopupView {
@@ -194,43 +218,14 @@ impl Live {
                 anonymous,
             } => {
                 self.add(LiveCall {
-                    call: call.clone(),
-                    incoming: true,
-                    state: "ringing".into(),
-                    tel: tel.clone(),
                     telname: telname.clone(),
-                    called: called.clone(),
                     calledname: calledname.clone(),
                     anonymous: *anonymous,
-                    age_s: 0.0,
-                    answered_s: None,
-                    crm: CrmView::default(),
-                    consult_for: None,
-                    conference: false,
-                    quality: None,
-                    muted: false,
-                    recording: false,
+                    ..LiveCall::new(call, true, "ringing", tel, called)
                 });
                 self.popup = Some((call.clone(), Instant::now()));
             }
-            PhoneEvent::Outgoing { call, to } => self.add(LiveCall {
-                call: call.clone(),
-                incoming: false,
-                state: "calling".into(),
-                tel: to.clone(),
-                telname: String::new(),
-                called: to.clone(),
-                calledname: String::new(),
-                anonymous: false,
-                age_s: 0.0,
-                answered_s: None,
-                crm: CrmView::default(),
-                consult_for: None,
-                conference: false,
-                quality: None,
-                muted: false,
-                recording: false,
-            }),
+            PhoneEvent::Outgoing { call, to } => self.add(LiveCall::new(call, false, "calling", to, to)),
             PhoneEvent::Ringing { call } => set_state(self, call, "ringback"),
             PhoneEvent::Answered { call } => {
                 if let Some(c) = self.call(call) {
