@@ -243,13 +243,8 @@ pub struct AudioArgs {
 }
 
 impl AudioArgs {
-    /// Applies the files over the configured devices, and `[audio] pulse_server` to the
-    /// process (libpulse reads `PULSE_SERVER`). Called before any thread is started.
+    /// Applies the files over the configured devices.
     pub fn apply(&self, config: &mut Config) {
-        if !config.audio.pulse_server.is_empty() {
-            // SAFETY: the runtimes and the audio threads start after this; nothing else runs.
-            unsafe { std::env::set_var("PULSE_SERVER", &config.audio.pulse_server) };
-        }
         if let Some(p) = &self.audio_in {
             config.audio.input = format!("file:{}", p.display());
         }
@@ -468,6 +463,7 @@ fn tui(path: Option<&PathBuf>, audio: &AudioArgs) -> ExitCode {
     };
     audio.apply(&mut config);
     logging::init_file();
+    let _relay = sound_server(&config.audio.pulse_server);
     // Two threads: the UI (this one) and the core (one worker), so a frame being drawn never
     // delays the SIP stack or the CTI engine.
     let runtimes = tokio::runtime::Builder::new_current_thread()
@@ -517,6 +513,7 @@ fn daemon(path: Option<&PathBuf>, audio: &AudioArgs) -> ExitCode {
         eprintln!("ctiphone daemon: warning: {w}");
         tracing::warn!("{w}");
     }
+    let _relay = sound_server(&config.audio.pulse_server);
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -566,6 +563,7 @@ fn headless(path: Option<&PathBuf>, auto_answer: Option<u64>, audio: &AudioArgs)
         Err(e) => return config_failed(&e),
     };
     audio.apply(&mut config);
+    let _relay = sound_server(&config.audio.pulse_server);
     // One thread: the user agent is one task, each call's media another, and everything else
     // waits on I/O. Fewer threads, fewer wake-ups: CPU per call is a benchmark figure.
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -582,6 +580,22 @@ fn headless(path: Option<&PathBuf>, auto_answer: Option<u64>, audio: &AudioArgs)
     ));
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
     ExitCode::from(code)
+}
+
+/// Points the sound devices at `configured` (`[audio] pulse_server`, else `PULSE_SERVER`);
+/// the relay to a TCP server lives as long as the value returned. Runs before any runtime or
+/// other thread exists. A relay that cannot start is said on stderr and in the log.
+pub fn sound_server(configured: &str) -> Option<crate::media::pulse_server::Relay> {
+    // SAFETY: called from `tui` / `headless` / `daemon` / `demo` before any runtime (or other
+    // thread) exists.
+    match unsafe { crate::media::pulse_server::apply(configured) } {
+        Ok(relay) => relay,
+        Err(e) => {
+            eprintln!("ctiphone: warning: {e}");
+            tracing::warn!("{e}");
+            None
+        }
+    }
 }
 
 fn config_failed(e: &ConfigError) -> ExitCode {

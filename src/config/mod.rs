@@ -1004,36 +1004,11 @@ fn plain_types(msg: &str) -> String {
 }
 
 /// A PulseAudio server address as `PULSE_SERVER` takes it: `unix:PATH`, `tcp:HOST[:PORT]`
-/// (`tcp4:`, `tcp6:`), a path, or `HOST[:PORT]`; "" for none.
+/// (`tcp4:`, `tcp6:`), a path, or `HOST[:PORT]`; "" for none (see [`crate::media::pulse_server`]).
 pub fn check_pulse_server(s: &str) -> Result<(), String> {
-    if s.is_empty() {
-        return Ok(());
-    }
-    if s.len() > 512 || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err("expected one server address (`tcp:127.0.0.1:4713`, `unix:/path`), without spaces or control characters".into());
-    }
-    let rest = ["tcp4:", "tcp6:", "tcp:"].iter().find_map(|p| s.strip_prefix(p));
-    if let Some(hostport) = rest {
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(':') && !p.contains(']') => (h, Some(p)),
-            _ => (hostport, None),
-        };
-        if host.trim_start_matches('[').trim_end_matches(']').is_empty() {
-            return Err(format!("`{s}` names no host, expected e.g. `tcp:127.0.0.1:4713`"));
-        }
-        if let Some(p) = port
-            && !p.parse::<u16>().is_ok_and(|n| n > 0)
-        {
-            return Err(format!(
-                "`{p}` is not a port (1-65535), expected e.g. `tcp:127.0.0.1:4713`"
-            ));
-        }
-    } else if let Some(path) = s.strip_prefix("unix:")
-        && !path.starts_with('/')
-    {
-        return Err(format!("`{s}`: expected an absolute socket path after `unix:`"));
-    }
-    Ok(())
+    crate::media::pulse_server::parse(s).map(|_| ()).map_err(|e| {
+        format!("{e}; expected one server such as `tcp:127.0.0.1:4713` or `unix:/run/user/1000/pulse/native`")
+    })
 }
 
 fn check_audio(audio: &Audio, span: Range<usize>, problems: &mut Vec<Diagnostic>) {

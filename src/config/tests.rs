@@ -211,3 +211,25 @@ fn agent_status_keys_are_checked() {
     let ok = "[agent]\nafter_call_seconds = 30\nnot_ready_reasons = [\"Break\"]\nready_code = \"*45#\"\n";
     assert!(problems(ok).is_empty(), "{:?}", problems(ok));
 }
+
+#[test]
+fn the_pulse_server_is_checked_where_it_is_written() {
+    let c = Config::parse("[audio]\npulse_server = \"tcp:127.0.0.1:4713\"\n", None).unwrap();
+    assert_eq!(c.audio.pulse_server, "tcp:127.0.0.1:4713");
+    assert_eq!(Config::parse("", None).unwrap().audio.pulse_server, "");
+    let p = problems("[audio]\nring = true\npulse_server = \"tcp:host:0\"\n");
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        p[0].starts_with("c.toml:3:16: `[audio] pulse_server`: `tcp:host:0`: the port"),
+        "{}",
+        p[0]
+    );
+    let p = problems("[audio]\npulse_server = \"tcp:a\\u001b[2J\"\n");
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        p[0].starts_with("c.toml:2:16: ") && p[0].contains("control character"),
+        "{}",
+        p[0]
+    );
+    assert!(!p[0].contains('\u{1b}'), "no raw escape in the message: {}", p[0]);
+}

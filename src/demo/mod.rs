@@ -31,6 +31,8 @@ pub fn main(dir: Option<PathBuf>, interval: Duration, adjust: &dyn Fn(&mut Confi
         },
     };
     let dir = std::path::absolute(&dir).unwrap_or(dir);
+    // A TCP `PULSE_SERVER` (the agent's PC over `ssh -R`) is reached through the relay.
+    let _relay = crate::cli::sound_server("");
     let data = dir.join("data");
     if let Err(e) = crate::private::create_dir(&data) {
         eprintln!("ctiphone demo: {}: {e}", data.display());

@@ -31,7 +31,10 @@
 //! and the device clock) the oldest audio is dropped down to 60 ms, counted
 //! as an overrun.
 //!
-//! The stream's error callback only counts errors (never prints). The device
+//! The stream's error callback only counts errors (never prints). A stream that reported an
+//! error and whose callback has not run for [`DEAD_AFTER`] is dead (the sound server went
+//! away, the device was unplugged): [`CpalSource::alive`] / [`CpalSink::alive`] say so, and
+//! `media::resilient` replaces it. The device
 //! config chosen is the supported one nearest to the wanted rate, preferring
 //! mono over stereo and f32 over i16 over i32, with a 10 ms buffer if the
 //! device allows it.
@@ -40,7 +43,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{
@@ -63,6 +66,9 @@ const TRIM_TO_MS: u32 = 60;
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `open` waits for `play()` before letting it finish in the background.
 const START_WAIT: Duration = Duration::from_millis(500);
+/// A stream that reported an error and has been silent this long is gone. Longer than a
+/// callback period by far, shorter than anyone would wait in a call.
+pub const DEAD_AFTER: Duration = Duration::from_millis(300);
 
 /// Bounded mono sample queue shared with the cpal callback, plus counters.
 pub struct Ring {
@@ -72,6 +78,9 @@ pub struct Ring {
     overruns: AtomicU64,
     errors: AtomicU64,
     streaming: AtomicBool,
+    /// When the callback last ran: milliseconds since `epoch`.
+    last_callback_ms: AtomicU64,
+    epoch: Instant,
 }
 
 impl Ring {
@@ -84,12 +93,26 @@ impl Ring {
             overruns: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             streaming: AtomicBool::new(false),
+            last_callback_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 
     /// Marks the stream as flowing (called from the callback).
     fn mark_streaming(&self) {
         self.streaming.store(true, Ordering::Relaxed);
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last_callback_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The stream reported an error and its callback has not run for `quiet` (or never ran):
+    /// it will not deliver again.
+    pub fn dead(&self, quiet: Duration) -> bool {
+        if self.errors.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let last = Duration::from_millis(self.last_callback_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last) >= quiet
     }
 
     fn lock(&self) -> MutexGuard<'_, VecDeque<f32>> {
@@ -157,7 +180,9 @@ impl Ring {
 /// Names of the default host's input (or output) devices: their cpal ids
 /// (PulseAudio sink/source names, ALSA PCM ids).
 pub fn list_devices(input: bool) -> Vec<String> {
-    let host = cpal::default_host();
+    let Ok(host) = host() else {
+        return Vec::new();
+    };
     let devices = if input {
         host.input_devices().map(|d| d.collect::<Vec<_>>())
     } else {
@@ -179,8 +204,21 @@ fn device_name(d: &cpal::Device) -> Option<String> {
         .or_else(|| d.description().ok().map(|x| x.name().to_string()))
 }
 
+/// The host to look in. `PULSE_SERVER` naming a socket (set by the user, or by
+/// `pulse_server::apply` for its relay) means that server or nothing: cpal's default host
+/// would fall back to ALSA when the server is unreachable, and so play the call on the
+/// speaker of the machine the phone runs on (a jump host) while the agent's PC is away.
+fn host() -> Result<cpal::Host, String> {
+    match std::env::var("PULSE_SERVER") {
+        Ok(s) if s.starts_with("unix:") => {
+            cpal::host_from_id(cpal::HostId::PulseAudio).map_err(|e| format!("PulseAudio server {s}: {e}"))
+        }
+        _ => Ok(cpal::default_host()),
+    }
+}
+
 fn find_device(name: Option<&str>, input: bool) -> Result<cpal::Device, String> {
-    let host = cpal::default_host();
+    let host = host()?;
     let kind = if input { "input" } else { "output" };
     let Some(name) = name else {
         let dev = if input {
@@ -357,6 +395,11 @@ impl CpalSource {
         self.device_rate
     }
 
+    /// False once the stream is dead (see the module doc).
+    pub fn alive(&self) -> bool {
+        !self.ring.dead(DEAD_AFTER)
+    }
+
     fn feed_chunk(&mut self) {
         let need = self.chunk.len();
         if !self.primed {
@@ -422,6 +465,10 @@ impl Source for CpalSource {
         self.name.clone()
     }
 
+    fn alive(&self) -> bool {
+        CpalSource::alive(self)
+    }
+
     fn stats(&self) -> DeviceStats {
         let mut s = self.ring.stats();
         s.errors += self.rs.errors();
@@ -480,6 +527,11 @@ impl CpalSink {
     /// The rate the device actually runs at.
     pub fn device_rate(&self) -> u32 {
         self.device_rate
+    }
+
+    /// False once the stream is dead (see the module doc).
+    pub fn alive(&self) -> bool {
+        !self.ring.dead(DEAD_AFTER)
     }
 }
 
@@ -546,6 +598,10 @@ impl Sink for CpalSink {
         self.name.clone()
     }
 
+    fn alive(&self) -> bool {
+        CpalSink::alive(self)
+    }
+
     /// Waits (at most the ring length, 200 ms) for queued audio to play out.
     fn finish(&mut self) -> Result<(), String> {
         let deadline = std::time::Instant::now() + Duration::from_millis(u64::from(RING_MS) + 50);
@@ -589,6 +645,21 @@ mod tests {
         assert_eq!(&out[..2], &[8.0, 9.0]);
         r.mark_streaming();
         assert!(r.stats().streaming);
+    }
+
+    #[test]
+    fn a_stream_is_dead_after_an_error_and_a_silent_callback() {
+        let r = Ring::new(4);
+        // Never ran, no error: starting (a PulseAudio capture takes seconds to start).
+        assert!(!r.dead(Duration::ZERO));
+        r.mark_streaming();
+        r.errors.fetch_add(1, Ordering::Relaxed);
+        // An error while the callback still runs (an xrun the backend recovered from).
+        assert!(!r.dead(Duration::from_secs(60)));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(r.dead(Duration::from_millis(10)));
+        r.mark_streaming();
+        assert!(!r.dead(Duration::from_millis(10)));
     }
 
     #[test]

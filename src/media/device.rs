@@ -91,6 +91,11 @@ pub trait Source: Send {
     fn notice(&mut self) -> Option<String> {
         None
     }
+    /// False once the device stopped for good (its sound server went away and its stream
+    /// no longer runs); [`Resilient`](super::resilient::Resilient) then replaces it.
+    fn alive(&self) -> bool {
+        true
+    }
 }
 
 /// The speaker side: takes 20 ms frames of mono PCM at the rate asked for at open.
@@ -108,6 +113,11 @@ pub trait Sink: Send {
     /// A change of the device's state to tell the agent (it was lost, it is back), once.
     fn notice(&mut self) -> Option<String> {
         None
+    }
+    /// False once the device stopped for good (its sound server went away and its stream
+    /// no longer runs); [`Resilient`](super::resilient::Resilient) then replaces it.
+    fn alive(&self) -> bool {
+        true
     }
 }
 

@@ -1,5 +1,6 @@
 //! Media: RTP audio for calls. Codecs, the jitter buffer, RFC 4733 telephone-events, audio
-//! devices (cpal, null, file), recording, and the per-call media session that paces RTP from a
+//! devices (cpal, null, file; opened again when their sound server comes back; a TCP
+//! PulseAudio server reached through a local relay), recording, and the per-call media session that paces RTP from a
 //! monotonic clock. The call logic talks to it through [`session`] and never sees a device.
 
 pub mod codec;
@@ -12,6 +13,7 @@ pub mod g722;
 pub mod goertzel;
 pub mod jitter;
 pub mod opus_codec;
+pub mod pulse_server;
 pub mod record;
 pub mod resample;
 pub mod resilient;

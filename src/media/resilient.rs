@@ -55,12 +55,17 @@ impl<D: Send + 'static> Resilient<D> {
         }
     }
 
-    /// Checks the device's health (its error count, `errors`) and, while it is lost, its
-    /// reopening; returns the device to use now, if any.
-    fn device(&mut self, errors: impl Fn(&D) -> u64, stats: impl Fn(&D) -> DeviceStats) -> Option<&mut D> {
+    /// Checks the device's health (a burst of stream errors, or a stream that stopped:
+    /// `alive`) and, while it is lost, its reopening; returns the device to use now, if any.
+    fn device(
+        &mut self,
+        errors: impl Fn(&D) -> u64,
+        alive: impl Fn(&D) -> bool,
+        stats: impl Fn(&D) -> DeviceStats,
+    ) -> Option<&mut D> {
         if let Some(d) = &self.dev {
             let now = errors(d);
-            if now.saturating_sub(self.errors) >= LOST_AFTER {
+            if now.saturating_sub(self.errors) >= LOST_AFTER || !alive(d) {
                 let s = stats(d);
                 self.past.underruns += s.underruns;
                 self.past.overruns += s.overruns;
@@ -141,7 +146,7 @@ impl<D: Send + 'static> Resilient<D> {
 
 impl<D: Source + 'static> Source for Resilient<D> {
     fn pull(&mut self, frame: &mut [i16]) {
-        match self.device(|d| d.stats().errors, |d| d.stats()) {
+        match self.device(|d| d.stats().errors, |d| d.alive(), |d| d.stats()) {
             Some(d) => d.pull(frame),
             None => frame.fill(0),
         }
@@ -164,7 +169,7 @@ impl<D: Source + 'static> Source for Resilient<D> {
 
 impl<D: Sink + 'static> Sink for Resilient<D> {
     fn push(&mut self, frame: &[i16]) {
-        if let Some(d) = self.device(|d| d.stats().errors, |d| d.stats()) {
+        if let Some(d) = self.device(|d| d.stats().errors, |d| d.alive(), |d| d.stats()) {
             d.push(frame);
         }
     }
@@ -194,9 +199,10 @@ mod tests {
 
     use super::*;
 
-    /// A source whose error count the test drives, and which counts its opens.
+    /// A source whose error count (and life) the test drives.
     struct Flaky {
         errors: Arc<AtomicU64>,
+        dead: Arc<std::sync::atomic::AtomicBool>,
     }
 
     impl Source for Flaky {
@@ -212,6 +218,45 @@ mod tests {
                 ..DeviceStats::default()
             }
         }
+        fn alive(&self) -> bool {
+            !self.dead.load(Ordering::Relaxed)
+        }
+    }
+
+    /// A stream that stopped without a burst of errors (PulseAudio's connection closed: one
+    /// error, then no callback) is lost too, and replaced by a new one.
+    #[test]
+    fn a_device_that_stops_is_replaced() {
+        let dead = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let errors = Arc::new(AtomicU64::new(0));
+        let (e2, d2) = (errors.clone(), dead.clone());
+        let mut r = Resilient::new(
+            Flaky {
+                errors: errors.clone(),
+                dead: dead.clone(),
+            },
+            "speaker",
+            move || {
+                Ok(Flaky {
+                    errors: e2.clone(),
+                    dead: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+                })
+            },
+        );
+        let mut frame = [0i16; 160];
+        r.pull(&mut frame);
+        assert_eq!((frame[0], r.notice()), (7, None));
+        d2.store(true, Ordering::Relaxed);
+        r.pull(&mut frame);
+        assert_eq!(frame[0], 0);
+        assert!(r.notice().is_some_and(|n| n.contains("went away")));
+        let end = Instant::now() + RETRY * 3;
+        while frame[0] != 7 && Instant::now() < end {
+            r.pull(&mut frame);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(frame[0], 7, "the stopped device was not replaced");
+        assert!(r.notice().is_some_and(|n| n.contains("back")));
     }
 
     #[test]
@@ -223,13 +268,17 @@ mod tests {
         let mut r = Resilient::new(
             Flaky {
                 errors: errors.clone(),
+                dead: Arc::default(),
             },
             "microphone",
             move || {
                 o2.fetch_add(1, Ordering::Relaxed);
                 if u2.load(Ordering::Relaxed) {
                     e2.store(0, Ordering::Relaxed);
-                    Ok(Flaky { errors: e2.clone() })
+                    Ok(Flaky {
+                        errors: e2.clone(),
+                        dead: Arc::default(),
+                    })
                 } else {
                     Err("connection refused".into())
                 }
