@@ -123,6 +123,13 @@ pub enum HistoryCommand {
         #[arg(long, value_name = "FILE")]
         csv: PathBuf,
     },
+    /// The central log's delivery (`[history] central`): changes waiting in the outbox, the
+    /// last delivery and the last error.
+    Sync {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `ctiphone bench`: a subcommand, or with none, the combined run.
@@ -331,6 +338,7 @@ pub fn run(cli: Cli) -> ExitCode {
             limit,
         }) => history_list(json, since.as_deref(), result, limit),
         Command::History(HistoryCommand::Export { csv }) => history_export(&csv),
+        Command::History(HistoryCommand::Sync { json }) => history_sync(cli.config.as_ref(), json),
         Command::Phonebook(cmd) => match load(cli.config.as_ref(), false) {
             Ok((config, _)) => crate::phonebook::cli::run(&config, cmd),
             Err(e) => config_failed(&e),
@@ -391,6 +399,44 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
             None
         }
     }
+}
+
+/// `ctiphone history sync`: exit 0 when nothing waits, 1 when changes wait, 2 on errors.
+fn history_sync(config: Option<&PathBuf>, json: bool) -> ExitCode {
+    let central = match load(config, false) {
+        Ok((c, _)) => c.history.central,
+        Err(e) => return config_failed(&e),
+    };
+    let state = match crate::central::shipper::sync_state(&crate::history::default_path()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ctiphone: history sync: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        let mut v = serde_json::to_value(&state).unwrap_or_default();
+        v["central"] = serde_json::Value::Bool(!central.trim().is_empty());
+        println!("{v}");
+    } else {
+        let esc = |s: &str| crate::ui::text::clean(s);
+        if central.trim().is_empty() {
+            println!("central log: not configured ([history] central)");
+        }
+        match (&state.oldest_queued, state.outbox) {
+            (_, 0) => println!("outbox: empty"),
+            (Some(t), n) => println!("outbox: {n} changes waiting, the oldest queued {}", esc(t)),
+            (None, n) => println!("outbox: {n} changes waiting"),
+        }
+        println!(
+            "last delivery: {}",
+            state.last_delivery.as_deref().map_or("never".into(), esc)
+        );
+        if let Some(e) = &state.last_error {
+            println!("last error: {}", esc(e));
+        }
+    }
+    ExitCode::from(u8::from(state.outbox > 0))
 }
 
 fn history_export(file: &std::path::Path) -> ExitCode {

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod bench;
 pub mod call;
+pub mod central;
 pub mod cli;
 pub mod config;
 pub mod cti;

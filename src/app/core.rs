@@ -67,6 +67,8 @@ pub struct Core {
     engine: Engine,
     cti: JoinHandle<()>,
     history: Option<crate::history::Writer>,
+    /// Sends the history's outbox to the central log.
+    shipper: Option<crate::central::shipper::Shipper>,
     /// The phonebook, for the front ends' contacts screens.
     pub phonebook: Option<std::sync::Arc<crate::phonebook::Phonebook>>,
     refresh: Option<JoinHandle<()>>,
@@ -96,13 +98,50 @@ impl Core {
         // The history is one more subscriber; a history that cannot open is a warning, not a
         // phone that cannot take calls.
         let keep = &config.history;
+        // The central log (issue 18): the history queues each change in its outbox, and the
+        // shipper sends the outbox to PostgreSQL on a thread of its own.
+        let central = if keep.central.trim().is_empty() {
+            None
+        } else {
+            match crate::central::target::parse(&keep.central, &keep.central_password_command) {
+                Ok(t) => Some(crate::central::shipper::Settings {
+                    target: t,
+                    agent: keep.agent(&config.account),
+                    db: crate::history::default_path(),
+                }),
+                Err(e) => {
+                    bus.publish(super::Event::Phone(super::PhoneEvent::Warning {
+                        message: format!("central log: [history] central: {e}; calls are kept locally only"),
+                    }));
+                    None
+                }
+            }
+        };
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
         let opened = crate::history::History::open(&crate::history::default_path()).and_then(|h| {
             crate::history::claim(&h, &crate::history::lock_path())?;
             if keep.keep_days > 0 {
                 h.prune(keep.keep_days, keep.delete_recordings)?;
             }
+            let h = if central.is_some() {
+                h.with_outbox(wake.clone())
+            } else {
+                h
+            };
             h.subscribe(bus)
         });
+        let shipper = match (&opened, central) {
+            (Ok(_), Some(settings)) => {
+                match crate::central::shipper::Shipper::start(settings, wake, bus.downgrade()) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        bus.publish(super::Event::Phone(super::PhoneEvent::Warning { message: e }));
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let history = match opened {
             Ok(w) => Some(w),
             Err(e) => {
@@ -136,6 +175,7 @@ impl Core {
             engine,
             cti,
             history,
+            shipper,
             phonebook,
             refresh,
         })
@@ -149,6 +189,10 @@ impl Core {
         tokio::time::sleep(Duration::from_millis(20)).await;
         if let Some(h) = self.history {
             h.finish(HISTORY_DRAIN).await;
+        }
+        // What the shipper has not sent stays in the outbox for the next start.
+        if let Some(s) = self.shipper {
+            let _ = tokio::task::spawn_blocking(move || s.stop(Duration::from_secs(2))).await;
         }
         if let Some(r) = self.refresh {
             r.abort();

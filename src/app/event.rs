@@ -415,6 +415,13 @@ pub enum PhoneEvent {
         name: String,
         state: String,
     },
+    /// The central log (`[history] central`, issue 18): changes waiting in the outbox for
+    /// PostgreSQL, and why they wait ("" when PostgreSQL takes them).
+    Central {
+        backlog: u64,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        error: String,
+    },
     /// The voicemail light (RFC 3842): messages waiting, new and old voice messages.
     Voicemail {
         waiting: bool,

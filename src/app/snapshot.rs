@@ -140,9 +140,20 @@ pub struct Snapshot {
     pub agent: Option<AgentView>,
     pub blf: Vec<Lamp>,
     pub voicemail: Option<VoicemailView>,
+    /// The central log's state (`None`: not configured, or nothing said yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub central: Option<CentralView>,
     /// The latest finished calls of the history, newest first (as `history list --json`).
     #[serde(default)]
     pub history: Vec<serde_json::Value>,
+}
+
+/// The central log: changes waiting for PostgreSQL and why ("" when it takes them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CentralView {
+    pub backlog: u64,
+    #[serde(default)]
+    pub error: String,
 }
 
 struct Call {
@@ -161,6 +172,7 @@ pub struct Live {
     agent: Option<(AgentView, Instant)>,
     blf: Vec<Lamp>,
     voicemail: Option<VoicemailView>,
+    central: Option<CentralView>,
 }
 
 impl Live {
@@ -322,6 +334,12 @@ impl Live {
                     old: *old,
                 })
             }
+            PhoneEvent::Central { backlog, error } => {
+                self.central = Some(CentralView {
+                    backlog: *backlog,
+                    error: error.clone(),
+                });
+            }
             PhoneEvent::Transferred { .. }
             | PhoneEvent::Dtmf { .. }
             | PhoneEvent::Recorded { .. }
@@ -389,6 +407,7 @@ impl Live {
             }),
             blf: self.blf.clone(),
             voicemail: self.voicemail,
+            central: self.central.clone(),
             history: Vec::new(),
         }
     }

@@ -266,8 +266,14 @@ pub fn sdp_codecs(names: &[String]) -> Vec<Codec> {
 
 /// Runs `password_command` (split into words, no shell); its first output line is the password.
 async fn run_password_command(cmd: &str) -> Result<String, String> {
-    let words = shell_words::split(cmd).map_err(|e| format!("[account] password_command: {e}"))?;
-    let (prog, args) = words.split_first().ok_or("[account] password_command is empty")?;
+    run_secret_command("[account] password_command", cmd).await
+}
+
+/// Runs a command that prints a secret (split into words, no shell; at most 10 s): its first
+/// output line. `what` names the setting in errors; the output is never in them.
+pub async fn run_secret_command(what: &str, cmd: &str) -> Result<String, String> {
+    let words = shell_words::split(cmd).map_err(|e| format!("{what}: {e}"))?;
+    let (prog, args) = words.split_first().ok_or(format!("{what} is empty"))?;
     let out = tokio::time::timeout(
         Duration::from_secs(10),
         tokio::process::Command::new(prog)
@@ -276,10 +282,10 @@ async fn run_password_command(cmd: &str) -> Result<String, String> {
             .output(),
     )
     .await
-    .map_err(|_| "[account] password_command took more than 10 s".to_owned())?
-    .map_err(|e| format!("[account] password_command `{prog}`: {e}"))?;
+    .map_err(|_| format!("{what} took more than 10 s"))?
+    .map_err(|e| format!("{what} `{prog}`: {e}"))?;
     if !out.status.success() {
-        return Err(format!("[account] password_command failed ({})", out.status));
+        return Err(format!("{what} failed ({})", out.status));
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -476,6 +476,34 @@ pub struct HistoryConfig {
     pub keep_days: u32,
     /// Delete the recordings of the calls deleted too.
     pub delete_recordings: bool,
+    /// The contact center's central log (issue 18): `postgresql://user@host/db` (with
+    /// `?sslmode=…&sslrootcert=…`); "" = none, the local history only.
+    pub central: String,
+    /// Prints the central log's password (split into words, no shell); "" = none.
+    pub central_password_command: String,
+    /// This agent's id in the central log; "" = the account's user@host (`[account] uri`).
+    pub agent_id: String,
+}
+
+impl HistoryConfig {
+    /// The agent id the central log files this phone's calls under.
+    pub fn agent(&self, account: &Account) -> String {
+        let id = self.agent_id.trim();
+        if !id.is_empty() {
+            return id.to_owned();
+        }
+        let uri = account.uri.trim();
+        let bare = uri
+            .strip_prefix("sips:")
+            .or_else(|| uri.strip_prefix("sip:"))
+            .unwrap_or(uri);
+        let bare = bare.split([';', '?', '>']).next().unwrap_or(bare);
+        if bare.is_empty() {
+            account.username.clone()
+        } else {
+            bare.to_owned()
+        }
+    }
 }
 
 /// `[phonebook]`: names for numbers ({TELNAME}, {CALLEDNAME}; PAR-2, PAR-4).
@@ -693,7 +721,23 @@ impl Config {
                     }
                 }
                 "history" => {
+                    let central_at = key_value_span(&value, "central");
+                    let agent_at = key_value_span(&value, "agent_id");
                     if let Some(v) = section::<HistoryConfig>(value, &mut problems) {
+                        if !v.central.trim().is_empty()
+                            && let Err(e) = crate::central::target::parse(&v.central, &v.central_password_command)
+                        {
+                            problems.push(Diagnostic::at(
+                                central_at.unwrap_or(span.clone()),
+                                format!("`[history] central`: {e}"),
+                            ));
+                        }
+                        if v.agent_id.len() > 200 || v.agent_id.chars().any(char::is_control) {
+                            problems.push(Diagnostic::at(
+                                agent_at.unwrap_or(span),
+                                "`[history] agent_id`: expected at most 200 characters, without control characters",
+                            ));
+                        }
                         config.history = v;
                     }
                 }

@@ -58,6 +58,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
     // 3: the wrap-up code of the after-call work (AGT-3).
     "ALTER TABLE calls ADD COLUMN wrapup TEXT NOT NULL DEFAULT '';",
+    // 4: the central log (issue 18): each row's update sequence, the CRM search's failure,
+    // the end of the wrap-up, and the outbox of what PostgreSQL has not taken yet.
+    "ALTER TABLE calls ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE calls ADD COLUMN crm_error TEXT NOT NULL DEFAULT '';
+    ALTER TABLE calls ADD COLUMN wrapup_at TEXT;
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        call_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        queued_at TEXT NOT NULL
+    );",
 ];
 
 /// One call as stored.
@@ -177,6 +190,10 @@ fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 #[derive(Debug)]
 pub struct History {
     db: Connection,
+    /// Changes are queued for the central log (`[history] central`), and whom to wake.
+    outbox: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// The last status change's sequence (microseconds since the epoch, strictly rising).
+    status_seq: std::cell::Cell<i64>,
 }
 
 /// The pid file of the phone that writes the history in this data directory.
@@ -307,7 +324,18 @@ pub fn open_db(path: &Path) -> Result<Connection, String> {
 impl History {
     /// Opens (creating and migrating) the database.
     pub fn open(path: &Path) -> Result<History, String> {
-        Ok(History { db: open_db(path)? })
+        Ok(History {
+            db: open_db(path)?,
+            outbox: None,
+            status_seq: std::cell::Cell::new(0),
+        })
+    }
+
+    /// Queues every change for the central log from now on (in the transaction of the local
+    /// write), and wakes `wake` after each.
+    pub fn with_outbox(mut self, wake: std::sync::Arc<tokio::sync::Notify>) -> History {
+        self.outbox = Some(wake);
+        self
     }
 
     /// Marks calls left open by a phone that is gone (a crash, `kill -9`, a power cut) as
@@ -330,21 +358,82 @@ impl History {
         self.write(ev).map_err(|e| e.to_string())
     }
 
-    /// Records one bus event, with SQLite's error (busy or not).
+    /// Records one bus event, with SQLite's error (busy or not): the row's change, its
+    /// update sequence and (with the central log on) its outbox entry in one transaction.
     fn write(&self, ev: &Event) -> rusqlite::Result<()> {
-        let r = match ev {
-            Event::Call(c) => self.call_event(c),
+        let relevant = matches!(
+            ev,
+            Event::Call(_)
+                | Event::Cti(CtiEvent::SearchResult { .. } | CtiEvent::SearchFailed { .. })
+                | Event::Phone(crate::app::PhoneEvent::Status { .. })
+        );
+        if !relevant {
+            return Ok(());
+        }
+        let tx = rusqlite::Transaction::new_unchecked(&self.db, rusqlite::TransactionBehavior::Immediate)?;
+        let changed = match ev {
+            Event::Call(c) => self.call_event(c)?,
             Event::Cti(CtiEvent::SearchResult { call_id, vars }) => {
                 let get = |k: &str| vars.get(k).cloned().unwrap_or_default();
                 let json = serde_json::to_string(vars).unwrap_or_else(|_| "{}".into());
                 self.db.execute(
-                    "UPDATE calls SET company = ?2, name = ?3, ext_id = ?4, vars = ?5 WHERE call_id = ?1",
+                    "UPDATE calls SET company = ?2, name = ?3, ext_id = ?4, vars = ?5, crm_error = '' WHERE call_id = ?1",
                     params![call_id, get("COMPANY"), get("NAME"), get("EXT_ID"), json],
-                )
+                )?
             }
-            _ => return Ok(()),
+            Event::Cti(CtiEvent::SearchFailed { call_id, error }) => self.db.execute(
+                "UPDATE calls SET crm_error = ?2 WHERE call_id = ?1",
+                params![
+                    call_id,
+                    if error.is_empty() {
+                        "failed"
+                    } else {
+                        error.as_str()
+                    }
+                ],
+            )?,
+            Event::Phone(crate::app::PhoneEvent::Status {
+                state,
+                reason,
+                wrapup,
+                since,
+            }) => {
+                if self.outbox.is_some() {
+                    let micros = chrono::Utc::now().timestamp_micros();
+                    let seq = micros.max(self.status_seq.get() + 1);
+                    self.status_seq.set(seq);
+                    let at = if since.is_empty() { now() } else { since.clone() };
+                    let payload = serde_json::json!({
+                        "status": state.name(),
+                        "reason": if reason.is_empty() { wrapup } else { reason },
+                        "at": at,
+                    });
+                    self.db.execute(
+                        "INSERT INTO outbox (kind, call_id, seq, payload, queued_at) VALUES ('status', '', ?1, ?2, ?3)",
+                        params![seq, payload.to_string(), now()],
+                    )?;
+                }
+                0
+            }
+            _ => 0,
         };
-        r.map(|_| ())
+        let id = call_id(ev);
+        if changed > 0 && !id.is_empty() {
+            self.db
+                .execute("UPDATE calls SET seq = seq + 1 WHERE call_id = ?1", [id])?;
+            if self.outbox.is_some() {
+                self.db.execute(
+                    "INSERT INTO outbox (kind, call_id, seq, payload, queued_at)
+                     SELECT 'call', call_id, seq, '', ?2 FROM calls WHERE call_id = ?1",
+                    params![id, now()],
+                )?;
+            }
+        }
+        tx.commit()?;
+        if let Some(wake) = &self.outbox {
+            wake.notify_one();
+        }
+        Ok(())
     }
 
     fn call_event(&self, c: &CallEvent) -> rusqlite::Result<usize> {
@@ -421,8 +510,8 @@ impl History {
             ),
             // AGT-3: the code that ended the call's after-call work.
             CallEventKind::WrapUp { code } => self.db.execute(
-                "UPDATE calls SET wrapup = ?2 WHERE call_id = ?1",
-                params![p.id, code],
+                "UPDATE calls SET wrapup = ?2, wrapup_at = ?3 WHERE call_id = ?1",
+                params![p.id, code, now()],
             ),
             CallEventKind::Click | CallEventKind::Reclick { .. } | CallEventKind::Status { .. } => Ok(0),
         }

@@ -308,6 +308,7 @@ mod tests {
         "blf.busy",
         "blf.unknown",
         "status.voicemail",
+        "status.central",
         "status.ready",
         "status.not_ready",
         "status.after_call",

@@ -252,6 +252,9 @@ pub struct App {
     pub blf: Vec<BlfRow>,
     /// The voicemail light: new messages (`None`: never reported).
     pub voicemail: Option<u32>,
+    /// The central log (issue 18): changes waiting for PostgreSQL and why (`None`: not
+    /// configured, or all delivered).
+    pub central: Option<(u64, String)>,
     /// `[account] voicemail`: the number the voicemail key dials.
     pub voicemail_number: String,
     /// `[agent]` not-ready reasons and wrap-up codes, offered by number.
@@ -321,6 +324,7 @@ impl App {
                 })
                 .collect(),
             voicemail: None,
+            central: None,
             voicemail_number: config.account.voicemail.clone(),
             not_ready_reasons: config.agent.not_ready_reasons.iter().map(|r| clean(r)).collect(),
             wrapup_codes: config.agent.wrapup_codes.iter().map(|r| clean(r)).collect(),
@@ -495,6 +499,9 @@ impl App {
             }
             PhoneEvent::Voicemail { waiting, new, .. } => {
                 self.voicemail = Some(if *waiting { (*new).max(1) } else { 0 });
+            }
+            PhoneEvent::Central { backlog, error } => {
+                self.central = (*backlog > 0 || !error.is_empty()).then(|| (*backlog, clean(error)));
             }
             PhoneEvent::Replaced { call, tel, telname } => {
                 // Another party in the call's place: its row and popup show them, and the
@@ -744,6 +751,9 @@ impl App {
         }
         if let Some(v) = &s.voicemail {
             self.voicemail = Some(if v.waiting { v.new.max(1) } else { 0 });
+        }
+        if let Some(c) = &s.central {
+            self.central = (c.backlog > 0 || !c.error.is_empty()).then(|| (c.backlog, clean(&c.error)));
         }
         self.clamp_selection();
         // A popup shown longer than its display time goes at once (POP-3).

@@ -165,6 +165,15 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App, look: &Look) {
         ));
         front.push(Span::raw(" │ "));
     }
+    if let Some((n, error)) = &app.central {
+        // Issue 18: the central log is behind (PostgreSQL away); the calls go on.
+        let mut text = look.cat.fmt("status.central", &[("n", &n.to_string())]);
+        if !error.is_empty() {
+            text.push_str(&format!(" ({})", truncate(error, 30)));
+        }
+        front.push(Span::styled(text, t.style("status.warn")));
+        front.push(Span::raw(" │ "));
+    }
     spans.splice(2..2, front);
     if app.dnd {
         spans.push(Span::raw(" │ "));
