@@ -82,7 +82,7 @@ pub fn parse(url: &str, password_command: &str) -> Result<Target, String> {
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    let mut config: tokio_postgres::Config = cleaned.parse().map_err(|e| format!("{e}"))?;
+    let mut config: tokio_postgres::Config = cleaned.parse().map_err(|e| describe(&e))?;
     if config.get_hosts().is_empty() {
         return Err("the URL names no host, expected \"postgresql://user@host/db\"".into());
     }
