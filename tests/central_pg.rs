@@ -5,7 +5,9 @@
 //! the outbox holds the changes, and after the restart the row arrives exactly once; two
 //! phones that see the same Call-ID (a transferred call) give two rows, one per agent; a
 //! schema of the previous version is migrated, and 50 phones migrating a new database at
-//! once do it once.
+//! once do it once; over TLS (`sslmode=verify-full` with the test's CA) the rows arrive on an
+//! encrypted connection, and a CA that did not sign the server's certificate gets nothing
+//! through, with the reason in `history sync`.
 
 mod common;
 
@@ -93,6 +95,17 @@ fn calls_arrive_in_postgres_with_their_result() {
     let (state, code) = sync(p.home());
     assert_eq!((state["outbox"].as_u64(), code), (Some(0), 0), "{state}");
     assert!(state["last_delivery"].is_string(), "{state}");
+    // The agent's status changes go with the calls, in order.
+    p.send(json!({"cmd": "status", "state": "not_ready", "reason": "Break"}));
+    p.expect("status", secs(5));
+    p.send(json!({"cmd": "status", "state": "ready"}));
+    p.expect_where("status", secs(5), |v| v["state"] == "ready");
+    until(
+        &pg,
+        "SELECT string_agg(status || ':' || reason, ',' ORDER BY seq) FROM          (SELECT * FROM ctiphone.status_changes WHERE agent = 'agent-7' ORDER BY seq DESC LIMIT 2) s",
+        "not_ready:Break,ready:",
+        secs(10),
+    );
 }
 
 #[test]
@@ -231,4 +244,118 @@ fn the_previous_schema_is_migrated_and_many_phones_migrate_once() {
         pg.psql("SELECT version FROM ctiphone.schema_version").as_deref(),
         Ok("2")
     );
+}
+
+/// A CA, and a certificate it signed for localhost / 127.0.0.1, as PEM text.
+fn pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "ctiphone test CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
+    let issuer = Issuer::from_params(&ca, &ca_key);
+    let key = KeyPair::generate().expect("server key");
+    let params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("params");
+    let cert = params.signed_by(&key, &issuer).expect("server cert");
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[test]
+fn over_tls_the_server_is_verified_and_the_rows_arrive_encrypted() {
+    let mut pg = cluster();
+    let (ca, cert, key) = pki();
+    pg.use_tls(&cert, &key).expect("tls");
+    pg.stop().expect("stop");
+    pg.start_again().expect("start with TLS");
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).expect("ca");
+    let (other, _, _) = pki();
+    let other_file = dir.path().join("other-ca.pem");
+    std::fs::write(&other_file, other).expect("other ca");
+    let url = |ca: &Path| {
+        format!(
+            "postgresql://ctiphone@localhost:{}/ctiphone?sslmode=verify-full&sslrootcert={}",
+            pg.port(),
+            ca.display()
+        )
+    };
+
+    let mut p = Phone::start(&config(&url(&ca_file), "agent-tls"), &["--auto-answer"]);
+    let uac = Sipp::spawn("uac_call_bye.xml", &[p.target().as_str(), "-s", "0312345678"]);
+    let call = p.expect("answered", secs(5))["call"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    p.expect("ended", secs(10));
+    uac.wait(secs(10)).assert_ok();
+    until(
+        &pg,
+        &format!("SELECT state FROM ctiphone.calls WHERE call_id = '{call}'"),
+        "closed",
+        secs(10),
+    );
+    // The phone's connection (application_name ctiphone) is a TLS one.
+    until(
+        &pg,
+        "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'ctiphone'",
+        "t",
+        secs(5),
+    );
+
+    // A CA that did not sign the server's certificate: nothing goes through, and the phone
+    // says why.
+    let mut q = Phone::start(&config(&url(&other_file), "agent-wrong-ca"), &["--auto-answer"]);
+    let uac = Sipp::spawn("uac_call_bye.xml", &[q.target().as_str(), "-s", "0312345678"]);
+    q.expect("ended", secs(10));
+    uac.wait(secs(10)).assert_ok();
+    let central = q.expect_where("central", secs(10), |v| v.get("error").is_some());
+    let (state, code) = sync(q.home());
+    assert_eq!(code, 1, "{state}");
+    let error = state["last_error"].as_str().unwrap_or_default().to_lowercase();
+    assert!(
+        error.contains("certificate") || error.contains("issuer"),
+        "{state}\n{central}"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM ctiphone.calls WHERE agent = 'agent-wrong-ca'")
+            .as_deref(),
+        Ok("0")
+    );
+}
+
+#[test]
+fn the_password_comes_from_central_password_command() {
+    let pg = cluster();
+    pg.add_password_user("agentpw", "s3cret-pw").expect("role");
+    // The schema is created by a phone with the rights to; this one only writes rows.
+    let url = format!("postgresql://agentpw@127.0.0.1:{}/ctiphone", pg.port());
+    let with =
+        |cmd: &str, agent: &str| format!("{}central_password_command = \"{cmd}\"\n", config(&url, agent));
+    let mut p = Phone::start(&with("printf s3cret-pw", "agent-pw"), &["--auto-answer"]);
+    let uac = Sipp::spawn("uac_call_bye.xml", &[p.target().as_str(), "-s", "0312345678"]);
+    p.expect("ended", secs(10));
+    uac.wait(secs(10)).assert_ok();
+    until(
+        &pg,
+        "SELECT count(*) FROM ctiphone.calls WHERE agent = 'agent-pw'",
+        "1",
+        secs(10),
+    );
+    // A wrong password: refused, said, and never shown.
+    let mut q = Phone::start(&with("printf wrong-pw-42", "agent-bad"), &["--auto-answer"]);
+    let uac = Sipp::spawn("uac_call_bye.xml", &[q.target().as_str(), "-s", "0312345678"]);
+    q.expect("ended", secs(10));
+    uac.wait(secs(10)).assert_ok();
+    let central = q.expect_where("central", secs(10), |v| v.get("error").is_some());
+    let (state, _) = sync(q.home());
+    let error = state["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("password authentication failed"),
+        "{state}\n{central}"
+    );
+    assert!(!error.contains("wrong-pw-42") && !central.to_string().contains("wrong-pw-42"));
 }

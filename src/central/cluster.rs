@@ -227,6 +227,56 @@ impl Cluster {
         Ok(())
     }
 
+    /// Adds a login role `user` (allowed to write the central log) that must give
+    /// `password` (SCRAM) over TCP; takes effect at once.
+    pub fn add_password_user(&self, user: &str, password: &str) -> Result<(), String> {
+        let safe = |s: &str| {
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if !safe(user) || !safe(password) {
+            return Err("user and password: letters, digits, - and _ only".into());
+        }
+        self.psql(&format!(
+            "CREATE ROLE \"{user}\" LOGIN PASSWORD '{password}'; GRANT ALL ON DATABASE ctiphone TO \"{user}\";
+             GRANT CREATE ON SCHEMA public TO \"{user}\""
+        ))?;
+        let hba = self.data().join("pg_hba.conf");
+        let text = std::fs::read_to_string(&hba).map_err(|e| format!("{}: {e}", hba.display()))?;
+        let text = format!("host all {user} 127.0.0.1/32 scram-sha-256\n{text}");
+        std::fs::write(&hba, text).map_err(|e| format!("{}: {e}", hba.display()))?;
+        self.psql("SELECT pg_reload_conf()").map(|_| ())
+    }
+
+    /// Serves TLS with this certificate chain and key (PEM text), from the next start on:
+    /// call it, then [`stop`](Self::stop) and [`start_again`](Self::start_again).
+    pub fn use_tls(&self, cert_pem: &str, key_pem: &str) -> Result<(), String> {
+        let data = self.data();
+        for (name, text) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = data.join(name);
+            crate::private::write(&path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+            if let Some(u) = &self.as_user {
+                let st = Command::new("chown")
+                    .arg(format!("{u}:"))
+                    .arg(&path)
+                    .status()
+                    .map_err(|e| format!("chown: {e}"))?;
+                if !st.success() {
+                    return Err(format!("chown {}: {st}", path.display()));
+                }
+            }
+        }
+        let conf = data.join("postgresql.auto.conf");
+        let mut text = std::fs::read_to_string(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
+        text.push_str(
+            "ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+",
+        );
+        std::fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))
+    }
+
     /// Runs SQL with `psql` (for tests and the bench: counts, setup).
     pub fn psql(&self, sql: &str) -> Result<String, String> {
         let out = self
