@@ -4,7 +4,7 @@
 //! stopped mid-call (immediate shutdown, like a crash) → the phone warns, the call goes on,
 //! the outbox holds the changes, and after the restart the row arrives exactly once; two
 //! phones that see the same Call-ID (a transferred call) give two rows, one per agent; a
-//! schema of the previous version is migrated, and 50 phones migrating a new database at
+//! schema of the previous version is migrated, and 200 phones migrating a new database at
 //! once do it once; over TLS (`sslmode=verify-full` with the test's CA) the rows arrive on an
 //! encrypted connection, and a CA that did not sign the server's certificate gets nothing
 //! through, with the reason in `history sync`.
@@ -220,11 +220,11 @@ fn the_previous_schema_is_migrated_and_many_phones_migrate_once() {
         secs(10),
     );
 
-    // 50 phones meeting a new database at once: one of them creates it, none fails.
+    // 200 phones meeting a new database at once: one of them creates it, none fails.
     pg.psql("DROP SCHEMA ctiphone CASCADE").expect("drop");
     let results = rt.block_on(async {
         let mut tasks = Vec::new();
-        for _ in 0..50 {
+        for _ in 0..200 {
             let t = target.clone();
             tasks.push(tokio::spawn(async move {
                 let mut c = t.connect().await?;

@@ -1254,3 +1254,40 @@ fn settings_panes() {
         }
     }
 }
+
+/// The central log behind (issue 18): the status bar says how many changes wait and why,
+/// cleaned of control characters; it goes once PostgreSQL took them all.
+#[test]
+fn central_log_backlog_in_the_status_bar() {
+    let mut app = ui::app("");
+    ui::phone(
+        &mut app,
+        PhoneEvent::Central {
+            backlog: 42,
+            error: "connection refused\u{1b}[2J".into(),
+        },
+    );
+    let buf = shot(&app, Lang::En, 120, 24);
+    let top = ui::rows(&buf)[0].clone();
+    assert!(
+        top.contains("central log: 42 waiting (connection refused"),
+        "{}",
+        ui::dump(&buf)
+    );
+    assert!(!ui::dump(&buf).contains('\u{1b}'), "{}", ui::dump(&buf));
+    let buf = shot(&app, Lang::Ja, 120, 24);
+    assert!(
+        ui::rows(&buf)[0].contains("集中ログ: 42 件待ち"),
+        "{}",
+        ui::dump(&buf)
+    );
+    ui::phone(
+        &mut app,
+        PhoneEvent::Central {
+            backlog: 0,
+            error: String::new(),
+        },
+    );
+    let buf = shot(&app, Lang::En, 120, 24);
+    assert!(!ui::rows(&buf)[0].contains("central log"), "{}", ui::dump(&buf));
+}

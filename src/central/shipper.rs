@@ -26,6 +26,8 @@ pub const BATCH: usize = 500;
 /// The first pause after a failure; it doubles up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
+/// How long one batch may take before the connection is given up.
+const DELIVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// With nothing to send, the outbox is looked at again this often even without a wake-up.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// The least time between two `central` events while the backlog only grows.
@@ -432,7 +434,16 @@ async fn round(
             ),
         }
     }
-    deliver(c, &settings.agent, &calls, &statuses).await?;
+    // A server that stopped answering (a black-holed link, a stuck lock) is given up on, and
+    // the batch sent again on a new connection: the upsert makes that harmless.
+    tokio::time::timeout(DELIVER_TIMEOUT, deliver(c, &settings.agent, &calls, &statuses))
+        .await
+        .map_err(|_| {
+            format!(
+                "PostgreSQL did not commit a batch in {} s",
+                DELIVER_TIMEOUT.as_secs()
+            )
+        })??;
     let last = batch.last().map_or(0, |e| e.id);
     db.execute("DELETE FROM outbox WHERE id <= ?1", [last])
         .map_err(|e| format!("history: {e}"))?;

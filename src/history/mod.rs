@@ -681,6 +681,67 @@ mod tests {
     use super::*;
     use crate::app::CallParams;
 
+    fn outbox(h: &History) -> Vec<(String, String, i64)> {
+        let mut st =
+            h.db.prepare("SELECT kind, call_id, seq FROM outbox ORDER BY id")
+                .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// Issue 18: each change of a row raises its update sequence; with the central log on,
+    /// it is queued in the outbox with that sequence, in order; the CRM's failure and the
+    /// status changes are queued too. Without it, nothing is queued.
+    #[test]
+    fn changes_are_queued_in_the_outbox_with_their_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let h = History::open(&dir.path().join("h.db")).unwrap().with_outbox(wake);
+        let p = CallParams::incoming("c1", "0311112222", "0312345678");
+        h.record(&Event::Call(CallEvent::ring(p.clone()))).unwrap();
+        h.record(&Event::Cti(CtiEvent::SearchFailed {
+            call_id: "c1".into(),
+            error: "HTTP 500".into(),
+        }))
+        .unwrap();
+        h.record(&Event::Call(CallEvent::answer(p.clone()))).unwrap();
+        // An event about a call the history does not know changes nothing and queues nothing.
+        h.record(&Event::Call(CallEvent::answer(CallParams::incoming(
+            "zz", "1", "2",
+        ))))
+        .unwrap();
+        h.record(&Event::Phone(crate::app::PhoneEvent::Status {
+            state: crate::app::AgentState::NotReady,
+            reason: "Break".into(),
+            wrapup: String::new(),
+            since: "2026-12-04T10:00:00+09:00".into(),
+        }))
+        .unwrap();
+        let q = outbox(&h);
+        assert_eq!(
+            q.iter()
+                .map(|(k, c, s)| (k.as_str(), c.as_str(), *s))
+                .take(3)
+                .collect::<Vec<_>>(),
+            [("call", "c1", 1), ("call", "c1", 2), ("call", "c1", 3)]
+        );
+        assert_eq!(q.len(), 4, "{q:?}");
+        assert_eq!(q[3].0, "status");
+        let (seq, crm): (i64, String) =
+            h.db.query_row("SELECT seq, crm_error FROM calls WHERE call_id = 'c1'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((seq, crm.as_str()), (3, "HTTP 500"));
+
+        let plain = History::open(&dir.path().join("plain.db")).unwrap();
+        plain.record(&Event::Call(CallEvent::ring(p.clone()))).unwrap();
+        plain.record(&Event::Call(CallEvent::answer(p))).unwrap();
+        assert!(outbox(&plain).is_empty());
+    }
+
     #[test]
     fn a_call_is_written_then_updated_and_read_back_byte_exact() {
         let dir = tempfile::tempdir().unwrap();
