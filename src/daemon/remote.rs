@@ -213,6 +213,16 @@ pub fn status_text(s: &Snapshot) -> String {
     if let Some(v) = &s.voicemail {
         out.push_str(&format!("voicemail: {} new, {} old\n", v.new, v.old));
     }
+    if let Some(c) = &s.central {
+        match (c.backlog, c.error.is_empty()) {
+            (0, true) => out.push_str("central log: up to date\n"),
+            (n, true) => out.push_str(&format!("central log: sending, {n} changes waiting\n")),
+            (n, false) => out.push_str(&format!(
+                "central log: {n} changes waiting ({})\n",
+                shown(&c.error)
+            )),
+        }
+    }
     out.push_str(&format!("calls: {}\n", s.calls.len()));
     for c in &s.calls {
         let dir = if c.incoming { "in " } else { "out" };
