@@ -37,6 +37,30 @@ pub struct CallRow {
     pub conference: bool,
 }
 
+impl CallRow {
+    /// A call just announced: `tel`, `telname` and `called` cleaned of control characters,
+    /// nothing known yet about its answer, quality, CRM data, recording or conference.
+    pub fn new(id: &str, incoming: bool, state: RowState, tel: &str, telname: &str, called: &str) -> CallRow {
+        CallRow {
+            id: id.to_owned(),
+            incoming,
+            state,
+            tel: clean(tel),
+            telname: clean(telname),
+            called: clean(called),
+            anonymous: false,
+            started: Instant::now(),
+            answered: None,
+            quality: None,
+            crm: Crm::default(),
+            recording: false,
+            muted: false,
+            consult_for: None,
+            conference: false,
+        }
+    }
+}
+
 /// What the CRM said about a call (POP-6).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Crm {
@@ -408,21 +432,8 @@ impl App {
                     return;
                 }
                 self.calls.push(CallRow {
-                    id: call.clone(),
-                    incoming: true,
-                    state: RowState::Ringing,
-                    tel: clean(tel),
-                    telname: clean(telname),
-                    called: clean(called),
                     anonymous: *anonymous,
-                    started: Instant::now(),
-                    answered: None,
-                    quality: None,
-                    crm: Crm::default(),
-                    recording: false,
-                    muted: false,
-                    consult_for: None,
-                    conference: false,
+                    ..CallRow::new(call, true, RowState::Ringing, tel, telname, called)
                 });
                 self.popup = Some(Popup {
                     call: call.clone(),
@@ -439,23 +450,8 @@ impl App {
                 }
             }
             PhoneEvent::Outgoing { call, to } => {
-                self.calls.push(CallRow {
-                    id: call.clone(),
-                    incoming: false,
-                    state: RowState::Calling,
-                    tel: clean(to),
-                    telname: String::new(),
-                    called: clean(to),
-                    anonymous: false,
-                    started: Instant::now(),
-                    answered: None,
-                    quality: None,
-                    crm: Crm::default(),
-                    recording: false,
-                    muted: false,
-                    consult_for: None,
-                    conference: false,
-                });
+                self.calls
+                    .push(CallRow::new(call, false, RowState::Calling, to, "", to));
             }
             PhoneEvent::Ringing { call } => {
                 if let Some(c) = self.call_mut(call) {
@@ -697,19 +693,14 @@ impl App {
             .iter()
             .map(|c| {
                 let get = |k: &str| c.crm.vars.get(k).map(|v| clean(v)).unwrap_or_default();
+                let state = match c.state.as_str() {
+                    "ringing" => RowState::Ringing,
+                    "calling" => RowState::Calling,
+                    "ringback" => RowState::Ringback,
+                    "held" => RowState::Held,
+                    _ => RowState::Active,
+                };
                 CallRow {
-                    id: c.call.clone(),
-                    incoming: c.incoming,
-                    state: match c.state.as_str() {
-                        "ringing" => RowState::Ringing,
-                        "calling" => RowState::Calling,
-                        "ringback" => RowState::Ringback,
-                        "held" => RowState::Held,
-                        _ => RowState::Active,
-                    },
-                    tel: clean(&c.tel),
-                    telname: clean(&c.telname),
-                    called: clean(&c.called),
                     anonymous: c.anonymous,
                     started: ago(c.age_s),
                     answered: c.answered_s.map(ago),
@@ -726,6 +717,7 @@ impl App {
                     muted: c.muted,
                     consult_for: c.consult_for.clone(),
                     conference: c.conference,
+                    ..CallRow::new(&c.call, c.incoming, state, &c.tel, &c.telname, &c.called)
                 }
             })
             .collect();
