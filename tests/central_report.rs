@@ -472,7 +472,7 @@ fn supervisor_follows_notifications_and_reconnects() {
     tm.wait_for(
         "the lost connection in the status line",
         Duration::from_secs(10),
-        |s| s.contains("PostgreSQL unreachable"),
+        |s| s.contains("PostgreSQL unreachable, trying again in"),
         log,
     );
     pg.start_again().expect("start");

@@ -1,9 +1,9 @@
-//! Draws the supervisor's board: a box with one line per agent (status and for how long,
-//! the current call, today's counts) and a status line (the connection, the keys). From
-//! 100 columns each count has its column; narrower, offered/answered/missed share one and
-//! the average handle time is left out, so the current call keeps its room at 80. Every
-//! text from the database is cleaned (`ui::text::clean`) before it is drawn; labels come
-//! from the catalog.
+//! Draws the supervisor's board: a status line on top (the connection, the keys), as in the
+//! phone's own screen, then a box with one line per agent (status and for how long, the
+//! current call, today's counts). From 100 columns each count has its column; narrower,
+//! offered/answered/missed share one and the average handle time is left out, so the
+//! current call keeps its room at 80. Every text from the database is cleaned
+//! (`ui::text::clean`) before it is drawn; labels come from the catalog.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -75,7 +75,7 @@ fn local_time(epoch: f64) -> String {
 
 /// Draws the board at local time `now` (seconds since the epoch).
 pub fn draw(f: &mut Frame, board: &Board, now: f64, look: &Look) {
-    let [main, status_line] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(f.area());
+    let [status_line, main] = Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(f.area());
     let title = format!(
         " {} · {} ",
         look.cat.get("sup.title"),
@@ -152,9 +152,9 @@ fn table(f: &mut Frame, board: &Board, now: f64, look: &Look, block: Block, area
     // Columns as wide as their widest cell, the agent and status capped so that the call
     // keeps the rest.
     let caps: &[u16] = if wide {
-        &[24, 24, 8, u16::MAX, 8, 9, 8, 10]
+        &[24, 24, 8, u16::MAX, 16, 16, 16, 16]
     } else {
-        &[14, 14, 7, u16::MAX, 11]
+        &[14, 16, 7, u16::MAX, 20]
     };
     let widths: Vec<Constraint> = caps
         .iter()
@@ -215,15 +215,21 @@ fn footer(f: &mut Frame, board: &Board, now: f64, look: &Look, area: Rect) {
             )
         }
     };
+    let text = format!(" {text}");
+    // The keys make room for a message that needs it.
     let keys = look.cat.get("sup.keys");
+    let keys = if text.width() + keys.width() + 2 > usize::from(area.width) {
+        ""
+    } else {
+        keys
+    };
     let [left, right] = Layout::horizontal([
         Constraint::Fill(1),
         Constraint::Length(u16::try_from(keys.width() + 1).unwrap_or(0)),
     ])
     .areas(area);
     f.render_widget(
-        Paragraph::new(Span::styled(format!(" {text}"), look.theme.style(slot)))
-            .style(look.theme.style("status.bar")),
+        Paragraph::new(Span::styled(text, look.theme.style(slot))).style(look.theme.style("status.bar")),
         left,
     );
     f.render_widget(
