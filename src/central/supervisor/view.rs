@@ -20,7 +20,7 @@ use crate::ui::view::Look;
 pub const WIDE: u16 = 100;
 
 /// The status's label and style slot.
-fn status<'a>(agent: &Agent, look: &'a Look) -> (String, &'static str) {
+fn status(agent: &Agent, look: &Look) -> (String, &'static str) {
     let (key, slot) = match agent.status.as_deref() {
         Some("ready") => ("status.ready", "status.ok"),
         Some("after_call") => ("status.after_call", "call.held"),
