@@ -5,8 +5,11 @@
 //! database without the schema and a bad date exit 2 with a message. `ctiphone supervisor`
 //! runs in tmux: a status change or a call inserted with `psql` is on the screen within 2 s
 //! through the notification alone (its connection runs no query between changes), and when
-//! PostgreSQL goes away and comes back, the status line says so and it reconnects.
+//! PostgreSQL goes away and comes back, the status line says so and it reconnects; a real
+//! phone (`ctiphone headless` with `[history] central`) called by sipp shows ringing,
+//! then talking, then done with its counts.
 
+mod common;
 #[path = "common/tmux.rs"]
 mod tmux;
 
@@ -17,6 +20,7 @@ use ctiphone::central::cluster::Cluster;
 use ctiphone::central::schema::MIGRATIONS;
 use serde_json::{Value, json};
 
+use common::peers::{Phone, Sipp, account_toml, secs};
 use tmux::Tmux;
 
 fn cluster() -> Cluster {
@@ -495,4 +499,68 @@ fn supervisor_follows_notifications_and_reconnects() {
         |s| s.contains("supervisor-exited-0"),
         log,
     );
+}
+
+/// `ctiphone supervisor` on `url` in a tmux of its own (120 columns, the wide table).
+fn supervisor(url: &str) -> (tempfile::TempDir, Tmux) {
+    let home = tempfile::tempdir().expect("home");
+    let cmd = format!(
+        "'{}' supervisor --central '{url}'; echo supervisor-exited-$?; sleep 30",
+        env!("CARGO_BIN_EXE_ctiphone"),
+    );
+    let tm = Tmux::start(home.path(), 120, 12, &cmd);
+    (home, tm)
+}
+
+#[test]
+fn supervisor_shows_a_real_phone_ringing_talking_and_done() {
+    let pg = with_schema();
+    let config = format!(
+        "{}\n[audio]\ninput = \"null\"\noutput = \"null\"\n\n[history]\ncentral = \"{}\"\nagent_id = \"agent-7\"\n",
+        account_toml("1001", "pw1001", "", "udp", 60),
+        pg.url()
+    );
+    let mut p = Phone::start(&config, &[]);
+    let (home, tm) = supervisor(&pg.url());
+    let log = || tmux::phone_log(home.path());
+    tm.wait_for("live", secs(10), |s| s.contains("live, updated"), log);
+    let agent = |s: &str| tmux::line_with(s, "agent-7").unwrap_or("").to_owned();
+
+    let target = p.target();
+    let uac = Sipp::spawn("uac_wait_bye.xml", &[target.as_str(), "-s", "0312345678"]);
+    p.expect("incoming", secs(5));
+    tm.wait_for(
+        "agent-7 ringing",
+        secs(5),
+        |s| agent(s).contains("ringing") && agent(s).contains("0311112222 Taro Yamada"),
+        log,
+    );
+    p.send(json!({"cmd": "answer"}));
+    p.expect("answered", secs(5));
+    tm.wait_for(
+        "agent-7 talking",
+        secs(5),
+        |s| !agent(s).contains("ringing") && agent(s).contains("0311112222 Taro Yamada"),
+        log,
+    );
+    p.send(json!({"cmd": "hangup"}));
+    p.expect("ended", secs(5));
+    uac.wait(secs(10)).assert_ok();
+    // Done: no current call; today 1 offered, 1 answered, 0 missed, and a handle time.
+    let counts = |s: &str| {
+        let line = agent(s).replace('│', " ");
+        let words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        words[words.len().saturating_sub(4)..].to_vec()
+    };
+    let screen = tm.wait_for(
+        "agent-7's call over",
+        secs(5),
+        |s| {
+            !agent(s).contains("0311112222")
+                && counts(s).get(..3) == Some(&["1", "1", "0"].map(String::from)[..])
+        },
+        log,
+    );
+    let handle = counts(&screen)[3].clone();
+    assert!(handle.starts_with("0:0"), "handle time {handle}:\n{screen}");
 }
