@@ -63,19 +63,21 @@ pub async fn fetch(
         .query(QUERY, &[&since.to_rfc3339()])
         .await
         .map_err(|e| query_error(&e))?;
-    Ok(rows
-        .iter()
-        .map(|r| AgentCounts {
-            agent: r.get(0),
-            offered: r.get(1),
-            answered: r.get(2),
-            missed: r.get(3),
-            outgoing: r.get(4),
-            avg_handle_s: r.get(5),
-            avg_wrapup_s: r.get(6),
-            crm_failures: r.get(7),
+    rows.iter()
+        .map(|r| {
+            Ok(AgentCounts {
+                agent: r.try_get(0)?,
+                offered: r.try_get(1)?,
+                answered: r.try_get(2)?,
+                missed: r.try_get(3)?,
+                outgoing: r.try_get(4)?,
+                avg_handle_s: r.try_get(5)?,
+                avg_wrapup_s: r.try_get(6)?,
+                crm_failures: r.try_get(7)?,
+            })
         })
-        .collect())
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(|e| format!("the central log's calls: {}", describe(&e)))
 }
 
 /// A query's error; a database without the schema says so in words.

@@ -229,30 +229,35 @@ pub async fn read(client: &tokio_postgres::Client) -> Result<(Vec<Agent>, f64), 
         .map_err(|e| report::query_error(&e))?;
     let mut server_now = f64::NAN;
     let mut agents: std::collections::BTreeMap<String, Agent> = std::collections::BTreeMap::new();
-    for r in &rows {
-        let id: String = r.get(0);
-        server_now = r.get(9);
-        let call = match (r.get::<_, Option<String>>(4), r.get::<_, Option<f64>>(7)) {
+    let row = |r: &tokio_postgres::Row| -> Result<(Agent, f64), tokio_postgres::Error> {
+        let id: String = r.try_get(0)?;
+        let call = match (
+            r.try_get::<_, Option<String>>(4)?,
+            r.try_get::<_, Option<f64>>(7)?,
+        ) {
             (Some(direction), Some(ring_at)) => Some(CurrentCall {
                 direction,
-                tel: r.get::<_, Option<String>>(5).unwrap_or_default(),
-                name: r.get::<_, Option<String>>(6).unwrap_or_default(),
+                tel: r.try_get::<_, Option<String>>(5)?.unwrap_or_default(),
+                name: r.try_get::<_, Option<String>>(6)?.unwrap_or_default(),
                 ring_at,
-                answer_at: r.get(8),
+                answer_at: r.try_get(8)?,
             }),
             _ => None,
         };
-        agents.insert(
-            id.clone(),
-            Agent {
-                today: zero(&id),
-                id,
-                status: r.get(1),
-                reason: r.get::<_, Option<String>>(2).unwrap_or_default(),
-                status_at: r.get(3),
-                call,
-            },
-        );
+        let agent = Agent {
+            today: zero(&id),
+            id,
+            status: r.try_get(1)?,
+            reason: r.try_get::<_, Option<String>>(2)?.unwrap_or_default(),
+            status_at: r.try_get(3)?,
+            call,
+        };
+        Ok((agent, r.try_get(9)?))
+    };
+    for r in &rows {
+        let (agent, now) = row(r).map_err(|e| format!("the central log's agents: {}", describe(&e)))?;
+        server_now = now;
+        agents.insert(agent.id.clone(), agent);
     }
     for c in counts {
         match agents.get_mut(&c.agent) {
