@@ -471,6 +471,47 @@ fn supervisor_follows_notifications_and_reconnects() {
         log,
     );
 
+    // A burst: 40 commits in about a second, each notifying; the supervisor reads at most
+    // every 200 ms (the server's statement log counts its reads), and shows the last one.
+    pg.psql("ALTER SYSTEM SET log_statement = 'all'")
+        .expect("log_statement");
+    pg.psql("SELECT pg_reload_conf()").expect("reload");
+    std::thread::sleep(Duration::from_millis(300));
+    let reads = |pg: &Cluster| {
+        pg.log()
+            .matches("FROM ctiphone.status_changes ORDER BY agent, seq DESC")
+            .count()
+    };
+    let before = reads(&pg);
+    let burst = Instant::now();
+    pg.psql(
+        "DO $$ BEGIN FOR i IN 1..40 LOOP
+            INSERT INTO ctiphone.status_changes (agent, seq, at, status, reason)
+                VALUES ('erin', i, now(), 'not_ready', 'burst-' || i);
+            COMMIT;
+            PERFORM pg_sleep(0.025);
+        END LOOP; END $$",
+    )
+    .expect("burst");
+    let took = burst.elapsed();
+    tm.wait_for(
+        "the burst's last change",
+        Duration::from_secs(2),
+        |s| tmux::line_with(s, "erin").is_some_and(|l| l.contains("burst-40")),
+        log,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let n = reads(&pg) - before;
+    let most = (took.as_millis() / 200) as usize + 3;
+    eprintln!("burst of 40 commits in {took:?}: {n} reads");
+    assert!(
+        (1..=most).contains(&n),
+        "{n} reads for a burst of {took:?} (at most {most})"
+    );
+    pg.psql("ALTER SYSTEM RESET log_statement")
+        .expect("log_statement");
+    pg.psql("SELECT pg_reload_conf()").expect("reload");
+
     // PostgreSQL goes away: the status line says so; back, it reconnects by itself.
     pg.stop().expect("stop");
     tm.wait_for(
