@@ -188,11 +188,22 @@ impl Board {
 }
 
 /// Each agent's latest status and open call (a call left open for more than 12 hours is a
-/// phone that died mid-call, not a call), and the server's clock.
+/// phone that died mid-call, not a call), and the server's clock. The agents are found by a
+/// skip scan of the status changes' primary key (agent, seq) and each one's latest change by
+/// one probe of it: with a million status changes of 100 agents this takes about 10 ms
+/// where a `DISTINCT ON` over the table took 2 s.
 const LIVE: &str = "
-WITH latest AS (
-    SELECT DISTINCT ON (agent) agent, status, reason, extract(epoch FROM at)::float8 AS at
-    FROM ctiphone.status_changes ORDER BY agent, seq DESC
+WITH RECURSIVE agents AS (
+    (SELECT agent FROM ctiphone.status_changes ORDER BY agent LIMIT 1)
+    UNION ALL
+    SELECT (SELECT s.agent FROM ctiphone.status_changes s WHERE s.agent > a.agent
+            ORDER BY s.agent LIMIT 1)
+    FROM agents a WHERE a.agent IS NOT NULL
+), latest AS (
+    SELECT l.* FROM agents a CROSS JOIN LATERAL (
+        SELECT s.agent, s.status, s.reason, extract(epoch FROM s.at)::float8 AS at
+        FROM ctiphone.status_changes s WHERE s.agent = a.agent ORDER BY s.seq DESC LIMIT 1
+    ) l
 ), current AS (
     SELECT DISTINCT ON (agent) agent, direction, tel,
         CASE WHEN name <> '' THEN name ELSE telname END AS name,
