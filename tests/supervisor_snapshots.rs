@@ -179,3 +179,27 @@ fn empty_board_and_lost_connection() {
     let t = ui::text(&render(&b, Lang::Ja, 80, 6));
     assert!(t.contains("PostgreSQL に接続できません"), "{t}");
 }
+
+#[test]
+fn tiny_terminals_draw_without_panicking() {
+    let b = board();
+    let theme = Theme::default();
+    for lang in [Lang::En, Lang::Ja] {
+        let cat = Catalog::new(lang);
+        let look = Look {
+            theme: &theme,
+            cat: &cat,
+        };
+        for w in [1, 2, 5, 10, 20, 40, 99, 100] {
+            for h in [1, 2, 3, 4, 6] {
+                let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
+                let buf = terminal
+                    .draw(|f| view::draw(f, &b, NOW, &look))
+                    .expect("draw")
+                    .buffer
+                    .clone();
+                ui::assert_clean(&buf, &format!("{w}x{h}"));
+            }
+        }
+    }
+}
