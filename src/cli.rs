@@ -96,9 +96,43 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Per-agent figures from the central log (`[history] central`): calls offered, answered
+    /// and missed, outgoing calls, average handle and wrap-up time, CRM search failures.
+    /// Exit 2 when PostgreSQL cannot be read.
+    Report {
+        #[command(flatten)]
+        central: CentralArgs,
+        /// Calls that rang since this local date (YYYY-MM-DD, or YYYY-MM-DDTHH:MM); default:
+        /// today 00:00.
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// One JSON object per agent per line instead of a table.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// CSV with a header instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// The central log's agents in a terminal table: live status, current call, today's
+    /// counts; updated by PostgreSQL's notifications.
+    Supervisor {
+        #[command(flatten)]
+        central: CentralArgs,
+    },
     /// Dial a tel:, callto:, sip: or sips: link on the running phone (the desktop's handler
     /// for click-to-call links: contrib/ctiphone-open.desktop).
     Open { uri: String },
+}
+
+/// Where the central log is, for its readers (`report`, `supervisor`).
+#[derive(Debug, Args)]
+pub struct CentralArgs {
+    /// The central log's URL, `postgresql://user@host/db` (default: `[history] central`).
+    #[arg(long, value_name = "URL")]
+    pub central: Option<String>,
+    /// A command printing the password (default: `[history] central_password_command`).
+    #[arg(long, value_name = "COMMAND")]
+    pub password_command: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -339,6 +373,13 @@ pub fn run(cli: Cli) -> ExitCode {
         }) => history_list(json, since.as_deref(), result, limit),
         Command::History(HistoryCommand::Export { csv }) => history_export(&csv),
         Command::History(HistoryCommand::Sync { json }) => history_sync(cli.config.as_ref(), json),
+        Command::Report {
+            central,
+            since,
+            json,
+            csv,
+        } => report(cli.config.as_ref(), &central, since.as_deref(), json, csv),
+        Command::Supervisor { central } => supervisor(cli.config.as_ref(), &central),
         Command::Phonebook(cmd) => match load(cli.config.as_ref(), false) {
             Ok((config, _)) => crate::phonebook::cli::run(&config, cmd),
             Err(e) => config_failed(&e),
@@ -437,6 +478,130 @@ fn history_sync(config: Option<&PathBuf>, json: bool) -> ExitCode {
         }
     }
     ExitCode::from(u8::from(state.outbox > 0))
+}
+
+/// The central log named by the flags, else by the configuration; its configuration too.
+fn central_target(
+    config: Option<&PathBuf>,
+    args: &CentralArgs,
+) -> Result<(Config, crate::central::target::Target), ExitCode> {
+    let config = match load(config, false) {
+        Ok((c, _)) => c,
+        Err(e) => return Err(config_failed(&e)),
+    };
+    let url = args.central.as_deref().unwrap_or(&config.history.central);
+    if url.trim().is_empty() {
+        eprintln!(
+            "ctiphone: no central log: give --central postgresql://user@host/db or set `[history] central`"
+        );
+        return Err(ExitCode::from(2));
+    }
+    let password = args
+        .password_command
+        .as_deref()
+        .unwrap_or(&config.history.central_password_command);
+    match crate::central::target::parse(url, password) {
+        Ok(t) => Ok((config, t)),
+        Err(e) => {
+            eprintln!("ctiphone: --central: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// `ctiphone report`: exit 0 with the figures, 2 when the date, the URL or PostgreSQL fails.
+fn report(
+    config: Option<&PathBuf>,
+    args: &CentralArgs,
+    since: Option<&str>,
+    json: bool,
+    csv: bool,
+) -> ExitCode {
+    use crate::central::report;
+    let since = match report::parse_since(since, chrono::Local::now()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ctiphone report: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let target = match central_target(config, args) {
+        Ok((_, t)) => t,
+        Err(code) => return code,
+    };
+    let Some(rt) = runtime() else {
+        return ExitCode::from(2);
+    };
+    let rows = rt.block_on(async {
+        let client = target.connect().await?;
+        report::fetch(&client, &since).await
+    });
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "ctiphone report: {}: {}",
+                crate::ui::text::clean(&target.shown),
+                crate::ui::text::clean(&e)
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let out = if json {
+        Ok(report::json_lines(&rows))
+    } else if csv {
+        report::csv(&rows)
+    } else {
+        Ok(report::table(&rows))
+    };
+    match out {
+        Ok(text) => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            if stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                return ExitCode::from(2);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ctiphone report: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `ctiphone supervisor`: the agents' table until q.
+fn supervisor(config: Option<&PathBuf>, args: &CentralArgs) -> ExitCode {
+    let (config, target) = match central_target(config, args) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let (cat, theme) = match crate::ui::look_of(&config) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ctiphone: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init_file();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let look = crate::ui::view::Look {
+        theme: &theme,
+        cat: &cat,
+    };
+    let code = rt.block_on(crate::central::supervisor::run(target, &look));
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    ExitCode::from(code)
 }
 
 fn history_export(file: &std::path::Path) -> ExitCode {

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio_postgres::config::SslMode;
 
 /// How long a connection attempt may take.
@@ -110,6 +111,28 @@ impl Target {
     /// connection's task runs on the current runtime until the client is dropped or the
     /// server goes away.
     pub async fn connect(&self) -> Result<tokio_postgres::Client, String> {
+        self.open(None).await
+    }
+
+    /// Connects and listens on `channel`: each notification's payload comes out of the
+    /// receiver, which closes when the connection ends (the server went away or the client
+    /// was dropped).
+    pub async fn listen(
+        &self,
+        channel: &str,
+    ) -> Result<(tokio_postgres::Client, mpsc::UnboundedReceiver<String>), String> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = self.open(Some(tx)).await?;
+        // The channel is a constant of ours, quoted as an identifier all the same.
+        let sql = format!("LISTEN \"{}\"", channel.replace('"', "\"\""));
+        client.batch_execute(&sql).await.map_err(|e| describe(&e))?;
+        Ok((client, rx))
+    }
+
+    async fn open(
+        &self,
+        notes: Option<mpsc::UnboundedSender<String>>,
+    ) -> Result<tokio_postgres::Client, String> {
         let mut config = self.config.clone();
         if !self.password_command.is_empty() {
             let pw = crate::call::config::run_secret_command(
@@ -125,16 +148,12 @@ impl Target {
                     .connect(tokio_postgres::NoTls)
                     .await
                     .map_err(|e| describe(&e))?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                drive(conn, notes);
                 Ok(client)
             } else {
                 let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls()?);
                 let (client, conn) = config.connect(tls).await.map_err(|e| describe(&e))?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                drive(conn, notes);
                 Ok(client)
             }
         };
@@ -172,6 +191,36 @@ impl Target {
         .with_root_certificates(roots)
         .with_no_client_auth())
     }
+}
+
+/// Runs a connection on its own task until it ends. With `notes`, its messages are read one
+/// by one (`poll_message`) and notifications' payloads sent there; the sender is dropped
+/// when the connection ends, which is how a listener learns it is gone.
+fn drive<S, T>(mut conn: tokio_postgres::Connection<S, T>, notes: Option<mpsc::UnboundedSender<String>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let Some(notes) = notes else {
+            let _ = conn.await;
+            return;
+        };
+        while let Some(m) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            match m {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    // A listener gone is no reason to end the connection: its client may
+                    // still be in use.
+                    let _ = notes.send(n.payload().to_owned());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!("central log: connection ended: {}", describe(&e));
+                    break;
+                }
+            }
+        }
+    });
 }
 
 /// A PostgreSQL error with its server message when there is one (tokio-postgres's own

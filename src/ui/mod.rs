@@ -90,9 +90,10 @@ enum Link {
     },
 }
 
-/// Runs the terminal UI on the current task until the agent quits or detaches. Returns the
-/// exit code.
-pub async fn run(config: Config, backend: Backend) -> u8 {
+/// The catalog and theme `[ui]` asks for (also `ctiphone supervisor`'s): the language from
+/// `[ui] language` (else the environment; another code is a catalog file beside the
+/// configuration), the theme from `[ui] theme`, monochrome under `NO_COLOR`.
+pub fn look_of(config: &Config) -> Result<(i18n::Catalog, theme::Theme), String> {
     let cat = match i18n::Lang::parse(&config.ui.language) {
         Some(lang) => i18n::Catalog::new(lang),
         None if config.ui.language.is_empty() => i18n::Catalog::new(i18n::Lang::from_env()),
@@ -108,10 +109,7 @@ pub async fn run(config: Config, backend: Backend) -> u8 {
                 .and_then(|p| p.parent().map(|d| d.join("lang").join(format!("{code}.toml"))));
             match file.map(|f| i18n::Catalog::from_file(&f)) {
                 Some(Ok(c)) => c,
-                Some(Err(e)) => {
-                    eprintln!("ctiphone: [ui] language: {e}");
-                    return 2;
-                }
+                Some(Err(e)) => return Err(format!("[ui] language: {e}")),
                 None => i18n::Catalog::new(i18n::Lang::En),
             }
         }
@@ -124,14 +122,24 @@ pub async fn run(config: Config, backend: Backend) -> u8 {
     let user_themes = crate::config::default_path().and_then(|p| p.parent().map(|d| d.join("themes")));
     let mut theme = match theme::Theme::load(theme_name, user_themes.as_deref()) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("ctiphone: theme `{theme_name}`: {e}");
-            return 2;
-        }
+        Err(e) => return Err(format!("theme `{theme_name}`: {e}")),
     };
     if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
         theme = theme.monochrome();
     }
+    Ok((cat, theme))
+}
+
+/// Runs the terminal UI on the current task until the agent quits or detaches. Returns the
+/// exit code.
+pub async fn run(config: Config, backend: Backend) -> u8 {
+    let (cat, theme) = match look_of(&config) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ctiphone: {e}");
+            return 2;
+        }
+    };
     let keymap = match keys::KeyMap::new(&config.keys) {
         Ok(k) => k,
         Err(errors) => {
