@@ -111,33 +111,12 @@ fn sockets(home: &Home) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// Reads JSON lines from a front end's stdout on a thread.
 fn lines(child: &mut Child) -> std::sync::mpsc::Receiver<Value> {
-    let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && tx.send(v).is_err()
-            {
-                break;
-            }
-        }
-    });
-    rx
+    daemon::lines(child)
 }
 
 fn expect_event(rx: &std::sync::mpsc::Receiver<Value>, event: &str, timeout: Duration) -> Value {
-    let end = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    while let Some(left) = end.checked_duration_since(Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(v) if v["event"] == event => return v,
-            Ok(v) => seen.push(v),
-            Err(_) => break,
-        }
-    }
-    panic!("no `{event}` event in {timeout:?}; seen: {seen:?}");
+    daemon::expect(rx, |v| v["event"] == event, &format!("`{event}` event"), timeout)
 }
 
 #[test]

@@ -16,7 +16,6 @@ mod common;
 #[path = "common/daemon.rs"]
 mod daemon;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
@@ -126,17 +125,7 @@ impl World {
             .stderr(Stdio::null())
             .spawn()
             .expect("headless --attach");
-        let out = w.watcher.stdout.take().expect("stdout");
-        let (tx, events) = std::sync::mpsc::channel::<Value>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str(&line)
-                    && tx.send(v).is_err()
-                {
-                    break;
-                }
-            }
-        });
+        let events = daemon::lines(&mut w.watcher);
         w.events = events;
         let snap = w.expect(|v| v["event"] == "snapshot", "snapshot", SECS(5));
         if snap["snapshot"]["registration"]["state"] != "registered" {
@@ -176,16 +165,7 @@ impl World {
     }
 
     fn expect(&self, pred: impl Fn(&Value) -> bool, what: &str, timeout: Duration) -> Value {
-        let end = Instant::now() + timeout;
-        let mut seen = Vec::new();
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match self.events.recv_timeout(left) {
-                Ok(v) if pred(&v) => return v,
-                Ok(v) => seen.push(v),
-                Err(_) => break,
-            }
-        }
-        panic!("no {what} in {timeout:?}; seen: {seen:#?}\n{}", self.log());
+        daemon::wait_for(&self.events, pred, what, timeout).unwrap_or_else(|e| panic!("{e}\n{}", self.log()))
     }
 
     fn log(&self) -> String {
