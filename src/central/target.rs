@@ -24,6 +24,9 @@ pub struct Target {
     ssl: SslMode,
     rootcert: Option<std::path::PathBuf>,
     password_command: String,
+    /// The TLS settings, built at the first connection (the system's trust store is read
+    /// once, not at every reconnection).
+    tls_cache: Arc<std::sync::OnceLock<rustls::ClientConfig>>,
 }
 
 /// Parses and checks `url` (errors name what is wrong, never a password).
@@ -103,6 +106,7 @@ pub fn parse(url: &str, password_command: &str) -> Result<Target, String> {
         ssl,
         rootcert,
         password_command: password_command.trim().to_owned(),
+        tls_cache: Arc::default(),
     })
 }
 
@@ -163,6 +167,14 @@ impl Target {
     }
 
     fn tls(&self) -> Result<rustls::ClientConfig, String> {
+        if let Some(c) = self.tls_cache.get() {
+            return Ok(c.clone());
+        }
+        let c = self.build_tls()?;
+        Ok(self.tls_cache.get_or_init(|| c).clone())
+    }
+
+    fn build_tls(&self) -> Result<rustls::ClientConfig, String> {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();
