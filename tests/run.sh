@@ -16,10 +16,11 @@ SUDO=""
 # tmux for the end-to-end tests of the terminal UI; binutils (nm) for the release layout check;
 # for contrib/: xdg-utils (xdg-mime, xdg-open: a tel: link opened on the desktop),
 # desktop-file-utils (desktop-file-validate) and systemd (systemd-analyze verify of the unit);
-# chromium and xvfb (a real browser on a virtual display) for the browser_post test.
+# chromium and xvfb (a real browser on a virtual display) for the browser_post test;
+# postgresql (throwaway clusters of the central log's tests and of the fleet benchmark).
 PKGS="python3 ca-certificates sip-tester kamailio kamailio-presence-modules baresip-core sox \
   cmake g++ pkg-config libasound2-dev libpulse-dev pulseaudio pulseaudio-utils tmux binutils \
-  xdg-utils desktop-file-utils systemd chromium xvfb"
+  xdg-utils desktop-file-utils systemd chromium xvfb postgresql"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
