@@ -187,7 +187,8 @@ pub enum BenchCommand {
     /// seconds mid-run), Kamailio routing to an agent group, the demo CRM, N headless phones
     /// with central history, sipp calling at --cps. Prints per N: calls offered, rows in
     /// PostgreSQL, lost and duplicated rows, INVITE -> 180 p50/p99, CRM search p99, CPU and
-    /// RSS per agent, outbox drain time. Exit 1 when a row was lost or duplicated.
+    /// RSS per agent, outbox drain time. Exit 1 when a row was lost, duplicated or left at
+    /// an earlier state.
     Fleet {
         /// Agents (phones) per run; repeat or separate with commas for several runs
         /// (default: 10, 25, 50 and 100).

@@ -37,7 +37,14 @@ fn completion_scripts_name_every_subcommand() {
     }
     // Options of subcommands too.
     let bash = run(&["completions", "bash"]);
-    for opt in ["--interval", "--auto-answer", "--json", "--calls", "--agents", "--outage"] {
+    for opt in [
+        "--interval",
+        "--auto-answer",
+        "--json",
+        "--calls",
+        "--agents",
+        "--outage",
+    ] {
         assert!(bash.contains(opt), "bash completion lacks `{opt}`");
     }
 }

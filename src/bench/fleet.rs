@@ -16,12 +16,15 @@
 //! - the CRM search: from the phone's `searching` line to its result line, as the bench
 //!   reads them (both lines cross the same pipe, so its delay cancels out);
 //! - CPU per agent over the calls (scheduler time of every thread) and each phone's peak
-//!   resident memory (VmRSS, sampled every 2 s);
+//!   resident memory (VmRSS, sampled every 2 s), and its peak proportional share (Pss: the
+//!   pages the phones share, the binary's first, divided among them);
 //! - the outbox drain: from PostgreSQL back to the last phone that had failed reporting an
 //!   empty outbox (its `central` events), then every outbox read empty from its database;
 //! - calls offered (sipp's INVITEs) and answered (sipp's 200s), the rows in PostgreSQL, the
 //!   rows lost (in a phone's local history or seen ringing there, but not in PostgreSQL) and
-//!   duplicated (a call answered at more than one agent, or a row no phone's history has).
+//!   duplicated (a call answered at more than one agent, or a row no phone's history has),
+//!   and stale (a row whose result in PostgreSQL is not the one its phone ended with, an
+//!   update lost); and, from sipp's side, answered calls without a row saying `answered`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -68,6 +71,12 @@ struct Figures {
     busy_skips: usize,
     rows: usize,
     rows_answered: usize,
+    /// Each result of the rows, counted.
+    results: BTreeMap<String, usize>,
+    /// Calls sipp saw answered without a row saying `answered`.
+    answered_not_so_recorded: usize,
+    /// Rows whose result in PostgreSQL is not the phone's final one (an update lost).
+    stale: usize,
     lost: usize,
     duplicated: usize,
     ring_ms: Vec<f64>,
@@ -79,6 +88,7 @@ struct Figures {
     crm_call_events: usize,
     cpu_percent_per_agent: f64,
     rss_kib: Vec<u64>,
+    pss_kib: Vec<u64>,
     outage_s: f64,
     drain_s: Option<f64>,
     /// From the last call's end to every outbox read empty from its database.
@@ -125,7 +135,7 @@ pub fn fleet(agents: &[usize], opts: Options, as_json: bool) -> u8 {
                 } else {
                     println!("{}", row(&f));
                 }
-                failed |= f.lost > 0 || f.duplicated > 0;
+                failed |= f.lost > 0 || f.duplicated > 0 || f.stale > 0 || f.answered_not_so_recorded > 0;
             }
             Err(e) => {
                 eprintln!("ctiphone bench fleet: {n} agents: {e}");
@@ -137,7 +147,7 @@ pub fn fleet(agents: &[usize], opts: Options, as_json: bool) -> u8 {
         println!(
             "ring: INVITE -> 180 at sipp through Kamailio (floor: INVITE -> Kamailio's 100 Trying, \
              same trace); CRM: search line -> result line of the phone; CPU: per agent over the \
-             calls, % of one core; RSS: median (max) of each phone's peak; drain: PostgreSQL back -> \
+             calls, % of one core; RSS: median (max) of each phone's peak (--json: its proportional share, Pss, too); drain: PostgreSQL back -> \
              the last failing phone's outbox empty"
         );
     }
@@ -150,7 +160,7 @@ fn ms(v: Option<f64>) -> String {
 
 fn header() -> String {
     format!(
-        "{:>6} {:>5} {:>7} {:>8} {:>7} {:>5} {:>4} {:>4} {:>9} {:>9} {:>9} {:>8} {:>6} {:>13} {:>7}",
+        "{:>6} {:>5} {:>7} {:>8} {:>7} {:>5} {:>4} {:>4} {:>5} {:>9} {:>9} {:>9} {:>8} {:>6} {:>13} {:>7}",
         "agents",
         "cps",
         "offered",
@@ -159,6 +169,7 @@ fn header() -> String {
         "rows",
         "lost",
         "dup",
+        "stale",
         "ring p50",
         "ring p99",
         "floor p50",
@@ -172,7 +183,7 @@ fn header() -> String {
 fn row(f: &Figures) -> String {
     let (rss, rss_max) = rss_figures(&f.rss_kib);
     format!(
-        "{:>6} {:>5.1} {:>7} {:>8} {:>7} {:>5} {:>4} {:>4} {:>9} {:>9} {:>9} {:>8} {:>6.2} {:>13} {:>7}",
+        "{:>6} {:>5.1} {:>7} {:>8} {:>7} {:>5} {:>4} {:>4} {:>5} {:>9} {:>9} {:>9} {:>8} {:>6.2} {:>13} {:>7}",
         f.agents,
         f.cps,
         f.offered,
@@ -181,6 +192,7 @@ fn row(f: &Figures) -> String {
         f.rows,
         f.lost,
         f.duplicated,
+        f.stale,
         ms(percentile(&f.ring_ms, 50.0)),
         ms(percentile(&f.ring_ms, 99.0)),
         ms(percentile(&f.floor_ms, 50.0)),
@@ -193,6 +205,20 @@ fn row(f: &Figures) -> String {
         ),
         f.drain_s.map_or("-".into(), |d| format!("{d:.1}")),
     )
+}
+
+/// A process's proportional share of memory (KiB): its own pages, and each page it shares
+/// (the binary's, the libraries') divided by the processes sharing it. N phones of the same
+/// binary share its pages, which RSS counts in full in each.
+fn pss_kib(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find(|l| l.starts_with("Pss:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// The median and the largest of the phones' peak RSS.
@@ -214,6 +240,9 @@ fn to_json(f: &Figures) -> Value {
         "busy_skips": f.busy_skips,
         "rows": f.rows,
         "rows_answered": f.rows_answered,
+        "results": f.results,
+        "answered_not_so_recorded": f.answered_not_so_recorded,
+        "stale": f.stale,
         "lost": f.lost,
         "duplicated": f.duplicated,
         "ring_p50_ms": percentile(&f.ring_ms, 50.0),
@@ -230,6 +259,7 @@ fn to_json(f: &Figures) -> Value {
         "cpu_percent_per_agent": f.cpu_percent_per_agent,
         "rss_per_agent_kib": rss,
         "rss_max_kib": rss_max,
+        "pss_per_agent_kib": rss_figures(&f.pss_kib).0,
         "outage_s": f.outage_s,
         "drain_s": f.drain_s,
         "outbox_empty_after_calls_s": f.outbox_empty_after_calls_s,
@@ -286,6 +316,18 @@ impl Agent {
         let lines: Vec<&str> = s.lines().collect();
         lines[lines.len().saturating_sub(5)..].join("\n")
     }
+}
+
+/// A UDP port of 127.0.0.1 held by the bench until a phone takes it: the socket is dropped
+/// just before the phone starts, so nothing else on the machine (other tests, other phones'
+/// sockets) takes it while the others start.
+fn reserve_port() -> Result<(u16, UdpSocket), String> {
+    let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("no free UDP port: {e}"))?;
+    let p = s
+        .local_addr()
+        .map_err(|e| format!("no free UDP port: {e}"))?
+        .port();
+    Ok((p, s))
 }
 
 /// A port of 127.0.0.1 free for UDP, not in `taken`.
@@ -524,6 +566,8 @@ struct SippCalls {
     answered: usize,
     /// Calls every agent refused (Kamailio's 486 once the group was tried).
     all_busy: usize,
+    /// The Call-IDs of the answered calls.
+    answered_ids: BTreeSet<String>,
     ring_us: Vec<f64>,
     trying_us: Vec<f64>,
 }
@@ -566,9 +610,12 @@ fn parse_sipp_trace(log: &str) -> SippCalls {
         }
     }
     let mut out = SippCalls::default();
-    for c in calls.values().filter(|c| c.sent.is_some()) {
+    for (id, c) in calls.iter().filter(|(_, c)| c.sent.is_some()) {
         out.offered += 1;
         out.answered += usize::from(c.ok);
+        if c.ok {
+            out.answered_ids.insert((*id).to_owned());
+        }
         out.all_busy += usize::from(c.busy && !c.ok);
         out.ring_us.extend(c.ringing);
         out.trying_us.extend(c.trying);
@@ -607,6 +654,25 @@ fn reconcile(
     (lost, strangers + twice)
 }
 
+/// (agent, Call-ID, result or "") of every call in the phones' local histories.
+fn local_rows(agents: &[Agent]) -> Result<BTreeSet<(String, String, String)>, String> {
+    let mut local = BTreeSet::new();
+    for a in agents {
+        let db = crate::history::open_db(&a.db()).map_err(|e| format!("{}: {e}", a.id))?;
+        let mut st = db
+            .prepare("SELECT call_id, coalesce(result, '') FROM calls")
+            .map_err(|e| format!("{}: history: {e}", a.id))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| format!("{}: history: {e}", a.id))?;
+        for r in rows {
+            let (c, res) = r.map_err(|e| format!("{}: history: {e}", a.id))?;
+            local.insert((a.id.clone(), c, res));
+        }
+    }
+    Ok(local)
+}
+
 /// One run with `n` agents.
 fn run_one(n: usize, opts: Options) -> Result<Figures, String> {
     let sipp = which("sipp").ok_or("sipp is not installed (apt-get install -y sip-tester)")?;
@@ -628,19 +694,23 @@ fn run_one(n: usize, opts: Options) -> Result<Figures, String> {
     let mut cluster = Cluster::start()?;
     let mut taken = HashSet::new();
     let kport = fresh_port(&mut taken)?;
-    let ports: Vec<u16> = (0..n).map(|_| fresh_port(&mut taken)).collect::<Result<_, _>>()?;
+    let mut ports: Vec<(u16, Option<UdpSocket>)> = (0..n)
+        .map(|_| reserve_port().map(|(p, s)| (p, Some(s))))
+        .collect::<Result<_, _>>()?;
+    taken.extend(ports.iter().map(|p| p.0));
     let list: String = ports
         .iter()
         .enumerate()
-        .map(|(i, p)| format!("1 sip:agent-{}@127.0.0.1:{p}\n", i + 1))
+        .map(|(i, (p, _))| format!("1 sip:agent-{}@127.0.0.1:{p}\n", i + 1))
         .collect();
     let _kamailio = start_kamailio(dir.path(), kport, &list)?;
 
     let (tx, rx): (Sender<Line>, Receiver<Line>) = channel();
     let mut agents = Vec::with_capacity(n);
-    for (i, port) in ports.iter().enumerate() {
+    for (i, (port, held)) in ports.iter_mut().enumerate() {
         let id = format!("agent-{}", i + 1);
         let config = agent_config(&id, *port, kport, &cluster.url(), &crm.url());
+        drop(held.take());
         agents.push(start_agent(dir.path(), i, id, &config, tx.clone())?);
     }
     drop(tx);
@@ -674,7 +744,7 @@ fn run_one(n: usize, opts: Options) -> Result<Figures, String> {
                 .then_some(p)
         })
         .ok_or("no free media port for sipp")?;
-    let calls = ((cps * opts.secs as f64).round() as u64).max(1);
+    let total_calls = ((cps * opts.secs as f64).round() as u64).max(1);
     let cpu0: Vec<Option<Duration>> = agents.iter().map(|a| cpu_time(a.proc.child.id())).collect();
     let t0 = Instant::now();
     let sipp_child = Command::new(&sipp)
@@ -689,7 +759,14 @@ fn run_one(n: usize, opts: Options) -> Result<Figures, String> {
             "-mp",
             &media.to_string(),
         ])
-        .args(["-r", &format!("{cps}"), "-rp", "1000", "-m", &calls.to_string()])
+        .args([
+            "-r",
+            &format!("{cps}"),
+            "-rp",
+            "1000",
+            "-m",
+            &total_calls.to_string(),
+        ])
         .args(["-l", &(2 * n).to_string()])
         .args(["-trace_shortmsg", "-trace_err", "-nostdin"])
         .args([
@@ -730,15 +807,17 @@ fn run_one(n: usize, opts: Options) -> Result<Figures, String> {
     });
 
     let mut peak_rss: Vec<u64> = vec![0; n];
+    let mut peak_pss: Vec<u64> = vec![0; n];
     let mut next_sample = Instant::now();
     let mut sipp_status = None;
     let mut sipp_done_at = None;
     let mut outage_done = opts.outage == 0;
     let limit = Instant::now() + Duration::from_secs(opts.secs + opts.hold + 150);
-    loop {
+    // On an error too, the outage thread gives the cluster back (to be stopped) below.
+    let calls: Result<(), String> = loop {
         let now = Instant::now();
         if now > limit {
-            return Err("the calls did not end in time".into());
+            break Err("the calls did not end in time".into());
         }
         // Due hangups.
         let (due, later): (Vec<_>, Vec<_>) = seen.hangups.drain(..).partition(|(t, _, _)| *t <= now);
@@ -749,6 +828,7 @@ fn run_one(n: usize, opts: Options) -> Result<Figures, String> {
         if now >= next_sample {
             for (i, a) in agents.iter().enumerate() {
                 peak_rss[i] = peak_rss[i].max(rss_kib(a.proc.child.id()).unwrap_or(0));
+                peak_pss[i] = peak_pss[i].max(pss_kib(a.proc.child.id()).unwrap_or(0));
             }
             next_sample = now + Duration::from_secs(2);
         }
@@ -762,7 +842,7 @@ fn run_one(n: usize, opts: Options) -> Result<Figures, String> {
             outage_done = true;
         }
         if sipp_status.is_some() && seen.active.is_empty() && seen.hangups.is_empty() && outage_done {
-            break;
+            break Ok(());
         }
         let wait = seen
             .hangups
@@ -775,10 +855,10 @@ fn run_one(n: usize, opts: Options) -> Result<Figures, String> {
             Ok(l) => seen.take(l, hold),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                return Err("every phone's output ended".into());
+                break Err("every phone's output ended".into());
             }
         }
-    }
+    };
     let calls_end = sipp_done_at.unwrap_or_else(Instant::now);
     let wall = calls_end.duration_since(t0).as_secs_f64().max(0.001);
     let cpu_total: f64 = agents
@@ -789,6 +869,7 @@ fn run_one(n: usize, opts: Options) -> Result<Figures, String> {
     let (cluster, outage_r) = outage_thread
         .join()
         .map_err(|_| "the outage thread failed".to_owned())?;
+    calls?;
     let window = outage_r?;
     let sipp_stderr = {
         let mut s = String::new();
@@ -803,13 +884,16 @@ fn run_one(n: usize, opts: Options) -> Result<Figures, String> {
         return Err(format!("sipp failed ({st}): {}", sipp_stderr.trim()));
     }
 
-    // Every outbox empty: the phones' own reports first, then their databases.
+    // Every call finished in its phone's history (a result written, in the same transaction
+    // as its outbox entry), then every outbox empty: what PostgreSQL holds is then final.
     let drain_limit = Instant::now() + Duration::from_secs(120);
     let back_at = window.map(|(_, up)| up);
-    let outbox_empty_at = loop {
+    let (outbox_empty_at, local) = loop {
         while let Ok(l) = rx.try_recv() {
             seen.take(l, hold);
         }
+        let local = local_rows(&agents)?;
+        let open = local.iter().filter(|r| r.2.is_empty()).count();
         let mut left = 0u64;
         for a in &agents {
             match crate::central::shipper::sync_state(&a.db()) {
@@ -817,12 +901,13 @@ fn run_one(n: usize, opts: Options) -> Result<Figures, String> {
                 Err(e) => return Err(format!("{}: history: {e}", a.id)),
             }
         }
-        if left == 0 {
-            break Instant::now();
+        if left == 0 && open == 0 {
+            break (Instant::now(), local);
         }
         if Instant::now() > drain_limit {
             return Err(format!(
-                "{left} changes still in the outboxes 120 s after the calls"
+                "120 s after the calls, {open} calls still without a result in the phones' histories \
+                 and {left} changes in their outboxes"
             ));
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -850,20 +935,6 @@ fn run_one(n: usize, opts: Options) -> Result<Figures, String> {
             central.insert((a.to_owned(), c.to_owned(), r.to_owned()));
         }
     }
-    let mut local = BTreeSet::new();
-    for a in &agents {
-        let db = crate::history::open_db(&a.db()).map_err(|e| format!("{}: {e}", a.id))?;
-        let mut st = db
-            .prepare("SELECT call_id, coalesce(result, '') FROM calls")
-            .map_err(|e| format!("{}: history: {e}", a.id))?;
-        let rows = st
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(|e| format!("{}: history: {e}", a.id))?;
-        for r in rows {
-            let (c, res) = r.map_err(|e| format!("{}: history: {e}", a.id))?;
-            local.insert((a.id.clone(), c, res));
-        }
-    }
     let reached: BTreeSet<(String, String)> = seen
         .reached
         .iter()
@@ -878,6 +949,59 @@ fn run_one(n: usize, opts: Options) -> Result<Figures, String> {
         .and_then(|e| std::fs::read_to_string(e.path()).ok())
         .ok_or_else(|| format!("sipp wrote no message trace: {}", sipp_stderr.trim()))?;
     let sipp_calls = parse_sipp_trace(&trace);
+    // A call sipp saw answered must have its agent's row say so: any other is named.
+    let answered_rows: HashSet<&str> = central
+        .iter()
+        .filter(|r| r.2 == "answered")
+        .map(|r| r.1.as_str())
+        .collect();
+    let mut not_so_recorded = 0;
+    for id in sipp_calls
+        .answered_ids
+        .iter()
+        .filter(|id| !answered_rows.contains(id.as_str()))
+    {
+        not_so_recorded += 1;
+        let rows: Vec<String> = central
+            .iter()
+            .filter(|r| r.1 == *id)
+            .map(|r| format!("{} says {:?}", r.0, r.2))
+            .collect();
+        eprintln!(
+            "ctiphone bench fleet: call {id}: sipp saw it answered; its rows: {}",
+            if rows.is_empty() {
+                "none".to_owned()
+            } else {
+                rows.join(", ")
+            }
+        );
+        // What its phones logged of it.
+        for a in agents
+            .iter()
+            .filter(|a| central.iter().any(|r| r.0 == a.id && r.1 == *id))
+        {
+            let log = std::fs::read_to_string(a.home.join("stderr.log")).unwrap_or_default();
+            for l in log.lines().filter(|l| l.contains(id.as_str())).take(10) {
+                eprintln!("  {}: {l}", a.id);
+            }
+        }
+    }
+    let final_result: HashMap<(&str, &str), &str> = local
+        .iter()
+        .map(|r| ((r.0.as_str(), r.1.as_str()), r.2.as_str()))
+        .collect();
+    let stale = central
+        .iter()
+        .filter(|r| {
+            final_result
+                .get(&(r.0.as_str(), r.1.as_str()))
+                .is_some_and(|res| *res != r.2)
+        })
+        .count();
+    let mut results = BTreeMap::new();
+    for r in &central {
+        *results.entry(r.2.clone()).or_insert(0) += 1;
+    }
     for a in &mut agents {
         a.send(&json!({"cmd": "quit"}));
     }
@@ -891,6 +1015,9 @@ fn run_one(n: usize, opts: Options) -> Result<Figures, String> {
         busy_skips: central.iter().filter(|r| r.2 == "busy").count(),
         rows: central.len(),
         rows_answered: central.iter().filter(|r| r.2 == "answered").count(),
+        results,
+        answered_not_so_recorded: not_so_recorded,
+        stale,
         lost,
         duplicated,
         ring_ms: sipp_calls.ring_us.iter().map(|u| u / 1000.0).collect(),
@@ -902,6 +1029,7 @@ fn run_one(n: usize, opts: Options) -> Result<Figures, String> {
         crm_call_events: crm.call_events(),
         cpu_percent_per_agent: cpu_total / n as f64 / wall * 100.0,
         rss_kib: peak_rss,
+        pss_kib: peak_pss,
         outage_s: window.map_or(0.0, |(down, up)| (up - down).as_secs_f64()),
         drain_s,
         outbox_empty_after_calls_s: outbox_empty_at.saturating_duration_since(calls_end).as_secs_f64(),
@@ -959,6 +1087,7 @@ mod tests {
                 offered: 4,
                 answered: 1,
                 all_busy: 1,
+                answered_ids: ["1-1@x".to_owned()].into(),
                 ring_us: vec![4000.0, 1800.0],
                 trying_us: vec![300.0, 500_100.0],
             }
