@@ -217,6 +217,33 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A contact center on this machine: a throwaway PostgreSQL (stopped for --outage
+    /// seconds mid-run), Kamailio routing to an agent group, the demo CRM, N headless phones
+    /// with central history, sipp calling at --cps. Prints per N: calls offered, rows in
+    /// PostgreSQL, lost and duplicated rows, INVITE -> 180 p50/p99, CRM search p99, CPU and
+    /// RSS per agent, outbox drain time. Exit 1 when a row was lost, duplicated or left at
+    /// an earlier state.
+    Fleet {
+        /// Agents (phones) per run; repeat or separate with commas for several runs
+        /// (default: 10, 25, 50 and 100).
+        #[arg(long, value_name = "N", value_delimiter = ',')]
+        agents: Vec<usize>,
+        /// Calls per second (default: one per 10 agents, at least 1).
+        #[arg(long, value_name = "R")]
+        cps: Option<f64>,
+        /// Seconds during which sipp places calls.
+        #[arg(long, value_name = "S", default_value_t = 120)]
+        secs: u64,
+        /// Seconds PostgreSQL is down, in the middle of the calls (0: no outage).
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        outage: u64,
+        /// Seconds from each answer to the agent's hangup.
+        #[arg(long, value_name = "SECS", default_value_t = 3)]
+        hold: u64,
+        /// One JSON object per N instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Signalling: INVITE -> 100, -> 180 and -> 200 OK (auto-answer), median and p99, on
     /// ctiphone, baresip and the bench's minimal UAS (the floor), each phone above the floor;
     /// idle RSS.
@@ -392,6 +419,23 @@ pub fn run(cli: Cli) -> ExitCode {
                 json,
             }) => crate::bench::sip(calls, gap_ms, sipp, json),
             Some(BenchCommand::Media { secs, json }) => crate::bench::media(secs, json),
+            Some(BenchCommand::Fleet {
+                agents,
+                cps,
+                secs,
+                outage,
+                hold,
+                json,
+            }) => crate::bench::fleet(
+                &agents,
+                crate::bench::FleetOptions {
+                    cps,
+                    secs,
+                    outage,
+                    hold,
+                },
+                json,
+            ),
             Some(BenchCommand::Ui {
                 calls,
                 tmux_calls,

@@ -37,7 +37,14 @@ fn completion_scripts_name_every_subcommand() {
     }
     // Options of subcommands too.
     let bash = run(&["completions", "bash"]);
-    for opt in ["--interval", "--auto-answer", "--json", "--calls"] {
+    for opt in [
+        "--interval",
+        "--auto-answer",
+        "--json",
+        "--calls",
+        "--agents",
+        "--outage",
+    ] {
         assert!(bash.contains(opt), "bash completion lacks `{opt}`");
     }
 }
@@ -65,6 +72,7 @@ fn the_man_page_lists_every_subcommand_and_pages_are_written_per_subcommand() {
         "ctiphone-demo.1",
         "ctiphone-bench.1",
         "ctiphone-bench-sip.1",
+        "ctiphone-bench-fleet.1",
     ] {
         let text = std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
         assert!(text.contains(".TH"), "{name} missing or empty");

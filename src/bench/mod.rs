@@ -9,16 +9,20 @@
 //! - `media`: a G.711 call with a file source and recording: CPU, RSS, and the RTP
 //!   send-interval deviation;
 //! - `ui`: the terminal UI's drawing times and idle cost;
+//! - `fleet`: a contact center on this machine (PostgreSQL, Kamailio with an agent group,
+//!   the demo CRM, N phones, sipp) with PostgreSQL down in the middle ([`fleet`]);
 //! - with no subcommand, `sip`, `media` and ring → CTI search result (the demo's CRM on
 //!   loopback; baresip has no CTI) in one table with the ratio ctiphone / baresip.
 //!
 //! Each prints medians, p99 and ratios, or JSON.
 
+mod fleet;
 mod floor;
 mod popup;
 mod sip;
 mod sipp;
 
+pub use fleet::{Options as FleetOptions, fleet};
 pub use sip::sip;
 
 use std::io::{BufRead, BufReader, Write};

@@ -106,10 +106,14 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        // Small and fast: a test cluster, not a production one.
+        // Small and fast: a test cluster, not a production one. fsync stays off (a stop is a
+        // crash of the server, not of the machine: what it wrote to the OS survives), but
+        // synchronous_commit stays on: off, a commit is acknowledged before its WAL leaves
+        // the server's memory, and `stop` (immediate) loses it after the phone has deleted
+        // it from its outbox (seen as a row stuck at an earlier state in `bench fleet`).
         let conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\n\
-             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
+             fsync = off\nsynchronous_commit = on\nfull_page_writes = off\n\
              shared_buffers = 32MB\nmax_connections = 300\nlog_min_messages = warning\n",
             c.port,
             c.dir.path().display()

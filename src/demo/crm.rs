@@ -8,6 +8,9 @@
 //!   or unknown token gives 401.
 //! - `GET /customers/ID` (and `/customers/?tel=…` for a caller without a record): an HTML page
 //!   of the customer, every value HTML-escaped.
+//! - `POST /api/calls?event=…&id=…&token=…`: a call event the phone reports (the ring and
+//!   hangup accesses of `ctiphone bench fleet`): `{"ok": true}`, counted; 401 without a
+//!   valid token, 400 without an event or id.
 //! - `GET /`: the list of customers.
 //!
 //! It also serves the benchmark's ring → CTI search result measurement.
@@ -80,6 +83,7 @@ struct State {
     tokens: Mutex<HashSet<String>>,
     logins: AtomicUsize,
     searches: AtomicUsize,
+    call_events: AtomicUsize,
 }
 
 /// A running demo CRM; it stops when dropped.
@@ -140,6 +144,11 @@ impl Crm {
     /// Authorised searches so far.
     pub fn searches(&self) -> usize {
         self.state.searches.load(Ordering::SeqCst)
+    }
+
+    /// Authorised call events (`POST /api/calls`) so far.
+    pub fn call_events(&self) -> usize {
+        self.state.call_events.load(Ordering::SeqCst)
     }
 }
 
@@ -216,6 +225,23 @@ async fn handle(st: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 None => json!({"company": "", "name": UNKNOWN_NAME, "id": "", "note": ""}),
             };
             json_reply(StatusCode::OK, v)
+        }
+        (Method::POST, "/api/calls") => {
+            let form = pairs(&String::from_utf8_lossy(&body));
+            let field = |k: &str| get(&form, k).or_else(|| get(&query, k));
+            let authorised =
+                field("token").is_some_and(|t| st.tokens.lock().is_ok_and(|tokens| tokens.contains(t)));
+            if !authorised {
+                return json_reply(StatusCode::UNAUTHORIZED, json!({"error": "log in first"}));
+            }
+            if field("event").is_none_or(str::is_empty) || field("id").is_none_or(str::is_empty) {
+                return json_reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "event and id are needed"}),
+                );
+            }
+            st.call_events.fetch_add(1, Ordering::SeqCst);
+            json_reply(StatusCode::OK, json!({"ok": true}))
         }
         (Method::GET, "/") => reply(StatusCode::OK, "text/html; charset=utf-8", index_page()),
         (Method::GET, p) if p.starts_with("/customers/") => {
