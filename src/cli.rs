@@ -632,12 +632,8 @@ fn supervisor(config: Option<&PathBuf>, args: &CentralArgs) -> ExitCode {
         }
     };
     logging::init_file();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(rt) = current_thread_runtime() else {
+        return ExitCode::from(2);
     };
     let look = crate::ui::view::Look {
         theme: &theme,
@@ -769,12 +765,8 @@ fn daemon(path: Option<&PathBuf>, audio: &AudioArgs) -> ExitCode {
         tracing::warn!("{w}");
     }
     let _relay = sound_server(&config.audio.pulse_server);
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(rt) = current_thread_runtime() else {
+        return ExitCode::from(2);
     };
     let code = rt.block_on(crate::daemon::run(config, plan, paths, lock));
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
@@ -790,12 +782,8 @@ fn attached_tui(path: Option<&PathBuf>, audio: &AudioArgs) -> ExitCode {
     drop(plan);
     let paths = crate::daemon::Paths::for_config(path.map(PathBuf::as_path));
     logging::init_file();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(rt) = current_thread_runtime() else {
+        return ExitCode::from(2);
     };
     let code = rt.block_on(async {
         let (snapshot, conn) = match crate::daemon::attach::connect_or_start(&paths, path, audio).await {
@@ -821,12 +809,8 @@ fn headless(path: Option<&PathBuf>, auto_answer: Option<u64>, audio: &AudioArgs)
     let _relay = sound_server(&config.audio.pulse_server);
     // One thread: the user agent is one task, each call's media another, and everything else
     // waits on I/O. Fewer threads, fewer wake-ups: CPU per call is a benchmark figure.
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(rt) = current_thread_runtime() else {
+        return ExitCode::from(2);
     };
     let code = rt.block_on(crate::headless::run(
         config,
@@ -848,6 +832,17 @@ pub fn sound_server(configured: &str) -> Option<crate::media::pulse_server::Rela
         Err(e) => {
             eprintln!("ctiphone: warning: {e}");
             tracing::warn!("{e}");
+            None
+        }
+    }
+}
+
+/// A single-threaded runtime for a command; `None` (said on stderr) when it cannot start.
+fn current_thread_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
             None
         }
     }

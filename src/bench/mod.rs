@@ -826,11 +826,9 @@ fn run_media(secs: u64, as_json: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Ring → CTI search result: `calls` calls from the demo CRM's known customer to a ctiphone
-/// whose CTI searches the demo CRM on loopback; the time from the INVITE leaving to the
-/// search result on the phone's JSON output, in milliseconds. Also counts failed searches.
-fn measure_cti(calls: usize) -> Result<(Vec<f64>, usize), String> {
-    // The CRM serves from a runtime thread of its own.
+/// The demo CRM on loopback, serving from a runtime thread of its own (keep the runtime as
+/// long as the CRM is used).
+pub(crate) fn demo_crm() -> Result<(tokio::runtime::Runtime, crate::demo::crm::Crm), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -838,7 +836,15 @@ fn measure_cti(calls: usize) -> Result<(Vec<f64>, usize), String> {
         .map_err(|e| e.to_string())?;
     let crm = rt
         .block_on(crate::demo::crm::Crm::start())
-        .map_err(|e| format!("the loopback CRM cannot start: {e}"))?;
+        .map_err(|e| format!("the demo CRM cannot start: {e}"))?;
+    Ok((rt, crm))
+}
+
+/// Ring → CTI search result: `calls` calls from the demo CRM's known customer to a ctiphone
+/// whose CTI searches the demo CRM on loopback; the time from the INVITE leaving to the
+/// search result on the phone's JSON output, in milliseconds. Also counts failed searches.
+fn measure_cti(calls: usize) -> Result<(Vec<f64>, usize), String> {
+    let (_rt, crm) = demo_crm()?;
     let extra = format!(
         "[audio]\ninput = \"null\"\noutput = \"null\"\n{}",
         crate::demo::world::cti_config(&crm.url())

@@ -46,6 +46,24 @@ fn server_bin() -> Result<PathBuf, String> {
     })
 }
 
+/// Hands `path` (and, `recursive`, all below it) to `user` and its group.
+fn give(user: &str, path: &Path, recursive: bool) -> Result<(), String> {
+    let mut c = Command::new("chown");
+    if recursive {
+        c.arg("-R");
+    }
+    let st = c
+        .arg(format!("{user}:"))
+        .arg(path)
+        .status()
+        .map_err(|e| format!("chown: {e}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("chown {user} {}: {st}", path.display()))
+    }
+}
+
 fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -65,15 +83,7 @@ impl Cluster {
         // SAFETY: geteuid has no preconditions.
         let as_user = (unsafe { libc::geteuid() } == 0).then(|| "postgres".to_owned());
         if let Some(u) = &as_user {
-            let st = Command::new("chown")
-                .arg("-R")
-                .arg(format!("{u}:"))
-                .arg(dir.path())
-                .status()
-                .map_err(|e| format!("chown: {e}"))?;
-            if !st.success() {
-                return Err(format!("chown {u} {}: {st}", dir.path().display()));
-            }
+            give(u, dir.path(), true)?;
         }
         let mut c = Cluster {
             dir,
@@ -260,14 +270,7 @@ impl Cluster {
             let path = data.join(name);
             crate::private::write(&path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
             if let Some(u) = &self.as_user {
-                let st = Command::new("chown")
-                    .arg(format!("{u}:"))
-                    .arg(&path)
-                    .status()
-                    .map_err(|e| format!("chown: {e}"))?;
-                if !st.success() {
-                    return Err(format!("chown {}: {st}", path.display()));
-                }
+                give(u, &path, false)?;
             }
         }
         let conf = data.join("postgresql.auto.conf");

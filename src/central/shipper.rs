@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 
 use super::target::{Target, describe};
 use crate::app::{Event, PhoneEvent, WeakBus};
+use crate::history::now;
 
 /// Outbox entries taken per round.
 pub const BATCH: usize = 500;
@@ -211,12 +212,6 @@ fn set_meta(db: &Connection, key: &str, value: &str) {
     if let Err(e) = r {
         tracing::debug!("central log: meta {key}: {e}");
     }
-}
-
-fn now() -> String {
-    chrono::Local::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3f%:z")
-        .to_string()
 }
 
 const UPSERT_CALL: &str = "INSERT INTO ctiphone.calls (agent, call_id, seq, direction, tel, telname, called,

@@ -236,7 +236,8 @@ pub fn defuse(s: &str) -> String {
     }
 }
 
-fn now() -> String {
+/// Now, local time with milliseconds and offset, as the history stores times.
+pub(crate) fn now() -> String {
     Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string()
 }
 

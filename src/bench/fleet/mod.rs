@@ -276,15 +276,7 @@ fn run_one(n: usize, opts: Options) -> Result<Figures, String> {
         .map_err(|e| format!("temporary directory: {e}"))?;
     let cps = opts.cps.unwrap_or((n as f64 / 10.0).max(1.0));
     let hold = Duration::from_secs(opts.hold);
-    // The CRM serves from a runtime thread of its own.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let crm = rt
-        .block_on(crate::demo::crm::Crm::start())
-        .map_err(|e| format!("the demo CRM cannot start: {e}"))?;
+    let (rt, crm) = super::demo_crm()?;
     let mut cluster = Cluster::start()?;
     let mut taken = HashSet::new();
     let kport = fresh_port(&mut taken)?;
