@@ -2,8 +2,12 @@
 # Regenerates link/symbol-order.txt: the functions the release binary runs when it starts, idles,
 # takes a call with audio (files, then real devices through cpal and a PulseAudio null sink),
 # DTMF and recording, and draws the TUI, in the order the linker should place them
-# (docs/decisions.md D3). Needs valgrind (callgrind), python3, and pulseaudio and tmux for the
-# device and TUI parts.
+# (docs/decisions.md D3). A contact center's agent (`ctiphone bench fleet`: registered at
+# Kamailio with digest auth, CTI accesses to the demo CRM, the central log in PostgreSQL
+# through an outage), the phone that runs by the hundred on one host, is profiled too, and
+# what it shares with the plain headless phone comes first. Needs valgrind
+# (callgrind), python3; kamailio, sipp and postgresql for the agent part, pulseaudio and tmux
+# for the device and TUI parts.
 #   bash link/symbol-order.sh           # builds the release binary, profiles it, writes the file
 #   BIN=path/to/ctiphone bash link/symbol-order.sh   # profiles that binary instead
 #   bash link/symbol-order.sh --check   # the release binary follows the file (tests/run.sh)
@@ -86,6 +90,22 @@ profile_call() {
   wait "$callee" "$caller"
   exec 3>&- 4>&-
 }
+# 0. the agents of `ctiphone bench fleet` (two of them, a few calls, PostgreSQL down for 6 s):
+# the bench and its agents under callgrind, Kamailio, sipp and PostgreSQL not.
+if command -v kamailio >/dev/null && command -v sipp >/dev/null && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  mkdir "$T/fleet"
+  valgrind --tool=callgrind --trace-children=yes \
+    --trace-children-skip='*runuser*,*pg_ctl*,*postgres*,*initdb*,*kamailio*,*sipp*,*chown*' \
+    --demangle=no --dump-instr=no --callgrind-out-file="$T/fleet/cg.%p" \
+    "$BIN" bench fleet --agents 2 --cps 0.5 --secs 20 --outage 6 --hold 2 --json \
+    > "$T/fleet.out" 2> "$T/fleet.err" || { cat "$T/fleet.err" >&2; exit 1; }
+  # The agents' profiles (headless), not the bench's own.
+  for f in "$T"/fleet/cg.*; do
+    if grep -q '^cmd: .* headless' "$f"; then mv "$f" "$T/cg.agent.${f##*.}"; fi
+  done
+else
+  echo "kamailio, sipp or postgresql not installed: the fleet agent's path is not profiled" >&2
+fi
 # 1. headless with a file as microphone and the null speaker (the benchmarks' set-up).
 profile_call files "$(printf '[audio]\ninput = "file:%s"\noutput = "null"' "$T/tone.wav")"
 # 2. headless with real devices through cpal: a private PulseAudio daemon with a null sink.
@@ -111,19 +131,20 @@ if command -v tmux >/dev/null; then
   for _ in $(seq 60); do [ -s "$T/cg.tui" ] && break; sleep 0.5; done
   tmux -L "$S" kill-server 2>/dev/null || true
 fi
-# The functions of our binary that ran: headless first, then those only the devices or the TUI ran.
-python3 - "$BIN" "$T"/cg.files "$T"/cg.devices "$T"/cg.tui > link/symbol-order.txt <<'PY'
-import re, sys
-binary, files = sys.argv[1], sys.argv[2:]
-seen, out = set(), []
-for path in files:
+# The functions of our binary that ran, in blocks: those both a fleet's agent and the plain
+# headless phone run; then the phone's others; then the agent's others (registration, CTI over
+# HTTP, the central log); then those only the devices or the TUI ran. Each of the two kinds of
+# phone then touches one stretch of code, or two with a small gap.
+python3 - "$BIN" "$T" > link/symbol-order.txt <<'PY'
+import glob, re, sys
+binary, tmp = sys.argv[1], sys.argv[2]
+def functions(path):
+    """The functions of `binary` with a cost of their own in a callgrind file, in its order."""
     try:
         lines = open(path, encoding="utf-8", errors="replace").read().splitlines()
     except FileNotFoundError:
-        continue
-    names, objs = {}, {}
-    ob = None
-    before = len(out)
+        return []
+    names, objs, ob, seen, out = {}, {}, None, set(), []
     def name_of(table, v):
         m = re.match(r"\((\d+)\)(?: (.*))?$", v)
         if not m:
@@ -146,7 +167,26 @@ for path in files:
             # Every function that ran has a cost of its own, so its own fn= line.
             if key == "fn" and n and ob == binary and n not in seen:
                 seen.add(n); out.append(n)
-    print(f"{path.rsplit('.', 1)[-1]}: {len(out) - before} functions", file=sys.stderr)
+    return out
+agent = []
+for path in sorted(glob.glob(f"{tmp}/cg.agent.*")):
+    agent += functions(path)
+files = functions(f"{tmp}/cg.files")
+in_agent, in_files = set(agent), set(files)
+blocks = [
+    ("agent and headless", [n for n in agent if n in in_files]),
+    ("headless only", files),
+    ("agent only", agent),
+    ("devices", functions(f"{tmp}/cg.devices")),
+    ("tui", functions(f"{tmp}/cg.tui")),
+]
+seen, out = set(), []
+for name, block in blocks:
+    before = len(out)
+    for n in block:
+        if n not in seen:
+            seen.add(n); out.append(n)
+    print(f"{name}: {len(out) - before} functions", file=sys.stderr)
 print("\n".join(out))
 PY
 wc -l link/symbol-order.txt

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod errors;
 pub mod headless;
 pub mod history;
+pub mod http_client;
 pub mod logging;
 pub mod media;
 pub mod phonebook;

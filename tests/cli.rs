@@ -230,3 +230,71 @@ template = "{{SVADDR}}status/500"
     assert_eq!(v["skipped"], "called number 999 is not a checked target number");
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// HTTPS accesses are checked against the system's trust store (`SSL_CERT_FILE` here: the
+/// test's CA), read only when an HTTPS server is first met: with no CA certificate on the
+/// host at all, plain `http://` accesses still work and an `https://` one fails with the
+/// reason (the client used to be unbuildable there).
+#[tokio::test(flavor = "multi_thread")]
+async fn https_accesses_use_the_system_trust_store_read_when_first_needed() {
+    let crm = Crm::start().await;
+    let (tls, ca) = common::tls_server_of_a_test_ca().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let empty_file = dir.path().join("empty.pem");
+    std::fs::write(&empty_file, "").unwrap();
+    let empty_dir = dir.path().join("certs");
+    std::fs::create_dir(&empty_dir).unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[cti]
+target = "custom"
+timeout_seconds = 5
+numbers = [{{ number = "0312345678" }}]
+[cti.search]
+method = "get"
+template = "{url}/search?tel={{TEL}}"
+captures = {{ NAME = "json:/name" }}
+[cti.ring]
+method = "get"
+template = "https://{tls}/ring?tel={{TEL}}"
+"#,
+            url = crm.url()
+        ),
+    )
+    .unwrap();
+    let run = |roots: std::path::PathBuf, dir: std::path::PathBuf| {
+        fire(&file, move |c, f| {
+            c.args(["cti", "fire", "ring", "--config"])
+                .arg(f)
+                .args(["--tel", "0311112222", "--called", "0312345678"])
+                .env("SSL_CERT_FILE", roots)
+                .env("SSL_CERT_DIR", dir);
+        })
+    };
+    let out = run(ca_file, empty_dir.clone()).await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let actions = v["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 2, "{v}");
+    assert_eq!(actions[1]["access"], "ring", "{v}");
+    assert_eq!(actions[1]["status"], 200, "the test CA is trusted: {v}");
+    assert_eq!(actions[1]["ok"], true, "{v}");
+
+    let out = run(empty_file, empty_dir).await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let actions = v["actions"].as_array().unwrap();
+    assert_eq!(actions[0]["access"], "search", "{v}");
+    assert_eq!(actions[0]["status"], 200, "plain HTTP needs no trust store: {v}");
+    assert_eq!(v["vars"]["NAME"], "Taro Yamada", "{v}");
+    assert_eq!(actions[1]["ok"], false, "{v}");
+    let error = actions[1]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("TLS: ") && error.contains("No CA certificates"),
+        "{v}"
+    );
+}

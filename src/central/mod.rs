@@ -12,3 +12,4 @@ pub mod schema;
 pub mod shipper;
 pub mod supervisor;
 pub mod target;
+pub mod tls;

@@ -6,11 +6,12 @@
 //! `verify-full`. Connections time out after 10 s and send TCP keepalives, so an unreachable
 //! or silent server is noticed, never waited on forever.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_postgres::config::SslMode;
+
+use super::tls::LazyTls;
 
 /// How long a connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,11 +23,10 @@ pub struct Target {
     /// The URL as written, for messages (it holds no password).
     pub shown: String,
     ssl: SslMode,
-    rootcert: Option<std::path::PathBuf>,
     password_command: String,
-    /// The TLS settings, built at the first connection (the system's trust store is read
-    /// once, not at every reconnection).
-    tls_cache: Arc<std::sync::OnceLock<rustls::ClientConfig>>,
+    /// The TLS settings, built at the first handshake (the system's trust store is read
+    /// once, and only when the server takes TLS).
+    tls: LazyTls,
 }
 
 /// Parses and checks `url` (errors name what is wrong, never a password).
@@ -104,9 +104,8 @@ pub fn parse(url: &str, password_command: &str) -> Result<Target, String> {
         config,
         shown: url.to_owned(),
         ssl,
-        rootcert,
         password_command: password_command.trim().to_owned(),
-        tls_cache: Arc::default(),
+        tls: LazyTls::new(rootcert),
     })
 }
 
@@ -155,8 +154,7 @@ impl Target {
                 drive(conn, notes);
                 Ok(client)
             } else {
-                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls()?);
-                let (client, conn) = config.connect(tls).await.map_err(|e| describe(&e))?;
+                let (client, conn) = config.connect(self.tls.clone()).await.map_err(|e| describe(&e))?;
                 drive(conn, notes);
                 Ok(client)
             }
@@ -164,44 +162,6 @@ impl Target {
         tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(2), connecting)
             .await
             .map_err(|_| format!("no answer from {} in {} s", self.shown, CONNECT_TIMEOUT.as_secs()))?
-    }
-
-    fn tls(&self) -> Result<rustls::ClientConfig, String> {
-        if let Some(c) = self.tls_cache.get() {
-            return Ok(c.clone());
-        }
-        let c = self.build_tls()?;
-        Ok(self.tls_cache.get_or_init(|| c).clone())
-    }
-
-    fn build_tls(&self) -> Result<rustls::ClientConfig, String> {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        match &self.rootcert {
-            Some(path) => {
-                for cert in CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?
-                {
-                    let cert = cert.map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
-                }
-            }
-            None => {
-                for cert in rustls_native_certs::load_native_certs().certs {
-                    let _ = roots.add(cert);
-                }
-            }
-        }
-        Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
     }
 }
 

@@ -252,7 +252,7 @@ impl Runner {
 
     fn client(&self) -> &reqwest::Client {
         self.http.get_or_init(|| {
-            reqwest::Client::builder()
+            crate::http_client::builder()
                 .user_agent(concat!("ctiphone/", env!("CARGO_PKG_VERSION")))
                 .redirect(reqwest::redirect::Policy::limited(10))
                 .connect_timeout(self.timeout)

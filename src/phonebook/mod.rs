@@ -485,7 +485,7 @@ async fn fetch(source: &str) -> Result<Vec<u8>, String> {
         }
         return tokio::fs::read(path).await.map_err(|e| format!("{path}: {e}"));
     }
-    let client = reqwest::Client::builder()
+    let client = crate::http_client::builder()
         .user_agent(concat!("ctiphone/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(5))
         .connect_timeout(Duration::from_secs(10))

@@ -166,12 +166,38 @@ impl hyper::body::Body for Drip {
 /// verification and answers them `ok`; a verifying client fails its handshake. Returns the
 /// address; the server runs on the current runtime.
 pub async fn untrusted_tls_server() -> SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::rustls;
     let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
         .expect("self-signed certificate");
-    let chain = vec![ck.cert.der().clone()];
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+    serve_tls(vec![ck.cert.der().clone()], ck.signing_key.serialize_der()).await
+}
+
+/// An HTTPS server on 127.0.0.1 answering `ok` with a certificate for 127.0.0.1 signed by a
+/// CA of the test's own: its address and the CA's certificate (PEM), for `SSL_CERT_FILE`.
+#[allow(dead_code)]
+pub async fn tls_server_of_a_test_ca() -> (SocketAddr, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "ctiphone test CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
+    let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("server cert");
+    let addr = serve_tls(vec![cert.der().clone()], key.serialize_der()).await;
+    (addr, ca_cert.pem())
+}
+
+async fn serve_tls(
+    chain: Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>,
+    key: Vec<u8>,
+) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.into());
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

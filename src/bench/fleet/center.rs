@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::bench::{free_udp_port, which};
+use crate::bench::which;
 
 const KAMAILIO_CFG: &str = include_str!("../../../tests/peers/kamailio_fleet.cfg.in");
 
@@ -70,21 +70,30 @@ impl Agent {
 }
 
 /// A UDP port of 127.0.0.1 held by the bench until a phone takes it: the socket is dropped
-/// just before the phone starts, so nothing else on the machine (other tests, other phones'
-/// sockets) takes it while the others start.
+/// just before the phone starts. The port is below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`), so no socket bound to port 0 meanwhile — another phone's,
+/// PostgreSQL's, a test's — can take it between the drop and the phone's bind (at 100 agents
+/// one did).
 pub(super) fn reserve_port() -> Result<(u16, UdpSocket), String> {
-    let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("no free UDP port: {e}"))?;
-    let p = s
-        .local_addr()
-        .map_err(|e| format!("no free UDP port: {e}"))?
-        .port();
-    Ok((p, s))
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = (10_000u16, low.max(10_100));
+    for _ in 0..500 {
+        let p = rand::random_range(from..to);
+        if let Ok(s) = UdpSocket::bind(("127.0.0.1", p)) {
+            return Ok((p, s));
+        }
+    }
+    Err(format!("no free UDP port of 127.0.0.1 in {from}..{to}"))
 }
 
-/// A port of 127.0.0.1 free for UDP, not in `taken`.
+/// A port of 127.0.0.1 free for UDP, not in `taken`, below the ephemeral range (as
+/// [`reserve_port`]), for Kamailio and sipp.
 pub(super) fn fresh_port(taken: &mut HashSet<u16>) -> Result<u16, String> {
     for _ in 0..50 {
-        let p = free_udp_port().map_err(|e| format!("no free UDP port: {e}"))?;
+        let (p, _) = reserve_port()?;
         if taken.insert(p) {
             return Ok(p);
         }
