@@ -248,18 +248,8 @@ fn the_previous_schema_is_migrated_and_many_phones_migrate_once() {
 
 /// A CA, and a certificate it signed for localhost / 127.0.0.1, as PEM text.
 fn pki() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "ctiphone test CA");
-    let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
-    let issuer = Issuer::from_params(&ca, &ca_key);
-    let key = KeyPair::generate().expect("server key");
-    let params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("params");
-    let cert = params.signed_by(&key, &issuer).expect("server cert");
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+    let p = common::test_pki();
+    (p.ca_pem, p.cert.pem(), p.key.serialize_pem())
 }
 
 #[test]

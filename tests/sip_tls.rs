@@ -6,7 +6,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::json;
 
 use common::peers::{Phone, account_toml, secs};
@@ -21,28 +20,16 @@ struct Pki {
 /// A CA and a server certificate for 127.0.0.1, as PEM files.
 fn pki() -> Pki {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "ctiphone test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).expect("CA cert");
-    let issuer = Issuer::from_params(&ca_params, &ca_key);
-    let key = KeyPair::generate().expect("server key");
-    let mut params =
-        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("params");
-    params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
-    let cert = params.signed_by(&key, &issuer).expect("server cert");
+    let p = common::test_pki();
     let write = |name: &str, text: String| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).expect("write PEM");
-        p
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write PEM");
+        path
     };
     Pki {
-        ca: write("ca.pem", ca_cert.pem()),
-        cert: write("cert.pem", cert.pem()),
-        key: write("key.pem", key.serialize_pem()),
+        ca: write("ca.pem", p.ca_pem),
+        cert: write("cert.pem", p.cert.pem()),
+        key: write("key.pem", p.key.serialize_pem()),
         _dir: dir,
     }
 }

@@ -66,10 +66,14 @@ fn free_udp_port() -> std::io::Result<u16> {
 
 /// Resident memory of a process (KiB), from /proc.
 fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+    proc_kib(pid, "status", "VmRSS:")
+}
+
+/// The figure (KiB) of the line starting with `key` in `/proc/PID/<file>`.
+fn proc_kib(pid: u32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(key))?
         .split_whitespace()
         .nth(1)?
         .parse()

@@ -171,24 +171,43 @@ pub async fn untrusted_tls_server() -> SocketAddr {
     serve_tls(vec![ck.cert.der().clone()], ck.signing_key.serialize_der()).await
 }
 
+/// A CA of the test's own and a server certificate it signed for 127.0.0.1 and localhost.
+#[allow(dead_code)]
+pub struct TestPki {
+    pub ca_pem: String,
+    pub cert: rcgen::Certificate,
+    pub key: rcgen::KeyPair,
+}
+
+/// Makes a [`TestPki`].
+#[allow(dead_code)]
+pub fn test_pki() -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "ctiphone test CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
+    let issuer = Issuer::from_params(&ca, &ca_key);
+    let key = KeyPair::generate().expect("server key");
+    let mut params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("params");
+    params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    let cert = params.signed_by(&key, &issuer).expect("server cert");
+    TestPki {
+        ca_pem: ca_cert.pem(),
+        cert,
+        key,
+    }
+}
+
 /// An HTTPS server on 127.0.0.1 answering `ok` with a certificate for 127.0.0.1 signed by a
 /// CA of the test's own: its address and the CA's certificate (PEM), for `SSL_CERT_FILE`.
 #[allow(dead_code)]
 pub async fn tls_server_of_a_test_ca() -> (SocketAddr, String) {
-    let ca_key = rcgen::KeyPair::generate().expect("CA key");
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "ctiphone test CA");
-    let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
-    let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
-    let key = rcgen::KeyPair::generate().expect("server key");
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .expect("params")
-        .signed_by(&key, &issuer)
-        .expect("server cert");
-    let addr = serve_tls(vec![cert.der().clone()], key.serialize_der()).await;
-    (addr, ca_cert.pem())
+    let pki = test_pki();
+    let addr = serve_tls(vec![pki.cert.der().clone()], pki.key.serialize_der()).await;
+    (addr, pki.ca_pem)
 }
 
 async fn serve_tls(

@@ -212,14 +212,7 @@ fn row(f: &Figures) -> String {
 /// (the binary's, the libraries') divided by the processes sharing it. N phones of the same
 /// binary share its pages, which RSS counts in full in each.
 fn pss_kib(pid: u32) -> Option<u64> {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    rollup
-        .lines()
-        .find(|l| l.starts_with("Pss:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    super::proc_kib(pid, "smaps_rollup", "Pss:")
 }
 
 /// The median and the largest of the phones' peak RSS.
