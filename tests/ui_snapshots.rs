@@ -355,6 +355,7 @@ fn consult_shows_both_calls_and_the_transfer_keys() {
         &mut app,
         PhoneEvent::Answered {
             call: "consult-1@ctiphone".into(),
+            srtp: None,
         },
     );
     let buf = shot(&app, Lang::En, 80, 24);
@@ -1290,4 +1291,48 @@ fn central_log_backlog_in_the_status_bar() {
     );
     let buf = shot(&app, Lang::En, 120, 24);
     assert!(!ui::rows(&buf)[0].contains("central log"), "{}", ui::dump(&buf));
+}
+
+/// An encrypted call (SRTP) shows a lock in the call list and in the popup's title; a plain
+/// one does not.
+#[test]
+fn secure_call_shows_a_lock() {
+    let mut app = ringing("[popup]\ndisplay_seconds = 0\n");
+    ui::phone(
+        &mut app,
+        PhoneEvent::Answered {
+            call: CALL.to_owned(),
+            srtp: Some("AES_CM_128_HMAC_SHA1_80".into()),
+        },
+    );
+    for lang in [Lang::En, Lang::Ja] {
+        let buf = shot(&app, lang, 80, 24);
+        let t = ui::text(&buf);
+        let row = t.lines().find(|l| l.contains("0311112222")).unwrap_or_default();
+        assert!(row.contains('🔒'), "no lock in the call's row:\n{t}");
+        let title = popup_title(lang).trim();
+        if let Some(popup) = t
+            .lines()
+            .find(|l| l.contains(&format!("┌ 🔒{title}")) || l.contains(&format!("┌ {title}")))
+        {
+            assert!(popup.contains('🔒'), "no lock in the popup's title:\n{t}");
+        }
+        insta::assert_snapshot!(format!("secure_call_{}", lang.code()), ui::stable(&buf));
+    }
+    // A quality report of a plain call clears it (a re-INVITE that dropped SRTP).
+    ui::phone(
+        &mut app,
+        PhoneEvent::Quality {
+            call: CALL.to_owned(),
+            loss_percent: 0.0,
+            jitter_ms: 1.0,
+            remote_loss_percent: None,
+            rtt_ms: None,
+            srtp: None,
+            srtp_auth_failed: 0,
+            srtp_replayed: 0,
+        },
+    );
+    let t = ui::text(&shot(&app, Lang::En, 80, 24));
+    assert!(!t.contains('🔒'), "{t}");
 }

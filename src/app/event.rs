@@ -391,6 +391,10 @@ pub enum PhoneEvent {
     },
     Answered {
         call: String,
+        /// The SRTP suite protecting the call's audio (`AES_CM_128_HMAC_SHA1_80`, …), or
+        /// `null` for plain RTP.
+        #[serde(default)]
+        srtp: Option<String>,
     },
     /// The far end's identity changed during the call (a connected-line update: the PBX's
     /// re-INVITE or UPDATE with a new P-Asserted-Identity, e.g. after a transfer).
@@ -488,6 +492,14 @@ pub enum PhoneEvent {
         jitter_ms: f64,
         remote_loss_percent: Option<f64>,
         rtt_ms: Option<f64>,
+        /// The SRTP suite, `null` for plain RTP.
+        #[serde(default)]
+        srtp: Option<String>,
+        /// SRTP/SRTCP packets dropped so far: failed authentication, and replayed.
+        #[serde(default)]
+        srtp_auth_failed: u64,
+        #[serde(default)]
+        srtp_replayed: u64,
     },
     /// A call's recording is complete.
     Recorded {

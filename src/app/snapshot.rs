@@ -65,6 +65,9 @@ pub struct LiveCall {
     pub muted: bool,
     #[serde(default)]
     pub recording: bool,
+    /// The SRTP suite protecting its audio, `None` for plain RTP.
+    #[serde(default)]
+    pub srtp: Option<String>,
 }
 
 impl LiveCall {
@@ -87,6 +90,7 @@ impl LiveCall {
             quality: None,
             muted: false,
             recording: false,
+            srtp: None,
         }
     }
 }
@@ -239,9 +243,10 @@ impl Live {
             }
             PhoneEvent::Outgoing { call, to } => self.add(LiveCall::new(call, false, "calling", to, to)),
             PhoneEvent::Ringing { call } => set_state(self, call, "ringback"),
-            PhoneEvent::Answered { call } => {
+            PhoneEvent::Answered { call, srtp } => {
                 if let Some(c) = self.call(call) {
                     c.view.state = "active".into();
+                    c.view.srtp = srtp.clone();
                     c.answered.get_or_insert_with(Instant::now);
                 }
             }
@@ -293,10 +298,12 @@ impl Live {
                 loss_percent,
                 jitter_ms,
                 rtt_ms,
+                srtp,
                 ..
             } => {
                 if let Some(c) = self.call(call) {
                     c.view.quality = Some((*loss_percent, *jitter_ms, *rtt_ms));
+                    c.view.srtp = srtp.clone();
                 }
             }
             PhoneEvent::Status {
@@ -453,7 +460,10 @@ mod tests {
             call_id: "c1".into(),
             vars: BTreeMap::from([("NAME".to_owned(), "山田".to_owned())]),
         }));
-        live.apply(&Event::Phone(PhoneEvent::Answered { call: "c1".into() }));
+        live.apply(&Event::Phone(PhoneEvent::Answered {
+            call: "c1".into(),
+            srtp: None,
+        }));
         live.apply(&Event::Phone(PhoneEvent::Held { call: "c1".into() }));
         live.apply(&Event::Phone(PhoneEvent::Muted {
             call: "c1".into(),

@@ -87,6 +87,10 @@ pub struct CallConfig {
     pub identity: Identity,
     /// NAT latching of the far end's RTP source ([media] symmetric_rtp).
     pub symmetric_rtp: bool,
+    /// SRTP ([media] srtp) and whether it may go over signalling that is not TLS
+    /// ([media] srtp_over_udp).
+    pub srtp: crate::call::sdes::SrtpMode,
+    pub srtp_over_udp: bool,
     /// No RTP for this long ends the call ([media] rtp_timeout_seconds; `None`: off).
     pub rtp_timeout: Option<Duration>,
     /// Names for numbers ({TELNAME}, {CALLEDNAME}); the SIP display name when it has none.
@@ -230,6 +234,8 @@ impl CallConfig {
             })?,
             identity: Identity::from_config(config),
             symmetric_rtp: config.media.symmetric_rtp,
+            srtp: config.media.srtp,
+            srtp_over_udp: config.media.srtp_over_udp,
             rtp_timeout: config.media.rtp_timeout(),
             phonebook: None,
         })

@@ -26,6 +26,8 @@ pub struct Plan {
     pub remote_rtcp: Option<SocketAddr>,
     pub send: bool,
     pub recv: bool,
+    /// SRTP keys, when the session is encrypted.
+    pub srtp: Option<crate::media::srtp::CallKeys>,
 }
 
 /// The media plan of the session in force; on hold (ours) nothing is sent.
@@ -37,6 +39,7 @@ pub fn plan(n: Negotiated, held: bool) -> Plan {
         remote_rtcp: Some(n.remote_rtcp),
         send: n.send && !held,
         recv: n.recv,
+        srtp: n.srtp,
     }
 }
 

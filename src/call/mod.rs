@@ -12,6 +12,7 @@ mod hub;
 pub mod identity;
 mod media;
 pub mod offer_answer;
+pub mod sdes;
 pub mod sdp;
 pub mod state;
 pub mod voicemail;

@@ -19,7 +19,9 @@ use std::fmt;
 use std::mem;
 use std::net::{IpAddr, SocketAddr};
 
+use super::sdes::{self, LocalKeys, SrtpMode};
 use super::sdp::{self, Codec, Direction, Media, NotAcceptable, Sdp};
+use crate::media::srtp::CallKeys;
 
 /// What our side puts in the SDP it sends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +36,8 @@ pub struct LocalParams {
     pub codecs: Vec<Codec>,
     /// We put the call on hold: sendonly (inactive when the peer holds us too).
     pub hold: bool,
+    /// SRTP for this call (already `Off` when the signalling would show the keys).
+    pub srtp: SrtpMode,
 }
 
 /// Where the negotiation stands.
@@ -83,6 +87,8 @@ pub struct Negotiated {
     pub remote_hold: bool,
     /// The packetization time the remote side asks for.
     pub ptime: Option<u32>,
+    /// SRTP keys when the session is encrypted (SDES, RFC 4568).
+    pub srtp: Option<CallKeys>,
 }
 
 /// Why an operation of the negotiator was refused. An offer refused this way is answered
@@ -156,6 +162,8 @@ pub struct Negotiator {
     last_sent: Option<Sdp>,
     active: Option<Session>,
     pending: Pending,
+    /// Our SRTP keys, one per suite, for every offer and answer of the dialog.
+    keys: LocalKeys,
 }
 
 impl Negotiator {
@@ -167,6 +175,7 @@ impl Negotiator {
             last_sent: None,
             active: None,
             pending: Pending::None,
+            keys: LocalKeys::default(),
         }
     }
 
@@ -204,7 +213,18 @@ impl Negotiator {
             (true, false) => Direction::SendOnly,
             (true, true) => Direction::Inactive,
         };
-        let audio_stream = Media::audio(params.addr, params.port, &params.codecs, direction);
+        let mut audio_stream = Media::audio(params.addr, params.port, &params.codecs, direction);
+        if params.srtp != SrtpMode::Off {
+            // Mandatory: RTP/SAVP; optional: RTP/AVP with crypto lines (RFC 4568 §5.1 allows
+            // both; the second is what PBXs do for best-effort SRTP).
+            if params.srtp == SrtpMode::Mandatory {
+                audio_stream.proto = "RTP/SAVP".into();
+            }
+            audio_stream.attributes = self
+                .keys
+                .offer()
+                .map_err(|_| Refusal::NotAcceptable(NotAcceptable::NoCrypto))?;
+        }
         let (media, audio) = match &self.active {
             None => (vec![audio_stream], 0),
             Some(active) => {
@@ -287,8 +307,8 @@ impl Negotiator {
         } else {
             Direction::SendRecv
         };
-        let (audio, _) =
-            sdp::select_audio(&offer, params.addr, &params.codecs).map_err(Refusal::NotAcceptable)?;
+        let (audio, _) = sdp::select_audio(&offer, params.addr, &params.codecs, params.srtp)
+            .map_err(Refusal::NotAcceptable)?;
         let answer = sdp::answer(
             &offer,
             &params.user,
@@ -298,6 +318,8 @@ impl Negotiator {
             params.port,
             &params.codecs,
             want,
+            params.srtp,
+            &mut self.keys,
         )
         .map_err(Refusal::NotAcceptable)?;
         let answer = self.stamp(answer);
@@ -325,6 +347,22 @@ impl Negotiator {
         check_mirror(&offer, &answer)?;
         if !answer.media.get(audio).is_some_and(Media::is_enabled) {
             return Err(Refusal::NotAcceptable(NotAcceptable::AudioDisabled));
+        }
+        // SRTP: an answer to RTP/SAVP must take one of our crypto lines, and crypto lines in
+        // any answer must answer ours (tag and suite); without them an optional offer is plain.
+        if let (Some(ours), Some(theirs)) = (offer.media.get(audio), answer.media.get(audio))
+            && sdes::keys(ours, theirs, true).is_none()
+        {
+            if sdes::is_secure_proto(&ours.proto) {
+                return Err(Refusal::NotAcceptable(if sdes::has_crypto(theirs) {
+                    NotAcceptable::NoCrypto
+                } else {
+                    NotAcceptable::SrtpRequired
+                }));
+            }
+            if sdes::has_crypto(theirs) && !sdes::usable(ours).is_empty() {
+                return Err(Refusal::NotAcceptable(NotAcceptable::NoCrypto));
+            }
         }
         let session = Session {
             local: offer,
@@ -442,6 +480,7 @@ fn negotiate(s: &Session) -> Option<Negotiated> {
         recv: local.direction.receives() && remote.direction.sends(),
         remote_hold: remote.holds(),
         ptime: remote.ptime,
+        srtp: sdes::keys(local, remote, s.we_offered),
     })
 }
 
@@ -465,6 +504,7 @@ mod tests {
             port: 4000,
             codecs: vec![Codec::pcmu(), Codec::pcma(), Codec::telephone_event(101)],
             hold: false,
+            srtp: SrtpMode::Off,
         }
     }
 
@@ -475,6 +515,7 @@ mod tests {
             port: 6000,
             codecs: vec![Codec::pcma(), Codec::pcmu(), Codec::telephone_event(96)],
             hold: false,
+            srtp: SrtpMode::Off,
         }
     }
 
@@ -660,6 +701,8 @@ mod tests {
             6000,
             &bob().codecs,
             Direction::SendRecv,
+            SrtpMode::Off,
+            &mut LocalKeys::default(),
         )
         .unwrap();
         a.receive_answer(answer).unwrap();
@@ -690,6 +733,8 @@ mod tests {
             6000,
             &bob().codecs,
             Direction::SendRecv,
+            SrtpMode::Off,
+            &mut LocalKeys::default(),
         )
         .unwrap();
 
@@ -725,6 +770,8 @@ mod tests {
                 6000,
                 &bob().codecs,
                 Direction::SendRecv,
+                SrtpMode::Off,
+                &mut LocalKeys::default(),
             )
             .unwrap();
             spoil(&mut bad);
@@ -789,6 +836,8 @@ mod tests {
             5000,
             &[Codec::pcmu()],
             Direction::SendRecv,
+            SrtpMode::Off,
+            &mut LocalKeys::default(),
         )
         .unwrap();
         assert_eq!(reply.media[1].direction, Direction::RecvOnly);
@@ -953,5 +1002,185 @@ mod tests {
         assert_eq!(answer.media[0].proto, "RTP/AVPF");
         let n = a.negotiated().unwrap();
         assert_eq!((n.codec.pt, n.telephone_event, n.ptime), (0, Some(97), Some(30)));
+    }
+
+    fn with_srtp(p: LocalParams, srtp: SrtpMode) -> LocalParams {
+        LocalParams { srtp, ..p }
+    }
+
+    fn crypto_lines(sdp: &Sdp) -> Vec<String> {
+        sdp.media[0]
+            .attributes
+            .iter()
+            .filter(|a| a.name == "crypto")
+            .filter_map(|a| a.value.clone())
+            .collect()
+    }
+
+    #[test]
+    fn srtp_offers_mandatory_as_savp_and_optional_as_avp_with_crypto() {
+        use crate::media::srtp::Suite;
+        let mut a = Negotiator::new(1);
+        let offer = a.create_offer(&with_srtp(alice(), SrtpMode::Mandatory)).unwrap();
+        assert_eq!(offer.media[0].proto, "RTP/SAVP");
+        let lines = crypto_lines(&offer);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(
+            lines[0].starts_with("1 AES_CM_128_HMAC_SHA1_80 inline:"),
+            "{lines:?}"
+        );
+        assert!(lines[2].starts_with("3 AEAD_AES_128_GCM inline:"), "{lines:?}");
+        let mut b = Negotiator::new(2);
+        let offer = b.create_offer(&with_srtp(bob(), SrtpMode::Optional)).unwrap();
+        assert_eq!(
+            (offer.media[0].proto.as_str(), crypto_lines(&offer).len()),
+            ("RTP/AVP", 3)
+        );
+        // Both ways, each side's key is the other's.
+        for (x, y) in [
+            (SrtpMode::Mandatory, SrtpMode::Optional),
+            (SrtpMode::Optional, SrtpMode::Mandatory),
+            (SrtpMode::Optional, SrtpMode::Optional),
+        ] {
+            let (mut a, mut b) = (Negotiator::new(1), Negotiator::new(2));
+            let (_, answer) = exchange(&mut a, &with_srtp(alice(), x), &mut b, &with_srtp(bob(), y));
+            assert_eq!(crypto_lines(&answer).len(), 1, "the answer takes one line");
+            let (ka, kb) = (
+                a.negotiated().unwrap().srtp.unwrap(),
+                b.negotiated().unwrap().srtp.unwrap(),
+            );
+            assert_eq!((ka.ours.clone(), ka.theirs.clone()), (kb.theirs, kb.ours));
+            assert_eq!(ka.suite(), Suite::AesCm128HmacSha1_80);
+            // A re-offer keeps the keys and the profile.
+            let before = ka;
+            let (reoffer, _) = exchange(&mut a, &with_srtp(alice(), x), &mut b, &with_srtp(bob(), y));
+            assert_eq!(
+                reoffer.media[0].proto,
+                if x == SrtpMode::Mandatory {
+                    "RTP/SAVP"
+                } else {
+                    "RTP/AVP"
+                }
+            );
+            assert_eq!(a.negotiated().unwrap().srtp, Some(before));
+        }
+    }
+
+    #[test]
+    fn srtp_answer_takes_the_first_usable_line_gcm_included() {
+        use crate::media::srtp::{MasterKey, Suite};
+        let gcm = MasterKey::generate(Suite::AeadAes128Gcm).unwrap();
+        let cm32 = MasterKey::generate(Suite::AesCm128HmacSha1_32).unwrap();
+        let offer = offer_text(&format!(
+            "m=audio 5000 RTP/SAVP 0\r\na=crypto:7 AES_CM_128_HMAC_SHA1_80 inline:short\r\n\
+             a=crypto:8 {} {}\r\na=crypto:9 {} {}\r\n",
+            gcm.suite(),
+            gcm.key_params(),
+            cm32.suite(),
+            cm32.key_params()
+        ));
+        let mut b = Negotiator::new(2);
+        b.receive_offer(offer).unwrap();
+        let answer = b.create_answer(&with_srtp(bob(), SrtpMode::Mandatory)).unwrap();
+        let lines = crypto_lines(&answer);
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].starts_with("8 AEAD_AES_128_GCM inline:"), "{lines:?}");
+        let keys = b.negotiated().unwrap().srtp.unwrap();
+        assert_eq!((keys.suite(), keys.theirs), (Suite::AeadAes128Gcm, gcm));
+    }
+
+    #[test]
+    fn srtp_refusals_follow_the_policy() {
+        let plain = || offer_text("m=audio 5000 RTP/AVP 0\r\n");
+        let savp_without_crypto = || offer_text("m=audio 5000 RTP/SAVP 0\r\n");
+        let savp_unusable =
+            || offer_text("m=audio 5000 RTP/SAVP 0\r\na=crypto:1 F8_128_HMAC_SHA1_80 inline:x\r\n");
+        let answer = |offer: Sdp, srtp| {
+            let mut b = Negotiator::new(2);
+            b.receive_offer(offer).unwrap();
+            let r = b.create_answer(&with_srtp(bob(), srtp));
+            (r.map(|_| b.negotiated().unwrap().srtp.is_some()), b)
+        };
+        // Mandatory: a plain offer is refused (488, 302).
+        let (r, b) = answer(plain(), SrtpMode::Mandatory);
+        let e = r.unwrap_err();
+        assert_eq!((e.status(), e.warn_code()), (488, Some(302)));
+        assert!(e.to_string().contains("SRTP is required"), "{e}");
+        assert_eq!(b.state(), State::Idle);
+        // Optional takes it plain; off refuses RTP/SAVP; nobody takes SAVP without usable crypto.
+        assert_eq!(answer(plain(), SrtpMode::Optional).0, Ok(false));
+        assert!(
+            answer(savp_without_crypto(), SrtpMode::Off)
+                .0
+                .unwrap_err()
+                .to_string()
+                .contains("SRTP")
+        );
+        for srtp in [SrtpMode::Optional, SrtpMode::Mandatory] {
+            for offer in [savp_without_crypto(), savp_unusable()] {
+                let e = answer(offer, srtp).0.unwrap_err();
+                assert_eq!((e.status(), e.warn_code()), (488, Some(302)), "{e}");
+            }
+        }
+        // Off: an offer with crypto over RTP/AVP is answered plain, without crypto.
+        let mut a = Negotiator::new(1);
+        let offer = a.create_offer(&with_srtp(alice(), SrtpMode::Optional)).unwrap();
+        let mut b = Negotiator::new(2);
+        b.receive_offer(wire(&offer)).unwrap();
+        let ans = b.create_answer(&bob()).unwrap();
+        assert!(crypto_lines(&ans).is_empty());
+        a.receive_answer(wire(&ans)).unwrap();
+        assert_eq!(a.negotiated().unwrap().srtp, None, "optional: plain is fine");
+        // Mandatory: a plain answer to our RTP/SAVP offer (a peer that ignores SRTP) fails.
+        let mut a = Negotiator::new(1);
+        let offer = a.create_offer(&with_srtp(alice(), SrtpMode::Mandatory)).unwrap();
+        let mut forged = sdp::answer(
+            &wire(&offer),
+            "p",
+            5,
+            1,
+            ip("10.0.0.9"),
+            7000,
+            &[Codec::pcmu()],
+            Direction::SendRecv,
+            SrtpMode::Off,
+            &mut LocalKeys::default(),
+        );
+        assert!(forged.is_err(), "an SRTP-less answerer refuses RTP/SAVP");
+        let mut answer = sdp::answer(
+            &wire(&offer),
+            "p",
+            5,
+            1,
+            ip("10.0.0.9"),
+            7000,
+            &[Codec::pcmu()],
+            Direction::SendRecv,
+            SrtpMode::Optional,
+            &mut LocalKeys::default(),
+        )
+        .unwrap();
+        answer.media[0].attributes.retain(|a| a.name != "crypto");
+        let e = a.receive_answer(wire(&answer)).unwrap_err();
+        assert!(e.to_string().contains("SRTP is required"), "{e}");
+        // An answer whose line names a tag we never offered.
+        let mut a = Negotiator::new(1);
+        let offer = a.create_offer(&with_srtp(alice(), SrtpMode::Optional)).unwrap();
+        forged = sdp::answer(
+            &wire(&offer),
+            "p",
+            5,
+            1,
+            ip("10.0.0.9"),
+            7000,
+            &[Codec::pcmu()],
+            Direction::SendRecv,
+            SrtpMode::Optional,
+            &mut LocalKeys::default(),
+        );
+        let mut bad = forged.unwrap();
+        let v = bad.media[0].attributes[0].value.take().unwrap();
+        bad.media[0].attributes[0].value = Some(v.replacen('1', "5", 1));
+        assert!(a.receive_answer(wire(&bad)).is_err());
     }
 }

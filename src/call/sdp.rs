@@ -17,6 +17,8 @@ use std::collections::hash_map::Entry;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
+use super::sdes::{self, LocalKeys, SrtpMode, is_secure_proto};
+
 /// Longest SDP line we read, in bytes.
 pub const MAX_LINE: usize = 4096;
 /// Most m-lines in one session description.
@@ -317,10 +319,10 @@ impl Media {
         self.port != 0
     }
 
-    /// An audio stream we can take: enabled, `RTP/AVP` or `RTP/AVPF` (SRTP and the rest
-    /// refused, see docs/decisions.md D4).
+    /// An audio stream we could take: enabled, `RTP/AVP`, `RTP/AVPF` or (with SRTP on)
+    /// `RTP/SAVP`, `RTP/SAVPF` (the rest refused, see docs/decisions.md D4).
     pub fn is_acceptable_audio(&self) -> bool {
-        self.kind == "audio" && self.is_enabled() && acceptable_proto(&self.proto)
+        self.kind == "audio" && self.is_enabled() && acceptable_proto(&self.proto, SrtpMode::Mandatory)
     }
 
     /// Where the far end wants RTCP: `a=rtcp`, else the RTP port + 1 (RFC 3550 §11).
@@ -370,6 +372,10 @@ pub enum NotAcceptable {
     Address(IpAddr),
     /// No audio codec (telephone-event aside) in common.
     NoCommonCodec,
+    /// `RTP/SAVP` without an `a=crypto` line we can use (RFC 4568 §7.1.2).
+    NoCrypto,
+    /// Our SRTP is mandatory and the stream has no crypto.
+    SrtpRequired,
 }
 
 impl NotAcceptable {
@@ -378,7 +384,7 @@ impl NotAcceptable {
     pub fn warn_code(&self) -> u16 {
         match self {
             NotAcceptable::NoAudio | NotAcceptable::AudioDisabled => 304,
-            NotAcceptable::Proto(_) => 302,
+            NotAcceptable::Proto(_) | NotAcceptable::NoCrypto | NotAcceptable::SrtpRequired => 302,
             NotAcceptable::Address(_) => 301,
             NotAcceptable::NoCommonCodec => 305,
         }
@@ -390,8 +396,9 @@ impl NotAcceptable {
             NotAcceptable::NoAudio => 0,
             NotAcceptable::AudioDisabled => 1,
             NotAcceptable::Proto(_) => 2,
-            NotAcceptable::Address(_) => 3,
-            NotAcceptable::NoCommonCodec => 4,
+            NotAcceptable::SrtpRequired | NotAcceptable::NoCrypto => 3,
+            NotAcceptable::Address(_) => 4,
+            NotAcceptable::NoCommonCodec => 5,
         }
     }
 }
@@ -401,7 +408,16 @@ impl fmt::Display for NotAcceptable {
         match self {
             NotAcceptable::NoAudio => f.write_str("offer has no audio stream"),
             NotAcceptable::AudioDisabled => f.write_str("offer's audio stream is disabled (port 0)"),
+            NotAcceptable::Proto(p) if is_secure_proto(p) => {
+                write!(
+                    f,
+                    "audio over {} needs SRTP, which is off ([media] srtp)",
+                    clean(p)
+                )
+            }
             NotAcceptable::Proto(p) => write!(f, "audio over {} is not supported, only RTP/AVP", clean(p)),
+            NotAcceptable::NoCrypto => f.write_str("no SRTP crypto suite in common"),
+            NotAcceptable::SrtpRequired => f.write_str("SRTP is required and the offer has no crypto"),
             NotAcceptable::Address(a) => write!(f, "audio address {a} is not usable"),
             NotAcceptable::NoCommonCodec => f.write_str("no common codec"),
         }
@@ -414,8 +430,10 @@ fn is_rtp_proto(proto: &str) -> bool {
     proto.split('/').any(|part| part.eq_ignore_ascii_case("RTP"))
 }
 
-fn acceptable_proto(proto: &str) -> bool {
-    proto.eq_ignore_ascii_case("RTP/AVP") || proto.eq_ignore_ascii_case("RTP/AVPF")
+fn acceptable_proto(proto: &str, srtp: SrtpMode) -> bool {
+    proto.eq_ignore_ascii_case("RTP/AVP")
+        || proto.eq_ignore_ascii_case("RTP/AVPF")
+        || (srtp != SrtpMode::Off && is_secure_proto(proto))
 }
 
 fn addr_type(addr: IpAddr) -> &'static str {
@@ -1038,6 +1056,7 @@ pub fn select_audio(
     offer: &Sdp,
     addr: IpAddr,
     supported: &[Codec],
+    srtp: SrtpMode,
 ) -> Result<(usize, Vec<Codec>), NotAcceptable> {
     let mut why = NotAcceptable::NoAudio;
     let mut worse = |w: NotAcceptable| {
@@ -1053,9 +1072,25 @@ pub fn select_audio(
             worse(NotAcceptable::AudioDisabled);
             continue;
         }
-        if !acceptable_proto(&m.proto) {
+        if !acceptable_proto(&m.proto, srtp) {
             worse(NotAcceptable::Proto(m.proto.clone()));
             continue;
+        }
+        // SRTP (RFC 4568): a secure profile needs a crypto line we can use; mandatory SRTP
+        // needs one whatever the profile.
+        if srtp != SrtpMode::Off && sdes::usable(m).is_empty() {
+            if is_secure_proto(&m.proto) {
+                worse(NotAcceptable::NoCrypto);
+                continue;
+            }
+            if srtp == SrtpMode::Mandatory {
+                worse(if sdes::has_crypto(m) {
+                    NotAcceptable::NoCrypto
+                } else {
+                    NotAcceptable::SrtpRequired
+                });
+                continue;
+            }
         }
         let other_family = addr.is_ipv4() != m.addr.is_ipv4() && !m.addr.is_unspecified();
         if m.addr.is_multicast() || other_family {
@@ -1113,8 +1148,18 @@ pub fn answer(
     port: u16,
     supported: &[Codec],
     want: Direction,
+    srtp: SrtpMode,
+    keys: &mut LocalKeys,
 ) -> Result<Sdp, NotAcceptable> {
-    let (chosen, codecs) = select_audio(offer, addr, supported)?;
+    let (chosen, codecs) = select_audio(offer, addr, supported, srtp)?;
+    // The first usable crypto line of the offer, answered with our key for its suite.
+    let crypto = match sdes::usable(&offer.media[chosen]).first() {
+        Some(c) if srtp != SrtpMode::Off => {
+            let key = keys.get(c.key.suite()).map_err(|_| NotAcceptable::NoCrypto)?;
+            vec![sdes::attribute(c.tag, &key)]
+        }
+        _ => Vec::new(),
+    };
     let media = offer
         .media
         .iter()
@@ -1126,6 +1171,7 @@ pub fn answer(
             Media {
                 proto: m.proto.clone(),
                 ptime: m.ptime,
+                attributes: crypto.clone(),
                 ..Media::audio(addr, port, &codecs, want.intersect(m.direction.reverse()))
             }
         })
@@ -1236,6 +1282,8 @@ mod tests {
             30000,
             &ours(),
             Direction::SendRecv,
+            SrtpMode::Off,
+            &mut LocalKeys::default(),
         )
     }
 
@@ -1394,6 +1442,8 @@ mod tests {
             5000,
             &ours(),
             Direction::SendRecv,
+            SrtpMode::Off,
+            &mut LocalKeys::default(),
         )
         .unwrap();
         let text = ans.to_text();
@@ -1555,11 +1605,22 @@ mod tests {
 
     fn answer_direction(offer_text: &str, want: Direction) -> Direction {
         let o = Sdp::parse(offer_text).unwrap();
-        answer(&o, "me", 1, 1, ip("10.0.0.2"), 5002, &[Codec::pcmu()], want)
-            .unwrap()
-            .audio()
-            .unwrap()
-            .direction
+        answer(
+            &o,
+            "me",
+            1,
+            1,
+            ip("10.0.0.2"),
+            5002,
+            &[Codec::pcmu()],
+            want,
+            SrtpMode::Off,
+            &mut LocalKeys::default(),
+        )
+        .unwrap()
+        .audio()
+        .unwrap()
+        .direction
     }
 
     #[test]
@@ -1609,6 +1670,8 @@ mod tests {
             5002,
             &supported,
             Direction::SendRecv,
+            SrtpMode::Off,
+            &mut LocalKeys::default(),
         )
         .unwrap_err();
         assert_eq!(err, NotAcceptable::NoCommonCodec);
@@ -1632,6 +1695,8 @@ mod tests {
             5002,
             &supported,
             Direction::SendRecv,
+            SrtpMode::Off,
+            &mut LocalKeys::default(),
         )
         .unwrap_err();
         assert_eq!(err, NotAcceptable::NoCommonCodec);
@@ -1715,12 +1780,12 @@ mod tests {
     #[test]
     fn srtp_refused_avpf_accepted() {
         let savp = fixture("freeswitch-savp");
-        assert!(savp.audio().is_none(), "SRTP audio is not acceptable");
+        assert!(savp.audio().is_some(), "an SRTP stream is audio we could take");
         let err = answer_v4(&savp).unwrap_err();
         assert_eq!(err.warn_code(), 302);
         assert_eq!(
             err.to_string(),
-            "audio over RTP/SAVP is not supported, only RTP/AVP"
+            "audio over RTP/SAVP needs SRTP, which is off ([media] srtp)"
         );
 
         // SAVP offered next to plain RTP (two m=audio, as some PBXs do): the AVP one is taken.

@@ -72,6 +72,9 @@ pub struct Call {
     pub feature: bool,
     /// Rings without the ring tone (the agent is not ready, `ring_when_not_ready`).
     pub silent: bool,
+    /// SRTP for this call's offers and answers: `[media] srtp`, off when the signalling is
+    /// not TLS (unless `srtp_over_udp`).
+    pub srtp: super::sdes::SrtpMode,
 }
 
 impl Call {
@@ -108,6 +111,7 @@ impl Call {
             conferenced: false,
             feature: false,
             silent: false,
+            srtp: super::sdes::SrtpMode::Off,
         }
     }
 
@@ -119,6 +123,11 @@ impl Call {
             .and_then(|s| s.local_addr().ok())
             .map_or(0, |a| a.port());
         (self.rtp, self.rtcp) = (rtp, rtcp);
+    }
+
+    /// The SRTP suite of the session in force, `None` for plain RTP.
+    pub fn srtp_suite(&self) -> Option<crate::media::srtp::Suite> {
+        self.neg.negotiated()?.srtp.map(|k| k.suite())
     }
 
     /// Answered and not put on hold by us.

@@ -54,6 +54,8 @@ pub fn default_value(key: &str) -> Option<Value> {
         "audio.ring" => Some(Value::Bool(c.audio.ring)),
         "media.symmetric_rtp" => Some(Value::Bool(c.media.symmetric_rtp)),
         "media.rtp_timeout_seconds" => int(c.media.rtp_timeout_seconds),
+        "media.srtp" => text(c.media.srtp.as_str()),
+        "media.srtp_over_udp" => Some(Value::Bool(c.media.srtp_over_udp)),
         "ui.theme" => text(&c.ui.theme),
         "ui.language" => text(&c.ui.language),
         _ => None,
@@ -123,6 +125,8 @@ mod tests {
         "audio.ring",
         "media.symmetric_rtp",
         "media.rtp_timeout_seconds",
+        "media.srtp",
+        "media.srtp_over_udp",
         "ui.theme",
         "ui.language",
     ];

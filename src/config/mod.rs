@@ -415,6 +415,12 @@ pub struct MediaConfig {
     pub symmetric_rtp: bool,
     /// Report a call whose far end sent no RTP for this many seconds while it should; 0 = off.
     pub rtp_timeout_seconds: u32,
+    /// SRTP (SDES): `off`, `optional` (offer it, take plain RTP too) or `mandatory`
+    /// (`RTP/SAVP`; a call without crypto is refused or fails).
+    pub srtp: crate::call::sdes::SrtpMode,
+    /// Put SRTP keys in the SDP of calls whose signalling is not TLS (UDP, TCP), where anyone
+    /// on the path can read them. Off: SRTP is used only over TLS.
+    pub srtp_over_udp: bool,
 }
 
 /// The largest `[media] rtp_timeout_seconds`.
@@ -425,6 +431,8 @@ impl Default for MediaConfig {
         Self {
             symmetric_rtp: false,
             rtp_timeout_seconds: 30,
+            srtp: crate::call::sdes::SrtpMode::Off,
+            srtp_over_udp: false,
         }
     }
 }
@@ -654,6 +662,7 @@ impl Config {
             return (config, problems);
         }
         let mut problems = Vec::new();
+        let mut srtp_at = None;
         for (key, value) in root.into_inner() {
             let span = value.span();
             match key.get_ref().as_ref() {
@@ -705,6 +714,7 @@ impl Config {
                 }
                 "media" => {
                     let timeout_at = key_value_span(&value, "rtp_timeout_seconds");
+                    srtp_at = Some(key_value_span(&value, "srtp").unwrap_or(span.clone()));
                     if let Some(v) = section::<MediaConfig>(value, &mut problems) {
                         check_media(&v, timeout_at.unwrap_or(span), &mut problems);
                         config.media = v;
@@ -762,6 +772,19 @@ impl Config {
             }
         }
         check_account(&config.account, &mut problems);
+        if config.media.srtp == crate::call::sdes::SrtpMode::Mandatory
+            && config.account.transport != Transport::Tls
+            && !config.media.srtp_over_udp
+            && let Some(at) = srtp_at
+        {
+            problems.push(Diagnostic::at(
+                at,
+                format!(
+                    "`[media] srtp = \"mandatory\"` with `[account] transport = \"{}\"`: the keys travel in the SDP, expected transport = \"tls\" (or `[media] srtp_over_udp = true` to send them in clear)",
+                    config.account.transport.name()
+                ),
+            ));
+        }
         sort(&mut problems);
         (config, problems)
     }

@@ -155,7 +155,7 @@ fn media_settings_are_checked() {
     assert!(p[1].starts_with("c.toml:3:23: "), "{}", p[1]);
     assert!(
         p[2].starts_with(
-            "c.toml:4:1: unknown field `latch`, expected `symmetric_rtp` or `rtp_timeout_seconds`"
+            "c.toml:4:1: unknown field `latch`, expected one of `symmetric_rtp`, `rtp_timeout_seconds`, `srtp`, `srtp_over_udp`"
         ),
         "{}",
         p[2]
@@ -164,6 +164,38 @@ fn media_settings_are_checked() {
     assert_eq!(
         problems(text),
         vec!["c.toml:3:23: `[media] rtp_timeout_seconds` is 86400, expected 0 (off) to 3600 seconds"]
+    );
+}
+
+#[test]
+fn srtp_settings_are_checked() {
+    use crate::call::sdes::SrtpMode;
+    let c = Config::parse(
+        "[account]\ntransport = \"tls\"\n[media]\nsrtp = \"mandatory\"\n",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        (c.media.srtp, c.media.srtp_over_udp),
+        (SrtpMode::Mandatory, false)
+    );
+    let c = Config::parse("[media]\nsrtp = \"optional\"\n", None).unwrap();
+    assert_eq!(c.media.srtp, SrtpMode::Optional);
+    let c = Config::parse("[media]\nsrtp = \"mandatory\"\nsrtp_over_udp = true\n", None).unwrap();
+    assert!(c.media.srtp_over_udp);
+    // Mandatory SRTP with its keys in clear signalling: refused where it is written.
+    assert_eq!(
+        problems("[account]\ntransport = \"tcp\"\n[media]\nsrtp = \"mandatory\"\n"),
+        vec![
+            "c.toml:4:8: `[media] srtp = \"mandatory\"` with `[account] transport = \"tcp\"`: the keys travel in the SDP, expected transport = \"tls\" (or `[media] srtp_over_udp = true` to send them in clear)"
+        ]
+    );
+    let p = problems("[media]\nsrtp = \"always\"\n");
+    assert!(
+        p[0].starts_with(
+            "c.toml:2:8: unknown variant `always`, expected one of `off`, `optional`, `mandatory`"
+        ),
+        "{p:?}"
     );
 }
 

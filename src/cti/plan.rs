@@ -43,6 +43,7 @@ pub const BUILTIN_PARAMS: &[&str] = &[
     "STATUS",
     "REASON",
     "WRAPUP",
+    "SECURE",
 ];
 
 /// Built-in names a capture may set: the CRM values, and the agent-status names (configs

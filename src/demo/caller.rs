@@ -166,7 +166,7 @@ async fn follow(s: &Settings, commands: &mpsc::Sender<Command>, events: &mut Sub
             ev = events.recv() => match ev {
                 Some(Event::Phone(p)) => match p {
                     PhoneEvent::Outgoing { call: c, .. } if call.is_none() => call = Some(c),
-                    PhoneEvent::Answered { call: c } if call.as_ref() == Some(&c) => {
+                    PhoneEvent::Answered { call: c, .. } if call.as_ref() == Some(&c) => {
                         deadline = Instant::now() + s.talk_for;
                     }
                     PhoneEvent::Ended { call: c, .. } if call.as_ref() == Some(&c) => return true,

@@ -20,6 +20,7 @@ pub mod resilient;
 pub mod rtp;
 pub mod session;
 pub mod source_filter;
+pub mod srtp;
 #[cfg(test)]
 mod test_rng;
 pub mod tone;

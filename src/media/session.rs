@@ -6,7 +6,9 @@
 //! dropped and counted); with symmetric RTP on, one NAT'd source may be learned early in the
 //! call ([`super::source_filter`]). RTCP reports go out every 5 s and the loss, jitter and
 //! round-trip figures come back as events; a silence of the far end longer than the RTP
-//! timeout is reported once.
+//! timeout is reported once. With SRTP keys ([`super::srtp`]) every packet we send is
+//! protected, and every packet received must authenticate before anything else looks at it
+//! (a stranger cannot be latched onto either); one that fails is dropped and counted.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +27,7 @@ use super::jitter::{JitterBuffer, Playout};
 use super::record::Recorder;
 use super::rtp::{self, RecvStats, SendStats};
 use super::source_filter::SourceFilter;
+use super::srtp::{CallKeys, Inbound, Outbound, Rejected, Suite};
 
 /// What the session is told to do.
 #[derive(Debug)]
@@ -36,6 +39,8 @@ pub enum MediaCommand {
         remote_rtcp: Option<SocketAddr>,
         send: bool,
         recv: bool,
+        /// The session's SRTP keys now (a re-offer may change them).
+        srtp: Option<CallKeys>,
     },
     Mute(bool),
     /// Send these digits as RFC 4733 events.
@@ -80,6 +85,12 @@ pub struct MediaStats {
     pub late: u64,
     /// Datagrams dropped because they came from another source than the peer's.
     pub foreign: u64,
+    /// The SRTP suite in use, `None` for plain RTP.
+    pub srtp: Option<Suite>,
+    /// SRTP/SRTCP packets dropped: failed authentication (tampered, wrong key, not SRTP),
+    /// and replayed (seen before, or older than the replay window).
+    pub srtp_auth_failed: u64,
+    pub srtp_replayed: u64,
 }
 
 /// How a session starts.
@@ -102,6 +113,8 @@ pub struct MediaSetup {
     pub sink: Box<dyn Sink>,
     /// Start recording at once: directory and file name.
     pub record: Option<(PathBuf, String)>,
+    /// SRTP keys, when the session is encrypted.
+    pub srtp: Option<CallKeys>,
 }
 
 /// Handle on a running session.
@@ -170,6 +183,36 @@ struct Session {
     remote_report: rtp::RemoteReport,
     /// In the local conference.
     conf: Option<super::conference::ConfLink>,
+    srtp: Option<Crypto>,
+    srtp_auth_failed: u64,
+    srtp_replayed: u64,
+    /// The protected packet being sent.
+    sealed: Vec<u8>,
+}
+
+/// One session's SRTP: the keys and both directions' contexts. `None` contexts: they could
+/// not be made, and nothing is sent or taken (never plain RTP instead).
+struct Crypto {
+    keys: CallKeys,
+    contexts: Option<(Outbound, Inbound)>,
+}
+
+impl Crypto {
+    fn new(keys: CallKeys) -> (Crypto, Option<String>) {
+        match Outbound::new(&keys.ours).and_then(|o| Ok((o, Inbound::new(&keys.theirs)?))) {
+            Ok(c) => (
+                Crypto {
+                    keys,
+                    contexts: Some(c),
+                },
+                None,
+            ),
+            Err(e) => (
+                Crypto { keys, contexts: None },
+                Some(format!("SRTP: {e}; the call is silent")),
+            ),
+        }
+    }
 }
 
 /// The most RTP packets read per 20 ms tick: a flood cannot starve the rest of the loop.
@@ -219,7 +262,12 @@ fn run(
         remote_report: rtp::RemoteReport::default(),
         conf: None,
         codec: setup.codec,
+        srtp: None,
+        srtp_auth_failed: 0,
+        srtp_replayed: 0,
+        sealed: Vec::with_capacity(1500),
     };
+    s.set_keys(setup.srtp);
     if let Some((dir, name)) = setup.record {
         s.start_recording(&dir, &name);
     }
@@ -251,7 +299,9 @@ fn run(
                     remote_rtcp,
                     send,
                     recv,
+                    srtp,
                 }) => {
+                    s.set_keys(srtp);
                     let now = Instant::now();
                     let moved = s.filter.update(remote, remote_rtcp, now);
                     if moved {
@@ -325,6 +375,46 @@ impl Session {
 
     fn event(&self, e: MediaEvent) {
         let _ = self.events.try_send((self.call_id.clone(), e));
+    }
+
+    /// Takes the session's SRTP keys; contexts are made again only when they changed.
+    fn set_keys(&mut self, keys: Option<CallKeys>) {
+        if self.srtp.as_ref().map(|c| &c.keys) == keys.as_ref() {
+            return;
+        }
+        self.srtp = keys.map(|k| {
+            let (c, warning) = Crypto::new(k);
+            if let Some(w) = warning {
+                self.warn(w);
+            }
+            c
+        });
+    }
+
+    /// Counts a received packet SRTP refused.
+    fn rejected(&mut self, why: Rejected) {
+        match why {
+            Rejected::Replay => self.srtp_replayed = self.srtp_replayed.wrapping_add(1),
+            Rejected::Auth | Rejected::Malformed => {
+                self.srtp_auth_failed = self.srtp_auth_failed.wrapping_add(1);
+            }
+        }
+    }
+
+    /// `packet` protected for the wire (SRTP or SRTCP), or as it is without SRTP; `None`:
+    /// nothing may be sent.
+    fn seal<'a>(&'a mut self, packet: &'a [u8], rtcp: bool) -> Option<&'a [u8]> {
+        let Some(c) = self.srtp.as_mut() else {
+            return Some(packet);
+        };
+        let (out, _) = c.contexts.as_mut()?;
+        let sealed = if rtcp {
+            out.protect_rtcp(packet)
+        } else {
+            out.protect_rtp(packet)
+        };
+        self.sealed = sealed.ok()?;
+        Some(&self.sealed)
     }
 
     fn start_recording(&mut self, dir: &std::path::Path, name: &str) {
@@ -436,7 +526,10 @@ impl Session {
 
     fn transmit(&mut self, sock: &StdUdpSocket, bytes: &[u8], payload_len: usize, ts: u32) {
         // A UDP send on loopback or a LAN never blocks for long; a full buffer drops the packet.
-        let _ = sock.send_to(bytes, self.filter.rtp_target());
+        let to = self.filter.rtp_target();
+        if let Some(wire) = self.seal(bytes, false) {
+            let _ = sock.send_to(wire, to);
+        }
         self.seq = self.seq.wrapping_add(1);
         self.sent.packets = self.sent.packets.wrapping_add(1);
         self.sent.octets = self.sent.octets.wrapping_add(payload_len as u32);
@@ -458,6 +551,19 @@ impl Session {
         if rtp::is_rtcp(data) {
             return self.on_rtcp(data, from);
         }
+        // SRTP: authenticated and decrypted before anything else reads it.
+        let plain;
+        let data = match self.srtp.as_mut().map(|c| c.contexts.as_mut()) {
+            None => data,
+            Some(None) => return,
+            Some(Some((_, inbound))) => match inbound.unprotect_rtp(data) {
+                Ok(p) => {
+                    plain = p;
+                    &plain[..]
+                }
+                Err(why) => return self.rejected(why),
+            },
+        };
         let pkt = rtp_rs::RtpReader::new(data).ok().filter(|p| {
             let pt = p.payload_type();
             p.version() == 2 && (pt == self.pt || Some(pt) == self.dtmf_pt)
@@ -496,6 +602,18 @@ impl Session {
     }
 
     fn on_rtcp(&mut self, data: &[u8], from: SocketAddr) {
+        let plain;
+        let data = match self.srtp.as_mut().map(|c| c.contexts.as_mut()) {
+            None => data,
+            Some(None) => return,
+            Some(Some((_, inbound))) => match inbound.unprotect_rtcp(data) {
+                Ok(p) => {
+                    plain = p;
+                    &plain[..]
+                }
+                Err(why) => return self.rejected(why),
+            },
+        };
         if !self.filter.rtcp(from) {
             self.foreign = self.foreign.wrapping_add(1);
             return;
@@ -515,7 +633,9 @@ impl Session {
             } else {
                 self.filter.rtp_target()
             };
-            let _ = sock.send_to(&bytes, to);
+            if let Some(wire) = self.seal(&bytes, true) {
+                let _ = sock.send_to(wire, to);
+            }
         }
         let expected = self.recv_stats.expected();
         let js = self.jitter.stats();
@@ -533,6 +653,9 @@ impl Session {
             concealed: js.concealed,
             late: js.late,
             foreign: self.foreign,
+            srtp: self.srtp.as_ref().map(|c| c.keys.suite()),
+            srtp_auth_failed: self.srtp_auth_failed,
+            srtp_replayed: self.srtp_replayed,
         };
         let _ = self
             .events
@@ -601,6 +724,16 @@ mod tests {
         symmetric_rtp: bool,
         rtp_timeout: Option<Duration>,
     ) -> Call {
+        start_with(remote, remote_rtcp, symmetric_rtp, rtp_timeout, None)
+    }
+
+    fn start_with(
+        remote: SocketAddr,
+        remote_rtcp: Option<SocketAddr>,
+        symmetric_rtp: bool,
+        rtp_timeout: Option<Duration>,
+        srtp: Option<CallKeys>,
+    ) -> Call {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -627,6 +760,7 @@ mod tests {
             source: Box::new(NullSource),
             sink: Box::new(Loudest(loudest.clone())),
             record: None,
+            srtp,
         };
         let (tx, events) = mpsc::channel(256);
         let handle = spawn("c".into(), rtp, Some(rtcp), setup, tx);
@@ -839,6 +973,7 @@ mod tests {
             remote_rtcp: None,
             send: true,
             recv,
+            srtp: None,
         };
         call.command(update(false));
         assert_eq!(call.wait(Duration::from_millis(600), timeout), None);
@@ -857,6 +992,7 @@ mod tests {
             remote_rtcp: None,
             send: true,
             recv: true,
+            srtp: None,
         });
         std::thread::sleep(Duration::from_millis(60));
         let _ = heard(&old, Duration::from_millis(20));
@@ -867,5 +1003,95 @@ mod tests {
         assert_eq!(call.loudest(), 0);
         talk(&new, call.rtp, 2, 1, 10, LOUD);
         assert!(call.loudest() > 30000);
+    }
+
+    #[test]
+    fn srtp_protects_what_is_sent_and_drops_what_does_not_authenticate() {
+        use crate::media::srtp::{Inbound, MasterKey, Outbound, Suite};
+        let (peer, peer_rtcp) = (udp(), udp());
+        let keys = CallKeys {
+            ours: MasterKey::generate(Suite::AesCm128HmacSha1_80).unwrap(),
+            theirs: MasterKey::generate(Suite::AesCm128HmacSha1_80).unwrap(),
+        };
+        let call = start_with(
+            addr(&peer),
+            Some(addr(&peer_rtcp)),
+            false,
+            None,
+            Some(keys.clone()),
+        );
+        // What the phone sends is SRTP under its key: the peer's context opens it.
+        let mut open = Inbound::new(&keys.ours).unwrap();
+        let mut buf = [0u8; 2048];
+        peer.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let (n, _) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!(n, 12 + 160 + 10, "an SRTP packet with an 80-bit tag");
+        assert_eq!(open.unprotect_rtp(&buf[..n]).unwrap().len(), 172);
+        // The peer's SRTP is played; plain RTP, a flipped bit and a replay are not.
+        let mut seal = Outbound::new(&keys.theirs).unwrap();
+        let quiet: Vec<Vec<u8>> = (1..=5u16)
+            .map(|i| {
+                seal.protect_rtp(&packet(0, 42, i, u32::from(i) * 160, &[QUIET; 160]))
+                    .unwrap()
+            })
+            .collect();
+        for p in &quiet {
+            peer.send_to(p, call.rtp).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let heard_quiet = call.loudest();
+        assert!(
+            heard_quiet > 0 && heard_quiet < 1000,
+            "the peer's SRTP is played: {heard_quiet}"
+        );
+        // Loud, but plain / tampered / replayed.
+        talk(&peer, call.rtp, 42, 6, 5, LOUD);
+        for i in 11..=15u16 {
+            let mut p = seal
+                .protect_rtp(&packet(0, 42, i, u32::from(i) * 160, &[LOUD; 160]))
+                .unwrap();
+            p[40] ^= 0x01;
+            peer.send_to(&p, call.rtp).unwrap();
+        }
+        let loud_replay = seal
+            .protect_rtp(&packet(0, 42, 200, 200 * 160, &[LOUD; 160]))
+            .unwrap();
+        // The genuine one once (heard), then replayed 3 times; then the quiet ones again.
+        for p in quiet.iter().take(3) {
+            peer.send_to(p, call.rtp).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            call.loudest(),
+            heard_quiet,
+            "nothing plain, tampered or replayed was played"
+        );
+        peer.send_to(&loud_replay, call.rtp).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        for _ in 0..3 {
+            peer.send_to(&loud_replay, call.rtp).unwrap();
+        }
+        // An SRTCP report, and a tampered one.
+        let rr = seal.protect_rtcp(&receiver_report(42, 1, 0)).unwrap();
+        peer_rtcp.send_to(&rr, call.rtcp).unwrap();
+        let mut bad = seal.protect_rtcp(&receiver_report(42, 1, 0)).unwrap();
+        bad[10] ^= 0x10;
+        peer_rtcp.send_to(&bad, call.rtcp).unwrap();
+        let mut call = call;
+        let stats = call
+            .wait(Duration::from_secs(7), |e| match e {
+                MediaEvent::Stats(s) => Some(s.clone()),
+                _ => None,
+            })
+            .expect("a quality report");
+        assert!(call.loudest() > 30_000, "the genuine loud packet was played");
+        assert_eq!(stats.srtp, Some(Suite::AesCm128HmacSha1_80));
+        // 5 plain + 5 tampered RTP, 1 tampered SRTCP; 3 replayed quiet + 3 replayed loud.
+        assert_eq!(
+            (stats.srtp_auth_failed, stats.srtp_replayed),
+            (11, 6),
+            "{stats:?}"
+        );
+        assert_eq!(stats.received, 6, "{stats:?}");
     }
 }

@@ -175,6 +175,8 @@ pub struct DialogInfo {
     /// We sent the INVITE.
     pub uac: bool,
     pub confirmed: bool,
+    /// Its signalling goes over TLS (so SDP, SRTP keys included, is not in clear).
+    pub tls: bool,
 }
 
 /// Who a client transaction works for.

@@ -196,6 +196,7 @@ impl Stack {
             remote_target: d.remote_target.clone(),
             uac: d.role == Role::Uac,
             confirmed: d.state == DialogState::Confirmed,
+            tls: d.proto == Proto::Tls,
         })
     }
 

@@ -410,6 +410,8 @@ mod tests {
         "field.ring",
         "field.symmetric_rtp",
         "field.rtp_timeout",
+        "field.srtp",
+        "field.srtp_over_udp",
         "field.theme",
         "field.language",
         "yes",

@@ -35,6 +35,8 @@ pub struct CallRow {
     pub consult_for: Option<String>,
     /// In the local conference.
     pub conference: bool,
+    /// The SRTP suite protecting its audio (a lock in the list and the popup).
+    pub srtp: Option<String>,
 }
 
 impl CallRow {
@@ -57,6 +59,7 @@ impl CallRow {
             muted: false,
             consult_for: None,
             conference: false,
+            srtp: None,
         }
     }
 }
@@ -458,10 +461,11 @@ impl App {
                     c.state = RowState::Ringback;
                 }
             }
-            PhoneEvent::Answered { call } => {
+            PhoneEvent::Answered { call, srtp } => {
                 if let Some(c) = self.call_mut(call) {
                     c.state = RowState::Active;
                     c.answered = Some(Instant::now());
+                    c.srtp = srtp.as_deref().map(clean);
                 }
             }
             PhoneEvent::Identity { call, tel, telname } => {
@@ -610,10 +614,12 @@ impl App {
                 loss_percent,
                 jitter_ms,
                 rtt_ms,
+                srtp,
                 ..
             } => {
                 if let Some(c) = self.call_mut(call) {
                     c.quality = Some(quality_text(*loss_percent, *jitter_ms, *rtt_ms));
+                    c.srtp = srtp.as_deref().map(clean);
                 }
             }
             PhoneEvent::Recorded { call, path } => {
@@ -717,6 +723,7 @@ impl App {
                     muted: c.muted,
                     consult_for: c.consult_for.clone(),
                     conference: c.conference,
+                    srtp: c.srtp.as_deref().map(clean),
                     ..CallRow::new(&c.call, c.incoming, state, &c.tel, &c.telname, &c.called)
                 }
             })

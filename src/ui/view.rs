@@ -265,8 +265,13 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App, look: &Look) {
         } else {
             c.crm.name.clone()
         };
+        // A lock: the call's audio is encrypted (SRTP).
+        let state = match c.srtp {
+            Some(_) => format!("{LOCK}{state}"),
+            None => state.to_owned(),
+        };
         let mut cells = [
-            state.to_owned(),
+            state,
             dir(c.incoming, look),
             c.quality.clone().unwrap_or_default(),
             app.shown_number(c).to_owned(),
@@ -346,6 +351,9 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App, look: &Look) {
     }
     f.render_widget(bordered(Lines::new(shown), look, &title), area);
 }
+
+/// Marks a call whose audio is encrypted (SRTP), in the call list and the popup's title.
+const LOCK: &str = "🔒";
 
 fn dir(incoming: bool, look: &Look) -> String {
     look.cat
@@ -661,7 +669,13 @@ fn draw_popup(f: &mut Frame, area: Rect, app: &App, look: &Look) -> Drawn {
     f.render_widget(
         Lines::new(lines).clear().boxed(
             t.style("popup.border"),
-            Span::styled(format!(" {} ", cat.get("popup.title")), t.style("popup.title")),
+            Span::styled(
+                match c.srtp {
+                    Some(_) => format!(" {LOCK}{} ", cat.get("popup.title")),
+                    None => format!(" {} ", cat.get("popup.title")),
+                },
+                t.style("popup.title"),
+            ),
         ),
         r,
     );

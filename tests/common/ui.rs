@@ -87,6 +87,7 @@ pub fn answered(app: &mut App) {
         app,
         PhoneEvent::Answered {
             call: CALL.to_owned(),
+            srtp: None,
         },
     );
 }

@@ -22,6 +22,7 @@ use super::config::CallConfig;
 use super::identity;
 use super::media;
 use super::offer_answer::{LocalParams, State as Neg};
+use super::sdes::{self, SrtpMode};
 use super::sdp::{self, Sdp};
 use super::state::{Call, CallState};
 
@@ -384,10 +385,22 @@ impl Hub {
     ) {
         // The offer must be one we can answer (RFC 3264): else 488 with the reason (400 for
         // one that does not parse).
+        let tls = self.stack.dialog_info(dialog).is_some_and(|d| d.tls);
+        let Some(srtp) = self.srtp_for(tls) else {
+            // Mandatory SRTP, and these keys would cross the network in clear.
+            self.stack
+                .reject(
+                    dialog,
+                    488,
+                    "Not Acceptable Here (SRTP is required: call over TLS)",
+                )
+                .await;
+            return;
+        };
         let offer = match offer.as_deref().map(Sdp::parse) {
             None => None,
             Some(Ok(s)) => {
-                if let Err(why) = sdp::select_audio(&s, self.stack.local().ip(), &self.cfg.codecs) {
+                if let Err(why) = sdp::select_audio(&s, self.stack.local().ip(), &self.cfg.codecs, srtp) {
                     let reason = format!("Not Acceptable Here ({})", stack::warning_text(&why.to_string()));
                     self.stack.reject(dialog, 488, &reason).await;
                     return;
@@ -451,10 +464,19 @@ impl Hub {
             return;
         }
         self.stack.ring(dialog).await;
-        let params = identity::caller_identity(request);
+        let mut params = identity::caller_identity(request);
+        // {SECURE} on ring: the answer will be SRTP (the offer has crypto we take).
+        let secure = srtp != SrtpMode::Off
+            && offer
+                .as_ref()
+                .and_then(|o| sdp::select_audio(o, self.stack.local().ip(), &self.cfg.codecs, srtp).ok())
+                .and_then(|(i, _)| offer.as_ref().map(|o| !sdes::usable(&o.media[i]).is_empty()))
+                .unwrap_or(false);
+        params.extra.insert(SECURE.into(), secure_flag(secure));
         let mut call = Call::new(call_id.clone(), true, params.clone());
         call.dialog = Some(dialog);
         call.silent = silent;
+        call.srtp = srtp;
         if let Some(o) = offer
             && let Err(e) = call.neg.receive_offer(o)
         {
@@ -582,12 +604,25 @@ impl Hub {
 
     /// Call `i` is answered (by us or the far end): its state, and the answer on the bus.
     fn confirm(&mut self, i: usize) {
+        let srtp = self.calls[i].srtp_suite().map(|s| s.name().to_owned());
         let c = &mut self.calls[i];
         c.state = CallState::Confirmed;
         c.answered_at = Some(Instant::now());
+        c.params.extra.insert(SECURE.into(), secure_flag(srtp.is_some()));
         let (id, params) = (c.id.clone(), c.params.clone());
-        self.publish(i, Event::Phone(PhoneEvent::Answered { call: id }));
+        self.publish(i, Event::Phone(PhoneEvent::Answered { call: id, srtp }));
         self.publish(i, Event::Call(CallEvent::answer(params)));
+    }
+
+    /// SRTP for a call whose signalling is (`tls`) or is not TLS: `[media] srtp`, unless the
+    /// keys would travel in clear (no TLS, and `srtp_over_udp` off): then optional SRTP is off
+    /// and mandatory SRTP cannot be had (`None`).
+    fn srtp_for(&self, tls: bool) -> Option<SrtpMode> {
+        match self.cfg.srtp {
+            _ if tls || self.cfg.srtp_over_udp => Some(self.cfg.srtp),
+            SrtpMode::Mandatory => None,
+            _ => Some(SrtpMode::Off),
+        }
     }
 
     /// What our side puts in its SDP for call `i`.
@@ -598,6 +633,7 @@ impl Hub {
             port: self.calls[i].rtp_port,
             codecs: self.cfg.codecs.clone(),
             hold: self.calls[i].held,
+            srtp: self.calls[i].srtp,
         }
     }
 
@@ -663,22 +699,27 @@ impl Hub {
             self.calls[i].state = CallState::Confirmed;
             return self.on_feature_answered(i).await;
         }
+        let answered_sdp = sdp.is_some();
         if let Some(text) = sdp
             && self.calls[i].neg.state() == Neg::LocalOffer
         {
             self.take_answer(i, &text);
         }
+        if self.calls[i].neg.active().is_none() {
+            // No usable answer to our offer (none at all, or one we refused: no codec in
+            // common, no SRTP when it is mandatory): there is no session to run, the call
+            // fails (BYE) without ever being answered.
+            if !answered_sdp {
+                let id = self.calls[i].id.clone();
+                self.error(format!("call {id}: the far end answered without SDP"));
+            }
+            self.end_with_bye(i, EndReason::Failed).await;
+            return;
+        }
         if self.calls[i].state != CallState::Confirmed {
             self.confirm(i);
         }
-        if self.calls[i].neg.active().is_some() {
-            self.start_media(i).await;
-        } else {
-            // No answer at all to our offer: there is no session to run.
-            let id = self.calls[i].id.clone();
-            self.error(format!("call {id}: the far end answered without SDP"));
-            self.hangup(i).await;
-        }
+        self.start_media(i).await;
     }
 
     async fn on_acked(&mut self, dialog: DialogId, sdp: Option<String>) {
@@ -724,7 +765,17 @@ impl Hub {
             .unwrap_or_else(|| to.to_owned());
         let mut params = CallParams::outgoing(&id, &tel);
         params.called = tel.clone();
+        params.extra.insert(SECURE.into(), secure_flag(false));
         let mut call = Call::new(id.clone(), false, params.clone());
+        let tls = uri.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("sips:"))
+            || self.stack.proto() == crate::sip::transport::Proto::Tls;
+        let Some(srtp) = self.srtp_for(tls) else {
+            self.error(format!(
+                "cannot dial `{to}`: [media] srtp is mandatory and the call's signalling is not TLS"
+            ));
+            return None;
+        };
+        call.srtp = srtp;
         call.reserve_rtp(self.stack.local().ip()).await;
         call.feature = feature;
         call.announced = feature;
@@ -1027,6 +1078,13 @@ fn dtmf_from_info(body: &str) -> Option<String> {
         None => body.trim().to_owned(),
     };
     (d.len() == 1 && d.chars().all(|c| c.is_ascii_digit() || "*#ABCDabcd".contains(c))).then_some(d)
+}
+
+/// {SECURE}: the call's audio is encrypted (SRTP), "1" or "0".
+const SECURE: &str = "SECURE";
+
+fn secure_flag(secure: bool) -> String {
+    if secure { "1" } else { "0" }.to_owned()
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ impl Hub {
                 remote_rtcp: plan.remote_rtcp,
                 send: plan.send,
                 recv: plan.recv,
+                srtp: plan.srtp,
             });
             return;
         }
@@ -89,6 +90,7 @@ impl Hub {
             source,
             sink,
             record,
+            srtp: plan.srtp,
         };
         let handle = media_session::spawn(c.id.clone(), rtp, rtcp, setup, self.media_tx.clone());
         if c.muted {
@@ -180,6 +182,9 @@ impl Hub {
                 jitter_ms: s.jitter_ms,
                 remote_loss_percent: s.remote_loss_percent,
                 rtt_ms: s.rtt_ms,
+                srtp: s.srtp.map(|s| s.name().to_owned()),
+                srtp_auth_failed: s.srtp_auth_failed,
+                srtp_replayed: s.srtp_replayed,
             }),
             MediaEvent::Warning(w) => self.warn(w),
             MediaEvent::Timeout { silent_for } => {

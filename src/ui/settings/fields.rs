@@ -180,6 +180,12 @@ pub(super) fn pane_fields(pane: usize) -> Vec<Field> {
             field("audio.ring", "field.ring", Kind::Bool),
             field("media.symmetric_rtp", "field.symmetric_rtp", Kind::Bool),
             field("media.rtp_timeout_seconds", "field.rtp_timeout", Kind::Int),
+            field(
+                "media.srtp",
+                "field.srtp",
+                Kind::Enum(&["off", "optional", "mandatory"]),
+            ),
+            field("media.srtp_over_udp", "field.srtp_over_udp", Kind::Bool),
         ],
         6 => vec![
             // An empty theme is the bundled `default` one.
