@@ -96,6 +96,11 @@ fn two_phones_over_tls_talk_srtp_a_tone_each_way() {
         p.send(json!({"cmd": "quit"}));
         let _ = p.wait_exit(secs(3));
     }
+    // The keys are in no event and no log line.
+    for p in [&caller, &callee] {
+        let said = format!("{:?}{}", p.seen(), p.stderr());
+        assert!(!said.contains("inline:"), "a key was shown: {said}");
+    }
     assert_tone("the caller heard the callee", &heard_a, 1000.0);
     assert_tone("the callee heard the caller", &heard_b, 440.0);
 }
