@@ -142,3 +142,119 @@ fn mandatory_fails_against_a_phone_without_srtp_and_optional_falls_back() {
     assert_eq!(ans["event"], "answered", "{ans}");
     assert!(ans["srtp"].is_null(), "{ans}");
 }
+
+/// One PCMU RTP packet of a `freq` Hz tone (packet `n` of the stream, SSRC 0x5e5e).
+fn tone_packet(n: u16, freq: f64) -> Vec<u8> {
+    let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x5e, 0x5e];
+    p[2..4].copy_from_slice(&n.to_be_bytes());
+    p[4..8].copy_from_slice(&(u32::from(n) * 160).to_be_bytes());
+    p.extend((0..160).map(|i| {
+        let t = f64::from(u32::from(n) * 160 + i) / 8000.0;
+        common::rtp::ulaw((8000.0 * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16)
+    }));
+    p
+}
+
+/// The peer (SIPp's signalling, the test's media) offers SRTP with a key the test knows and
+/// sends a 1 kHz tone; in between come replays of packets already taken, packets of a 2 kHz
+/// tone with one bit flipped, and plain RTP of it. The phone plays the 1 kHz tone only, counts
+/// each kind in its `quality` event, and what it sends authenticates under its own key.
+#[test]
+fn tampered_replayed_and_plain_packets_are_dropped_counted_and_never_played() {
+    use ctiphone::call::sdes;
+    use ctiphone::call::sdp::Sdp;
+    use ctiphone::media::srtp::{Inbound, MasterKey, Outbound, Suite};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let heard = dir.path().join("heard.wav");
+    let cfg = common::calls::config(&media("mandatory", true));
+    let mut p = Phone::start(
+        &cfg,
+        &["--auto-answer", &format!("--audio-out={}", heard.display())],
+    );
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let key = MasterKey::generate(Suite::AesCm128HmacSha1_80).expect("key");
+    let b64 = key.key_params().trim_start_matches("inline:").to_owned();
+    let port = peer.local_addr().expect("addr").port().to_string();
+    let uac = common::calls::call(
+        &p,
+        "cl_uac_srtp_hold.xml",
+        &[
+            "-key", "rtp_port", &port, "-key", "srtp_key", &b64, "-set", "hold", "7000",
+        ],
+    );
+    let ans = p.expect("answered", secs(5));
+    assert_eq!(ans["srtp"], "AES_CM_128_HMAC_SHA1_80", "{ans}");
+    let r = common::calls::wait_trace(&uac, secs(5), "SIPp ACKs the 200", |r| r.sent("ACK ") >= 1);
+    let ok = common::calls::response(&r, 200, "INVITE");
+    let answer = Sdp::parse(ok.body()).expect("the phone's SDP");
+    let audio = answer.audio().expect("audio");
+    assert_eq!(audio.proto, "RTP/SAVP");
+    let theirs = sdes::usable(audio);
+    assert_eq!(theirs.len(), 1, "{}", ok.body());
+    let media_to = std::net::SocketAddr::new(audio.addr, audio.port);
+    let mut seal = Outbound::new(&key).expect("context");
+    let (mut sent, mut replays, mut tampered, mut plain) = (Vec::new(), 0u64, 0u64, 0u64);
+    let start = std::time::Instant::now();
+    for n in 1..=150u16 {
+        let genuine = seal.protect_rtp(&tone_packet(n, 1000.0)).expect("protect");
+        peer.send_to(&genuine, media_to).expect("send");
+        sent.push(genuine);
+        if n % 3 == 0 {
+            peer.send_to(&sent[usize::from(n) - 2], media_to).expect("send");
+            replays += 1;
+        }
+        if n % 5 == 0 {
+            // A fresh packet of another tone, one bit flipped in its payload.
+            let mut bad = seal
+                .protect_rtp(&tone_packet(n + 20_000, 2000.0))
+                .expect("protect");
+            bad[12 + usize::from(n) % 160] ^= 1 << (n % 8);
+            peer.send_to(&bad, media_to).expect("send");
+            tampered += 1;
+        }
+        // Sequence numbers less than 2^15 ahead: further ahead would read as the previous
+        // rollover, i.e. old, and count as replays (RFC 3711 §3.3.1).
+        if n % 10 == 0 {
+            peer.send_to(&tone_packet(n + 10_000, 2000.0), media_to)
+                .expect("send");
+            plain += 1;
+        }
+        let next = start + std::time::Duration::from_millis(20 * u64::from(n));
+        if let Some(d) = next.checked_duration_since(std::time::Instant::now()) {
+            std::thread::sleep(d);
+        }
+    }
+    let q = p.expect_where("quality", secs(8), |q| {
+        q["srtp_auth_failed"].as_u64().unwrap_or(0) > 0
+    });
+    assert_eq!(q["srtp"], "AES_CM_128_HMAC_SHA1_80", "{q}");
+    assert_eq!(q["srtp_auth_failed"].as_u64(), Some(tampered + plain), "{q}");
+    assert_eq!(q["srtp_replayed"].as_u64(), Some(replays), "{q}");
+    // What the phone sent authenticates under the key of its answer, and is not plain PCMU.
+    let mut open = Inbound::new(&theirs[0].key).expect("context");
+    peer.set_read_timeout(Some(secs(1))).expect("timeout");
+    let mut buf = [0u8; 2048];
+    let mut opened = 0;
+    for _ in 0..20 {
+        let (n, _) = peer.recv_from(&mut buf).expect("the phone's RTP");
+        if buf[1] & 0x7f < 64 {
+            assert_eq!(n, 12 + 160 + 10, "SRTP with an 80-bit tag");
+            assert!(
+                open.unprotect_rtp(&buf[..n]).is_ok(),
+                "the phone's packet authenticates"
+            );
+            opened += 1;
+        }
+    }
+    assert!(opened >= 10, "{opened}");
+    uac.wait(secs(10)).assert_ok();
+    p.expect("ended", secs(5));
+    p.send(json!({"cmd": "quit"}));
+    let _ = p.wait_exit(secs(3));
+    let (samples, rate) = common::wav_channel(&heard, 0);
+    let tone = common::rtp::snr_between(&samples, rate, 0.5, 3.0, 1000.0);
+    let forged = common::rtp::snr_between(&samples, rate, 0.5, 3.0, 2000.0);
+    assert!(tone >= 15.0, "the genuine 1 kHz tone: {tone:.1} dB");
+    assert!(forged < 0.0, "the forged 2 kHz tone was played: {forged:.1} dB");
+}
