@@ -13,6 +13,7 @@ use serde_json::json;
 
 use common::peers::{Phone, account_toml, secs};
 use ctiphone::media::goertzel;
+use ctiphone::media::srtp::Suite;
 
 struct Pki {
     _dir: tempfile::TempDir,
@@ -158,12 +159,27 @@ fn tone_packet(n: u16, freq: f64) -> Vec<u8> {
 /// The peer (SIPp's signalling, the test's media) offers SRTP with a key the test knows and
 /// sends a 1 kHz tone; in between come replays of packets already taken, packets of a 2 kHz
 /// tone with one bit flipped, and plain RTP of it. The phone plays the 1 kHz tone only, counts
-/// each kind in its `quality` event, and what it sends authenticates under its own key.
+/// each kind in its `quality` event, and what it sends authenticates under its own key. For
+/// each suite: the peer offers only that one.
 #[test]
 fn tampered_replayed_and_plain_packets_are_dropped_counted_and_never_played() {
+    peer_with_its_own_key(Suite::AesCm128HmacSha1_80);
+}
+
+#[test]
+fn a_peer_offering_only_aes_cm_32_gets_it() {
+    peer_with_its_own_key(Suite::AesCm128HmacSha1_32);
+}
+
+#[test]
+fn a_peer_offering_only_aead_aes_128_gcm_gets_it() {
+    peer_with_its_own_key(Suite::AeadAes128Gcm);
+}
+
+fn peer_with_its_own_key(suite: Suite) {
     use ctiphone::call::sdes;
     use ctiphone::call::sdp::Sdp;
-    use ctiphone::media::srtp::{Inbound, MasterKey, Outbound, Suite};
+    use ctiphone::media::srtp::{Inbound, MasterKey, Outbound};
 
     let dir = tempfile::tempdir().expect("temp dir");
     let heard = dir.path().join("heard.wav");
@@ -173,18 +189,29 @@ fn tampered_replayed_and_plain_packets_are_dropped_counted_and_never_played() {
         &["--auto-answer", &format!("--audio-out={}", heard.display())],
     );
     let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let key = MasterKey::generate(Suite::AesCm128HmacSha1_80).expect("key");
+    let key = MasterKey::generate(suite).expect("key");
     let b64 = key.key_params().trim_start_matches("inline:").to_owned();
     let port = peer.local_addr().expect("addr").port().to_string();
     let uac = common::calls::call(
         &p,
         "cl_uac_srtp_hold.xml",
         &[
-            "-key", "rtp_port", &port, "-key", "srtp_key", &b64, "-set", "hold", "7000",
+            "-key",
+            "rtp_port",
+            &port,
+            "-key",
+            "srtp_suite",
+            suite.name(),
+            "-key",
+            "srtp_key",
+            &b64,
+            "-set",
+            "hold",
+            "7000",
         ],
     );
     let ans = p.expect("answered", secs(5));
-    assert_eq!(ans["srtp"], "AES_CM_128_HMAC_SHA1_80", "{ans}");
+    assert_eq!(ans["srtp"], suite.name(), "{ans}");
     let r = common::calls::wait_trace(&uac, secs(5), "SIPp ACKs the 200", |r| r.sent("ACK ") >= 1);
     let ok = common::calls::response(&r, 200, "INVITE");
     let answer = Sdp::parse(ok.body()).expect("the phone's SDP");
@@ -228,7 +255,7 @@ fn tampered_replayed_and_plain_packets_are_dropped_counted_and_never_played() {
     let q = p.expect_where("quality", secs(8), |q| {
         q["srtp_auth_failed"].as_u64().unwrap_or(0) > 0
     });
-    assert_eq!(q["srtp"], "AES_CM_128_HMAC_SHA1_80", "{q}");
+    assert_eq!(q["srtp"], suite.name(), "{q}");
     assert_eq!(q["srtp_auth_failed"].as_u64(), Some(tampered + plain), "{q}");
     assert_eq!(q["srtp_replayed"].as_u64(), Some(replays), "{q}");
     // What the phone sent authenticates under the key of its answer, and is not plain PCMU.
@@ -239,7 +266,12 @@ fn tampered_replayed_and_plain_packets_are_dropped_counted_and_never_played() {
     for _ in 0..20 {
         let (n, _) = peer.recv_from(&mut buf).expect("the phone's RTP");
         if buf[1] & 0x7f < 64 {
-            assert_eq!(n, 12 + 160 + 10, "SRTP with an 80-bit tag");
+            let tag = match suite {
+                Suite::AesCm128HmacSha1_80 => 10,
+                Suite::AesCm128HmacSha1_32 => 4,
+                Suite::AeadAes128Gcm => 16,
+            };
+            assert_eq!(n, 12 + 160 + tag, "SRTP with the suite's tag");
             assert!(
                 open.unprotect_rtp(&buf[..n]).is_ok(),
                 "the phone's packet authenticates"
