@@ -234,8 +234,14 @@ pub fn status_text(s: &Snapshot) -> String {
             .filter(|n| !n.is_empty())
             .unwrap_or(&c.telname);
         let company = c.crm.vars.get("COMPANY").map(String::as_str).unwrap_or_default();
+        // The SRTP suite of an encrypted call, last.
+        let secure = c
+            .srtp
+            .as_deref()
+            .map(|s| format!("  srtp {}", shown(s)))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "  {}  {dir}  {:8} {time}  {}  {}  {}\n",
+            "  {}  {dir}  {:8} {time}  {}  {}  {}{secure}\n",
             shown(&c.call),
             c.state,
             shown(&c.tel),
