@@ -95,3 +95,66 @@ fn a_caller_that_does_not_trust_the_certificate_cannot_connect() {
     );
     callee.expect_none("incoming", secs(1));
 }
+
+/// A `sips:` URI is reached over TLS even from an account on UDP: never downgraded, and
+/// the callee's certificate is checked (here against the CA the caller trusts).
+#[test]
+fn a_sips_uri_is_dialled_over_tls_from_a_udp_account() {
+    let pki = pki();
+    let mut callee = tls_server(&pki, "1002");
+    let cfg = format!(
+        "{}tls_ca = \"{}\"\n",
+        account_toml("1001", "x", "", "udp", 60),
+        pki.ca.display()
+    );
+    let mut caller = Phone::start(&cfg, &[]);
+    assert_eq!(caller.ready["transport"], "udp", "{}", caller.ready);
+    caller.send(json!({"cmd": "dial", "to": format!("sips:1002@{}", callee.listen())}));
+    let inc = callee.expect("incoming", secs(5));
+    assert_eq!(inc["tel"], "1001", "{inc}");
+    caller.expect("answered", secs(5));
+    caller.send(json!({"cmd": "hangup"}));
+    assert_eq!(callee.expect("ended", secs(5))["reason"], "remote_hangup");
+    // An untrusting caller on UDP: the TLS handshake fails, nothing goes over UDP instead.
+    let other = self::pki();
+    let cfg = format!(
+        "{}tls_ca = \"{}\"\n",
+        account_toml("1003", "x", "", "udp", 60),
+        other.ca.display()
+    );
+    let mut stranger = Phone::start(&cfg, &[]);
+    stranger.send(json!({"cmd": "dial", "to": format!("sips:1002@{}", callee.listen())}));
+    let end = stranger.expect("ended", secs(5));
+    assert_eq!(end["reason"], "failed", "{end}");
+    callee.expect_none("incoming", secs(1));
+}
+
+/// A request to a `sips:` URI that arrives over UDP or TCP is refused (416), never served in
+/// clear; the same phone still takes `sip:` requests on those transports.
+#[test]
+fn a_sips_request_over_a_clear_transport_is_refused() {
+    use common::wire::{Conn, Proto, Recv, status};
+    let p = Phone::start(&account_toml("1002", "x", "", "udp", 60), &["--auto-answer=100"]);
+    let to: std::net::SocketAddr = p.listen().parse().expect("listen address");
+    for (proto, name) in [(Proto::Udp, "UDP"), (Proto::Tcp, "TCP")] {
+        for (scheme, want) in [("sips", 416), ("sip", 200)] {
+            let mut c = Conn::open(proto, to);
+            let me = c.local();
+            let req = format!(
+                "OPTIONS {scheme}:1002@{to} SIP/2.0\r\nVia: SIP/2.0/{name} {me};branch=z9hG4bK-s{scheme}{name}\r\n\
+                 From: <sip:t@{me}>;tag=1\r\nTo: <{scheme}:1002@{to}>\r\nCall-ID: sips-{scheme}-{name}@t\r\n\
+                 CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            );
+            c.send(req.as_bytes());
+            match c.recv(std::time::Instant::now() + secs(3)) {
+                Recv::Msg(m) => assert_eq!(
+                    status(&m),
+                    Some(want),
+                    "{scheme} over {name}: {}",
+                    String::from_utf8_lossy(&m)
+                ),
+                _ => panic!("{scheme} over {name}: no answer"),
+            }
+        }
+    }
+}

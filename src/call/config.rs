@@ -145,6 +145,20 @@ impl CallConfig {
                 .ok_or_else(|| format!("[account] registrar `{}` has no address", a.registrar))?;
             Some(addr)
         };
+        // The name a TLS registrar must prove: its own host name, else (an address was given
+        // for it) the account's domain, the Request-URI of our REGISTER (RFC 5922 §7.2).
+        if tls.server_name.is_none()
+            && registrar.is_some()
+            && let Some(u) = &aor
+            && !u.host.is_empty()
+            && u.host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_err()
+        {
+            tls.server_name = Some(u.host.clone());
+        }
         let user = aor
             .as_ref()
             .and_then(|u| u.user.clone())

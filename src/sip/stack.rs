@@ -320,11 +320,18 @@ impl Stack {
     }
 
     pub fn contact(&self) -> String {
+        self.contact_for(self.cfg.proto)
+    }
+
+    /// Our Contact for requests sent over `proto`: over a stream, the transport is named so
+    /// that requests coming back use it (over TLS, `;transport=tls`: RFC 5630 §3.1.3 leaves
+    /// `sips:` Contacts to `sips:` requests, which every registrar takes this way too).
+    pub fn contact_for(&self, proto: Proto) -> String {
         let a = self.contact_addr();
-        let t = if self.cfg.proto == Proto::Tcp {
-            ";transport=tcp"
-        } else {
-            ""
+        let t = match proto {
+            Proto::Udp => "",
+            Proto::Tcp => ";transport=tcp",
+            Proto::Tls => ";transport=tls",
         };
         format!("<sip:{}@{}{t}>", self.cfg.user, fmt_addr(a))
     }
@@ -619,7 +626,20 @@ impl Stack {
                 return;
             }
         }
-        if let Some((code, reason, headers)) = precheck(&msg) {
+        // A sips: Request-URI promises TLS on every hop (RFC 3261 §19.1.1, RFC 5630 §3.1.3): one
+        // that reached us over anything else is refused, not served in clear.
+        let insecure_sips = method != "ACK"
+            && proto != Proto::Tls
+            && msg
+                .uri()
+                .and_then(|u| u.split_once(':'))
+                .is_some_and(|(s, _)| s.eq_ignore_ascii_case("sips"));
+        let refused = if insecure_sips {
+            Some((416, "Unsupported URI Scheme (sips: needs TLS)", Vec::new()))
+        } else {
+            precheck(&msg)
+        };
+        if let Some((code, reason, headers)) = refused {
             let headers: Vec<(&str, String)> = headers;
             self.refuse(from, proto, &msg, code, reason, &headers).await;
             return;
@@ -1017,11 +1037,22 @@ pub fn target_uri(to: &str, domain: &str) -> Result<String, String> {
     Ok(format!("sip:{to}@{domain}"))
 }
 
-/// The host and port of a URI, to resolve (default port by transport).
+/// The host and port of a URI, to resolve (default port by transport: 5061 for TLS).
 pub fn uri_host_port(uri: &str) -> Option<(String, u16)> {
     let u = Uri::parse(uri).ok()?;
     let host = u.host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    Some((host, u.port.unwrap_or(5060)))
+    let default = if wants_tls(uri) { 5061 } else { 5060 };
+    Some((host, u.port.unwrap_or(default)))
+}
+
+/// The URI must be reached over TLS: a `sips:` URI (RFC 3261 §19.1.1, every hop secured), or
+/// `;transport=tls`.
+pub fn wants_tls(uri: &str) -> bool {
+    Uri::parse(uri).is_ok_and(|u| {
+        u.scheme == "sips"
+            || u.param("transport")
+                .is_some_and(|t| t.eq_ignore_ascii_case("tls"))
+    })
 }
 
 /// An IP address literal, if `host` is one.

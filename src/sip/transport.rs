@@ -134,8 +134,14 @@ pub struct Transport {
     closed: Closed,
     inbound: mpsc::Sender<Inbound>,
     pub local: SocketAddr,
-    connector: Option<TlsConnector>,
+    /// The TLS client: made at start when the account uses TLS, else at the first TLS
+    /// connection (a `sips:` call from an account on UDP), from `tls`.
+    connector: Arc<std::sync::OnceLock<Result<TlsConnector, String>>>,
+    tls: Arc<TlsSettings>,
     server_name: Option<String>,
+    /// The name a TLS server at an address must prove (a dialled `sips:` host), over
+    /// `server_name`.
+    names: Arc<Mutex<HashMap<SocketAddr, String>>>,
     /// [`STREAM_MESSAGE_TIMEOUT`] (shorter in unit tests).
     message_timeout: std::time::Duration,
 }
@@ -163,10 +169,15 @@ impl Transport {
         tls: &TlsSettings,
         message_timeout: std::time::Duration,
     ) -> Result<Self, String> {
-        let (connector, acceptor) = if tls.enabled {
-            tls_configs(tls)?
+        let connector = Arc::new(std::sync::OnceLock::new());
+        let acceptor = if tls.enabled {
+            let (c, a) = tls_configs(tls)?;
+            if let Some(c) = c {
+                let _ = connector.set(Ok(c));
+            }
+            a
         } else {
-            (None, None)
+            None
         };
         let (udp, tcp) = bind_pair(listen)
             .await
@@ -179,7 +190,9 @@ impl Transport {
             inbound,
             local,
             connector,
+            tls: Arc::new(tls.clone()),
             server_name: tls.server_name.clone(),
+            names: Arc::default(),
             message_timeout,
         };
         t.spawn_tcp(tcp, acceptor);
@@ -344,6 +357,13 @@ impl Transport {
                 .unwrap_or(false)
     }
 
+    /// A TLS connection to `to` must show a certificate for `host` (not the registrar's name).
+    pub fn expect_name(&self, to: SocketAddr, host: &str) {
+        if let Ok(mut n) = self.names.lock() {
+            n.insert(to, host.trim_start_matches('[').trim_end_matches(']').to_owned());
+        }
+    }
+
     /// Sends bytes to `to` over `proto` (a TCP connection is opened when there is none).
     pub async fn send(&self, proto: Proto, to: SocketAddr, bytes: Vec<u8>) -> std::io::Result<()> {
         match proto {
@@ -362,20 +382,30 @@ impl Transport {
                         if proto == Proto::Tcp {
                             self.adopt(stream, to, proto)
                         } else {
-                            let name = match &self.server_name {
+                            let expected = self.names.lock().ok().and_then(|n| n.get(&to).cloned());
+                            let name = match expected.as_ref().or(self.server_name.as_ref()) {
                                 Some(n) => rustls::pki_types::ServerName::try_from(n.clone())
                                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
                                 None => rustls::pki_types::ServerName::IpAddress(to.ip().into()),
                             };
-                            let connector = self.connector.as_ref().ok_or_else(|| {
-                                std::io::Error::new(
-                                    std::io::ErrorKind::Unsupported,
-                                    "TLS is not configured (transport = \"tls\")",
-                                )
-                            })?;
+                            let connector = self
+                                .connector
+                                .get_or_init(|| {
+                                    tls_configs(&self.tls)?
+                                        .0
+                                        .ok_or_else(|| "TLS is not configured".to_owned())
+                                })
+                                .as_ref()
+                                .map_err(|e| {
+                                    std::io::Error::new(std::io::ErrorKind::Unsupported, e.clone())
+                                })?;
+                            let shown = expected
+                                .or_else(|| self.server_name.clone())
+                                .unwrap_or_else(|| to.ip().to_string());
                             let tls = tokio::time::timeout(timeout, connector.connect(name, stream))
                                 .await
-                                .map_err(|_| timed_out())??;
+                                .map_err(|_| timed_out())?
+                                .map_err(|e| std::io::Error::new(e.kind(), tls_failure(&e, &shown)))?;
                             self.adopt(tls, to, proto)
                         }
                     }
@@ -385,6 +415,68 @@ impl Transport {
                     .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection closed"))
             }
         }
+    }
+}
+
+/// Why a TLS handshake with `name` failed, in words that say what to fix: the server's
+/// certificate expired, names another host, or comes from a CA we do not trust; the server
+/// refused our protocol versions; or the rustls error as it is.
+pub fn tls_failure(e: &std::io::Error, name: &str) -> String {
+    use rustls::{CertificateError as C, Error as E};
+    let Some(err) = e.get_ref().and_then(|i| i.downcast_ref::<E>()) else {
+        return format!("TLS handshake with {name} failed: {}", crate::errors::chain(e));
+    };
+    let day = |t: &rustls::pki_types::UnixTime| {
+        chrono::DateTime::from_timestamp(t.as_secs().min(i64::MAX as u64) as i64, 0).map_or_else(
+            || t.as_secs().to_string(),
+            |d| d.format("%Y-%m-%d %H:%M UTC").to_string(),
+        )
+    };
+    match err {
+        E::InvalidCertificate(c) => match c {
+            C::Expired => format!("TLS: the certificate of {name} has expired"),
+            C::ExpiredContext { not_after, .. } => {
+                format!("TLS: the certificate of {name} expired on {}", day(not_after))
+            }
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                format!("TLS: the certificate of {name} is not valid yet (check this machine's clock)")
+            }
+            C::NotValidForName => format!("TLS: the server's certificate is not for {name}"),
+            C::NotValidForNameContext { presented, .. } => format!(
+                "TLS: the server's certificate is for {}, not {name}",
+                if presented.is_empty() {
+                    "no name".to_owned()
+                } else {
+                    presented
+                        .iter()
+                        .map(|p| bare_name(p))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+            C::UnknownIssuer => format!(
+                "TLS: the certificate of {name} is signed by an unknown CA (not in [account] tls_ca or the system's store)"
+            ),
+            C::Revoked => format!("TLS: the certificate of {name} is revoked"),
+            C::BadSignature => format!("TLS: the certificate of {name} has a bad signature"),
+            other => format!("TLS: the certificate of {name} is not acceptable: {other:?}"),
+        },
+        E::AlertReceived(alert) => {
+            format!("TLS: {name} refused the handshake ({alert:?}; no TLS version or cipher in common?)")
+        }
+        E::PeerIncompatible(why) => {
+            format!("TLS: {name} has no TLS version or cipher in common with us ({why:?})")
+        }
+        other => format!("TLS handshake with {name} failed: {other}"),
+    }
+}
+
+/// A name as rustls presents it (`DnsName("pbx.example")`, `IpAddress(…)`), without the
+/// wrapper.
+fn bare_name(presented: &str) -> &str {
+    match (presented.find("(\""), presented.rfind("\")")) {
+        (Some(a), Some(b)) if b > a + 2 => &presented[a + 2..b],
+        _ => presented,
     }
 }
 
@@ -491,6 +583,39 @@ pub fn error_response(bytes: &[u8], status: u16, why: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tls_failures_say_what_to_fix() {
+        use rustls::pki_types::{ServerName, UnixTime};
+        use rustls::{CertificateError as C, Error as E};
+        let io = |e: E| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let expired = C::ExpiredContext {
+            time: UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_800_000_000)),
+            not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_609_372_800)),
+        };
+        let wrong = C::NotValidForNameContext {
+            expected: ServerName::try_from("pbx.example").unwrap().to_owned(),
+            presented: vec!["DnsName(\"sbc.example\")".into(), "IpAddress(10.0.0.1)".into()],
+        };
+        let cases = [
+            (E::InvalidCertificate(expired), "expired on 2020-12-31 00:00 UTC"),
+            (
+                E::InvalidCertificate(wrong),
+                "is for sbc.example, IpAddress(10.0.0.1), not pbx.example",
+            ),
+            (E::InvalidCertificate(C::UnknownIssuer), "signed by an unknown CA"),
+            (E::InvalidCertificate(C::NotValidYet), "not valid yet"),
+        ];
+        for (e, want) in cases {
+            let why = tls_failure(&io(e), "pbx.example");
+            assert!(why.contains(want), "{why}");
+        }
+        let plain = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(
+            tls_failure(&plain, "pbx.example"),
+            "TLS handshake with pbx.example failed: reset"
+        );
+    }
+
     use std::time::{Duration, Instant};
 
     use super::*;

@@ -28,7 +28,20 @@ impl Stack {
     ) -> DialogId {
         from.set_param("tag", &random_token(10));
         let id = self.new_dialog_id();
-        let proto = self.cfg.proto;
+        // A sips: target is never reached over anything but TLS (no downgrade).
+        let proto = if wants_tls(target) {
+            Proto::Tls
+        } else {
+            self.cfg.proto
+        };
+        if proto == Proto::Tls
+            && self.cfg.registrar != Some(dest)
+            && let Ok(u) = super::addr::Uri::parse(target)
+            && ip_literal(&u.host).is_none()
+        {
+            // Straight to the target: its certificate must name the target's host.
+            self.transport.expect_name(dest, &u.host);
+        }
         let mut d = Dialog::new(
             id,
             call_id.to_owned(),
@@ -44,7 +57,7 @@ impl Stack {
             .push("To", d.remote.to_string())
             .push("Call-ID", call_id.to_owned())
             .push("CSeq", "1 INVITE")
-            .push("Contact", self.contact())
+            .push("Contact", self.contact_for(proto))
             .push("Allow", ALLOW)
             .push("Supported", SUPPORTED)
             .push("Session-Expires", SESSION_EXPIRES.to_string())

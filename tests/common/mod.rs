@@ -201,6 +201,45 @@ pub fn test_pki() -> TestPki {
     }
 }
 
+/// A CA of the test's own that issues server certificates for any names, valid or expired
+/// (the TLS failure tests).
+#[allow(dead_code)]
+pub struct TestCa {
+    pub pem: String,
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+}
+
+#[allow(dead_code)]
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let key = KeyPair::generate().expect("CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let pem = params.self_signed(&key).expect("CA cert").pem();
+        TestCa { pem, params, key }
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses) and its key, as PEM;
+    /// `expired`: valid in 2020 only.
+    pub fn issue(&self, names: &[&str], expired: bool) -> (String, String) {
+        use rcgen::{CertificateParams, DnType, Issuer, KeyPair};
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let key = KeyPair::generate().expect("server key");
+        let mut params = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+            .expect("params");
+        params.distinguished_name.push(DnType::CommonName, names[0]);
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 12, 31);
+        }
+        let cert = params.signed_by(&key, &issuer).expect("server cert");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
 /// An HTTPS server on 127.0.0.1 answering `ok` with a certificate for 127.0.0.1 signed by a
 /// CA of the test's own: its address and the CA's certificate (PEM), for `SSL_CERT_FILE`.
 #[allow(dead_code)]

@@ -228,6 +228,8 @@ fn render(template: &str, vars: &[(&str, String)]) -> String {
 /// `pw<user>`, rendered from `tests/peers/kamailio.cfg.in`. Killed on drop.
 pub struct Kamailio {
     pub port: u16,
+    /// Its TLS port (0 unless started with [`Kamailio::start_tls`]).
+    pub tls_port: u16,
     dir: tempfile::TempDir,
     cfg: PathBuf,
     log: PathBuf,
@@ -255,6 +257,43 @@ impl Kamailio {
         Self::start_from("kamailio_presence.cfg.in")
     }
 
+    /// As [`Kamailio::start`], also listening for TLS (`tests/peers/kamailio_tls.cfg.in`; Debian
+    /// package `kamailio-tls-modules`) with this certificate and key (PEM files) and
+    /// `method` as Kamailio's `tls.cfg` writes it (`TLSv1.2+`, `TLSv1.2`, `TLSv1.3`).
+    pub fn start_tls(cert: &Path, key: &Path, method: &str) -> Self {
+        let module = Path::new("/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so");
+        assert!(
+            module.exists(),
+            "Kamailio's TLS module is not installed: apt-get install -y kamailio-tls-modules (tests/run.sh installs it)"
+        );
+        let tls_cfg = format!(
+            "[server:default]\nmethod = {method}\nverify_certificate = no\nrequire_certificate = no\n\
+             private_key = {}\ncertificate = {}\n\n[client:default]\nmethod = {method}\n\
+             verify_certificate = no\nrequire_certificate = no\n",
+            key.display(),
+            cert.display()
+        );
+        for _ in 0..5 {
+            let tls_port = free_tcp_port();
+            let mut k = Self::prepare_with(
+                free_port_both(),
+                "kamailio_tls.cfg.in",
+                &[("TLSPORT", tls_port.to_string())],
+                Some(&tls_cfg),
+            );
+            k.tls_port = tls_port;
+            match k.try_spawn() {
+                Ok(()) => {
+                    wait_bound("tcp", tls_port, Duration::from_secs(5), "kamailio's TLS port");
+                    return k;
+                }
+                Err(e) if e.contains("Address already in use") => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("kamailio: five free ports in a row were taken before it could bind them");
+    }
+
     fn start_from(template: &str) -> Self {
         for _ in 0..5 {
             let mut k = Self::prepare(free_port_both(), template);
@@ -276,6 +315,11 @@ impl Kamailio {
 
     /// Renders and checks the config for `port`; does not start it.
     fn prepare(port: u16, template: &str) -> Self {
+        Self::prepare_with(port, template, &[], None)
+    }
+
+    /// As [`Kamailio::prepare`], with more `@NAME@` values and a `tls.cfg` for its directory.
+    fn prepare_with(port: u16, template: &str, vars: &[(&str, String)], tls_cfg: Option<&str>) -> Self {
         let bin = peer_bin("kamailio");
         let dir = tempfile::Builder::new()
             .prefix("kam")
@@ -285,7 +329,10 @@ impl Kamailio {
             .unwrap_or_else(|e| panic!("tests/peers/{template}: {e}"));
         let ctl = dir.path().join("ctl");
         let cfg = dir.path().join("kamailio.cfg");
-        if text.contains("@DIR@") {
+        if let Some(t) = tls_cfg {
+            std::fs::write(dir.path().join("tls.cfg"), t).unwrap();
+        }
+        if text.contains("@DIR@/db") {
             // db_text tables, from the layout Debian's kamailio ships.
             let db = dir.path().join("db");
             std::fs::create_dir_all(&db).unwrap();
@@ -310,7 +357,10 @@ impl Kamailio {
                     ("PORT", port.to_string()),
                     ("CTL", ctl.display().to_string()),
                     ("DIR", dir.path().display().to_string()),
-                ],
+                ]
+                .into_iter()
+                .chain(vars.iter().map(|(k, v)| (*k, v.clone())))
+                .collect::<Vec<_>>(),
             ),
         )
         .unwrap();
@@ -329,6 +379,7 @@ impl Kamailio {
         let log = dir.path().join("kamailio.log");
         Kamailio {
             port,
+            tls_port: 0,
             dir,
             cfg,
             log,

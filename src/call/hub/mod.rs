@@ -767,8 +767,7 @@ impl Hub {
         params.called = tel.clone();
         params.extra.insert(SECURE.into(), secure_flag(false));
         let mut call = Call::new(id.clone(), false, params.clone());
-        let tls = uri.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("sips:"))
-            || self.stack.proto() == crate::sip::transport::Proto::Tls;
+        let tls = stack::wants_tls(&uri) || self.stack.proto() == crate::sip::transport::Proto::Tls;
         let Some(srtp) = self.srtp_for(tls) else {
             self.error(format!(
                 "cannot dial `{to}`: [media] srtp is mandatory and the call's signalling is not TLS"
