@@ -75,6 +75,15 @@ pub struct Call {
     /// SRTP for this call's offers and answers: `[media] srtp`, off when the signalling is
     /// not TLS (unless `srtp_over_udp`).
     pub srtp: super::sdes::SrtpMode,
+    /// An outgoing call's targets so far: the one dialled, then each a 3xx sent it to.
+    pub targets: Vec<String>,
+    /// The identity an outgoing call was placed with (kept for a redirect's new INVITE).
+    pub caller: Option<crate::app::CallerId>,
+    /// Where an outgoing call goes is settled (a response other than a redirect, or the end):
+    /// only then is it announced to CTI and the history, with its final target.
+    pub settled: bool,
+    /// The call's parties are named (phonebook): it is announced once also settled.
+    pub named: bool,
 }
 
 impl Call {
@@ -112,6 +121,10 @@ impl Call {
             feature: false,
             silent: false,
             srtp: super::sdes::SrtpMode::Off,
+            targets: Vec::new(),
+            caller: None,
+            settled: incoming,
+            named: false,
         }
     }
 

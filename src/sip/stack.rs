@@ -146,6 +146,13 @@ pub enum SipEvent {
         dialog: DialogId,
         end: DialogEnd,
     },
+    /// Our INVITE was redirected (3xx): its Contacts, the most preferred first (`q`). The
+    /// dialog's `Ended` follows.
+    Redirected {
+        dialog: DialogId,
+        code: u16,
+        targets: Vec<String>,
+    },
     /// A NOTIFY of one of our subscriptions (`sub`), or an unsolicited one from the registrar
     /// (`None`); answered 200 already.
     Notified {

@@ -416,6 +416,16 @@ impl Stack {
             .await;
             return;
         }
+        if (300..400).contains(&code) {
+            let targets = redirect_targets(msg);
+            if !targets.is_empty() {
+                self.emit(SipEvent::Redirected {
+                    dialog: id,
+                    code,
+                    targets,
+                });
+            }
+        }
         let reason = reason_phrase(msg);
         self.end(id, DialogEnd::Refused { code, reason });
     }
@@ -555,4 +565,31 @@ impl Stack {
         bye.push("CSeq", format!("{} BYE", n + 1));
         self.send_request(bye, from, proto, Owner::None).await;
     }
+}
+/// The targets of a 3xx (RFC 3261 §8.1.3.4): its Contacts that are sip:, sips: or tel: URIs,
+/// the highest `q` first (1.0 without one; equal ones in the order given), at most 10.
+pub(super) fn redirect_targets(msg: &Message) -> Vec<String> {
+    let mut found: Vec<(u16, String)> = msg
+        .get_all("Contact")
+        .into_iter()
+        .flat_map(super::message::split_commas)
+        .filter_map(|c| NameAddr::parse(c.trim()).ok())
+        .filter(|n| {
+            super::addr::Uri::parse(&n.uri).is_ok_and(|u| {
+                matches!(u.scheme.as_str(), "sip" | "sips" | "tel")
+                    && (u.scheme == "tel" || !u.host.is_empty())
+            })
+        })
+        .map(|n| {
+            let q = n
+                .param("q")
+                .and_then(|q| q.parse::<f32>().ok())
+                .filter(|q| (0.0..=1.0).contains(q))
+                .unwrap_or(1.0);
+            ((q * 1000.0) as u16, n.uri.clone())
+        })
+        .take(10)
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.into_iter().map(|(_, u)| u).collect()
 }

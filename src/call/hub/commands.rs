@@ -256,6 +256,7 @@ impl Hub {
             return;
         }
         // Published in order: an unannounced call is announced first.
+        self.calls[i].settled = true;
         self.announce(i);
         let mut c = self.calls.remove(i);
         c.state = CallState::Ended(reason);

@@ -207,6 +207,11 @@ impl Hub {
         if self.calls[i].announced {
             return;
         }
+        // An outgoing call waits until its target is settled (see `settle`).
+        self.calls[i].named = true;
+        if !self.calls[i].settled {
+            return;
+        }
         let c = &mut self.calls[i];
         c.announced = true;
         let (p, incoming, id) = (c.params.clone(), c.incoming, c.id.clone());
@@ -325,8 +330,19 @@ impl Hub {
                 offer,
                 source,
             } => self.on_incoming(dialog, call_id, &request, offer, source).await,
-            SipEvent::Early { dialog, code, sdp } => self.on_early(dialog, code, sdp).await,
-            SipEvent::Confirmed { dialog, sdp } => self.on_confirmed(dialog, sdp).await,
+            SipEvent::Early { dialog, code, sdp } => {
+                self.settle(dialog);
+                self.on_early(dialog, code, sdp).await
+            }
+            SipEvent::Confirmed { dialog, sdp } => {
+                self.settle(dialog);
+                self.on_confirmed(dialog, sdp).await
+            }
+            SipEvent::Redirected {
+                dialog,
+                code,
+                targets,
+            } => self.on_redirect(dialog, code, targets).await,
             SipEvent::Acked { dialog, sdp } => self.on_acked(dialog, sdp).await,
             SipEvent::Offer { dialog, sdp } => self.on_offer(dialog, sdp).await,
             SipEvent::OfferAnswered { dialog, sdp } => self.on_offer_answered(dialog, sdp).await,
@@ -785,27 +801,39 @@ impl Hub {
                 to: to.to_owned(),
             });
         }
+        if let Some(i) = self.find(&id) {
+            self.calls[i].targets.push(uri.clone());
+            self.calls[i].caller = caller.clone();
+        }
         self.dialing.insert(id.clone(), (uri.clone(), caller));
         if !feature {
             self.name_call(&id, params);
         }
+        self.route_invite(&id, &uri, to).await;
+        // The call may already have failed (an unroutable address).
+        self.find(&id).map(|_| id)
+    }
+
+    /// Sends call `id`'s INVITE for `uri`: to the registrar (our proxy), else to the URI's
+    /// host (resolved beside the loop). A URI that names no host ends the call.
+    async fn route_invite(&mut self, id: &str, uri: &str, to: &str) {
         match self.stack.registrar() {
-            Some(r) => self.send_invite(&id, r).await,
+            Some(r) => self.send_invite(id, r).await,
             None => {
-                let Some((host, port)) = stack::uri_host_port(&uri) else {
-                    self.dialing.remove(&id);
+                let Some((host, port)) = stack::uri_host_port(uri) else {
+                    self.dialing.remove(id);
                     self.error(format!("cannot dial `{to}`"));
-                    if let Some(i) = self.find(&id) {
+                    if let Some(i) = self.find(id) {
                         self.end_call(i, EndReason::Failed, None);
                     }
-                    return None;
+                    return;
                 };
                 if let Some(ip) = stack::ip_literal(&host) {
-                    self.send_invite(&id, SocketAddr::new(ip, port)).await;
+                    self.send_invite(id, SocketAddr::new(ip, port)).await;
                 } else {
                     // DNS beside the loop.
                     let tx = self.tasks.clone();
-                    let id = id.clone();
+                    let id = id.to_owned();
                     tokio::spawn(async move {
                         let dest = tokio::net::lookup_host((host.as_str(), port))
                             .await
@@ -817,8 +845,67 @@ impl Hub {
                 }
             }
         }
-        // The call may already have failed (an unroutable address).
-        self.find(&id).map(|_| id)
+    }
+
+    /// The most redirects one call follows.
+    const MAX_REDIRECTS: usize = 5;
+
+    /// Where an outgoing call goes is known: it is announced (CTI's outgoing access, the
+    /// history) with its final target.
+    fn settle(&mut self, dialog: DialogId) {
+        if let Some(i) = self.find_dialog(dialog)
+            && !self.calls[i].settled
+        {
+            self.calls[i].settled = true;
+            if self.calls[i].named {
+                self.announce(i);
+            }
+        }
+    }
+
+    /// A 3xx to our INVITE (RFC 3261 §8.1.3.4): the call goes on with a new INVITE to the first
+    /// target it has not tried, at most [`Self::MAX_REDIRECTS`] times; a target tried before
+    /// is a loop and ends the call, as does running out of hops. The old dialog's end is then
+    /// not the call's.
+    async fn on_redirect(&mut self, dialog: DialogId, code: u16, targets: Vec<String>) {
+        let Some(i) = self.find_dialog(dialog) else { return };
+        let c = &self.calls[i];
+        if c.incoming || c.state != CallState::Dialing || c.feature {
+            return;
+        }
+        let id = c.id.clone();
+        let Some(next) = targets.iter().find(|t| !c.targets.contains(t)).cloned() else {
+            self.error(format!(
+                "call {id}: redirected ({code}) back to a target already tried: a loop"
+            ));
+            return;
+        };
+        if c.targets.len() > Self::MAX_REDIRECTS {
+            self.error(format!("call {id}: more than {} redirects", Self::MAX_REDIRECTS));
+            return;
+        }
+        // The old dialog's end is not the call's; its offer is dropped, a new one goes out.
+        self.by_dialog.remove(&dialog);
+        let c = &mut self.calls[i];
+        c.dialog = None;
+        c.neg.rollback();
+        c.targets.push(next.clone());
+        let tel = Uri::parse(&next)
+            .ok()
+            .and_then(|u| u.user)
+            .unwrap_or_else(|| next.clone());
+        c.params.tel = tel.clone();
+        c.params.called = tel.clone();
+        c.params.telname.clear();
+        let caller = c.caller.clone();
+        tracing::info!(call = %id, %code, target = %next, "redirected");
+        self.emit(PhoneEvent::Identity {
+            call: id.clone(),
+            tel,
+            telname: String::new(),
+        });
+        self.dialing.insert(id.clone(), (next.clone(), caller));
+        self.route_invite(&id, &next, &next).await;
     }
 
     async fn send_invite(&mut self, call_id: &str, dest: SocketAddr) {
