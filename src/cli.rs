@@ -216,6 +216,13 @@ pub enum BenchCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Three calls at once: ctiphone plain, ctiphone with SRTP and baresip with SRTP
+        /// (SDES, AES_CM_128_HMAC_SHA1_80); CPU ratios SRTP / plain and ctiphone / baresip.
+        #[arg(long)]
+        srtp: bool,
+        /// With --srtp: rounds of the three calls; each figure is the median of the rounds.
+        #[arg(long, default_value_t = 3, requires = "srtp")]
+        rounds: usize,
     },
     /// A contact center on this machine: a throwaway PostgreSQL (stopped for --outage
     /// seconds mid-run), Kamailio routing to an agent group, the demo CRM, N headless phones
@@ -418,7 +425,12 @@ pub fn run(cli: Cli) -> ExitCode {
                 sipp,
                 json,
             }) => crate::bench::sip(calls, gap_ms, sipp, json),
-            Some(BenchCommand::Media { secs, json }) => crate::bench::media(secs, json),
+            Some(BenchCommand::Media {
+                secs,
+                json,
+                srtp,
+                rounds,
+            }) => crate::bench::media(secs, json, srtp, rounds),
             Some(BenchCommand::Fleet {
                 agents,
                 cps,

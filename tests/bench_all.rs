@@ -223,3 +223,50 @@ fn the_ui_bench_times_ring_to_crm_values_in_tmux() {
     assert!(crm >= 5.0 && total > crm, "CRM {crm} ms, total {total} ms");
     assert!(total > floor, "total {total} ms, floor {floor} ms");
 }
+
+/// `bench media --srtp` (issue 19's "Speed"): ctiphone plain, ctiphone SRTP and baresip SRTP
+/// called at once; each figure is a measurement, both SRTP callees answered `RTP/SAVP` and
+/// every packet they sent authenticated at the bench's caller (and ours at ctiphone). No
+/// goal is asserted here: a 5 s round on a shared machine says nothing about speed.
+#[test]
+fn the_srtp_media_bench_measures_plain_and_srtp_calls_at_once() {
+    let (v, stderr) = bench(
+        &[
+            "bench", "media", "--srtp", "--secs", "5", "--rounds", "1", "--json",
+        ],
+        None,
+    );
+    assert_eq!(v["rounds"], 1, "{v} {stderr}");
+    for who in ["ctiphone_plain", "ctiphone_srtp", "baresip_srtp"] {
+        let c = &v[who];
+        assert!(c.is_object(), "{who} was not measured (baresip installed?): {v}");
+        positive(&c["cpu_percent"]);
+        positive(&c["rss_in_call_kib"]);
+        assert!(c["rtp_packets"].as_u64().is_some_and(|n| n > 100), "{who}: {c}");
+        assert!(
+            c["send_interval_deviation_p99_ms"]
+                .as_f64()
+                .is_some_and(|x| x >= 0.0),
+            "{who}: {c}"
+        );
+        if who == "ctiphone_plain" {
+            assert!(c["srtp"].is_null(), "{c}");
+            continue;
+        }
+        let s = &c["srtp"];
+        assert_eq!(s["answer_proto"], "RTP/SAVP", "{who}: {c}");
+        assert_eq!(s["suite"], "AES_CM_128_HMAC_SHA1_80", "{who}: {c}");
+        assert_eq!(s["rejected"], 0, "{who}: {c}");
+        assert_eq!(s["authenticated"], c["rtp_packets"], "{who}: {c}");
+    }
+    let e = &v["ctiphone_srtp"]["callee_events"];
+    assert_eq!(e["answered_srtp"], 1, "{v}");
+    assert_eq!(e["srtp_auth_failed"], 0, "{v}");
+    for ratio in ["ctiphone_srtp_over_plain", "ctiphone_srtp_over_baresip_srtp"] {
+        positive(&v["ratios"][ratio]["cpu_percent"]);
+    }
+    assert!(
+        v["floor"]["cpu_percent"].as_f64().is_some_and(|x| x >= 0.0),
+        "{v}"
+    );
+}

@@ -7,7 +7,8 @@
 //!   to back; each phone's figures above the floor; each process's idle RSS. `--sipp` takes
 //!   the same figures from sipp's own clock readings instead;
 //! - `media`: a G.711 call with a file source and recording: CPU, RSS, and the RTP
-//!   send-interval deviation;
+//!   send-interval deviation; `media --srtp`: ctiphone plain, ctiphone SRTP and baresip SRTP
+//!   at once, over several rounds ([`media_srtp`]);
 //! - `ui`: the terminal UI's drawing times and idle cost;
 //! - `fleet`: a contact center on this machine (PostgreSQL, Kamailio with an agent group,
 //!   the demo CRM, N phones, sipp) with PostgreSQL down in the middle ([`fleet`]);
@@ -18,6 +19,7 @@
 
 mod fleet;
 mod floor;
+mod media_srtp;
 mod popup;
 mod sip;
 mod sipp;
@@ -32,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::media::srtp::{Inbound, MasterKey, Outbound, Suite};
 use crate::sip::message::Message;
 
 /// One peer under test.
@@ -133,7 +136,8 @@ fn start_ctiphone(extra: &str) -> Result<Peer, String> {
 }
 
 /// baresip with auto-answer; `record`: its sndfile module writes both directions to WAV files.
-fn start_baresip_with(record: bool) -> Result<Option<Peer>, String> {
+/// `srtp`: its srtp module, and the account takes only SRTP calls (`mediaenc=srtp-mand`).
+fn start_baresip_with(record: bool, srtp: bool) -> Result<Option<Peer>, String> {
     let Some(bin) = which("baresip") else {
         return Ok(None);
     };
@@ -148,7 +152,8 @@ fn start_baresip_with(record: bool) -> Result<Option<Peer>, String> {
         "sip_listen\t\t127.0.0.1:{port}\nnet_interface\t\t127.0.0.1\nsip_trans_def\t\tudp\naudio_source\t\taufile,{tone}\n\
          audio_player\t\taufile,{d}/heard.wav\naudio_alert\t\taufile,/dev/null\naudio_srate\t\t8000\n\
          audio_channels\t\t1\nrtp_ports\t\t{rtp}-{rtp2}\nmodule_path\t\t/usr/lib/baresip/modules\n\
-         module\t\t\tg711.so\nmodule\t\t\taufile.so\nmodule_app\t\taccount.so\n{rec}",
+         module\t\t\tg711.so\nmodule\t\t\taufile.so\n{srtp_module}module_app\t\taccount.so\n{rec}",
+        srtp_module = if srtp { "module\t\t\tsrtp.so\n" } else { "" },
         d = dir.path().display(),
         rec = if record {
             format!("module\t\t\tsndfile.so\nsnd_path\t\t{}\n", dir.path().display())
@@ -161,7 +166,10 @@ fn start_baresip_with(record: bool) -> Result<Option<Peer>, String> {
     std::fs::write(dir.path().join("config"), config).map_err(|e| e.to_string())?;
     std::fs::write(
         dir.path().join("accounts"),
-        "<sip:bench@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU\n",
+        format!(
+            "<sip:bench@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU{}\n",
+            if srtp { ";mediaenc=srtp-mand" } else { "" }
+        ),
     )
     .map_err(|e| e.to_string())?;
     let child = Command::new(bin)
@@ -273,12 +281,30 @@ impl Caller {
         m
     }
 
-    /// Our INVITE offering PCMU on our RTP port.
-    fn invite(&self, uri: &str, from: &str, call_id: &str, tag: &str) -> Option<Message> {
+    /// Our INVITE offering PCMU on our RTP port; with `srtp`, as `RTP/SAVP` with one
+    /// `a=crypto` line (tag 1) carrying that key.
+    fn invite(
+        &self,
+        uri: &str,
+        from: &str,
+        call_id: &str,
+        tag: &str,
+        srtp: Option<&MasterKey>,
+    ) -> Option<Message> {
         let rtp_port = self.rtp.local_addr().ok()?.port();
+        let (proto, crypto) = match srtp {
+            Some(key) => {
+                let line = crate::call::sdes::attribute(1, key);
+                (
+                    "RTP/SAVP",
+                    format!("a=crypto:{}\r\n", line.value.unwrap_or_default()),
+                )
+            }
+            None => ("RTP/AVP", String::new()),
+        };
         let sdp = format!(
             "v=0\r\no=bench 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+             m=audio {rtp_port} {proto} 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n{crypto}a=sendrecv\r\n"
         );
         let mut inv = self.request("INVITE", uri, from, &format!("<{uri}>"), call_id, 1, tag);
         inv.push("Contact", format!("<sip:caller@{}>", self.local))
@@ -365,7 +391,7 @@ impl Caller {
         let call_id = format!("bench-{}-{}@127.0.0.1", std::process::id(), self.n);
         let uri = format!("sip:{user}@{to}");
         let from = format!("<sip:{from_user}@{}>;tag=t{}", self.local, self.n);
-        let inv = self.invite(&uri, &from, &call_id, "b")?.to_bytes();
+        let inv = self.invite(&uri, &from, &call_id, "b", None)?.to_bytes();
         let sent = Instant::now();
         self.sock.send_to(&inv, to).ok()?;
         Some(Ringing {
@@ -602,7 +628,7 @@ fn percentile(v: &[f64], p: f64) -> Option<f64> {
 /// The peers of one part: ctiphone with `extra` configuration, and baresip when installed.
 fn start_peers(extra: &str, record: bool) -> Result<Vec<Peer>, String> {
     let mut peers = vec![start_ctiphone(extra)?];
-    match start_baresip_with(record)? {
+    match start_baresip_with(record, false)? {
         Some(b) => peers.push(b),
         None => eprintln!("{NO_BARESIP}"),
     }
@@ -636,36 +662,113 @@ struct MediaFigures {
     cpu_percent: f64,
     rss_kib: Option<u64>,
     intervals_ms: Vec<f64>,
+    /// An SRTP call: what the answer chose and how the callee's packets fared.
+    srtp: Option<SrtpCheck>,
+}
+
+/// What the bench's caller saw of an SRTP call.
+#[derive(Clone, Debug)]
+struct SrtpCheck {
+    /// The answer's media profile (`RTP/SAVP`) and the suite of its `a=crypto` line.
+    proto: String,
+    suite: Suite,
+    /// The callee's RTP packets that authenticated (and were decrypted) and those rejected.
+    authenticated: u64,
+    rejected: u64,
+}
+
+/// Our SRTP offer's key and the callee's answer: the contexts of both directions. Errors when
+/// the answer is not `RTP/SAVP` with a usable `a=crypto` line answering ours (tag 1, our suite).
+fn srtp_of_answer(
+    ours: &MasterKey,
+    audio: &crate::call::sdp::Media,
+) -> Result<(Outbound, Inbound, SrtpCheck), String> {
+    use crate::call::sdes;
+    if !sdes::is_secure_proto(&audio.proto) {
+        return Err(format!("the callee answered {}, not RTP/SAVP", audio.proto));
+    }
+    let line = sdes::usable(audio)
+        .into_iter()
+        .next()
+        .ok_or("the callee's answer has no usable a=crypto line")?;
+    if line.tag != 1 || line.key.suite() != ours.suite() {
+        return Err(format!(
+            "the callee answered a=crypto:{} {}, not our tag 1 {}",
+            line.tag,
+            line.key.suite(),
+            ours.suite()
+        ));
+    }
+    Ok((
+        Outbound::new(ours)?,
+        Inbound::new(&line.key)?,
+        SrtpCheck {
+            proto: audio.proto.clone(),
+            suite: line.key.suite(),
+            authenticated: 0,
+            rejected: 0,
+        },
+    ))
 }
 
 impl Caller {
     /// A call of `secs` seconds with G.711 both ways: we send a paced PCMU stream and capture
-    /// the arrival time of every RTP packet the callee sends.
-    fn media_call(&mut self, to: SocketAddr, pid: u32, secs: u64) -> Result<MediaFigures, String> {
+    /// the arrival time of every RTP packet the callee sends. With `srtp` we offer SDES-SRTP
+    /// (`AES_CM_128_HMAC_SHA1_80`), protect what we send with our key and check every packet
+    /// received with the callee's: the call is an error unless they all authenticate.
+    fn media_call(
+        &mut self,
+        to: SocketAddr,
+        pid: u32,
+        secs: u64,
+        srtp: bool,
+    ) -> Result<MediaFigures, String> {
         self.n += 1;
         let call_id = format!("media-{}-{}@127.0.0.1", std::process::id(), self.n);
         let uri = format!("sip:bench@{to}");
         let from = format!("<sip:caller@{}>;tag=m{}", self.local, self.n);
-        let inv = self.invite(&uri, &from, &call_id, "m").ok_or("no RTP port")?;
+        let key = if srtp {
+            Some(MasterKey::generate(Suite::AesCm128HmacSha1_80)?)
+        } else {
+            None
+        };
+        let inv = self
+            .invite(&uri, &from, &call_id, "m", key.as_ref())
+            .ok_or("no RTP port")?;
         self.sock
             .send_to(&inv.to_bytes(), to)
             .map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(3);
         let ok = loop {
             let (_, m) = self.recv(deadline).ok_or("no answer to the INVITE")?;
-            if m.call_id() == Some(call_id.as_str()) && m.code().is_some_and(|c| (200..300).contains(&c)) {
-                break m;
+            if m.call_id() != Some(call_id.as_str()) {
+                continue;
+            }
+            match m.code() {
+                Some(c) if (200..300).contains(&c) => break m,
+                Some(c) if c >= 300 => return Err(format!("the callee refused the call: {c}")),
+                _ => {}
             }
         };
         let answer = crate::call::sdp::Sdp::parse(&String::from_utf8_lossy(&ok.body))
             .map_err(|e| format!("callee SDP: {e}"))?;
         let audio = answer.audio().ok_or("no audio in the callee's SDP")?;
         let media_to = SocketAddr::new(audio.addr, audio.port);
+        let crypto = key.as_ref().map(|k| srtp_of_answer(k, audio)).transpose();
         let to_hdr = ok.get("To").unwrap_or("").to_owned();
         let ack = self.request("ACK", &uri, &from, &to_hdr, &call_id, 1, "ma");
         self.sock
             .send_to(&ack.to_bytes(), to)
             .map_err(|e| e.to_string())?;
+        let bye = self.request("BYE", &uri, &from, &to_hdr, &call_id, 2, "mb");
+        let (mut outbound, mut inbound, mut check) = match crypto {
+            Ok(Some((o, i, c))) => (Some(o), Some(i), Some(c)),
+            Ok(None) => (None, None, None),
+            Err(e) => {
+                let _ = self.sock.send_to(&bye.to_bytes(), to);
+                return Err(e);
+            }
+        };
         // Our stream: PCMU silence every 20 ms; theirs: arrival times.
         let sender = self.rtp.try_clone().map_err(|e| e.to_string())?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -673,13 +776,19 @@ impl Caller {
         let tx = std::thread::spawn(move || {
             let start = Instant::now();
             let mut n: u32 = 0;
+            let mut pkt = vec![0u8; 12 + 160];
+            pkt[..12].copy_from_slice(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34]);
+            pkt[12..].fill(0xFF);
             while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-                let mut pkt = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34];
                 pkt[2..4].copy_from_slice(&(n as u16).to_be_bytes());
-                pkt[4..8].copy_from_slice(&(n * 160).to_be_bytes());
-                pkt.extend(std::iter::repeat_n(0xFFu8, 160));
-                let _ = sender.send_to(&pkt, media_to);
-                n += 1;
+                pkt[4..8].copy_from_slice(&n.wrapping_mul(160).to_be_bytes());
+                let _ = match outbound.as_mut() {
+                    Some(o) => o
+                        .protect_rtp(&pkt)
+                        .and_then(|p| sender.send_to(&p, media_to).map_err(|e| e.to_string())),
+                    None => sender.send_to(&pkt, media_to).map_err(|e| e.to_string()),
+                };
+                n = n.wrapping_add(1);
                 let next = start + Duration::from_millis(20 * u64::from(n));
                 if let Some(d) = next.checked_duration_since(Instant::now()) {
                     std::thread::sleep(d);
@@ -696,9 +805,20 @@ impl Caller {
             .map_err(|e| e.to_string())?;
         while t0.elapsed() < Duration::from_secs(secs) {
             if let Ok((n, _)) = self.rtp.recv_from(&mut buf) {
+                let at = Instant::now();
+                let pkt = buf.get(..n).unwrap_or_default();
                 // RTP only (not RTCP), version 2.
-                if n > 12 && buf[0] >> 6 == 2 && !crate::media::rtp::is_rtcp(&buf[..n]) {
-                    arrivals.push(Instant::now());
+                if n > 12 && pkt[0] >> 6 == 2 && !crate::media::rtp::is_rtcp(pkt) {
+                    match (inbound.as_mut(), check.as_mut()) {
+                        (Some(i), Some(c)) => match i.unprotect_rtp(pkt) {
+                            Ok(_) => {
+                                c.authenticated += 1;
+                                arrivals.push(at);
+                            }
+                            Err(_) => c.rejected += 1,
+                        },
+                        _ => arrivals.push(at),
+                    }
                 }
             }
             if rss.is_none() && t0.elapsed() > Duration::from_secs(secs / 2) {
@@ -709,8 +829,16 @@ impl Caller {
         let wall = t0.elapsed();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = tx.join();
-        let bye = self.request("BYE", &uri, &from, &to_hdr, &call_id, 2, "mb");
         let _ = self.sock.send_to(&bye.to_bytes(), to);
+        if let Some(c) = &check
+            && (c.authenticated == 0 || c.rejected > 0)
+        {
+            return Err(format!(
+                "SRTP packets did not authenticate: {} of {} rejected",
+                c.rejected,
+                c.rejected + c.authenticated
+            ));
+        }
         let intervals_ms = arrivals
             .windows(2)
             .map(|w| (w[1] - w[0]).as_secs_f64() * 1000.0)
@@ -719,13 +847,21 @@ impl Caller {
             cpu_percent: cpu.map_or(f64::NAN, |c| c.as_secs_f64() * 100.0 / wall.as_secs_f64()),
             rss_kib: rss,
             intervals_ms,
+            srtp: check,
         })
     }
 }
 
-/// Runs the media benchmark (a `secs`-second G.711 call to each peer) and prints it.
-pub fn media(secs: u64, as_json: bool) -> u8 {
-    match run_media(secs.max(5), as_json) {
+/// Runs the media benchmark (a `secs`-second G.711 call to each peer) and prints it; with
+/// `srtp`, `rounds` rounds of three calls at once: ctiphone plain, ctiphone SRTP and baresip
+/// SRTP ([`media_srtp`]).
+pub fn media(secs: u64, as_json: bool, srtp: bool, rounds: usize) -> u8 {
+    let run = if srtp {
+        media_srtp::run(secs.max(5), rounds.max(1), as_json)
+    } else {
+        run_media(secs.max(5), as_json)
+    };
+    match run {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("ctiphone bench: {e}");
@@ -743,15 +879,21 @@ fn deviation(intervals: &[f64]) -> (Option<f64>, Option<f64>, Option<f64>) {
     )
 }
 
+/// ctiphone's configuration for the media calls: a 440 Hz tone file (written into `dir`) as
+/// its source, null output, PCMU only, every call recorded.
+fn media_config(dir: &std::path::Path) -> Result<String, String> {
+    let tone = dir.join("tone.wav");
+    write_tone(&tone, 440.0, 10)?;
+    Ok(format!(
+        "[audio]\ninput = \"file:{}\"\noutput = \"null\"\ncodecs = [\"PCMU\"]\n[recording]\nauto = true\ndir = \"@DIR@/rec\"\n",
+        tone.display()
+    ))
+}
+
 /// The media part: one `secs`-second G.711 call to each peer, ctiphone first.
 fn measure_media(secs: u64) -> Result<Vec<(&'static str, MediaFigures)>, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let tone = dir.path().join("tone.wav");
-    write_tone(&tone, 440.0, 10)?;
-    let extra = format!(
-        "[audio]\ninput = \"file:{}\"\noutput = \"null\"\ncodecs = [\"PCMU\"]\n[recording]\nauto = true\ndir = \"@DIR@/rec\"\n",
-        tone.display()
-    );
+    let extra = media_config(dir.path())?;
     let mut peers = start_peers(&extra, true)?;
     // Both calls at once, each from its own caller: the two peers share one window of machine
     // load, so the CPU ratio does not drift with what else the machine did between two calls.
@@ -761,7 +903,7 @@ fn measure_media(secs: u64) -> Result<Vec<(&'static str, MediaFigures)>, String>
             let (name, addr, pid) = (p.name, p.addr, p.child.id());
             std::thread::spawn(move || -> Result<_, String> {
                 let mut caller = Caller::new().map_err(|e| e.to_string())?;
-                Ok((name, caller.media_call(addr, pid, secs)?))
+                Ok((name, caller.media_call(addr, pid, secs, false)?))
             })
         })
         .collect();

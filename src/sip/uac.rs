@@ -590,6 +590,6 @@ pub(super) fn redirect_targets(msg: &Message) -> Vec<String> {
         })
         .take(10)
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     found.into_iter().map(|(_, u)| u).collect()
 }
