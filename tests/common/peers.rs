@@ -230,6 +230,8 @@ pub struct Kamailio {
     pub port: u16,
     /// Its TLS port (0 unless started with [`Kamailio::start_tls`]).
     pub tls_port: u16,
+    /// Its address: 127.0.0.1, or ::1 ([`Kamailio::start_v6`]).
+    host: std::net::IpAddr,
     dir: tempfile::TempDir,
     cfg: PathBuf,
     log: PathBuf,
@@ -287,6 +289,20 @@ impl Kamailio {
                     wait_bound("tcp", tls_port, Duration::from_secs(5), "kamailio's TLS port");
                     return k;
                 }
+                Err(e) if e.contains("Address already in use") => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("kamailio: five free ports in a row were taken before it could bind them");
+    }
+
+    /// As [`Kamailio::start`], on the IPv6 loopback [::1] only (`tests/peers/kamailio_v6.cfg.in`).
+    pub fn start_v6() -> Self {
+        for _ in 0..5 {
+            let mut k = Self::prepare(free_port_both(), "kamailio_v6.cfg.in");
+            k.host = std::net::Ipv6Addr::LOCALHOST.into();
+            match k.try_spawn() {
+                Ok(()) => return k,
                 Err(e) if e.contains("Address already in use") => continue,
                 Err(e) => panic!("{e}"),
             }
@@ -380,6 +396,7 @@ impl Kamailio {
         Kamailio {
             port,
             tls_port: 0,
+            host: std::net::Ipv4Addr::LOCALHOST.into(),
             dir,
             cfg,
             log,
@@ -388,9 +405,9 @@ impl Kamailio {
         }
     }
 
-    /// `127.0.0.1:PORT`, as a phone's `registrar`.
+    /// `127.0.0.1:PORT` (or `[::1]:PORT`), as a phone's `registrar`.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        std::net::SocketAddr::new(self.host, self.port).to_string()
     }
 
     fn spawn(&mut self) {
@@ -432,9 +449,16 @@ impl Kamailio {
     /// Waits until the TCP port listens and an OPTIONS over UDP gets a reply.
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let end = Instant::now() + timeout;
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sock = UdpSocket::bind(std::net::SocketAddr::new(self.host, 0)).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let me = sock.local_addr().unwrap().port();
+        let (host, to) = (
+            std::net::SocketAddr::new(self.host, 0)
+                .to_string()
+                .trim_end_matches(":0")
+                .to_owned(),
+            std::net::SocketAddr::new(self.host, self.port),
+        );
         let mut n = 0;
         while Instant::now() < end {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -446,16 +470,16 @@ impl Kamailio {
             }
             n += 1;
             let msg = format!(
-                "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK-probe{n}\r\n\
-                 From: <sip:probe@127.0.0.1:{me}>;tag=p{n}\r\nTo: <sip:127.0.0.1:{port}>\r\n\
+                "OPTIONS sip:{host}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {host}:{me};branch=z9hG4bK-probe{n}\r\n\
+                 From: <sip:probe@{host}:{me}>;tag=p{n}\r\nTo: <sip:{host}:{port}>\r\n\
                  Call-ID: probe-{me}-{n}\r\nCSeq: {n} OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
                 port = self.port
             );
-            let _ = sock.send_to(msg.as_bytes(), ("127.0.0.1", self.port));
+            let _ = sock.send_to(msg.as_bytes(), to);
             let mut buf = [0u8; 4096];
             if let Ok((len, _)) = sock.recv_from(&mut buf)
                 && buf[..len].starts_with(b"SIP/2.0 ")
-                && is_bound("tcp", self.port)
+                && (self.host.is_ipv6() || is_bound("tcp", self.port))
             {
                 return Ok(());
             }
