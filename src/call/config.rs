@@ -105,7 +105,7 @@ impl CallConfig {
             .listen
             .parse()
             .map_err(|_| format!("[account] listen `{}` is not an IP:port address", a.listen))?;
-        let proto = match a.transport {
+        let mut proto = match a.transport {
             TransportKind::Udp => Proto::Udp,
             TransportKind::Tcp => Proto::Tcp,
             TransportKind::Tls => Proto::Tls,
@@ -159,6 +159,28 @@ impl CallConfig {
         {
             tls.server_name = Some(u.host.clone());
         }
+        // An outbound proxy (an SBC) is the next hop of everything outside a dialog: the
+        // "registrar" address below becomes the proxy's, and its Route goes on each request.
+        let mut route = None;
+        let registrar = match (registrar, a.outbound_proxy.trim()) {
+            (Some(_), p) if !p.is_empty() => {
+                let t = proxy_target(p).map_err(|e| format!("[account] outbound_proxy: {e}"))?;
+                proto = t.proto.unwrap_or(proto);
+                tls.enabled |= proto == Proto::Tls;
+                if ip_literal_host(&t.host).is_none() {
+                    tls.server_name = Some(t.host.clone());
+                }
+                let default_port = if proto == Proto::Tls { 5061 } else { 5060 };
+                let addr = tokio::net::lookup_host((t.host.as_str(), t.port.unwrap_or(default_port)))
+                    .await
+                    .map_err(|e| format!("[account] outbound_proxy `{p}`: {e}"))?
+                    .next()
+                    .ok_or_else(|| format!("[account] outbound_proxy `{p}` has no address"))?;
+                route = Some(t.route);
+                Some(addr)
+            }
+            (r, _) => r,
+        };
         let user = aor
             .as_ref()
             .and_then(|u| u.user.clone())
@@ -218,6 +240,7 @@ impl CallConfig {
                 display_name: a.display_name.clone(),
                 expires: a.expires.max(10),
                 tls,
+                route,
             },
             call_waiting: a.call_waiting,
             auto_answer,
@@ -314,9 +337,91 @@ pub async fn run_secret_command(what: &str, cmd: &str) -> Result<String, String>
         .to_owned())
 }
 
+/// An outbound proxy as configured: where it is, the transport it asks for, and the Route
+/// header value that names it (loose routing, `;lr`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyTarget {
+    pub host: String,
+    pub port: Option<u16>,
+    pub proto: Option<Proto>,
+    pub route: String,
+}
+
+/// Reads `[account] outbound_proxy`: a `sip:` or `sips:` URI (`sip:sbc.example;transport=tls`,
+/// `sip:10.0.0.1:5070`), or a bare `host[:port]`.
+pub fn proxy_target(text: &str) -> Result<ProxyTarget, String> {
+    let text = text.trim();
+    let uri = if text.contains(':') && (text.starts_with("sip:") || text.starts_with("sips:")) {
+        text.to_owned()
+    } else {
+        format!("sip:{text}")
+    };
+    let u = crate::sip::addr::Uri::parse(&uri).map_err(|e| format!("`{text}`: {e}"))?;
+    if u.host.is_empty() || u.user.is_some() || u.host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "`{text}` is not a proxy address, expected `sip:HOST[:PORT][;transport=udp|tcp|tls]`"
+        ));
+    }
+    let proto = match (
+        u.scheme.as_str(),
+        u.param("transport").map(str::to_ascii_lowercase).as_deref(),
+    ) {
+        ("sips", _) | (_, Some("tls")) => Some(Proto::Tls),
+        (_, Some("tcp")) => Some(Proto::Tcp),
+        (_, Some("udp")) => Some(Proto::Udp),
+        (_, None) => None,
+        (_, Some(other)) => return Err(format!("unknown transport `{other}`, expected udp, tcp or tls")),
+    };
+    let hostport = match u.port {
+        Some(p) => format!("{}:{p}", u.host),
+        None => u.host.clone(),
+    };
+    let transport = match proto {
+        Some(Proto::Tls) if u.scheme == "sips" => String::new(),
+        Some(p) => format!(";transport={}", p.name().to_ascii_lowercase()),
+        None => String::new(),
+    };
+    Ok(ProxyTarget {
+        host: u.host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        port: u.port,
+        proto,
+        route: format!("<{}:{hostport}{transport};lr>", u.scheme),
+    })
+}
+
+fn ip_literal_host(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outbound_proxies_are_read_with_their_transport_and_route() {
+        let t = proxy_target("sip:sbc.example;transport=tls").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.proto),
+            ("sbc.example", None, Some(Proto::Tls))
+        );
+        assert_eq!(t.route, "<sip:sbc.example;transport=tls;lr>");
+        let t = proxy_target("10.0.0.1:5070").unwrap();
+        assert_eq!(
+            (t.port, t.proto, t.route.as_str()),
+            (Some(5070), None, "<sip:10.0.0.1:5070;lr>")
+        );
+        let t = proxy_target("sips:[2001:db8::1]:5061").unwrap();
+        assert_eq!((t.host.as_str(), t.proto), ("2001:db8::1", Some(Proto::Tls)));
+        assert_eq!(t.route, "<sips:[2001:db8::1]:5061;lr>");
+        for bad in [
+            "sip:user@sbc.example",
+            "sip:sbc.example;transport=sctp",
+            "sip:",
+            "sip:a b",
+        ] {
+            assert!(proxy_target(bad).is_err(), "{bad}");
+        }
+    }
 
     async fn call_config(extra: &str) -> CallConfig {
         let text = format!(

@@ -103,6 +103,9 @@ pub struct Account {
     /// TLS: our certificate chain and private key (PEM), for incoming TLS connections.
     pub tls_cert: String,
     pub tls_key: String,
+    /// Every request outside a dialog goes through this proxy (an SBC): `sip:host[:port]`
+    /// with `;transport=udp|tcp|tls`, or `sips:`. "" = none.
+    pub outbound_proxy: String,
 }
 
 impl Default for Account {
@@ -124,6 +127,7 @@ impl Default for Account {
             tls_ca: String::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
+            outbound_proxy: String::new(),
         }
     }
 }
@@ -667,7 +671,16 @@ impl Config {
             let span = value.span();
             match key.get_ref().as_ref() {
                 "account" => {
+                    let proxy_at = key_value_span(&value, "outbound_proxy");
                     if let Some(v) = section::<Account>(value, &mut problems) {
+                        if !v.outbound_proxy.trim().is_empty()
+                            && let Err(e) = crate::call::config::proxy_target(&v.outbound_proxy)
+                        {
+                            problems.push(Diagnostic::at(
+                                proxy_at.unwrap_or(span.clone()),
+                                format!("`[account] outbound_proxy`: {e}"),
+                            ));
+                        }
                         config.account = v;
                     }
                 }

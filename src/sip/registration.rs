@@ -37,6 +37,9 @@ pub struct Registration {
     pub backoff: Duration,
     /// The address the registrar saw us at (rport/received), for Contact.
     pub public: Option<SocketAddr>,
+    /// The registrar's Service-Route (RFC 3608) from its last 200: the Route of our initial
+    /// requests after the outbound proxy's.
+    pub service_route: Vec<String>,
 }
 
 impl Registration {
@@ -53,6 +56,7 @@ impl Registration {
             next: None,
             backoff: Duration::from_secs(2),
             public: None,
+            service_route: Vec::new(),
         }
     }
 }
@@ -83,7 +87,9 @@ impl Stack {
             .push("CSeq", format!("{} REGISTER", self.reg.cseq))
             .push("Contact", self.contact())
             .push("Expires", expires.to_string())
-            .push("Allow", ALLOW);
+            .push("Allow", ALLOW)
+            // Proxies on the way may record themselves for calls to us (RFC 3327).
+            .push("Supported", "path");
         if let Some((ch, proxy)) = &self.reg.challenge {
             self.reg.nc += 1;
             let (name, value) = auth::credentials(
@@ -149,6 +155,14 @@ impl Stack {
                 .unwrap_or(self.reg.expires);
             self.reg.state = RegState::Registered;
             self.reg.backoff = Duration::from_secs(2);
+            self.reg.service_route = msg
+                .get_all("Service-Route")
+                .into_iter()
+                .flat_map(super::message::split_commas)
+                .map(|r| r.trim().to_owned())
+                .filter(|r| NameAddr::parse(r).is_ok())
+                .take(10)
+                .collect();
             // Refresh well before expiry.
             let refresh = Duration::from_secs(u64::from(granted.max(2))) / 2;
             self.reg.next = Some(Instant::now() + refresh);

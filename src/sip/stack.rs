@@ -48,6 +48,9 @@ pub struct StackConfig {
     pub display_name: String,
     pub expires: u32,
     pub tls: TlsSettings,
+    /// The outbound proxy's Route (`<sip:sbc.example;transport=tls;lr>`), put on every request
+    /// outside a dialog; `registrar` is then the proxy's address.
+    pub route: Option<String>,
 }
 
 /// What happened, for the call layer.
@@ -425,6 +428,30 @@ impl Stack {
         });
     }
 
+    /// A request outside a dialog (its To has no tag) without a Route of its own gets the
+    /// outbound proxy's Route, then (all but REGISTER) the registrar's Service-Route
+    /// (RFC 3608): the path every initial request takes.
+    fn add_initial_route(&self, req: &mut Message) {
+        let method = req.method().unwrap_or("").to_owned();
+        if method == "ACK" || req.get("Route").is_some() {
+            return;
+        }
+        let tagged = req
+            .get("To")
+            .and_then(|t| NameAddr::parse(t).ok())
+            .is_some_and(|t| t.tag().is_some());
+        if tagged {
+            return;
+        }
+        let mut routes: Vec<String> = self.cfg.route.iter().cloned().collect();
+        if method != "REGISTER" {
+            routes.extend(self.reg.service_route.iter().cloned());
+        }
+        for r in routes {
+            req.push("Route", r);
+        }
+    }
+
     /// Sends a new request in a client transaction; returns its branch.
     pub(super) async fn send_request(
         &mut self,
@@ -434,6 +461,7 @@ impl Stack {
         owner: Owner,
     ) -> String {
         let br = branch();
+        self.add_initial_route(&mut req);
         req.headers.retain(|(n, _)| n != "Via");
         req.headers.insert(0, ("Via".into(), self.via(proto, &br)));
         if req.get("Max-Forwards").is_none() {

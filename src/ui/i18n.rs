@@ -389,6 +389,7 @@ mod tests {
         "field.username",
         "field.password",
         "field.registrar",
+        "field.outbound_proxy",
         "field.transport",
         "field.listen",
         "field.extension",

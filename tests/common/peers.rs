@@ -310,6 +310,11 @@ impl Kamailio {
         panic!("kamailio: five free ports in a row were taken before it could bind them");
     }
 
+    /// As [`Kamailio::start`] from another template of tests/peers (its `@PORT@` and `@CTL@`).
+    pub fn start_template(template: &str) -> Self {
+        Self::start_from(template)
+    }
+
     fn start_from(template: &str) -> Self {
         for _ in 0..5 {
             let mut k = Self::prepare(free_port_both(), template);

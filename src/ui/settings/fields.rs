@@ -147,6 +147,7 @@ pub(super) fn pane_fields(pane: usize) -> Vec<Field> {
             field("account.username", "field.username", Kind::Text),
             field("account.password", "field.password", Kind::Secret),
             field("account.registrar", "field.registrar", Kind::Text),
+            field("account.outbound_proxy", "field.outbound_proxy", Kind::Text),
             field(
                 "account.transport",
                 "field.transport",
