@@ -241,6 +241,7 @@ impl CallConfig {
                 expires: a.expires.max(10),
                 tls,
                 route,
+                public_address: a.public_address.trim().parse().ok(),
             },
             call_waiting: a.call_waiting,
             auto_answer,

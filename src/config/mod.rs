@@ -106,6 +106,9 @@ pub struct Account {
     /// Every request outside a dialog goes through this proxy (an SBC): `sip:host[:port]`
     /// with `;transport=udp|tcp|tls`, or `sips:`. "" = none.
     pub outbound_proxy: String,
+    /// Behind NAT: the public address to put in Contact and SDP. "" = the address the
+    /// registrar saw us at (received/rport), else our own.
+    pub public_address: String,
 }
 
 impl Default for Account {
@@ -128,6 +131,7 @@ impl Default for Account {
             tls_cert: String::new(),
             tls_key: String::new(),
             outbound_proxy: String::new(),
+            public_address: String::new(),
         }
     }
 }
@@ -672,6 +676,7 @@ impl Config {
             match key.get_ref().as_ref() {
                 "account" => {
                     let proxy_at = key_value_span(&value, "outbound_proxy");
+                    let public_at = key_value_span(&value, "public_address");
                     if let Some(v) = section::<Account>(value, &mut problems) {
                         if !v.outbound_proxy.trim().is_empty()
                             && let Err(e) = crate::call::config::proxy_target(&v.outbound_proxy)
@@ -679,6 +684,17 @@ impl Config {
                             problems.push(Diagnostic::at(
                                 proxy_at.unwrap_or(span.clone()),
                                 format!("`[account] outbound_proxy`: {e}"),
+                            ));
+                        }
+                        if !v.public_address.trim().is_empty()
+                            && v.public_address.trim().parse::<std::net::IpAddr>().is_err()
+                        {
+                            problems.push(Diagnostic::at(
+                                public_at.unwrap_or(span.clone()),
+                                format!(
+                                    "`[account] public_address` is `{}`, expected an IP address",
+                                    v.public_address
+                                ),
                             ));
                         }
                         config.account = v;

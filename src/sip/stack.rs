@@ -48,6 +48,9 @@ pub struct StackConfig {
     pub display_name: String,
     pub expires: u32,
     pub tls: TlsSettings,
+    /// `[account] public_address`: the address behind NAT others reach us at, for Contact and
+    /// SDP (else the one the registrar saw).
+    pub public_address: Option<std::net::IpAddr>,
     /// The outbound proxy's Route (`<sip:sbc.example;transport=tls;lr>`), put on every request
     /// outside a dialog; `registrar` is then the proxy's address.
     pub route: Option<String>,
@@ -309,6 +312,14 @@ impl Stack {
         self.local
     }
 
+    /// The address others reach our media at, for the SDP: `[account] public_address`, else the
+    /// address the registrar saw us at (behind NAT, RFC 3581's received), else our own.
+    pub fn media_ip(&self) -> std::net::IpAddr {
+        self.cfg
+            .public_address
+            .unwrap_or_else(|| self.contact_addr().ip())
+    }
+
     pub fn registrar(&self) -> Option<SocketAddr> {
         self.cfg.registrar
     }
@@ -326,7 +337,11 @@ impl Stack {
     }
 
     pub(super) fn contact_addr(&self) -> SocketAddr {
-        self.reg.public.unwrap_or(self.local)
+        match (self.cfg.public_address, self.reg.public) {
+            // Configured: that address, with the port the registrar saw (or ours).
+            (Some(ip), seen) => SocketAddr::new(ip, seen.map_or(self.local.port(), |s| s.port())),
+            (None, seen) => seen.unwrap_or(self.local),
+        }
     }
 
     pub fn contact(&self) -> String {

@@ -390,6 +390,7 @@ mod tests {
         "field.password",
         "field.registrar",
         "field.outbound_proxy",
+        "field.public_address",
         "field.transport",
         "field.listen",
         "field.extension",

@@ -645,7 +645,7 @@ impl Hub {
     fn local_params(&self, i: usize) -> LocalParams {
         LocalParams {
             user: "ctiphone".into(),
-            addr: self.stack.local().ip(),
+            addr: self.stack.media_ip(),
             port: self.calls[i].rtp_port,
             codecs: self.cfg.codecs.clone(),
             hold: self.calls[i].held,

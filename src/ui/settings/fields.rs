@@ -148,6 +148,7 @@ pub(super) fn pane_fields(pane: usize) -> Vec<Field> {
             field("account.password", "field.password", Kind::Secret),
             field("account.registrar", "field.registrar", Kind::Text),
             field("account.outbound_proxy", "field.outbound_proxy", Kind::Text),
+            field("account.public_address", "field.public_address", Kind::Text),
             field(
                 "account.transport",
                 "field.transport",
