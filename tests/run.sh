@@ -18,10 +18,11 @@ SUDO=""
 # desktop-file-utils (desktop-file-validate) and systemd (systemd-analyze verify of the unit);
 # chromium and xvfb (a real browser on a virtual display) for the browser_post test;
 # postgresql (a throwaway cluster per test: the central call log, issue 18);
-# kamailio-tls-modules (Kamailio as a TLS registrar, issue 19).
+# kamailio-tls-modules (Kamailio as a TLS registrar, issue 19); tcpdump (what a stranger on
+# the loopback sees of an SRTP call).
 PKGS="python3 ca-certificates sip-tester kamailio kamailio-presence-modules baresip-core sox \
   cmake g++ pkg-config libasound2-dev libpulse-dev pulseaudio pulseaudio-utils tmux binutils \
-  xdg-utils desktop-file-utils systemd chromium xvfb postgresql kamailio-tls-modules"
+  xdg-utils desktop-file-utils systemd chromium xvfb postgresql kamailio-tls-modules tcpdump"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

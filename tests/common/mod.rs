@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 pub mod calls;
+pub mod capture;
 #[allow(clippy::duplicate_mod)]
 pub mod controls;
 pub mod outputs;

@@ -900,6 +900,7 @@ pub fn sipp(scenario: &str, args: &[&str]) -> SippResult {
 pub struct Baresip {
     pub port: u16,
     pub ctrl_port: u16,
+    rtp: u16,
     pub user: String,
     child: Option<Child>,
     dir: tempfile::TempDir,
@@ -922,18 +923,36 @@ impl Baresip {
     /// ports are free when picked; one taken by another test's process before baresip binds
     /// it makes baresip exit, and it is started again on other ports.
     pub fn start_with_tone(kamailio: &Kamailio, user: &str, codecs: &str, freq: u32) -> Baresip {
+        Self::start_with_srtp(kamailio, user, codecs, freq, "")
+    }
+
+    /// As [`Baresip::start_with_tone`], with its `srtp` module loaded and the account's
+    /// `mediaenc` (`srtp-mand`: RTP/SAVP only, `srtp`: best effort; "" = no SRTP at all).
+    pub fn start_with_srtp(
+        kamailio: &Kamailio,
+        user: &str,
+        codecs: &str,
+        freq: u32,
+        mediaenc: &str,
+    ) -> Baresip {
         for _ in 0..3 {
-            match Self::try_start(kamailio, user, codecs, freq) {
+            match Self::try_start(kamailio, user, codecs, freq, mediaenc) {
                 Ok(b) => return b,
                 Err(log) if log.to_ascii_lowercase().contains("in use") => continue,
                 Err(log) => panic!("baresip exited at start:\n{}", tail(&log, 40)),
             }
         }
-        Self::try_start(kamailio, user, codecs, freq)
+        Self::try_start(kamailio, user, codecs, freq, mediaenc)
             .unwrap_or_else(|log| panic!("baresip exited at start:\n{}", tail(&log, 40)))
     }
 
-    fn try_start(kamailio: &Kamailio, user: &str, codecs: &str, freq: u32) -> Result<Baresip, String> {
+    fn try_start(
+        kamailio: &Kamailio,
+        user: &str,
+        codecs: &str,
+        freq: u32,
+        mediaenc: &str,
+    ) -> Result<Baresip, String> {
         // baresip's file source must run at the codec's own rate.
         let first = codecs.split(',').next().unwrap_or("").to_ascii_lowercase();
         let srate: u32 = match first.as_str() {
@@ -983,6 +1002,22 @@ impl Baresip {
             ("CODECS", codecs.to_owned()),
             ("SRATE", srate.to_string()),
             ("CHANNELS", channels.to_string()),
+            (
+                "MEDIAENC",
+                if mediaenc.is_empty() {
+                    String::new()
+                } else {
+                    format!(";mediaenc={mediaenc}")
+                },
+            ),
+            (
+                "SRTP_MODULE",
+                if mediaenc.is_empty() {
+                    "# no SRTP".to_owned()
+                } else {
+                    "module\t\t\tsrtp.so".to_owned()
+                },
+            ),
         ];
         for name in ["config", "accounts"] {
             let t = std::fs::read_to_string(peers_dir().join(format!("baresip/{name}.in")))
@@ -1003,6 +1038,7 @@ impl Baresip {
             .unwrap_or_else(|e| panic!("spawning baresip: {e}"));
         let mut b = Baresip {
             port,
+            rtp,
             ctrl_port,
             user: user.to_owned(),
             child: Some(child),
@@ -1048,6 +1084,26 @@ impl Baresip {
                     .is_some_and(|n| n.starts_with("dump-") && n.ends_with("-dec.wav"))
             })
             .unwrap_or_else(|| dir.join("baresip-heard.wav"))
+    }
+
+    /// Its RTP ports (`rtp_ports` in its config).
+    pub fn rtp_ports(&self) -> std::ops::RangeInclusive<u16> {
+        self.rtp..=self.rtp + 3
+    }
+
+    /// Sends a command over its ctrl_tcp interface (a netstring of JSON), e.g. `dial` with
+    /// `sip:1001@127.0.0.1:PORT`.
+    pub fn command(&self, command: &str, params: &str) {
+        use std::io::Write as _;
+        let body = serde_json::json!({"command": command, "params": params, "token": "t"}).to_string();
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", self.ctrl_port))
+            .unwrap_or_else(|e| panic!("baresip ctrl_tcp on {}: {e}", self.ctrl_port));
+        c.write_all(format!("{}:{body},", body.len()).as_bytes())
+            .expect("baresip ctrl_tcp write");
+        // Wait for its answer, so the command ran.
+        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut buf = [0u8; 512];
+        let _ = std::io::Read::read(&mut c, &mut buf);
     }
 
     /// Waits until baresip's output contains `needle`.
