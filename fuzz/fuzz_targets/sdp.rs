@@ -7,7 +7,8 @@
 //! - every line we write is one `x=value` line: no control character from the remote
 //!   (codec names, fmtp, attributes, origin user) reaches our SDP;
 //! - an answer has exactly the offer's m-lines in order (media type and proto each); one of
-//!   them is enabled, the audio stream `select_audio` picked, over RTP/AVP or RTP/AVPF; every
+//!   them is enabled, the audio stream `select_audio` picked, over RTP/AVP or RTP/AVPF (or, with
+//!   SRTP on, RTP/SAVP(F), with exactly one crypto line of ours when SRTP was taken); every
 //!   other one is refused with port 0 and one of its offered formats (RFC 3264 §6);
 //! - the accepted stream only uses payload types the offer listed, never more than one per
 //!   type, holds an audio codec besides telephone-event, and its direction is what both sides
@@ -17,13 +18,14 @@
 //!   keeps the session's m-lines; taken as the answer to our offer, the description is
 //!   refused unless it mirrors that offer.
 //!
-//! The first input byte picks our codec list, wanted direction and address family; the rest
-//! is the SDP text.
+//! The first input byte picks our codec list, wanted direction, SRTP mode and address family;
+//! the rest is the SDP text.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ctiphone::call::offer_answer::{LocalParams, Negotiator, State};
+use ctiphone::call::sdes::{self, LocalKeys, SrtpMode};
 use ctiphone::call::sdp::{self, Codec, Direction, Sdp};
 use libfuzzer_sys::fuzz_target;
 
@@ -59,18 +61,30 @@ fuzz_target!(|data: &[u8]| {
         IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10))
     };
 
-    let answered = sdp::answer(&remote, "ctiphone", 7, 1, addr, 40000, &ours, want);
+    let srtp = [SrtpMode::Off, SrtpMode::Optional, SrtpMode::Mandatory, SrtpMode::Optional][usize::from(pick >> 4) & 3];
+    let answered = sdp::answer(&remote, "ctiphone", 7, 1, addr, 40000, &ours, want, srtp, &mut LocalKeys::default());
     if let Ok(answer) = &answered {
-        check_answer(&remote, answer, &ours, want, addr);
+        check_answer(&remote, answer, &ours, want, addr, srtp);
     }
-    check_negotiator(&remote, &ours, addr, want, answered.is_ok());
+    check_negotiator(&remote, &ours, addr, want, srtp, answered.is_ok());
 });
 
 /// An answer mirrors the offer and accepts one audio stream as RFC 3264 says.
-fn check_answer(offer: &Sdp, answer: &Sdp, ours: &[Codec], want: Direction, addr: IpAddr) {
+fn check_answer(offer: &Sdp, answer: &Sdp, ours: &[Codec], want: Direction, addr: IpAddr, srtp: SrtpMode) {
     check_written(answer);
     assert_eq!(answer.media.len(), offer.media.len(), "m-line count");
-    let (chosen, _) = sdp::select_audio(offer, addr, ours).expect("an answered offer has an audio stream");
+    let (chosen, _) = sdp::select_audio(offer, addr, ours, srtp).expect("an answered offer has an audio stream");
+    // SRTP: off answers without crypto; on, one line exactly when the offer had a usable one,
+    // and a secure profile or mandatory SRTP is never answered without it.
+    let offered = !sdes::usable(&offer.media[chosen]).is_empty();
+    let lines = sdes::usable(&answer.media[chosen]).len();
+    match srtp {
+        SrtpMode::Off => assert!(!sdes::has_crypto(&answer.media[chosen]), "crypto with SRTP off"),
+        _ => assert_eq!(lines, usize::from(offered), "one crypto line iff the offer had a usable one"),
+    }
+    if sdes::is_secure_proto(&offer.media[chosen].proto) || srtp == SrtpMode::Mandatory {
+        assert_eq!(lines, 1, "SRTP required and answered without crypto");
+    }
     for (i, (a, o)) in answer.media.iter().zip(&offer.media).enumerate() {
         assert_eq!((&a.kind, &a.proto), (&o.kind, &o.proto), "m-line {i} retyped");
         if i != chosen {
@@ -111,13 +125,14 @@ fn check_answer(offer: &Sdp, answer: &Sdp, ours: &[Codec], want: Direction, addr
 }
 
 /// The negotiator, with `remote` as the peer's offer and as the answer to ours.
-fn check_negotiator(remote: &Sdp, ours: &[Codec], addr: IpAddr, want: Direction, answerable: bool) {
+fn check_negotiator(remote: &Sdp, ours: &[Codec], addr: IpAddr, want: Direction, srtp: SrtpMode, answerable: bool) {
     let params = LocalParams {
         user: "ctiphone".into(),
         addr,
         port: 40000,
         codecs: ours.to_vec(),
         hold: want == Direction::SendOnly,
+        srtp,
     };
 
     // As their offer.
