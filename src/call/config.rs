@@ -127,10 +127,20 @@ impl CallConfig {
             None
         } else {
             let r = a.registrar.trim();
-            let r = r
-                .strip_prefix("sips:")
-                .or_else(|| r.strip_prefix("sip:"))
-                .unwrap_or(r);
+            // A `sips:` registrar (or `;transport=tls`) is reached over TLS only, whatever
+            // `transport` says (RFC 3261 §19.1.1: no downgrade).
+            if crate::config::names_tls(r) {
+                proto = Proto::Tls;
+                tls.enabled = true;
+            }
+            let r = match r.split_once(':') {
+                Some((scheme, rest))
+                    if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") =>
+                {
+                    rest
+                }
+                _ => r,
+            };
             let hostport = r.split(';').next().unwrap_or(r);
             let (host, port) = split_host_port(hostport).map_err(|e| format!("[account] registrar: {e}"))?;
             let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
@@ -432,6 +442,41 @@ mod tests {
         CallConfig::from_config(&config, None)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn a_sips_registrar_is_reached_over_tls_on_5061() {
+        for (registrar, tls) in [
+            ("sips:127.0.0.3", true),
+            ("SIPS:127.0.0.3", true),
+            ("sip:127.0.0.3;transport=tls", true),
+            ("sip:127.0.0.3", false),
+            ("127.0.0.3", false),
+        ] {
+            let text = format!(
+                "[account]\nuri = \"sip:1001@kamailio.test\"\nregistrar = \"{registrar}\"\nlisten = \"127.0.0.1:0\"\n"
+            );
+            let config = Config::parse(&text, None).unwrap_or_else(|e| panic!("{e}"));
+            let c = CallConfig::from_config(&config, None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let want = if tls {
+                (Proto::Tls, 5061)
+            } else {
+                (Proto::Udp, 5060)
+            };
+            let port = c.stack.registrar.map(|r| r.port());
+            assert_eq!((c.stack.proto, port), (want.0, Some(want.1)), "{registrar}");
+            assert_eq!(c.stack.tls.enabled, tls, "{registrar}");
+            // Checked against the account's domain: the registrar is an address.
+            assert_eq!(
+                c.stack.tls.server_name.as_deref(),
+                Some("kamailio.test"),
+                "{registrar}"
+            );
+        }
+        assert!(crate::config::names_tls("sip:sbc.example;lr;transport=TLS"));
+        assert!(!crate::config::names_tls("sip:sbc.example;transport=tcp"));
     }
 
     #[tokio::test]

@@ -378,7 +378,8 @@ impl Transport {
                             || std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
                         let stream = tokio::time::timeout(timeout, TcpStream::connect(to))
                             .await
-                            .map_err(|_| timed_out())??;
+                            .map_err(|_| timed_out())?
+                            .map_err(|e| connect_failure(e, proto))?;
                         if proto == Proto::Tcp {
                             self.adopt(stream, to, proto)
                         } else {
@@ -415,6 +416,20 @@ impl Transport {
                     .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection closed"))
             }
         }
+    }
+}
+
+/// A stream connection that could not be opened: a refusal says that nothing listens there
+/// for `proto` (a wrong port, or the server is down); other errors as they are.
+fn connect_failure(e: std::io::Error, proto: Proto) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+        let what = format!(
+            "connection refused: nothing listens for {} there (wrong port, or the server is down)",
+            proto.name()
+        );
+        std::io::Error::new(e.kind(), what)
+    } else {
+        e
     }
 }
 
@@ -458,7 +473,9 @@ pub fn tls_failure(e: &std::io::Error, name: &str) -> String {
                 "TLS: the certificate of {name} is signed by an unknown CA (not in [account] tls_ca or the system's store)"
             ),
             C::Revoked => format!("TLS: the certificate of {name} is revoked"),
-            C::BadSignature => format!("TLS: the certificate of {name} has a bad signature"),
+            C::BadSignature => format!(
+                "TLS: the certificate of {name} has a bad signature: not signed by the trusted CA of that name (another CA with the same name? check [account] tls_ca)"
+            ),
             other => format!("TLS: the certificate of {name} is not acceptable: {other:?}"),
         },
         E::AlertReceived(alert) => {
@@ -604,10 +621,21 @@ mod tests {
             ),
             (E::InvalidCertificate(C::UnknownIssuer), "signed by an unknown CA"),
             (E::InvalidCertificate(C::NotValidYet), "not valid yet"),
+            (
+                E::AlertReceived(rustls::AlertDescription::ProtocolVersion),
+                "pbx.example refused the handshake",
+            ),
+            (
+                E::PeerIncompatible(rustls::PeerIncompatible::ServerDoesNotSupportTls12Or13),
+                "no TLS version or cipher in common",
+            ),
         ];
+        let mut seen = std::collections::HashSet::new();
         for (e, want) in cases {
             let why = tls_failure(&io(e), "pbx.example");
             assert!(why.contains(want), "{why}");
+            assert!(why.starts_with("TLS"), "{why}");
+            assert!(seen.insert(why.clone()), "each cause has its own words: {why}");
         }
         let plain = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         assert_eq!(
@@ -619,6 +647,16 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+
+    #[test]
+    fn a_refused_connection_says_nothing_listens_there() {
+        use std::io::{Error, ErrorKind};
+        let e = connect_failure(Error::from(ErrorKind::ConnectionRefused), Proto::Tls);
+        assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
+        assert!(e.to_string().contains("nothing listens for TLS there"), "{e}");
+        let other = connect_failure(Error::new(ErrorKind::HostUnreachable, "no route"), Proto::Tls);
+        assert_eq!(other.to_string(), "no route");
+    }
 
     const OPTIONS: &[u8] = b"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK1\r\n\
 From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";

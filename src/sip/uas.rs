@@ -124,7 +124,7 @@ impl Stack {
         let mut r = Message::response(invite, code, reason);
         r.set("To", d.local.to_string());
         if code < 300 {
-            r.push("Contact", self.contact());
+            r.push("Contact", self.dialog_contact(d));
         }
         Some(r)
     }
