@@ -362,7 +362,8 @@ pub struct ProxyTarget {
 /// `sip:10.0.0.1:5070`), or a bare `host[:port]`.
 pub fn proxy_target(text: &str) -> Result<ProxyTarget, String> {
     let text = text.trim();
-    let uri = if text.contains(':') && (text.starts_with("sip:") || text.starts_with("sips:")) {
+    let lower = text.get(..5).unwrap_or(text).to_ascii_lowercase();
+    let uri = if lower.starts_with("sip:") || lower.starts_with("sips:") {
         text.to_owned()
     } else {
         format!("sip:{text}")
@@ -421,6 +422,8 @@ mod tests {
             (t.port, t.proto, t.route.as_str()),
             (Some(5070), None, "<sip:10.0.0.1:5070;lr>")
         );
+        let t = proxy_target("SIPS:sbc.example").unwrap();
+        assert_eq!((t.host.as_str(), t.proto), ("sbc.example", Some(Proto::Tls)));
         let t = proxy_target("sips:[2001:db8::1]:5061").unwrap();
         assert_eq!((t.host.as_str(), t.proto), ("2001:db8::1", Some(Proto::Tls)));
         assert_eq!(t.route, "<sips:[2001:db8::1]:5061;lr>");
