@@ -104,13 +104,22 @@ fn register_and_call_through_kamailio_over_tls_with_srtp() {
     assert_eq!(callee.expect("ended", secs(5))["reason"], "remote_hangup");
 }
 
-/// The `registration_failed` reason of a phone that cannot trust the server.
+/// The `registration_failed` reason of a phone that cannot trust the server; a call it
+/// dials through the server fails with the same words in its `ended` detail.
 fn refusal(s: &Server, domain: &str, ca: &std::path::Path) -> String {
     let mut p = phone(s, "1001", domain, ca, "", &[]);
     let f = p.expect("registration_failed", secs(10));
     p.expect_none("registered", secs(1));
+    let why = f["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(why.starts_with("TLS"), "{f}");
+    p.send(json!({"cmd": "dial", "to": "1002"}));
+    let end = p.expect("ended", secs(10));
+    assert_eq!(end["reason"], "failed", "{end}");
+    assert_eq!(end["detail"].as_str(), Some(why.as_str()), "{end}");
     assert_eq!(s.k.requests("REGISTER"), 0, "nothing reached Kamailio");
-    f["reason"].as_str().unwrap_or_default().to_owned()
+    assert_eq!(s.k.requests("INVITE"), 0, "nothing reached Kamailio");
+    eprintln!("registration_failed {}: {why}", f["code"]);
+    why
 }
 
 #[test]
