@@ -113,8 +113,10 @@ fn a_sips_uri_is_dialled_over_tls_from_a_udp_account() {
     let inc = callee.expect("incoming", secs(5));
     assert_eq!(inc["tel"], "1001", "{inc}");
     caller.expect("answered", secs(5));
-    caller.send(json!({"cmd": "hangup"}));
-    assert_eq!(callee.expect("ended", secs(5))["reason"], "remote_hangup");
+    // The callee hangs up: its BYE goes to the caller's sips: Contact over the TLS connection
+    // the call came on (the caller, on UDP without a certificate, has no TLS server).
+    callee.send(json!({"cmd": "hangup"}));
+    assert_eq!(caller.expect("ended", secs(5))["reason"], "remote_hangup");
     // An untrusting caller on UDP: the TLS handshake fails, nothing goes over UDP instead.
     let other = self::pki();
     let cfg = format!(
@@ -126,7 +128,31 @@ fn a_sips_uri_is_dialled_over_tls_from_a_udp_account() {
     stranger.send(json!({"cmd": "dial", "to": format!("sips:1002@{}", callee.listen())}));
     let end = stranger.expect("ended", secs(5));
     assert_eq!(end["reason"], "failed", "{end}");
+    // The call's end says why, as a registration would (both test CAs have the same name:
+    // the certificate names an issuer we trust, whose key did not sign it).
+    let detail = end["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with(
+            "TLS: the certificate of 127.0.0.1 has a bad signature: not signed by the trusted CA"
+        ),
+        "{end}"
+    );
     callee.expect_none("incoming", secs(1));
+}
+
+/// A TLS registrar whose port nobody listens on: the reason says so (not a certificate's).
+#[test]
+fn a_refused_tls_connection_is_named_as_such() {
+    let port = common::peers::free_tcp_port();
+    let cfg = account_toml("1001", "x", &format!("127.0.0.1:{port}"), "tls", 60);
+    let mut p = Phone::start(&cfg, &[]);
+    let f = p.expect("registration_failed", secs(10));
+    let why = f["reason"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("connection refused: nothing listens for TLS there"),
+        "{f}"
+    );
+    assert_eq!(f["code"], 503, "{f}");
 }
 
 /// A request to a `sips:` URI that arrives over UDP or TCP is refused (416), never served in

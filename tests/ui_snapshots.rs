@@ -966,6 +966,7 @@ fn the_call_list_names_results_as_the_history() {
             code: Some(408),
             duration_s: 0.0,
             result: Some(CallResult::Busy),
+            detail: None,
         },
     );
     assert_eq!(app.history[0].result, CallResult::Busy, "the phone's name wins");

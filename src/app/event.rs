@@ -480,6 +480,10 @@ pub enum PhoneEvent {
         /// The call's result, as the history will name it.
         #[serde(skip_serializing_if = "Option::is_none")]
         result: Option<CallResult>,
+        /// Why it failed, in words, when more is known than `reason` (a TLS certificate
+        /// refused, no ACK, …).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
     },
     Dtmf {
         call: String,
@@ -582,6 +586,7 @@ mod tests {
             code: Some(487),
             duration_s: 0.0,
             result: Some(CallResult::Missed),
+            detail: None,
         };
         let v = serde_json::to_value(&ended).expect("json");
         assert_eq!(

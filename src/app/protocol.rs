@@ -144,6 +144,7 @@ mod tests {
                 code: None,
                 duration_s: 3.5,
                 result: Some(crate::app::CallResult::Answered),
+                detail: Some("TLS: the certificate of pbx.example has expired".into()),
             }),
             Event::Cti(CtiEvent::Searching { call_id: "c1".into() }),
             Event::Cti(CtiEvent::SearchResult {

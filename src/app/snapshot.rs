@@ -492,6 +492,7 @@ mod tests {
             code: None,
             duration_s: 1.0,
             result: None,
+            detail: None,
         }));
         let s = live.snapshot();
         assert!(s.calls.is_empty() && s.popup.is_none());

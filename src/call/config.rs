@@ -127,10 +127,20 @@ impl CallConfig {
             None
         } else {
             let r = a.registrar.trim();
-            let r = r
-                .strip_prefix("sips:")
-                .or_else(|| r.strip_prefix("sip:"))
-                .unwrap_or(r);
+            // A `sips:` registrar (or `;transport=tls`) is reached over TLS only, whatever
+            // `transport` says (RFC 3261 §19.1.1: no downgrade).
+            if crate::config::names_tls(r) {
+                proto = Proto::Tls;
+                tls.enabled = true;
+            }
+            let r = match r.split_once(':') {
+                Some((scheme, rest))
+                    if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") =>
+                {
+                    rest
+                }
+                _ => r,
+            };
             let hostport = r.split(';').next().unwrap_or(r);
             let (host, port) = split_host_port(hostport).map_err(|e| format!("[account] registrar: {e}"))?;
             let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
@@ -352,7 +362,8 @@ pub struct ProxyTarget {
 /// `sip:10.0.0.1:5070`), or a bare `host[:port]`.
 pub fn proxy_target(text: &str) -> Result<ProxyTarget, String> {
     let text = text.trim();
-    let uri = if text.contains(':') && (text.starts_with("sip:") || text.starts_with("sips:")) {
+    let lower = text.get(..5).unwrap_or(text).to_ascii_lowercase();
+    let uri = if lower.starts_with("sip:") || lower.starts_with("sips:") {
         text.to_owned()
     } else {
         format!("sip:{text}")
@@ -411,6 +422,8 @@ mod tests {
             (t.port, t.proto, t.route.as_str()),
             (Some(5070), None, "<sip:10.0.0.1:5070;lr>")
         );
+        let t = proxy_target("SIPS:sbc.example").unwrap();
+        assert_eq!((t.host.as_str(), t.proto), ("sbc.example", Some(Proto::Tls)));
         let t = proxy_target("sips:[2001:db8::1]:5061").unwrap();
         assert_eq!((t.host.as_str(), t.proto), ("2001:db8::1", Some(Proto::Tls)));
         assert_eq!(t.route, "<sips:[2001:db8::1]:5061;lr>");
@@ -432,6 +445,41 @@ mod tests {
         CallConfig::from_config(&config, None)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn a_sips_registrar_is_reached_over_tls_on_5061() {
+        for (registrar, tls) in [
+            ("sips:127.0.0.3", true),
+            ("SIPS:127.0.0.3", true),
+            ("sip:127.0.0.3;transport=tls", true),
+            ("sip:127.0.0.3", false),
+            ("127.0.0.3", false),
+        ] {
+            let text = format!(
+                "[account]\nuri = \"sip:1001@kamailio.test\"\nregistrar = \"{registrar}\"\nlisten = \"127.0.0.1:0\"\n"
+            );
+            let config = Config::parse(&text, None).unwrap_or_else(|e| panic!("{e}"));
+            let c = CallConfig::from_config(&config, None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let want = if tls {
+                (Proto::Tls, 5061)
+            } else {
+                (Proto::Udp, 5060)
+            };
+            let port = c.stack.registrar.map(|r| r.port());
+            assert_eq!((c.stack.proto, port), (want.0, Some(want.1)), "{registrar}");
+            assert_eq!(c.stack.tls.enabled, tls, "{registrar}");
+            // Checked against the account's domain: the registrar is an address.
+            assert_eq!(
+                c.stack.tls.server_name.as_deref(),
+                Some("kamailio.test"),
+                "{registrar}"
+            );
+        }
+        assert!(crate::config::names_tls("sip:sbc.example;lr;transport=TLS"));
+        assert!(!crate::config::names_tls("sip:sbc.example;transport=tcp"));
     }
 
     #[tokio::test]

@@ -803,6 +803,8 @@ impl Config {
         check_account(&config.account, &mut problems);
         if config.media.srtp == crate::call::sdes::SrtpMode::Mandatory
             && config.account.transport != Transport::Tls
+            && !names_tls(&config.account.registrar)
+            && !names_tls(&config.account.outbound_proxy)
             && !config.media.srtp_over_udp
             && let Some(at) = srtp_at
         {
@@ -817,6 +819,16 @@ impl Config {
         sort(&mut problems);
         (config, problems)
     }
+}
+
+/// A registrar or proxy address that names TLS: a `sips:` URI, or `;transport=tls`.
+pub fn names_tls(address: &str) -> bool {
+    let a = address.trim();
+    a.split_once(':')
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("sips"))
+        || a.split(';')
+            .skip(1)
+            .any(|p| p.trim().eq_ignore_ascii_case("transport=tls"))
 }
 
 /// Orders problems as they appear in the file.

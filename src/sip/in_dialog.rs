@@ -150,7 +150,9 @@ impl Stack {
         if !reinvite && sdp.is_none() {
             // An UPDATE without SDP: a session refresh (RFC 4028), answered here.
             let mut ok = Message::response(&msg, 200, "OK");
-            ok.push("Contact", self.contact());
+            if let Some(d) = self.dialogs.get(&id) {
+                ok.push("Contact", self.dialog_contact(d));
+            }
             self.restart_timer_for(id, &msg, &mut ok);
             self.respond(from, proto, &msg, ok).await;
             return;
@@ -182,9 +184,10 @@ impl Stack {
             return;
         };
         let mut ok = Message::response(&p.request, 200, "OK");
-        ok.push("Contact", self.contact())
-            .push("Allow", ALLOW)
-            .push("Supported", SUPPORTED);
+        if let Some(d) = self.dialogs.get(&id) {
+            ok.push("Contact", self.dialog_contact(d));
+        }
+        ok.push("Allow", ALLOW).push("Supported", SUPPORTED);
         self.restart_timer_for(id, &p.request, &mut ok);
         ok.with_body("application/sdp", sdp.into_bytes());
         let reinvite = p.request.method() == Some("INVITE");

@@ -348,6 +348,23 @@ impl Stack {
         self.contact_for(self.cfg.proto)
     }
 
+    /// Our `sips:` Contact, for a dialog made by a `sips:` Request-URI (RFC 3261 §8.1.1.8 and
+    /// §12.1.1: its Contacts are `sips:` too, so that every request in it comes over TLS).
+    pub fn sips_contact(&self) -> String {
+        format!("<sips:{}@{}>", self.cfg.user, fmt_addr(self.contact_addr()))
+    }
+
+    /// Our Contact inside dialog `d`: `sips:` when the INVITE that made it was for a `sips:`
+    /// URI, else for the dialog's own transport (a `sips:` call from a UDP account is TLS).
+    pub(super) fn dialog_contact(&self, d: &Dialog) -> String {
+        let first = d.invite.as_deref().or(d.our_invite.as_ref());
+        if first.and_then(Message::uri).is_some_and(is_sips) {
+            self.sips_contact()
+        } else {
+            self.contact_for(d.proto)
+        }
+    }
+
     /// Our Contact for requests sent over `proto`: over a stream, the transport is named so
     /// that requests coming back use it (over TLS, `;transport=tls`: RFC 5630 §3.1.3 leaves
     /// `sips:` Contacts to `sips:` requests, which every registrar takes this way too).
@@ -494,8 +511,7 @@ impl Stack {
         );
         if self.transport.ready_for(proto, to) {
             if let Err(e) = self.transport.send(proto, to, bytes).await {
-                let why = format!("cannot send to {to} over {}: {}", proto.name(), error_chain(&e));
-                self.on_send_failed(&br, why);
+                self.on_send_failed(&br, send_failure(&e, to, proto));
             }
         } else {
             // A stream connection to open: beside the loop; a failure comes back through
@@ -505,8 +521,7 @@ impl Stack {
             let b = br.clone();
             tokio::spawn(async move {
                 if let Err(e) = transport.send(proto, to, bytes).await {
-                    let why = format!("cannot send to {to} over {}: {}", proto.name(), error_chain(&e));
-                    let _ = fail.send((b, why));
+                    let _ = fail.send((b, send_failure(&e, to, proto)));
                 }
             });
         }
@@ -678,12 +693,7 @@ impl Stack {
         }
         // A sips: Request-URI promises TLS on every hop (RFC 3261 §19.1.1, RFC 5630 §3.1.3): one
         // that reached us over anything else is refused, not served in clear.
-        let insecure_sips = method != "ACK"
-            && proto != Proto::Tls
-            && msg
-                .uri()
-                .and_then(|u| u.split_once(':'))
-                .is_some_and(|(s, _)| s.eq_ignore_ascii_case("sips"));
+        let insecure_sips = method != "ACK" && proto != Proto::Tls && msg.uri().is_some_and(is_sips);
         let refused = if insecure_sips {
             Some((416, "Unsupported URI Scheme (sips: needs TLS)", Vec::new()))
         } else {
@@ -711,7 +721,14 @@ impl Stack {
                 r.push("Allow", ALLOW)
                     .push("Accept", "application/sdp")
                     .push("Supported", SUPPORTED)
-                    .push("Contact", self.contact());
+                    .push(
+                        "Contact",
+                        if msg.uri().is_some_and(is_sips) {
+                            self.sips_contact()
+                        } else {
+                            self.contact_for(proto)
+                        },
+                    );
                 self.respond(from, proto, &msg, r).await;
             }
             _ if to_tag.is_none() => {
@@ -845,7 +862,9 @@ impl Stack {
     /// A session refresh we owe: UPDATE without SDP when the peer takes UPDATE, else the call
     /// layer re-offers its session in a re-INVITE.
     pub(super) async fn refresh(&mut self, id: DialogId) {
-        let contact = self.contact();
+        let Some(contact) = self.dialogs.get(&id).map(|d| self.dialog_contact(d)) else {
+            return;
+        };
         let Some(d) = self.dialogs.get_mut(&id) else {
             return;
         };
@@ -1093,6 +1112,24 @@ pub fn uri_host_port(uri: &str) -> Option<(String, u16)> {
     let host = u.host.trim_start_matches('[').trim_end_matches(']').to_owned();
     let default = if wants_tls(uri) { 5061 } else { 5060 };
     Some((host, u.port.unwrap_or(default)))
+}
+
+/// Why a request could not be sent to `to`: a TLS failure as it is (it names the server and
+/// what to fix), with the address; anything else after where it was going.
+fn send_failure(e: &std::io::Error, to: SocketAddr, proto: Proto) -> String {
+    let why = error_chain(e);
+    if why.starts_with("TLS") {
+        format!("{why} (at {to})")
+    } else {
+        format!("cannot send to {to} over {}: {why}", proto.name())
+    }
+}
+
+/// A `sips:` URI (the scheme in any case; a name-addr's `<…>` is not taken off).
+pub fn is_sips(uri: &str) -> bool {
+    uri.trim_start()
+        .split_once(':')
+        .is_some_and(|(s, _)| s.eq_ignore_ascii_case("sips"))
 }
 
 /// The URI must be reached over TLS: a `sips:` URI (RFC 3261 §19.1.1, every hop secured), or

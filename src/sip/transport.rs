@@ -142,6 +142,9 @@ pub struct Transport {
     /// The name a TLS server at an address must prove (a dialled `sips:` host), over
     /// `server_name`.
     names: Arc<Mutex<HashMap<SocketAddr, String>>>,
+    /// Stream connections reused for another address: a caller's Contact reached over the
+    /// connection its INVITE came on ([`Transport::reuse_for`]).
+    reuse: Arc<Mutex<HashMap<(Proto, SocketAddr), SocketAddr>>>,
     /// [`STREAM_MESSAGE_TIMEOUT`] (shorter in unit tests).
     message_timeout: std::time::Duration,
 }
@@ -193,6 +196,7 @@ impl Transport {
             tls: Arc::new(tls.clone()),
             server_name: tls.server_name.clone(),
             names: Arc::default(),
+            reuse: Arc::default(),
             message_timeout,
         };
         t.spawn_tcp(tcp, acceptor);
@@ -348,13 +352,32 @@ impl Transport {
 
     /// Is there a live stream connection to `to` (or is `proto` UDP, which needs none)?
     pub fn ready_for(&self, proto: Proto, to: SocketAddr) -> bool {
-        proto == Proto::Udp
-            || self
-                .conns
-                .lock()
-                .ok()
-                .and_then(|c| c.get(&(proto, to)).map(|tx| !tx.is_closed()))
-                .unwrap_or(false)
+        proto == Proto::Udp || self.live(proto, to).is_some()
+    }
+
+    /// Requests for `target` over the stream `proto` go over the connection from `peer`
+    /// while it is up and there is none to `target` itself: a caller that has no server of
+    /// its own (a phone without a TLS certificate) is reached at its Contact over the
+    /// connection its INVITE came on (RFC 5923's connection reuse, as SIP Outbound does).
+    pub fn reuse_for(&self, proto: Proto, target: SocketAddr, peer: SocketAddr) {
+        if proto.is_stream()
+            && target != peer
+            && let Ok(mut r) = self.reuse.lock()
+        {
+            if r.len() >= 256 {
+                // Bounded: the oldest callers' entries go (they are only a shortcut).
+                r.clear();
+            }
+            r.insert((proto, target), peer);
+        }
+    }
+
+    /// The live connection to `to` over `proto`, else the one reused for it.
+    fn live(&self, proto: Proto, to: SocketAddr) -> Option<mpsc::Sender<Vec<u8>>> {
+        let peer = self.reuse.lock().ok().and_then(|r| r.get(&(proto, to)).copied());
+        let conns = self.conns.lock().ok()?;
+        let open = |a: SocketAddr| conns.get(&(proto, a)).filter(|tx| !tx.is_closed()).cloned();
+        open(to).or_else(|| peer.and_then(open))
     }
 
     /// A TLS connection to `to` must show a certificate for `host` (not the registrar's name).
@@ -369,16 +392,16 @@ impl Transport {
         match proto {
             Proto::Udp => self.udp.send_to(&bytes, to).await.map(|_| ()),
             Proto::Tcp | Proto::Tls => {
-                let existing = self.conns.lock().ok().and_then(|c| c.get(&(proto, to)).cloned());
-                let tx = match existing {
-                    Some(tx) if !tx.is_closed() => tx,
-                    _ => {
+                let tx = match self.live(proto, to) {
+                    Some(tx) => tx,
+                    None => {
                         let timeout = std::time::Duration::from_secs(5);
                         let timed_out =
                             || std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
                         let stream = tokio::time::timeout(timeout, TcpStream::connect(to))
                             .await
-                            .map_err(|_| timed_out())??;
+                            .map_err(|_| timed_out())?
+                            .map_err(|e| connect_failure(e, proto))?;
                         if proto == Proto::Tcp {
                             self.adopt(stream, to, proto)
                         } else {
@@ -415,6 +438,20 @@ impl Transport {
                     .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection closed"))
             }
         }
+    }
+}
+
+/// A stream connection that could not be opened: a refusal says that nothing listens there
+/// for `proto` (a wrong port, or the server is down); other errors as they are.
+fn connect_failure(e: std::io::Error, proto: Proto) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+        let what = format!(
+            "connection refused: nothing listens for {} there (wrong port, or the server is down)",
+            proto.name()
+        );
+        std::io::Error::new(e.kind(), what)
+    } else {
+        e
     }
 }
 
@@ -458,7 +495,9 @@ pub fn tls_failure(e: &std::io::Error, name: &str) -> String {
                 "TLS: the certificate of {name} is signed by an unknown CA (not in [account] tls_ca or the system's store)"
             ),
             C::Revoked => format!("TLS: the certificate of {name} is revoked"),
-            C::BadSignature => format!("TLS: the certificate of {name} has a bad signature"),
+            C::BadSignature => format!(
+                "TLS: the certificate of {name} has a bad signature: not signed by the trusted CA of that name (another CA with the same name? check [account] tls_ca)"
+            ),
             other => format!("TLS: the certificate of {name} is not acceptable: {other:?}"),
         },
         E::AlertReceived(alert) => {
@@ -604,10 +643,21 @@ mod tests {
             ),
             (E::InvalidCertificate(C::UnknownIssuer), "signed by an unknown CA"),
             (E::InvalidCertificate(C::NotValidYet), "not valid yet"),
+            (
+                E::AlertReceived(rustls::AlertDescription::ProtocolVersion),
+                "pbx.example refused the handshake",
+            ),
+            (
+                E::PeerIncompatible(rustls::PeerIncompatible::ServerDoesNotSupportTls12Or13),
+                "no TLS version or cipher in common",
+            ),
         ];
+        let mut seen = std::collections::HashSet::new();
         for (e, want) in cases {
             let why = tls_failure(&io(e), "pbx.example");
             assert!(why.contains(want), "{why}");
+            assert!(why.starts_with("TLS"), "{why}");
+            assert!(seen.insert(why.clone()), "each cause has its own words: {why}");
         }
         let plain = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         assert_eq!(
@@ -619,6 +669,16 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+
+    #[test]
+    fn a_refused_connection_says_nothing_listens_there() {
+        use std::io::{Error, ErrorKind};
+        let e = connect_failure(Error::from(ErrorKind::ConnectionRefused), Proto::Tls);
+        assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
+        assert!(e.to_string().contains("nothing listens for TLS there"), "{e}");
+        let other = connect_failure(Error::new(ErrorKind::HostUnreachable, "no route"), Proto::Tls);
+        assert_eq!(other.to_string(), "no route");
+    }
 
     const OPTIONS: &[u8] = b"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK1\r\n\
 From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
@@ -704,6 +764,35 @@ From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: c\r\nCSeq: 1 
         let (_s2, got) = read_some(s2).await;
         assert_eq!(got, OPTIONS);
         assert!(closed.try_recv().is_err(), "reported once");
+    }
+
+    #[tokio::test]
+    async fn a_contact_without_a_server_is_reached_over_the_callers_connection() {
+        let (t, mut rx) = transport(Duration::from_secs(5)).await;
+        // The caller connects and sends; its Contact names a port where nothing listens.
+        let mut caller = TcpStream::connect(t.local).await.unwrap();
+        caller.write_all(OPTIONS).await.unwrap();
+        let inb = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let contact: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert!(!t.ready_for(Proto::Tcp, contact));
+        t.reuse_for(Proto::Tcp, contact, inb.from);
+        assert!(t.ready_for(Proto::Tcp, contact));
+        t.send(Proto::Tcp, contact, OPTIONS.to_vec()).await.unwrap();
+        let mut b = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), caller.read(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&b[..n], OPTIONS, "over the caller's own connection");
+        // Once it is gone, the Contact is connected to as written (and refused here).
+        drop(caller);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!t.ready_for(Proto::Tcp, contact));
+        let e = t.send(Proto::Tcp, contact, OPTIONS.to_vec()).await.unwrap_err();
+        assert!(e.to_string().contains("nothing listens for TCP"), "{e}");
     }
 
     #[tokio::test]

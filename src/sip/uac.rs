@@ -57,7 +57,14 @@ impl Stack {
             .push("To", d.remote.to_string())
             .push("Call-ID", call_id.to_owned())
             .push("CSeq", "1 INVITE")
-            .push("Contact", self.contact_for(proto))
+            .push(
+                "Contact",
+                if is_sips(target) {
+                    self.sips_contact()
+                } else {
+                    self.contact_for(proto)
+                },
+            )
             .push("Allow", ALLOW)
             .push("Supported", SUPPORTED)
             .push("Session-Expires", SESSION_EXPIRES.to_string())
@@ -135,7 +142,9 @@ impl Stack {
     /// Offers `sdp` inside a confirmed dialog: a re-INVITE, or an UPDATE when `update` and the
     /// peer takes it. The answer comes as `OfferAnswered` or `OfferRefused`.
     pub async fn reoffer(&mut self, id: DialogId, sdp: String, update: bool) -> bool {
-        let contact = self.contact();
+        let Some(contact) = self.dialogs.get(&id).map(|d| self.dialog_contact(d)) else {
+            return false;
+        };
         let Some(d) = self.dialogs.get_mut(&id) else {
             return false;
         };

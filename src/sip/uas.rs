@@ -93,6 +93,11 @@ impl Stack {
             .iter()
             .map(|s| s.to_string())
             .collect();
+        if d.route.is_empty() {
+            // A direct call over a stream: the caller is reached back over its connection
+            // when its Contact has no server of its own.
+            self.transport.reuse_for(proto, d.destination().0, from);
+        }
         d.local_cseq = rand::random_range(1..10_000);
         d.remote_cseq = msg.cseq().map(|(n, _)| n);
         d.invite_key = key;
@@ -124,7 +129,7 @@ impl Stack {
         let mut r = Message::response(invite, code, reason);
         r.set("To", d.local.to_string());
         if code < 300 {
-            r.push("Contact", self.contact());
+            r.push("Contact", self.dialog_contact(d));
         }
         Some(r)
     }

@@ -261,8 +261,14 @@ impl Kamailio {
 
     /// As [`Kamailio::start`], also listening for TLS (`tests/peers/kamailio_tls.cfg.in`; Debian
     /// package `kamailio-tls-modules`) with this certificate and key (PEM files) and
-    /// `method` as Kamailio's `tls.cfg` writes it (`TLSv1.2+`, `TLSv1.2`, `TLSv1.3`).
+    /// `method` as Kamailio's `tls.cfg` writes it (`TLSv1.2+`, `TLSv1.2`, `TLSv1.1`; Kamailio
+    /// 5.6 has no `TLSv1.3`: it refuses to start on it).
     pub fn start_tls(cert: &Path, key: &Path, method: &str) -> Self {
+        Self::start_tls_with(cert, key, method, "")
+    }
+
+    /// [`Kamailio::start_tls`] with more lines for its server in `tls.cfg` (`cipher_list = …`).
+    pub fn start_tls_with(cert: &Path, key: &Path, method: &str, server_extra: &str) -> Self {
         let module = Path::new("/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so");
         assert!(
             module.exists(),
@@ -270,7 +276,7 @@ impl Kamailio {
         );
         let tls_cfg = format!(
             "[server:default]\nmethod = {method}\nverify_certificate = no\nrequire_certificate = no\n\
-             private_key = {}\ncertificate = {}\n\n[client:default]\nmethod = {method}\n\
+             private_key = {}\ncertificate = {}\n{server_extra}\n[client:default]\nmethod = {method}\n\
              verify_certificate = no\nrequire_certificate = no\n",
             key.display(),
             cert.display()

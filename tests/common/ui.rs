@@ -101,6 +101,7 @@ pub fn ended(app: &mut App, reason: EndReason, duration_s: f64) {
             code: None,
             duration_s,
             result: None,
+            detail: None,
         },
     );
 }

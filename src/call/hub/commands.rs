@@ -246,6 +246,17 @@ impl Hub {
     }
 
     pub(super) fn end_call(&mut self, i: usize, reason: EndReason, code: Option<u16>) {
+        self.end_call_why(i, reason, code, None);
+    }
+
+    /// [`Self::end_call`], saying why in words (`detail` of the `ended` event).
+    pub(super) fn end_call_why(
+        &mut self,
+        i: usize,
+        reason: EndReason,
+        code: Option<u16>,
+        detail: Option<String>,
+    ) {
         if self.calls[i].feature {
             // A feature code's call ends unseen.
             let c = self.calls.remove(i);
@@ -277,6 +288,7 @@ impl Hub {
             code,
             duration_s: (duration * 1000.0).round() / 1000.0,
             result: Some(result),
+            detail,
         });
         if let Some(m) = c.media.take() {
             // The session closes the recording and reports it; keep the call's values for it.

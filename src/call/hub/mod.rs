@@ -380,10 +380,10 @@ impl Hub {
             SipEvent::Ended { dialog, end } => {
                 if let Some(i) = self.find_dialog(dialog) {
                     let (reason, code, why) = end_reason(&end, self.calls[i].incoming);
-                    if let Some(why) = why {
+                    if let Some(why) = &why {
                         self.warn(format!("call {}: {why}", self.calls[i].id));
                     }
-                    self.end_call(i, reason, code);
+                    self.end_call_why(i, reason, code, why);
                 }
             }
         }

@@ -113,3 +113,33 @@ fn an_offer_needs_a_caller_that_accepts_sdp() {
     assert!(!accepts_sdp(&inv("Accept: text/nobodyKnowsThis\r\n")));
     assert!(!accepts_sdp(&inv("Accept: application/sdpx, text/*\r\n")));
 }
+
+#[test]
+fn sips_uris_mean_tls_on_5061() {
+    for (uri, sips, tls, port) in [
+        ("sips:1002@pbx.example", true, true, 5061),
+        ("SIPS:1002@pbx.example:5071", true, true, 5071),
+        ("sip:1002@pbx.example;transport=TLS", false, true, 5061),
+        ("sip:1002@pbx.example", false, false, 5060),
+        ("sip:1002@pbx.example;transport=tcp", false, false, 5060),
+    ] {
+        assert_eq!(is_sips(uri), sips, "{uri}");
+        assert_eq!(wants_tls(uri), tls, "{uri}");
+        assert_eq!(uri_host_port(uri), Some(("pbx.example".into(), port)), "{uri}");
+    }
+}
+
+#[test]
+fn a_tls_failure_is_not_buried_under_where_it_was_going() {
+    let to: SocketAddr = "127.0.0.1:5061".parse().unwrap();
+    let tls = std::io::Error::other("TLS: the certificate of pbx.example has expired");
+    assert_eq!(
+        send_failure(&tls, to, Proto::Tls),
+        "TLS: the certificate of pbx.example has expired (at 127.0.0.1:5061)"
+    );
+    let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+    assert_eq!(
+        send_failure(&reset, to, Proto::Tcp),
+        "cannot send to 127.0.0.1:5061 over TCP: reset"
+    );
+}
