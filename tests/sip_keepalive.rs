@@ -1,7 +1,8 @@
 //! NAT keep-alives (RFC 5626 §3.5.1, §4.4.1; issue 20), `[account] keepalive_seconds = 1`:
 //!
 //! - over UDP, a registrar that is a socket of the test sees a double-CRLF datagram every
-//!   interval (80–100 % of it) while the phone is registered, and none with keep-alives off;
+//!   interval (80–100 % of it) while the phone is registered, none with keep-alives off, and
+//!   with an outbound proxy the proxy gets them;
 //! - over UDP against Kamailio (which ignores them) nothing breaks: still registered, a call
 //!   through Kamailio is answered;
 //! - over TCP through a relay of the test in front of Kamailio: Kamailio's pongs keep the flow
@@ -84,7 +85,7 @@ fn collect(rx: &std::sync::mpsc::Receiver<(Instant, Vec<u8>)>, window: Duration)
 }
 
 #[test]
-fn udp_pings_reach_the_registrar_every_interval_and_none_when_off() {
+fn udp_pings_reach_the_registrar_or_proxy_every_interval_and_none_when_off() {
     let (reg, rx) = udp_registrar();
     let mut p = Phone::start(&config("1001", &reg, "udp", 1), &[]);
     p.expect("registered", secs(5));
@@ -112,6 +113,22 @@ fn udp_pings_reach_the_registrar_every_interval_and_none_when_off() {
     assert!(
         got.is_empty(),
         "keepalive_seconds = 0: no pings, got {} datagrams",
+        got.len()
+    );
+    drop(p);
+
+    // With an outbound proxy, the pings go to the proxy (the next hop), not the registrar.
+    let (proxy, rx) = udp_registrar();
+    let cfg = config("1001", "127.0.0.1:9", "udp", 1).replace(
+        "keepalive_seconds",
+        &format!("outbound_proxy = \"sip:{proxy}\"\nkeepalive_seconds"),
+    );
+    let mut p = Phone::start(&cfg, &[]);
+    p.expect("registered", secs(5));
+    let got = collect(&rx, Duration::from_millis(2500));
+    assert!(
+        got.len() >= 2 && got.iter().all(|(_, d)| d == b"\r\n\r\n"),
+        "pings at the outbound proxy: {} datagrams",
         got.len()
     );
 }
