@@ -60,6 +60,7 @@ const PBX_IP: &str = "10.77.2.2";
 
 impl Net {
     fn build(tag: &str) -> Net {
+        remove_stale();
         let name = |role: &str| format!("ctp-{role}-{}-{tag}", std::process::id());
         let net = Net {
             agent: name("agent"),
@@ -127,6 +128,24 @@ impl Net {
             ],
         );
         net
+    }
+}
+
+/// Deletes the namespaces of earlier runs of this test that were killed before their guard
+/// ran (`ctp-ROLE-PID-TAG` whose PID is gone).
+fn remove_stale() {
+    let Ok(dir) = std::fs::read_dir("/var/run/netns") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name.strip_prefix("ctp-").and_then(|r| r.split('-').nth(1));
+        if let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok())
+            && pid != std::process::id()
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        }
     }
 }
 
