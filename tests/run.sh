@@ -20,9 +20,12 @@ SUDO=""
 # postgresql (a throwaway cluster per test: the central call log, issue 18);
 # kamailio-tls-modules (Kamailio as a TLS registrar, issue 19); tcpdump (what a stranger on
 # the loopback sees of an SRTP call).
+# iproute2 (ip netns, veth) and nftables (the router's masquerade): tests/sip_nat.rs builds
+# network namespaces as root.
 PKGS="python3 ca-certificates sip-tester kamailio kamailio-presence-modules baresip-core sox \
   cmake g++ pkg-config libasound2-dev libpulse-dev pulseaudio pulseaudio-utils tmux binutils \
-  xdg-utils desktop-file-utils systemd chromium xvfb postgresql kamailio-tls-modules tcpdump"
+  xdg-utils desktop-file-utils systemd chromium xvfb postgresql kamailio-tls-modules tcpdump \
+  iproute2 nftables"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -252,6 +252,8 @@ impl CallConfig {
                 tls,
                 route,
                 public_address: a.public_address.trim().parse().ok(),
+                keepalive: (a.keepalive_seconds > 0)
+                    .then(|| Duration::from_secs(u64::from(a.keepalive_seconds))),
             },
             call_waiting: a.call_waiting,
             auto_answer,

@@ -109,7 +109,13 @@ pub struct Account {
     /// Behind NAT: the public address to put in Contact and SDP. "" = the address the
     /// registrar saw us at (received/rport), else our own.
     pub public_address: String,
+    /// NAT keep-alives (RFC 5626): a CRLF ping to the registrar (or outbound proxy) this often
+    /// while registered, its pong checked over TCP/TLS. 0 = off.
+    pub keepalive_seconds: u32,
 }
+
+/// The largest `[account] keepalive_seconds`.
+pub const MAX_KEEPALIVE_SECONDS: u32 = 3600;
 
 impl Default for Account {
     fn default() -> Self {
@@ -132,6 +138,7 @@ impl Default for Account {
             tls_key: String::new(),
             outbound_proxy: String::new(),
             public_address: String::new(),
+            keepalive_seconds: 25,
         }
     }
 }
@@ -677,6 +684,7 @@ impl Config {
                 "account" => {
                     let proxy_at = key_value_span(&value, "outbound_proxy");
                     let public_at = key_value_span(&value, "public_address");
+                    let keepalive_at = key_value_span(&value, "keepalive_seconds");
                     if let Some(v) = section::<Account>(value, &mut problems) {
                         if !v.outbound_proxy.trim().is_empty()
                             && let Err(e) = crate::call::config::proxy_target(&v.outbound_proxy)
@@ -694,6 +702,15 @@ impl Config {
                                 format!(
                                     "`[account] public_address` is `{}`, expected an IP address",
                                     v.public_address
+                                ),
+                            ));
+                        }
+                        if v.keepalive_seconds > MAX_KEEPALIVE_SECONDS {
+                            problems.push(Diagnostic::at(
+                                keepalive_at.unwrap_or(span.clone()),
+                                format!(
+                                    "`[account] keepalive_seconds` is {}, expected 0 (off) to {MAX_KEEPALIVE_SECONDS} seconds",
+                                    v.keepalive_seconds
                                 ),
                             ));
                         }

@@ -139,6 +139,22 @@ fn both_password_forms_are_refused() {
 }
 
 #[test]
+fn keepalive_seconds_defaults_to_25_and_is_checked() {
+    assert_eq!(Config::default().account.keepalive_seconds, 25);
+    let c = Config::parse("[account]\nkeepalive_seconds = 0\n", None).unwrap();
+    assert_eq!(c.account.keepalive_seconds, 0);
+    let c = Config::parse("[account]\nkeepalive_seconds = 3600\n", None).unwrap();
+    assert_eq!(c.account.keepalive_seconds, 3600);
+    assert_eq!(
+        problems("[account]\nregistrar = \"pbx.example\"\nkeepalive_seconds = 3601\n"),
+        vec!["c.toml:3:21: `[account] keepalive_seconds` is 3601, expected 0 (off) to 3600 seconds"]
+    );
+    let p = problems("[account]\nkeepalive_seconds = -1\n");
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(p[0].starts_with("c.toml:2:21: "), "{}", p[0]);
+}
+
+#[test]
 fn media_settings_are_checked() {
     let c = Config::parse("[media]\nsymmetric_rtp = true\nrtp_timeout_seconds = 0\n", None).unwrap();
     assert!(c.media.symmetric_rtp);

@@ -8,6 +8,7 @@ pub mod addr;
 pub mod auth;
 pub mod dialog;
 mod in_dialog;
+pub mod keepalive;
 pub mod message;
 pub mod registration;
 pub mod replaces;

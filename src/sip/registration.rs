@@ -1,7 +1,8 @@
 //! Registration (RFC 3261 §10): REGISTER with digest authentication, refresh before expiry,
 //! 423 Interval Too Brief, backoff after a failure (2 s doubling to 5 minutes), the address the
 //! registrar saw us at (rport/received) taken into the Contact, recovery from a lost TCP/TLS
-//! connection, and unregistering on quit.
+//! connection (closed, or dead by its keep-alives: [`super::keepalive`]), and unregistering on
+//! quit.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -40,6 +41,8 @@ pub struct Registration {
     /// The registrar's Service-Route (RFC 3608) from its last 200: the Route of our initial
     /// requests after the outbound proxy's.
     pub service_route: Vec<String>,
+    /// The CRLF keep-alives to the registrar while registered (RFC 5626).
+    pub keepalive: super::keepalive::Keepalive,
 }
 
 impl Registration {
@@ -57,6 +60,7 @@ impl Registration {
             backoff: Duration::from_secs(2),
             public: None,
             service_route: Vec::new(),
+            keepalive: super::keepalive::Keepalive::new(None),
         }
     }
 }
@@ -166,6 +170,7 @@ impl Stack {
             // Refresh well before expiry.
             let refresh = Duration::from_secs(u64::from(granted.max(2))) / 2;
             self.reg.next = Some(Instant::now() + refresh);
+            self.reg.keepalive.start(Instant::now());
             let aor = self.aor();
             self.emit(SipEvent::Registered {
                 aor,

@@ -54,6 +54,9 @@ pub struct StackConfig {
     /// The outbound proxy's Route (`<sip:sbc.example;transport=tls;lr>`), put on every request
     /// outside a dialog; `registrar` is then the proxy's address.
     pub route: Option<String>,
+    /// `[account] keepalive_seconds`: a CRLF ping to the registrar this often while
+    /// registered (RFC 5626; [`super::keepalive`]); `None`: off.
+    pub keepalive: Option<Duration>,
 }
 
 /// What happened, for the call layer.
@@ -269,7 +272,8 @@ impl Stack {
                 local = SocketAddr::new(a.ip(), local.port());
             }
         }
-        let reg = Registration::new(cfg.expires);
+        let mut reg = Registration::new(cfg.expires);
+        reg.keepalive = super::keepalive::Keepalive::new(cfg.keepalive);
         let mut stack = Stack {
             cfg,
             transport,
@@ -437,6 +441,7 @@ impl Stack {
             consider(d.timer.map(|t| t.due));
         }
         consider(self.reg.next);
+        consider(self.reg.keepalive.deadline());
         consider(self.subscriptions_deadline());
         next
     }
@@ -839,6 +844,7 @@ impl Stack {
         for (owner, method, error) in timed_out {
             self.on_client_timeout(owner, &method, error).await;
         }
+        self.keepalive_due(now).await;
         if self.reg.next.is_some_and(|t| t <= now) {
             self.reg.next = None;
             let e = self.reg.expires;

@@ -3,7 +3,10 @@
 //! one message each, read by the user agent's own loop ([`Datagrams`]); streams are framed by
 //! Content-Length (RFC 3261 §18.3) with a 64 KiB cap, and their messages go to the user
 //! agent's channel with where they came from. Requests too broken to parse are answered 400
-//! (or 505) here.
+//! (or 505) here. Keep-alives (RFC 5626 §3.5.1): CRLFs between messages are skipped, a
+//! double-CRLF ping on a stream is answered with a single-CRLF pong, a CRLF datagram is
+//! dropped quietly; [`Transport::ping`] sends our pings and [`Transport::heard_from`] says
+//! when a connection last carried anything (the pong check is the registration's).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -122,7 +125,23 @@ pub struct Inbound {
     pub proto: Proto,
 }
 
-type Conns = Arc<Mutex<HashMap<(Proto, SocketAddr), mpsc::Sender<Vec<u8>>>>>;
+/// A keep-alive ping (RFC 5626 §3.5.1): a double CRLF.
+pub const PING: &[u8] = b"\r\n\r\n";
+/// The answer to a ping on a stream: a single CRLF.
+pub const PONG: &[u8] = b"\r\n";
+
+/// An open stream connection.
+#[derive(Clone)]
+struct Conn {
+    /// Bytes to write.
+    tx: mpsc::Sender<Vec<u8>>,
+    /// When bytes last arrived on it (a message, a pong, anything).
+    heard: Arc<Mutex<std::time::Instant>>,
+    /// Tells its reader to stop (the connection was given up: [`Transport::drop_connection`]).
+    kill: Arc<tokio::sync::Notify>,
+}
+
+type Conns = Arc<Mutex<HashMap<(Proto, SocketAddr), Conn>>>;
 /// Where the end of a stream connection is reported: its transport and peer.
 type Closed = Arc<Mutex<Option<mpsc::UnboundedSender<(Proto, SocketAddr)>>>>;
 
@@ -258,8 +277,15 @@ impl Transport {
     {
         let (mut rd, mut wr) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
+        let heard = Arc::new(Mutex::new(std::time::Instant::now()));
+        let kill = Arc::new(tokio::sync::Notify::new());
         if let Ok(mut c) = self.conns.lock() {
-            c.insert((proto, peer), tx.clone());
+            let conn = Conn {
+                tx: tx.clone(),
+                heard: heard.clone(),
+                kill: kill.clone(),
+            };
+            c.insert((proto, peer), conn);
         }
         tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {
@@ -277,7 +303,12 @@ impl Transport {
             // When the first byte of the unfinished message in `buf` came.
             let mut started: Option<tokio::time::Instant> = None;
             'conn: loop {
-                let read = rd.read(&mut chunk);
+                let read = async {
+                    tokio::select! {
+                        r = rd.read(&mut chunk) => Some(r),
+                        () = kill.notified() => None,
+                    }
+                };
                 let got = match started {
                     Some(t) => match tokio::time::timeout_at(t + t_timeout, read).await {
                         Ok(r) => r,
@@ -289,14 +320,22 @@ impl Transport {
                     None => read.await,
                 };
                 let n = match got {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
+                    // Given up by the registration (a dead flow): not reported.
+                    None => break,
+                    Some(Ok(0) | Err(_)) => break,
+                    Some(Ok(n)) => n,
                 };
+                if let Ok(mut h) = heard.lock() {
+                    *h = std::time::Instant::now();
+                }
                 buf.extend_from_slice(&chunk[..n]);
                 loop {
-                    // Keep-alive CRLFs between messages.
-                    let skip = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
-                    buf.drain(..skip);
+                    // Keep-alive CRLFs between messages: pongs skipped, pings answered.
+                    let run = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+                    for _ in 0..crlf_pings(&buf[..run]) {
+                        let _ = writer.send(PONG.to_vec()).await;
+                    }
+                    buf.drain(..run);
                     match message::frame(&buf) {
                         Ok(None) => break,
                         Ok(Some(len)) => {
@@ -337,7 +376,7 @@ impl Transport {
             // Forget the connection, unless a newer one to the same peer took its place (a
             // send after the old one's writer failed), and report its end.
             let current = t.conns.lock().is_ok_and(|mut c| {
-                let ours = c.get(&(proto, peer)).is_some_and(|s| s.same_channel(&writer));
+                let ours = c.get(&(proto, peer)).is_some_and(|s| s.tx.same_channel(&writer));
                 if ours {
                     c.remove(&(proto, peer));
                 }
@@ -376,8 +415,45 @@ impl Transport {
     fn live(&self, proto: Proto, to: SocketAddr) -> Option<mpsc::Sender<Vec<u8>>> {
         let peer = self.reuse.lock().ok().and_then(|r| r.get(&(proto, to)).copied());
         let conns = self.conns.lock().ok()?;
-        let open = |a: SocketAddr| conns.get(&(proto, a)).filter(|tx| !tx.is_closed()).cloned();
+        let open = |a: SocketAddr| {
+            conns
+                .get(&(proto, a))
+                .filter(|conn| !conn.tx.is_closed())
+                .map(|conn| conn.tx.clone())
+        };
         open(to).or_else(|| peer.and_then(open))
+    }
+
+    /// Sends a keep-alive ping ([`PING`]) to `to`: a datagram over UDP; over a stream only on
+    /// the connection already open (none, or its writer gone: an error, as the flow is dead).
+    pub async fn ping(&self, proto: Proto, to: SocketAddr) -> std::io::Result<()> {
+        if proto == Proto::Udp {
+            return self.udp.send_to(PING, to).await.map(|_| ());
+        }
+        let conn = self.conns.lock().ok().and_then(|c| c.get(&(proto, to)).cloned());
+        let dead = || std::io::Error::new(std::io::ErrorKind::NotConnected, "no connection");
+        let conn = conn.ok_or_else(dead)?;
+        conn.tx.send(PING.to_vec()).await.map_err(|_| dead())
+    }
+
+    /// When bytes last arrived on the stream connection to `to` (None: there is none).
+    pub fn heard_from(&self, proto: Proto, to: SocketAddr) -> Option<std::time::Instant> {
+        let conn = self.conns.lock().ok()?.get(&(proto, to)).cloned()?;
+        conn.heard.lock().ok().map(|h| *h)
+    }
+
+    /// Gives up the stream connection to `to` (a dead flow): forgotten, its reader stopped and
+    /// the socket closed, not reported to [`Transport::closed_connections`]; the next send
+    /// opens a new one. Whether there was one.
+    pub fn drop_connection(&self, proto: Proto, to: SocketAddr) -> bool {
+        let conn = self.conns.lock().ok().and_then(|mut c| c.remove(&(proto, to)));
+        match conn {
+            Some(conn) => {
+                conn.kill.notify_one();
+                true
+            }
+            None => false,
+        }
     }
 
     /// A TLS connection to `to` must show a certificate for `host` (not the registrar's name).
@@ -574,6 +650,20 @@ impl Datagrams {
             }
         }
     }
+}
+
+/// How many keep-alive pings (double CRLFs, RFC 5626 §3.5.1) a run of CR and LF bytes
+/// between messages holds: each is answered with a pong; a lone CRLF is a pong (never
+/// answered, or two peers would ping-pong forever). A ping split over two reads is seen as
+/// two pongs and not answered (the peer's next ping is).
+pub fn crlf_pings(run: &[u8]) -> usize {
+    let mut n = 0;
+    let mut rest = run;
+    while let Some(i) = rest.windows(PING.len()).position(|w| w == PING) {
+        n += 1;
+        rest = &rest[i + PING.len()..];
+    }
+    n
 }
 
 /// A response to a request that could not be parsed, built from whatever Via, From, To,
@@ -848,5 +938,114 @@ From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: c\r\nCSeq: 1 
             .await
             .unwrap();
         assert_eq!(second.unwrap().msg.method(), Some("OPTIONS"));
+    }
+
+    #[test]
+    fn crlf_runs_hold_pings_and_pongs() {
+        assert_eq!(crlf_pings(b""), 0);
+        assert_eq!(crlf_pings(b"\r\n"), 0, "a pong is not answered");
+        assert_eq!(crlf_pings(b"\r\n\r\n"), 1);
+        assert_eq!(crlf_pings(b"\r\n\r\n\r\n"), 1, "a ping and a pong");
+        assert_eq!(crlf_pings(b"\r\n\r\n\r\n\r\n"), 2);
+        assert_eq!(crlf_pings(b"\n\n\r\n"), 0, "bare LFs are skipped, not pings");
+    }
+
+    /// Reads what the phone writes within `window`.
+    async fn read_for(s: &mut TcpStream, window: Duration) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut b = [0u8; 4096];
+        let end = tokio::time::Instant::now() + window;
+        while let Ok(Ok(n)) = tokio::time::timeout_at(end, s.read(&mut b)).await {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&b[..n]);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_stream_ping_is_answered_with_a_pong_and_messages_around_it_pass() {
+        let (t, mut rx) = transport(Duration::from_secs(5)).await;
+        let mut s = TcpStream::connect(t.local).await.unwrap();
+        // A ping before the first message, one between two messages in the same write.
+        s.write_all(b"\r\n\r\n").await.unwrap();
+        assert_eq!(read_for(&mut s, Duration::from_millis(300)).await, PONG);
+        let mut two = OPTIONS.to_vec();
+        two.extend_from_slice(PING);
+        two.extend_from_slice(OPTIONS);
+        s.write_all(&two).await.unwrap();
+        for _ in 0..2 {
+            let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap();
+            assert_eq!(got.unwrap().msg.method(), Some("OPTIONS"));
+        }
+        assert_eq!(read_for(&mut s, Duration::from_millis(300)).await, PONG);
+        // A pong (a lone CRLF) is not answered.
+        s.write_all(PONG).await.unwrap();
+        assert_eq!(read_for(&mut s, Duration::from_millis(300)).await, b"");
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn our_pings_go_on_the_open_connection_and_its_answers_are_heard() {
+        let (t, _rx) = transport(Duration::from_secs(5)).await;
+        let mut closed = t.closed_connections();
+        let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let to = peer.local_addr().unwrap();
+        // No connection: a stream ping does not open one (the flow is dead).
+        assert!(t.ping(Proto::Tcp, to).await.is_err());
+        assert_eq!(t.heard_from(Proto::Tcp, to), None);
+        t.send(Proto::Tcp, to, OPTIONS.to_vec()).await.unwrap();
+        let (mut far, _) = peer.accept().await.unwrap();
+        assert_eq!(read_for(&mut far, Duration::from_millis(200)).await, OPTIONS);
+        let before = t.heard_from(Proto::Tcp, to).unwrap();
+        t.ping(Proto::Tcp, to).await.unwrap();
+        assert_eq!(read_for(&mut far, Duration::from_millis(200)).await, PING);
+        far.write_all(PONG).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            t.heard_from(Proto::Tcp, to).unwrap() > before,
+            "the pong was heard"
+        );
+        // Given up: closed on our side, not reported as lost, the next send connects again.
+        assert!(t.drop_connection(Proto::Tcp, to));
+        assert!(closed_within(&mut far, Duration::from_secs(2)).await.is_some());
+        assert!(!t.ready_for(Proto::Tcp, to));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            closed.try_recv().is_err(),
+            "a connection given up is not reported"
+        );
+        t.send(Proto::Tcp, to, OPTIONS.to_vec()).await.unwrap();
+        let (mut far2, _) = tokio::time::timeout(Duration::from_secs(5), peer.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read_for(&mut far2, Duration::from_millis(200)).await, OPTIONS);
+    }
+
+    #[tokio::test]
+    async fn crlf_datagrams_are_dropped_quietly_and_udp_pings_are_sent() {
+        let (t, _rx) = transport(Duration::from_secs(5)).await;
+        let mut dg = t.datagrams();
+        let far = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        far.send_to(PING, t.local).await.unwrap();
+        far.send_to(PONG, t.local).await.unwrap();
+        far.send_to(OPTIONS, t.local).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), dg.recv())
+            .await
+            .unwrap();
+        assert_eq!(got.msg.method(), Some("OPTIONS"), "the CRLFs were skipped");
+        let mut b = [0u8; 64];
+        let answer = tokio::time::timeout(Duration::from_millis(300), far.recv_from(&mut b)).await;
+        assert!(answer.is_err(), "nothing answers a CRLF datagram");
+        t.ping(Proto::Udp, far.local_addr().unwrap()).await.unwrap();
+        let (n, from) = tokio::time::timeout(Duration::from_secs(5), far.recv_from(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((&b[..n], from), (PING, t.local));
     }
 }

@@ -40,6 +40,8 @@ pub fn peer_bin(name: &str) -> PathBuf {
         "kamailio" => "kamailio",
         "baresip" => "baresip-core",
         "sox" => "sox",
+        "ip" => "iproute2",
+        "nft" => "nftables",
         other => other,
     };
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
@@ -209,6 +211,24 @@ fn terminate(child: &mut Child, grace: Duration) {
     let _ = child.wait();
 }
 
+/// A UDP socket bound to `bind` inside the network namespace `ns` (`ip netns add`): made on
+/// a thread that entered the namespace (a socket stays in the namespace it was made in).
+pub fn udp_socket_in_netns(ns: &str, bind: std::net::SocketAddr) -> UdpSocket {
+    let path = Path::new("/var/run/netns").join(ns);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on this short-lived thread only, with a namespace file we opened.
+            let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+            UdpSocket::bind(bind).unwrap_or_else(|e| panic!("bind {bind} in {ns}: {e}"))
+        })
+        .join()
+        .expect("netns thread")
+    })
+}
+
 fn render(template: &str, vars: &[(&str, String)]) -> String {
     let mut out = template.to_owned();
     for (k, v) in vars {
@@ -237,6 +257,8 @@ pub struct Kamailio {
     log: PathBuf,
     child: Option<Child>,
     runs: usize,
+    /// The network namespace it runs in ([`Kamailio::start_in_netns`]); None: the test's.
+    netns: Option<String>,
 }
 
 impl Kamailio {
@@ -333,6 +355,17 @@ impl Kamailio {
         panic!("kamailio: five free ports in a row were taken before it could bind them");
     }
 
+    /// As [`Kamailio::start`], inside the network namespace `ns` (made by the test) on
+    /// `ip`:5060 instead of 127.0.0.1 (`ip netns exec`; the namespace is the test's own, so
+    /// the port is free).
+    pub fn start_in_netns(ns: &str, ip: std::net::IpAddr) -> Self {
+        let mut k = Self::prepare_with(5060, "kamailio.cfg.in", &[("HOST", ip.to_string())], None);
+        k.host = ip;
+        k.netns = Some(ns.to_owned());
+        k.spawn();
+        k
+    }
+
     /// Starts it on a port the caller chose (e.g. one a phone already tries to register with).
     pub fn start_on(port: u16) -> Self {
         let mut k = Self::prepare(port, "kamailio.cfg.in");
@@ -352,8 +385,12 @@ impl Kamailio {
             .prefix("kam")
             .tempdir()
             .expect("temp dir");
-        let text = std::fs::read_to_string(peers_dir().join(template))
+        let mut text = std::fs::read_to_string(peers_dir().join(template))
             .unwrap_or_else(|e| panic!("tests/peers/{template}: {e}"));
+        if let Some((_, host)) = vars.iter().find(|(k, _)| *k == "HOST") {
+            // Another listen address than the loopback one the templates are written for.
+            text = text.replace("127.0.0.1", host);
+        }
         let ctl = dir.path().join("ctl");
         let cfg = dir.path().join("kamailio.cfg");
         if let Some(t) = tls_cfg {
@@ -413,6 +450,7 @@ impl Kamailio {
             log,
             child: None,
             runs: 0,
+            netns: None,
         }
     }
 
@@ -438,10 +476,21 @@ impl Kamailio {
         let pidfile = self.dir.path().join("kamailio.pid");
         // The previous instance may still hold the port for a moment.
         let end = Instant::now() + Duration::from_secs(5);
-        while (is_bound("udp", self.port) || is_bound("tcp", self.port)) && Instant::now() < end {
+        while self.netns.is_none()
+            && (is_bound("udp", self.port) || is_bound("tcp", self.port))
+            && Instant::now() < end
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let child = Command::new(peer_bin("kamailio"))
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new(peer_bin("ip"));
+                c.args(["netns", "exec", ns]).arg(peer_bin("kamailio"));
+                c
+            }
+            None => Command::new(peer_bin("kamailio")),
+        };
+        let child = cmd
             .arg("-f")
             .arg(&self.cfg)
             .args(["-DD", "-E", "-P"])
@@ -460,7 +509,11 @@ impl Kamailio {
     /// Waits until the TCP port listens and an OPTIONS over UDP gets a reply.
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let end = Instant::now() + timeout;
-        let sock = UdpSocket::bind(std::net::SocketAddr::new(self.host, 0)).unwrap();
+        let bind = std::net::SocketAddr::new(self.host, 0);
+        let sock = match &self.netns {
+            Some(ns) => udp_socket_in_netns(ns, bind),
+            None => UdpSocket::bind(bind).unwrap(),
+        };
         sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let me = sock.local_addr().unwrap().port();
         let (host, to) = (
@@ -490,7 +543,7 @@ impl Kamailio {
             let mut buf = [0u8; 4096];
             if let Ok((len, _)) = sock.recv_from(&mut buf)
                 && buf[..len].starts_with(b"SIP/2.0 ")
-                && (self.host.is_ipv6() || is_bound("tcp", self.port))
+                && (self.host.is_ipv6() || self.netns.is_some() || is_bound("tcp", self.port))
             {
                 return Ok(());
             }
@@ -508,7 +561,10 @@ impl Kamailio {
             terminate(&mut c, Duration::from_secs(3));
         }
         let end = Instant::now() + Duration::from_secs(5);
-        while (is_bound("udp", self.port) || is_bound("tcp", self.port)) && Instant::now() < end {
+        while self.netns.is_none()
+            && (is_bound("udp", self.port) || is_bound("tcp", self.port))
+            && Instant::now() < end
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -1238,14 +1294,40 @@ impl Phone {
         })
     }
 
+    /// As [`Phone::start`], the command prefixed by `wrapper` (`["ip", "netns", "exec",
+    /// NS]`: the phone in a network namespace).
+    pub fn start_wrapped(config_toml: &str, extra_args: &[&str], wrapper: &[&str]) -> Phone {
+        let dir = Self::new_home();
+        let cfg = dir.path().join("config.toml");
+        std::fs::write(&cfg, config_toml).unwrap();
+        Self::launch_wrapped(dir, &cfg, extra_args, wrapper, |_| {})
+    }
+
     fn launch(
         dir: tempfile::TempDir,
         cfg: &Path,
         extra_args: &[&str],
         adjust: impl FnOnce(&mut Command),
     ) -> Phone {
+        Self::launch_wrapped(dir, cfg, extra_args, &[], adjust)
+    }
+
+    fn launch_wrapped(
+        dir: tempfile::TempDir,
+        cfg: &Path,
+        extra_args: &[&str],
+        wrapper: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Phone {
         let err = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let mut cmd = Command::new(ctiphone_bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(ctiphone_bin());
+                c
+            }
+            None => Command::new(ctiphone_bin()),
+        };
         adjust(&mut cmd);
         let mut child = cmd
             .arg("headless")
