@@ -19,10 +19,12 @@ SUDO=""
 # chromium and xvfb (a real browser on a virtual display) for the browser_post test;
 # postgresql (a throwaway cluster per test: the central call log, issue 18);
 # kamailio-tls-modules (Kamailio as a TLS registrar, issue 19); tcpdump (what a stranger on
-# the loopback sees of an SRTP call).
+# the loopback sees of an SRTP call); dnsmasq-base (a DNS server on a loopback port with the
+# NAPTR/SRV records of two registrars: tests/sip_dns.rs, failover per RFC 3263).
 PKGS="python3 ca-certificates sip-tester kamailio kamailio-presence-modules baresip-core sox \
   cmake g++ pkg-config libasound2-dev libpulse-dev pulseaudio pulseaudio-utils tmux binutils \
-  xdg-utils desktop-file-utils systemd chromium xvfb postgresql kamailio-tls-modules tcpdump"
+  xdg-utils desktop-file-utils systemd chromium xvfb postgresql kamailio-tls-modules tcpdump \
+  dnsmasq-base"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

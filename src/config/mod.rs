@@ -109,6 +109,9 @@ pub struct Account {
     /// Behind NAT: the public address to put in Contact and SDP. "" = the address the
     /// registrar saw us at (received/rport), else our own.
     pub public_address: String,
+    /// DNS servers (`IP:port`, or an IP for port 53) asked instead of the system's for the
+    /// registrar, the outbound proxy and dialled domains (NAPTR, SRV, A/AAAA). [] = the system's.
+    pub dns_servers: Vec<String>,
 }
 
 impl Default for Account {
@@ -132,6 +135,7 @@ impl Default for Account {
             tls_key: String::new(),
             outbound_proxy: String::new(),
             public_address: String::new(),
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -677,6 +681,7 @@ impl Config {
                 "account" => {
                     let proxy_at = key_value_span(&value, "outbound_proxy");
                     let public_at = key_value_span(&value, "public_address");
+                    let dns_at = key_value_span(&value, "dns_servers");
                     if let Some(v) = section::<Account>(value, &mut problems) {
                         if !v.outbound_proxy.trim().is_empty()
                             && let Err(e) = crate::call::config::proxy_target(&v.outbound_proxy)
@@ -696,6 +701,14 @@ impl Config {
                                     v.public_address
                                 ),
                             ));
+                        }
+                        for s in &v.dns_servers {
+                            if let Err(e) = crate::sip::resolve::parse_dns_server(s) {
+                                problems.push(Diagnostic::at(
+                                    dns_at.clone().unwrap_or(span.clone()),
+                                    format!("`[account] dns_servers`: {e}"),
+                                ));
+                            }
                         }
                         config.account = v;
                     }

@@ -11,6 +11,7 @@ mod in_dialog;
 pub mod message;
 pub mod registration;
 pub mod replaces;
+pub mod resolve;
 pub mod stack;
 pub mod subscription;
 pub mod transaction;

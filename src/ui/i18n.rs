@@ -391,6 +391,7 @@ mod tests {
         "field.registrar",
         "field.outbound_proxy",
         "field.public_address",
+        "field.dns_servers",
         "field.transport",
         "field.listen",
         "field.extension",
