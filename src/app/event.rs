@@ -365,6 +365,10 @@ pub enum PhoneEvent {
     Registered {
         aor: String,
         expires: u32,
+        /// The registrar (or outbound proxy) address that answered, `IP:port` ("" from older
+        /// versions).
+        #[serde(default)]
+        server: String,
     },
     RegistrationFailed {
         code: Option<u16>,

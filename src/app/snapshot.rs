@@ -212,7 +212,7 @@ impl Live {
         };
         match p {
             PhoneEvent::Ready { listen, .. } => self.listen = listen.clone(),
-            PhoneEvent::Registered { aor, expires } => {
+            PhoneEvent::Registered { aor, expires, .. } => {
                 self.registration = Registration::Registered {
                     aor: aor.clone(),
                     expires: *expires,
@@ -447,6 +447,7 @@ mod tests {
         live.apply(&Event::Phone(PhoneEvent::Registered {
             aor: "sip:1001@pbx".into(),
             expires: 300,
+            server: "192.0.2.1:5060".into(),
         }));
         live.apply(&incoming("c1"));
         live.apply(&incoming("c1"));

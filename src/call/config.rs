@@ -12,7 +12,8 @@ use crate::cti::vars::Identity;
 use crate::media::device::DeviceSpec;
 use crate::private::AgentUmask as _;
 use crate::sip::addr::{Uri, split_host_port};
-use crate::sip::stack::StackConfig;
+use crate::sip::resolve::Resolver;
+use crate::sip::stack::{Relocate, StackConfig};
 use crate::sip::transport::{Proto, TlsSettings};
 
 /// The agent's status settings (`[agent]`, AGT-1…5).
@@ -95,6 +96,8 @@ pub struct CallConfig {
     pub rtp_timeout: Option<Duration>,
     /// Names for numbers ({TELNAME}, {CALLEDNAME}); the SIP display name when it has none.
     pub phonebook: Option<std::sync::Arc<crate::phonebook::Phonebook>>,
+    /// Locates dialled domains without a registrar (RFC 3263; `[account] dns_servers`).
+    pub resolver: Resolver,
 }
 
 impl CallConfig {
@@ -123,6 +126,17 @@ impl CallConfig {
         } else {
             Some(Uri::parse(&a.uri).map_err(|e| format!("[account] uri: {e}"))?)
         };
+        let dns_servers = a
+            .dns_servers
+            .iter()
+            .map(|s| {
+                crate::sip::resolve::parse_dns_server(s).map_err(|e| format!("[account] dns_servers: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let resolver = Resolver::new(&dns_servers);
+        let has_proxy = !a.outbound_proxy.trim().is_empty();
+        let mut targets = Vec::new();
+        let mut relocate = None;
         let registrar = if a.registrar.trim().is_empty() {
             None
         } else {
@@ -147,13 +161,22 @@ impl CallConfig {
             if host.parse::<IpAddr>().is_err() {
                 tls.server_name = Some(host.clone());
             }
-            let default_port = if proto == Proto::Tls { 5061 } else { 5060 };
-            let addr = tokio::net::lookup_host((host.as_str(), port.unwrap_or(default_port)))
-                .await
-                .map_err(|e| format!("[account] registrar `{}`: {e}", a.registrar))?
-                .next()
-                .ok_or_else(|| format!("[account] registrar `{}` has no address", a.registrar))?;
-            Some(addr)
+            if has_proxy {
+                // Reached through the proxy: its address is the one looked up below.
+                Some(SocketAddr::from(([0, 0, 0, 0], 0)))
+            } else {
+                // RFC 3263: NAPTR/SRV for a name without a port, then A/AAAA.
+                targets = resolver
+                    .locate(&host, port, proto)
+                    .await
+                    .map_err(|e| format!("[account] registrar `{}`: {e}", a.registrar))?;
+                relocate = Some(Relocate {
+                    resolver: resolver.clone(),
+                    host: host.clone(),
+                    port,
+                });
+                targets.first().copied()
+            }
         };
         // The name a TLS registrar must prove: its own host name, else (an address was given
         // for it) the account's domain, the Request-URI of our REGISTER (RFC 5922 §7.2).
@@ -180,14 +203,17 @@ impl CallConfig {
                 if ip_literal_host(&t.host).is_none() {
                     tls.server_name = Some(t.host.clone());
                 }
-                let default_port = if proto == Proto::Tls { 5061 } else { 5060 };
-                let addr = tokio::net::lookup_host((t.host.as_str(), t.port.unwrap_or(default_port)))
+                targets = resolver
+                    .locate(&t.host, t.port, proto)
                     .await
-                    .map_err(|e| format!("[account] outbound_proxy `{p}`: {e}"))?
-                    .next()
-                    .ok_or_else(|| format!("[account] outbound_proxy `{p}` has no address"))?;
+                    .map_err(|e| format!("[account] outbound_proxy `{p}`: {e}"))?;
+                relocate = Some(Relocate {
+                    resolver: resolver.clone(),
+                    host: t.host.clone(),
+                    port: t.port,
+                });
                 route = Some(t.route);
-                Some(addr)
+                targets.first().copied()
             }
             (r, _) => r,
         };
@@ -228,10 +254,12 @@ impl CallConfig {
                 }
             }
         }
-        if config.calls.remote_answer_from.is_empty()
-            && let Some(r) = registrar
-        {
-            remote_answer_from.push(r.ip());
+        if config.calls.remote_answer_from.is_empty() {
+            for t in &targets {
+                if !remote_answer_from.contains(&t.ip()) {
+                    remote_answer_from.push(t.ip());
+                }
+            }
         }
         Ok(Self {
             agent: AgentConfig::from_config(config),
@@ -239,6 +267,8 @@ impl CallConfig {
                 listen,
                 proto,
                 registrar,
+                registrar_targets: targets,
+                relocate,
                 domain,
                 auth_user: if a.username.is_empty() {
                     user.clone()
@@ -288,6 +318,7 @@ impl CallConfig {
             srtp_over_udp: config.media.srtp_over_udp,
             rtp_timeout: config.media.rtp_timeout(),
             phonebook: None,
+            resolver,
         })
     }
 }

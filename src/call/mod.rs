@@ -21,6 +21,8 @@ pub use config::{CallConfig, sdp_codecs};
 pub use hub::run;
 
 #[cfg(test)]
+mod failover_tests;
+#[cfg(test)]
 mod reconnect_tests;
 #[cfg(test)]
 mod tests;

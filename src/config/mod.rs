@@ -112,6 +112,9 @@ pub struct Account {
     /// NAT keep-alives (RFC 5626): a CRLF ping to the registrar (or outbound proxy) this often
     /// while registered, its pong checked over TCP/TLS. 0 = off.
     pub keepalive_seconds: u32,
+    /// DNS servers (`IP:port`, or an IP for port 53) asked instead of the system's for the
+    /// registrar, the outbound proxy and dialled domains (NAPTR, SRV, A/AAAA). [] = the system's.
+    pub dns_servers: Vec<String>,
 }
 
 /// The largest `[account] keepalive_seconds`.
@@ -139,6 +142,7 @@ impl Default for Account {
             outbound_proxy: String::new(),
             public_address: String::new(),
             keepalive_seconds: 25,
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -685,6 +689,7 @@ impl Config {
                     let proxy_at = key_value_span(&value, "outbound_proxy");
                     let public_at = key_value_span(&value, "public_address");
                     let keepalive_at = key_value_span(&value, "keepalive_seconds");
+                    let dns_at = key_value_span(&value, "dns_servers");
                     if let Some(v) = section::<Account>(value, &mut problems) {
                         if !v.outbound_proxy.trim().is_empty()
                             && let Err(e) = crate::call::config::proxy_target(&v.outbound_proxy)
@@ -713,6 +718,14 @@ impl Config {
                                     v.keepalive_seconds
                                 ),
                             ));
+                        }
+                        for s in &v.dns_servers {
+                            if let Err(e) = crate::sip::resolve::parse_dns_server(s) {
+                                problems.push(Diagnostic::at(
+                                    dns_at.clone().unwrap_or(span.clone()),
+                                    format!("`[account] dns_servers`: {e}"),
+                                ));
+                            }
                         }
                         config.account = v;
                     }

@@ -12,6 +12,7 @@ pub mod keepalive;
 pub mod message;
 pub mod registration;
 pub mod replaces;
+pub mod resolve;
 pub mod stack;
 pub mod subscription;
 pub mod transaction;

@@ -3,8 +3,17 @@
 //! registrar saw us at (rport/received) taken into the Contact, recovery from a lost TCP/TLS
 //! connection (closed, or dead by its keep-alives: [`super::keepalive`]), and unregistering on
 //! quit.
+//!
+//! Failover (RFC 3263 §4.3): with several registrar addresses (DNS SRV), a REGISTER that
+//! times out (after [`FAILOVER_TIMEOUT`]), is answered 503, cannot be sent or loses its
+//! connection moves on to the next address at once; only when all failed does the backoff
+//! apply, after which the name is looked up again and the first address tried. Failback: on a
+//! backup, each refresh (at least every [`FAILBACK_INTERVAL`]) goes to the first address; if
+//! it answers 200 the phone is registered there (the backup's binding is left to expire),
+//! else the refresh goes to the backup it came from.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::addr::{NameAddr, Uri, Via};
@@ -12,6 +21,12 @@ use super::auth::{self, Challenge};
 use super::message::Message;
 use super::stack::{ALLOW, Owner, SipEvent, Stack, challenges, random_token, reason_phrase};
 use super::transport::Proto;
+
+/// With another registrar address to try, a REGISTER without an answer gives up after this
+/// long (not Timer F's 32 s): the phone is soon registered on the backup.
+pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Registered on a backup, the first address is tried again at least this often.
+pub const FAILBACK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Where the registration stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +58,12 @@ pub struct Registration {
     pub service_route: Vec<String>,
     /// The CRLF keep-alives to the registrar while registered (RFC 5626).
     pub keepalive: super::keepalive::Keepalive,
+    /// The index in `registrar_targets` of the address in use.
+    pub target: usize,
+    /// Registered on the backup at this index, the first address is being tried (failback).
+    pub probing: Option<usize>,
+    /// The addresses of a new lookup (after all failed), taken at the next attempt.
+    pub fresh: Arc<Mutex<Option<Vec<SocketAddr>>>>,
 }
 
 impl Registration {
@@ -61,6 +82,9 @@ impl Registration {
             public: None,
             service_route: Vec::new(),
             keepalive: super::keepalive::Keepalive::new(None),
+            target: 0,
+            probing: None,
+            fresh: Arc::new(Mutex::new(None)),
         }
     }
 }
@@ -73,9 +97,16 @@ impl Stack {
 
     /// Registers (or unregisters with `expires` 0) with the registrar, if there is one.
     pub async fn register(&mut self, expires: u32) {
-        let Some(registrar) = self.cfg.registrar else {
+        let Some(mut registrar) = self.cfg.registrar else {
             return;
         };
+        // Trying the first address from a backup: the backup stays the one in use (calls go
+        // there) until the first answers 200.
+        if self.reg.probing.is_some()
+            && let Some(first) = self.cfg.registrar_targets.first()
+        {
+            registrar = *first;
+        }
         self.reg.cseq += 1;
         self.reg.state = if expires == 0 {
             RegState::Unregistering
@@ -109,7 +140,75 @@ impl Stack {
         }
         self.reg.next = None;
         let proto = self.cfg.proto;
-        self.send_request(req, registrar, proto, Owner::Register).await;
+        let br = self.send_request(req, registrar, proto, Owner::Register).await;
+        if self.cfg.registrar_targets.len() > 1
+            && let Some(tx) = self.clients.get_mut(&br)
+            && !tx.done
+        {
+            tx.deadline = tx.deadline.min(Instant::now() + FAILOVER_TIMEOUT);
+        }
+    }
+
+    /// The registrar address in use moves to `targets[i]`: what was learnt from the other
+    /// (its nonce, the address it saw us at, its Service-Route) is forgotten.
+    fn use_target(&mut self, i: usize) {
+        let Some(addr) = self.cfg.registrar_targets.get(i).copied() else {
+            return;
+        };
+        self.reg.target = i;
+        self.cfg.registrar = Some(addr);
+        self.reg.challenge = None;
+        self.reg.nc = 0;
+        self.reg.auth_tries = 0;
+        self.reg.public = None;
+    }
+
+    /// A REGISTER failed at the address in use (`why`): a failback attempt goes back to its
+    /// backup, else the next address is tried now. Whether something was tried.
+    async fn fail_over(&mut self, why: &str) -> bool {
+        if self.reg.state == RegState::Unregistering {
+            return false;
+        }
+        let from = self.cfg.registrar.map(super::stack::fmt_addr).unwrap_or_default();
+        if self.reg.probing.take().is_some() {
+            // The credentials were the first's; the backup's binding is refreshed now.
+            self.reg.challenge = None;
+            self.reg.nc = 0;
+            self.reg.auth_tries = 0;
+            tracing::info!(to = %from, why, "the first registrar still fails: staying on the backup");
+            self.register(self.reg.expires).await;
+            return true;
+        }
+        let next = self.reg.target + 1;
+        if next >= self.cfg.registrar_targets.len() {
+            return false;
+        }
+        self.use_target(next);
+        let to = self.cfg.registrar.map(super::stack::fmt_addr).unwrap_or_default();
+        self.emit(SipEvent::Warning(format!(
+            "registrar {from}: {why}; failing over to {to}"
+        )));
+        self.register(self.reg.expires).await;
+        true
+    }
+
+    /// The registration is due: a refresh on a backup tries the first address first; after
+    /// all addresses failed, the first address of a new lookup (if it came) is tried.
+    pub(super) async fn registration_due(&mut self) {
+        if let Some(list) = self.reg.fresh.lock().ok().and_then(|mut f| f.take())
+            && !list.is_empty()
+            && self.reg.state != RegState::Registered
+        {
+            self.cfg.registrar_targets = list;
+            self.use_target(0);
+        }
+        if self.reg.state == RegState::Registered && self.reg.target > 0 {
+            self.reg.probing = Some(self.reg.target);
+            self.reg.challenge = None;
+            self.reg.nc = 0;
+            self.reg.auth_tries = 0;
+        }
+        self.register(self.reg.expires).await;
     }
 
     /// Unregisters when registered (on quit); whether an unregistration is under way.
@@ -129,6 +228,12 @@ impl Stack {
         let unregistering = self.reg.state == RegState::Unregistering;
         if code < 300 {
             self.reg.auth_tries = 0;
+            // The first address answered a failback attempt: it is the one in use now.
+            let back_from = self.reg.probing.take();
+            if back_from.is_some() {
+                self.reg.target = 0;
+                self.cfg.registrar = self.cfg.registrar_targets.first().copied();
+            }
             if unregistering {
                 self.reg.state = RegState::Idle;
                 self.emit(SipEvent::Unregistered);
@@ -167,14 +272,28 @@ impl Stack {
                 .filter(|r| NameAddr::parse(r).is_ok())
                 .take(10)
                 .collect();
-            // Refresh well before expiry.
-            let refresh = Duration::from_secs(u64::from(granted.max(2))) / 2;
+            // Refresh well before expiry; on a backup, try the first address soon.
+            let mut refresh = Duration::from_secs(u64::from(granted.max(2))) / 2;
+            if self.reg.target > 0 {
+                refresh = refresh.min(FAILBACK_INTERVAL);
+            }
             self.reg.next = Some(Instant::now() + refresh);
             self.reg.keepalive.start(Instant::now());
+            if let Some(backup) = back_from
+                && let Some(b) = self.cfg.registrar_targets.get(backup)
+            {
+                // The backup's binding is left to expire (its calls still reach us until then).
+                let b = super::stack::fmt_addr(*b);
+                self.emit(SipEvent::Warning(format!(
+                    "the first registrar answers again: registered there (the binding at {b} expires)"
+                )));
+            }
             let aor = self.aor();
+            let server = self.cfg.registrar.unwrap_or(self.local);
             self.emit(SipEvent::Registered {
                 aor,
                 expires: granted,
+                server,
             });
             return;
         }
@@ -207,13 +326,21 @@ impl Stack {
             self.emit(SipEvent::Unregistered);
             return;
         }
+        // A 503 moves on to the next address; a failback attempt goes back on any refusal.
+        if (code == 503 || self.reg.probing.is_some()) && self.fail_over(&reason_phrase(msg)).await {
+            return;
+        }
         self.registration_failed(Some(code), reason_phrase(msg));
     }
 
     /// A REGISTER got no answer (or could not be sent: `error`).
-    pub(super) fn on_register_timeout(&mut self, error: Option<String>) {
+    pub(super) async fn on_register_timeout(&mut self, error: Option<String>) {
         if self.reg.state == RegState::Unregistering {
             self.reg.state = RegState::Idle;
+            return;
+        }
+        let why = error.clone().unwrap_or_else(|| "no answer".into());
+        if self.fail_over(&why).await {
             return;
         }
         match error {
@@ -241,7 +368,11 @@ impl Stack {
                 self.emit(SipEvent::Warning(format!("{what}; registering again")));
                 self.register(self.reg.expires).await;
             }
-            RegState::Registering => self.registration_failed(None, what),
+            RegState::Registering => {
+                if !self.fail_over(&what).await {
+                    self.registration_failed(None, what);
+                }
+            }
             RegState::Idle | RegState::Failed | RegState::Unregistering => {}
         }
     }
@@ -254,5 +385,24 @@ impl Stack {
         // Retry with backoff (2 s doubling to 5 minutes): never a storm.
         self.reg.next = Some(Instant::now() + self.reg.backoff);
         self.reg.backoff = (self.reg.backoff * 2).min(Duration::from_secs(300));
+        // Every address failed: from the first again, looked up anew meanwhile.
+        self.reg.probing = None;
+        if self.cfg.registrar_targets.len() > 1 {
+            self.use_target(0);
+        }
+        if let Some(r) = self.cfg.relocate.clone() {
+            let fresh = self.reg.fresh.clone();
+            let proto = self.cfg.proto;
+            tokio::spawn(async move {
+                match r.resolver.locate(&r.host, r.port, proto).await {
+                    Ok(list) => {
+                        if let Ok(mut f) = fresh.lock() {
+                            *f = Some(list);
+                        }
+                    }
+                    Err(e) => tracing::info!(host = %r.host, error = %e, "registrar lookup failed"),
+                }
+            });
+        }
     }
 }

@@ -38,8 +38,14 @@ pub const SESSION_EXPIRES: u32 = 1800;
 pub struct StackConfig {
     pub listen: SocketAddr,
     pub proto: Proto,
-    /// Where REGISTER and out-of-dialog requests go; `None`: no registration.
+    /// Where REGISTER and out-of-dialog requests go; `None`: no registration. With several
+    /// targets (DNS SRV), the one in use: it moves on failover and failback.
     pub registrar: Option<SocketAddr>,
+    /// Every address the registrar (or outbound proxy) was located at (RFC 3263), the most
+    /// preferred first; tried in turn on a timeout, a 503 or a lost connection.
+    pub registrar_targets: Vec<SocketAddr>,
+    /// How to locate them again once all failed (the name, explicit port, resolver).
+    pub relocate: Option<Relocate>,
     /// The domain of our address of record.
     pub domain: String,
     pub user: String,
@@ -59,6 +65,14 @@ pub struct StackConfig {
     pub keepalive: Option<Duration>,
 }
 
+/// The registrar's (or outbound proxy's) name, looked up again when every address failed.
+#[derive(Clone, Debug)]
+pub struct Relocate {
+    pub resolver: super::resolve::Resolver,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
 /// What happened, for the call layer.
 #[derive(Debug)]
 pub enum SipEvent {
@@ -69,6 +83,8 @@ pub enum SipEvent {
     Registered {
         aor: String,
         expires: u32,
+        /// The registrar (or outbound proxy) address that answered.
+        server: SocketAddr,
     },
     RegistrationFailed {
         code: Option<u16>,
@@ -847,8 +863,7 @@ impl Stack {
         self.keepalive_due(now).await;
         if self.reg.next.is_some_and(|t| t <= now) {
             self.reg.next = None;
-            let e = self.reg.expires;
-            self.register(e).await;
+            self.registration_due().await;
         }
         self.subscriptions_due(now).await;
     }
@@ -903,7 +918,7 @@ impl Stack {
             self.emit(SipEvent::Error(e.clone()));
         }
         match owner {
-            Owner::Register => self.on_register_timeout(error),
+            Owner::Register => self.on_register_timeout(error).await,
             Owner::Subscribe(id) => self.on_subscribe_timeout(id),
             Owner::Invite(id)
                 if method == "INVITE"
@@ -912,6 +927,10 @@ impl Stack {
                         .get(&id)
                         .is_some_and(|d| d.state != DialogState::Confirmed) =>
             {
+                let why = error.clone().unwrap_or_else(|| "does not answer".into());
+                if self.invite_next_target(id, &why).await {
+                    return;
+                }
                 let end = match error {
                     Some(e) => DialogEnd::Unreachable(e),
                     None => DialogEnd::Timeout,

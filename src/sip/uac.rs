@@ -80,6 +80,17 @@ impl Stack {
 
     pub(super) async fn send_invite(&mut self, id: DialogId, inv: Message, dest: SocketAddr, proto: Proto) {
         let br = self.send_request(inv, dest, proto, Owner::Invite(id)).await;
+        // To one of several registrar addresses: no answer at all (not even 100 Trying) soon
+        // moves on to the next (RFC 3263 §4.3); a provisional answer gives it Timer C.
+        if self.cfg.registrar_targets.len() > 1
+            && self.cfg.registrar_targets.contains(&dest)
+            && let Some(tx) = self.clients.get_mut(&br)
+            && !tx.done
+        {
+            tx.deadline = tx
+                .deadline
+                .min(Instant::now() + super::registration::FAILOVER_TIMEOUT);
+        }
         let sent = self.clients.get(&br).and_then(|t| Message::parse(&t.bytes).ok());
         if let Some(d) = self.dialogs.get_mut(&id) {
             d.our_invite = sent;
@@ -425,6 +436,9 @@ impl Stack {
             .await;
             return;
         }
+        if code == 503 && self.invite_next_target(id, &reason_phrase(msg)).await {
+            return;
+        }
         if (300..400).contains(&code) {
             let targets = redirect_targets(msg);
             if !targets.is_empty() {
@@ -437,6 +451,41 @@ impl Stack {
         }
         let reason = reason_phrase(msg);
         self.end(id, DialogEnd::Refused { code, reason });
+    }
+
+    /// RFC 3263 §4.3: our INVITE to one of the registrar's addresses got a 503 or no answer
+    /// before any provisional response from the far end: the next address gets it (a new
+    /// transaction, the same Call-ID). Whether it was sent.
+    pub(super) async fn invite_next_target(&mut self, id: DialogId, why: &str) -> bool {
+        let Some(d) = self.dialogs.get(&id) else {
+            return false;
+        };
+        if d.state == DialogState::Confirmed || d.remote.tag().is_some() {
+            return false;
+        }
+        let targets = &self.cfg.registrar_targets;
+        let Some(next) = targets
+            .iter()
+            .position(|t| *t == d.peer)
+            .and_then(|i| targets.get(i + 1).copied())
+        else {
+            return false;
+        };
+        let Some(inv) = d.our_invite.clone() else {
+            return false;
+        };
+        let warning = format!(
+            "call {}: {} {why}; trying {}",
+            d.call_id,
+            super::stack::fmt_addr(d.peer),
+            super::stack::fmt_addr(next)
+        );
+        self.emit(SipEvent::Warning(warning));
+        if let Some(d) = self.dialogs.get_mut(&id) {
+            d.peer = next;
+        }
+        self.retry_invite(id, inv, |_, _| {}).await;
+        true
     }
 
     /// Sends our INVITE again with the next CSeq and `change` applied (authentication, Min-SE).

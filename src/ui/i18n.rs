@@ -392,6 +392,7 @@ mod tests {
         "field.outbound_proxy",
         "field.public_address",
         "field.keepalive",
+        "field.dns_servers",
         "field.transport",
         "field.listen",
         "field.extension",

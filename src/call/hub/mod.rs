@@ -285,10 +285,11 @@ impl Hub {
                 listen: listen.to_string(),
                 transport: self.stack.proto().name().to_ascii_lowercase(),
             }),
-            SipEvent::Registered { aor, expires } => {
+            SipEvent::Registered { aor, expires, server } => {
                 self.emit(PhoneEvent::Registered {
                     aor: aor.clone(),
                     expires,
+                    server: stack::fmt_addr(server),
                 });
                 // The voicemail light, once registered (RFC 3842: the account's own AOR).
                 if self.cfg.mwi && !self.mwi_subscribed {
@@ -831,14 +832,22 @@ impl Hub {
                 if let Some(ip) = stack::ip_literal(&host) {
                     self.send_invite(id, SocketAddr::new(ip, port)).await;
                 } else {
-                    // DNS beside the loop.
+                    // DNS beside the loop (RFC 3263: NAPTR/SRV unless the URI has a port).
                     let tx = self.tasks.clone();
                     let id = id.to_owned();
+                    let resolver = self.cfg.resolver.clone();
+                    let explicit = crate::sip::addr::Uri::parse(uri).ok().and_then(|u| u.port);
+                    let proto = if stack::wants_tls(uri) {
+                        crate::sip::transport::Proto::Tls
+                    } else {
+                        self.stack.proto()
+                    };
                     tokio::spawn(async move {
-                        let dest = tokio::net::lookup_host((host.as_str(), port))
+                        let dest = resolver
+                            .locate(&host, explicit, proto)
                             .await
                             .ok()
-                            .and_then(|mut a| a.next())
+                            .and_then(|a| a.first().copied())
                             .ok_or_else(|| format!("cannot resolve `{host}`"));
                         let _ = tx.send(Task::Resolved { call: id, dest });
                     });
