@@ -116,7 +116,14 @@ impl Caller {
         let bus = Bus::new();
         let events = bus.subscribe_as("demo caller");
         let (commands, rx) = mpsc::channel::<Command>(16);
-        let ua = tokio::spawn(call::run(ua_cfg, bus, rx));
+        let ua = tokio::spawn(async move {
+            let ended = call::run(ua_cfg, bus, rx).await;
+            if let Err(e) = &ended {
+                // Said in the log: the demo's calls stop, and the agent should see why.
+                tracing::error!("demo caller: its user agent stopped: {e}");
+            }
+            ended
+        });
         let driver = tokio::spawn(drive(settings, commands.clone(), events));
         Ok(Caller { commands, ua, driver })
     }
@@ -138,8 +145,10 @@ impl Caller {
 async fn drive(s: Settings, commands: mpsc::Sender<Command>, mut events: Subscription) {
     let samples = samples();
     tokio::time::sleep(s.first_after).await;
-    for n in 0.. {
+    let mut n = 0;
+    loop {
         let sample = &samples[n % samples.len()];
+        n += 1;
         tracing::info!("demo caller: calling as the {}", sample.label);
         let dial = Command::DialAs {
             to: format!("sip:{}@{}", s.called, s.phone),
@@ -148,17 +157,38 @@ async fn drive(s: Settings, commands: mpsc::Sender<Command>, mut events: Subscri
         if commands.send(dial).await.is_err() {
             return;
         }
-        if !follow(&s, &commands, &mut events).await {
-            return;
+        match follow(&s, &commands, &mut events).await {
+            Followed::Gone => return,
+            Followed::Done => tokio::time::sleep(s.interval).await,
+            // Not reached (the phone still starting, or busy elsewhere): soon again, with the
+            // same caller, rather than a whole interval later.
+            Followed::NotReached => {
+                n -= 1;
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
         }
-        tokio::time::sleep(s.interval).await;
     }
 }
 
+/// A call that never reached the phone is placed again after this.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// How a followed call went.
+#[derive(Debug, PartialEq)]
+enum Followed {
+    /// It rang (and was answered, or not); the next call comes after the interval.
+    Done,
+    /// It ended before the phone rang or answered (nothing listening yet, an error).
+    NotReached,
+    /// The caller's user agent is gone.
+    Gone,
+}
+
 /// Follows the call just dialled until it ends: cancels it after `ring_for`, hangs it up
-/// `talk_for` after the answer. False when the user agent is gone.
-async fn follow(s: &Settings, commands: &mpsc::Sender<Command>, events: &mut Subscription) -> bool {
+/// `talk_for` after the answer.
+async fn follow(s: &Settings, commands: &mpsc::Sender<Command>, events: &mut Subscription) -> Followed {
     let mut call: Option<String> = None;
+    let mut reached = false;
     let mut deadline = Instant::now() + s.ring_for;
     let mut hung_up = false;
     loop {
@@ -166,27 +196,39 @@ async fn follow(s: &Settings, commands: &mpsc::Sender<Command>, events: &mut Sub
             ev = events.recv() => match ev {
                 Some(Event::Phone(p)) => match p {
                     PhoneEvent::Outgoing { call: c, .. } if call.is_none() => call = Some(c),
+                    PhoneEvent::Ringing { call: c } if call.as_ref() == Some(&c) => reached = true,
                     PhoneEvent::Answered { call: c, .. } if call.as_ref() == Some(&c) => {
+                        reached = true;
                         deadline = Instant::now() + s.talk_for;
                     }
-                    PhoneEvent::Ended { call: c, .. } if call.as_ref() == Some(&c) => return true,
+                    PhoneEvent::Ended { call: c, reason, code, .. } if call.as_ref() == Some(&c) => {
+                        // A final response (busy, declined) came from the phone: it is there.
+                        if reached || code.is_some() {
+                            return Followed::Done;
+                        }
+                        tracing::warn!(
+                            "demo caller: no answer at all from the phone ({reason:?}); calling again in {} s",
+                            RETRY_AFTER.as_secs()
+                        );
+                        return Followed::NotReached;
+                    }
                     // The dial itself failed: no call to follow.
                     PhoneEvent::Error { message } if call.is_none() => {
                         tracing::warn!("demo caller: {message}");
-                        return true;
+                        return Followed::NotReached;
                     }
                     _ => {}
                 },
                 Some(_) => {}
-                None => return false,
+                None => return Followed::Gone,
             },
             _ = tokio::time::sleep_until(deadline.into()) => {
                 if hung_up {
-                    return true;
+                    return Followed::Done;
                 }
                 hung_up = true;
                 if commands.send(Command::Hangup { call: call.clone() }).await.is_err() {
-                    return false;
+                    return Followed::Gone;
                 }
                 deadline = Instant::now() + Duration::from_secs(5);
             }
