@@ -12,6 +12,7 @@
 //! - a Kamailio speaking only TLS 1.3 takes the phone over 1.3 (Kamailio 5.6's tls.cfg has no
 //!   `TLSv1.3` method: `TLSv1.2+` with a `cipher_list` of no TLS 1.2 suite a client shares,
 //!   checked by a TLS 1.2-only rustls client being refused);
+//! - IPv6: the same over TLS on [::1] only, a tone crossing the call;
 //! - a `sips:` registrar is reached over TLS without `transport = "tls"`, and a `sips:` call
 //!   goes over TLS with a `sips:` Contact, the BYE coming back over TLS to it.
 
@@ -53,7 +54,11 @@ fn server_with(names: &[&str], expired: bool, method: &str, extra: &str) -> Serv
         write("key.pem", &key),
         write("ca.pem", &ca.pem),
     );
-    let k = Kamailio::start_tls_with(&cert, &key, method, extra);
+    let k = if method == "v6" {
+        Kamailio::start_tls_v6(&cert, &key)
+    } else {
+        Kamailio::start_tls_with(&cert, &key, method, extra)
+    };
     Server {
         _dir: dir,
         ca: ca_path,
@@ -63,9 +68,22 @@ fn server_with(names: &[&str], expired: bool, method: &str, extra: &str) -> Serv
 
 /// A phone of the account `user@domain` registering at Kamailio's TLS port, trusting `ca`.
 fn phone(s: &Server, user: &str, domain: &str, ca: &std::path::Path, extra: &str, args: &[&str]) -> Phone {
+    phone_on(s, "127.0.0.1", user, domain, ca, extra, args)
+}
+
+/// [`phone`] on the loopback address `ip` (`[::1]` for IPv6).
+fn phone_on(
+    s: &Server,
+    ip: &str,
+    user: &str,
+    domain: &str,
+    ca: &std::path::Path,
+    extra: &str,
+    args: &[&str],
+) -> Phone {
     let cfg = format!(
         "[account]\nuri = \"sip:{user}@{domain}\"\nusername = \"{user}\"\npassword = \"pw{user}\"\n\
-         registrar = \"127.0.0.1:{port}\"\ntransport = \"tls\"\nlisten = \"127.0.0.1:0\"\nexpires = 60\n\
+         registrar = \"{ip}:{port}\"\ntransport = \"tls\"\nlisten = \"{ip}:0\"\nexpires = 60\n\
          tls_ca = \"{ca}\"\n[audio]\ninput = \"null\"\noutput = \"null\"\ncodecs = [\"PCMU\"]\nring = false\n{extra}",
         port = s.k.tls_port,
         ca = ca.display()
@@ -102,6 +120,68 @@ fn register_and_call_through_kamailio_over_tls_with_srtp() {
     caller.send(json!({"cmd": "hangup"}));
     caller.expect("ended", secs(5));
     assert_eq!(callee.expect("ended", secs(5))["reason"], "remote_hangup");
+}
+
+/// IPv6 (issue 20): Kamailio on [::1] only, with TLS; two phones on [::1] register and call
+/// over TLS with SRTP, and a 440 Hz tone crosses the call, checked by frequency at the callee
+/// (the phones' sockets are on [::1] only: the SDP had to say `IN IP6`).
+#[test]
+fn register_and_call_over_tls_on_ipv6() {
+    let s = server(&["kamailio.test"], false, "v6");
+    assert!(s.k.addr().starts_with("[::1]:"), "{}", s.k.addr());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mic, heard) = (dir.path().join("mic.wav"), dir.path().join("heard.wav"));
+    common::tone(&mic, 440.0, 8000, 10);
+    let srtp = "[media]\nsrtp = \"mandatory\"\n";
+    let mut callee = phone_on(
+        &s,
+        "[::1]",
+        "1002",
+        "kamailio.test",
+        &s.ca,
+        srtp,
+        &["--auto-answer=100", &format!("--audio-out={}", heard.display())],
+    );
+    let mut caller = phone_on(
+        &s,
+        "[::1]",
+        "1001",
+        "kamailio.test",
+        &s.ca,
+        srtp,
+        &[&format!("--audio-in={}", mic.display())],
+    );
+    assert!(callee.listen().starts_with("[::1]:"), "{}", callee.listen());
+    callee.expect("registered", secs(10));
+    caller.expect("registered", secs(10));
+    s.k.wait_saved("1002", 1, secs(5));
+    let registers = s.k.request_lines("REGISTER");
+    assert!(
+        registers
+            .iter()
+            .all(|l| l.contains("src=tls:::1:") || l.contains("src=tls:[::1]:")),
+        "every REGISTER came over TLS on [::1]: {registers:?}"
+    );
+    caller.send(json!({"cmd": "dial", "to": "1002"}));
+    callee.expect("incoming", secs(10));
+    let a = caller.expect("answered", secs(10));
+    assert_eq!(a["srtp"], "AES_CM_128_HMAC_SHA1_80", "{a}");
+    std::thread::sleep(secs(3));
+    caller.send(json!({"cmd": "hangup"}));
+    caller.expect("ended", secs(5));
+    callee.expect("ended", secs(5));
+    callee.send(json!({"cmd": "quit"}));
+    let _ = callee.wait_exit(secs(3));
+    let (samples, rate) = common::wav_channel(&heard, 0);
+    let skip = rate as usize / 2;
+    assert!(samples.len() > 3 * skip, "only {} samples", samples.len());
+    let snr = ctiphone::media::goertzel::tone_snr_db(&samples[skip..samples.len() - skip], rate, 440.0);
+    assert!(snr >= 15.0, "440 Hz at {snr:.1} dB");
+    let invites = s.k.request_lines("INVITE");
+    assert!(
+        !invites.is_empty() && invites.iter().all(|l| l.contains("src=tls:")),
+        "{invites:?}"
+    );
 }
 
 /// The `registration_failed` reason of a phone that cannot trust the server; a call it

@@ -291,6 +291,27 @@ impl Kamailio {
 
     /// [`Kamailio::start_tls`] with more lines for its server in `tls.cfg` (`cipher_list = …`).
     pub fn start_tls_with(cert: &Path, key: &Path, method: &str, server_extra: &str) -> Self {
+        Self::start_tls_on(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            cert,
+            key,
+            method,
+            server_extra,
+        )
+    }
+
+    /// [`Kamailio::start_tls`] on the IPv6 loopback [::1] only (UDP, TCP and TLS).
+    pub fn start_tls_v6(cert: &Path, key: &Path) -> Self {
+        Self::start_tls_on(std::net::Ipv6Addr::LOCALHOST.into(), cert, key, "TLSv1.2+", "")
+    }
+
+    fn start_tls_on(
+        host: std::net::IpAddr,
+        cert: &Path,
+        key: &Path,
+        method: &str,
+        server_extra: &str,
+    ) -> Self {
         let module = Path::new("/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so");
         assert!(
             module.exists(),
@@ -305,14 +326,27 @@ impl Kamailio {
         );
         for _ in 0..5 {
             let tls_port = free_tcp_port();
-            let mut k = Self::prepare_with(
-                free_port_both(),
-                "kamailio_tls.cfg.in",
-                &[("TLSPORT", tls_port.to_string())],
-                Some(&tls_cfg),
-            );
+            let mut vars = vec![("TLSPORT", tls_port.to_string())];
+            if host.is_ipv6() {
+                vars.push(("HOST", format!("[{host}]")));
+            }
+            let mut k = Self::prepare_with(free_port_both(), "kamailio_tls.cfg.in", &vars, Some(&tls_cfg));
             k.tls_port = tls_port;
+            k.host = host;
             match k.try_spawn() {
+                Ok(()) if host.is_ipv6() => {
+                    // /proc/net/tcp6 aside: it takes connections on [::1] when it listens.
+                    let end = Instant::now() + Duration::from_secs(5);
+                    let to = std::net::SocketAddr::new(host, tls_port);
+                    while std::net::TcpStream::connect(to).is_err() {
+                        assert!(
+                            Instant::now() < end,
+                            "kamailio: nothing listens on {to} after 5 s"
+                        );
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    return k;
+                }
                 Ok(()) => {
                     wait_bound("tcp", tls_port, Duration::from_secs(5), "kamailio's TLS port");
                     return k;
