@@ -331,6 +331,9 @@ fn run(
         // What arrived since the last tick: read here, never woken for.
         for _ in 0..MAX_PACKETS_PER_TICK {
             match rtp_socket.recv_from(&mut buf) {
+                // A late STUN answer (the call's mapping, `[account] stun_server`): not media
+                // (RFC 7983 demultiplexing by the first byte and the magic cookie).
+                Ok((n, _)) if crate::sip::stun::looks_like_stun(&buf[..n]) => {}
                 Ok((n, from)) => s.on_packet(&buf[..n], from),
                 // WouldBlock (nothing more), or ICMP port unreachable and the like.
                 Err(_) => break,
@@ -339,6 +342,7 @@ fn run(
         if let Some(sock) = &rtcp_socket {
             for _ in 0..MAX_PACKETS_PER_TICK {
                 match sock.recv_from(&mut rbuf) {
+                    Ok((n, _)) if crate::sip::stun::looks_like_stun(&rbuf[..n]) => {}
                     Ok((n, from)) => s.on_rtcp(&rbuf[..n], from),
                     Err(_) => break,
                 }

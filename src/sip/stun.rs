@@ -50,7 +50,10 @@ pub fn parse_server(value: &str) -> Result<Option<(String, u16)>, String> {
         h.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
         match after {
             "" => (h.to_owned(), DEFAULT_PORT),
-            p => (h.to_owned(), port_of(p.strip_prefix(':').ok_or_else(bad)?).ok_or_else(bad)?),
+            p => (
+                h.to_owned(),
+                port_of(p.strip_prefix(':').ok_or_else(bad)?).ok_or_else(bad)?,
+            ),
         }
     } else if rest.parse::<std::net::Ipv6Addr>().is_ok() {
         (rest.to_owned(), DEFAULT_PORT)
@@ -311,12 +314,20 @@ mod tests {
         m.transaction_id = id;
         m.write_transaction_id();
         if let Some(a) = mapped {
-            XorMappedAddress { ip: a.ip(), port: a.port() }.add_to(&mut m).unwrap();
+            XorMappedAddress {
+                ip: a.ip(),
+                port: a.port(),
+            }
+            .add_to(&mut m)
+            .unwrap();
         }
         if let Some(a) = plain {
-            stun::addr::MappedAddress { ip: a.ip(), port: a.port() }
-                .add_to(&mut m)
-                .unwrap();
+            stun::addr::MappedAddress {
+                ip: a.ip(),
+                port: a.port(),
+            }
+            .add_to(&mut m)
+            .unwrap();
         }
         m.encode();
         m.raw
@@ -328,11 +339,24 @@ mod tests {
         assert_eq!(ok(""), None);
         assert_eq!(ok("  "), None);
         assert_eq!(ok("stun.example"), Some(("stun.example".into(), 3478)));
-        assert_eq!(ok("stun:stun.example:19302"), Some(("stun.example".into(), 19302)));
+        assert_eq!(
+            ok("stun:stun.example:19302"),
+            Some(("stun.example".into(), 19302))
+        );
         assert_eq!(ok("192.0.2.1:3479"), Some(("192.0.2.1".into(), 3479)));
         assert_eq!(ok("[2001:db8::1]:3479"), Some(("2001:db8::1".into(), 3479)));
         assert_eq!(ok("2001:db8::1"), Some(("2001:db8::1".into(), 3478)));
-        for bad in ["stun:", "host:0", "host:99999", "host:x", "a b", "stun://h", "turn:h/x", "[::1", "[x]:1"] {
+        for bad in [
+            "stun:",
+            "host:0",
+            "host:99999",
+            "host:x",
+            "a b",
+            "stun://h",
+            "turn:h/x",
+            "[::1",
+            "[x]:1",
+        ] {
             let e = parse_server(bad).unwrap_err();
             assert!(e.contains("expected `host[:port]`"), "{bad}: {e}");
         }
@@ -348,7 +372,10 @@ mod tests {
         assert!(!looks_like_stun(b"\r\n\r\n"));
         let mut rtp = vec![0x80u8, 0, 0, 1, 0x21, 0x12, 0xA4, 0x42];
         rtp.resize(172, 0);
-        assert!(!looks_like_stun(&rtp), "RTP version 2 with the cookie's bytes by chance");
+        assert!(
+            !looks_like_stun(&rtp),
+            "RTP version 2 with the cookie's bytes by chance"
+        );
         assert!(!looks_like_stun(&b.request()[..19]));
     }
 
@@ -357,10 +384,23 @@ mod tests {
         let now = Instant::now();
         let mut b = Binding::new(server_addr(), now, None);
         let seen: SocketAddr = "203.0.113.7:40000".parse().unwrap();
-        let r = response(b.request(), BINDING_SUCCESS, Some(seen), Some("198.51.100.1:1".parse().unwrap()));
-        assert_eq!(b.check(&r, server_addr()), Answer::Mapped(seen), "XOR-MAPPED-ADDRESS first");
+        let r = response(
+            b.request(),
+            BINDING_SUCCESS,
+            Some(seen),
+            Some("198.51.100.1:1".parse().unwrap()),
+        );
+        assert_eq!(
+            b.check(&r, server_addr()),
+            Answer::Mapped(seen),
+            "XOR-MAPPED-ADDRESS first"
+        );
         let r = response(b.request(), BINDING_SUCCESS, None, Some(seen));
-        assert_eq!(b.check(&r, server_addr()), Answer::Mapped(seen), "MAPPED-ADDRESS as fallback");
+        assert_eq!(
+            b.check(&r, server_addr()),
+            Answer::Mapped(seen),
+            "MAPPED-ADDRESS as fallback"
+        );
         let v6: SocketAddr = "[2001:db8::7]:5062".parse().unwrap();
         let r = response(b.request(), BINDING_SUCCESS, Some(v6), None);
         assert_eq!(b.check(&r, server_addr()), Answer::Mapped(v6));
@@ -374,23 +414,41 @@ mod tests {
         let other = Binding::new(server_addr(), now, None);
         let seen: SocketAddr = "203.0.113.7:40000".parse().unwrap();
         let wrong_id = response(other.request(), BINDING_SUCCESS, Some(seen), None);
-        assert_eq!(b.check(&wrong_id, server_addr()), Answer::Ignored(Ignored::OtherTransaction));
+        assert_eq!(
+            b.check(&wrong_id, server_addr()),
+            Answer::Ignored(Ignored::OtherTransaction)
+        );
         let good = response(b.request(), BINDING_SUCCESS, Some(seen), None);
         let stranger: SocketAddr = "127.0.0.1:3479".parse().unwrap();
         assert_eq!(b.check(&good, stranger), Answer::Ignored(Ignored::Stranger));
         let error = response(b.request(), BINDING_ERROR, Some(seen), None);
-        assert_eq!(b.check(&error, server_addr()), Answer::Ignored(Ignored::NotSuccess));
+        assert_eq!(
+            b.check(&error, server_addr()),
+            Answer::Ignored(Ignored::NotSuccess)
+        );
         let empty = response(b.request(), BINDING_SUCCESS, None, None);
-        assert_eq!(b.check(&empty, server_addr()), Answer::Ignored(Ignored::NoAddress));
+        assert_eq!(
+            b.check(&empty, server_addr()),
+            Answer::Ignored(Ignored::NoAddress)
+        );
         // Truncated, lengths that lie, random bytes behind a STUN header: never a panic.
         let mut truncated = good.clone();
         truncated.truncate(good.len() - 3);
-        assert_eq!(b.check(&truncated, server_addr()), Answer::Ignored(Ignored::Malformed));
+        assert_eq!(
+            b.check(&truncated, server_addr()),
+            Answer::Ignored(Ignored::Malformed)
+        );
         let mut lying = good.clone();
         lying[2] = 0xFF;
         lying[3] = 0xFC;
-        assert_eq!(b.check(&lying, server_addr()), Answer::Ignored(Ignored::Malformed));
-        assert_eq!(b.check(b"SIP/2.0 200 OK\r\n\r\n", server_addr()), Answer::Ignored(Ignored::Malformed));
+        assert_eq!(
+            b.check(&lying, server_addr()),
+            Answer::Ignored(Ignored::Malformed)
+        );
+        assert_eq!(
+            b.check(b"SIP/2.0 200 OK\r\n\r\n", server_addr()),
+            Answer::Ignored(Ignored::Malformed)
+        );
         let mut rng = rand::rng();
         for _ in 0..5000 {
             let len = rand::Rng::random_range(&mut rng, 20..120usize);
@@ -424,7 +482,11 @@ mod tests {
             }
             t += 50;
         }
-        assert_eq!(sends, [0, 500, 1500, 3500, 7500, 15500, 31500], "Rc = 7, RTO doubling");
+        assert_eq!(
+            sends,
+            [0, 500, 1500, 3500, 7500, 15500, 31500],
+            "Rc = 7, RTO doubling"
+        );
         assert_eq!(t, 39_500, "given up Rm × RTO after the last request");
         let mut capped = Binding::new(server_addr(), t0, Some(MEDIA_WAIT));
         let mut sends = Vec::new();
@@ -451,7 +513,12 @@ mod tests {
             let right = response(&buf[..n], BINDING_SUCCESS, Some(from), None);
             stranger.send_to(&right, from).await.unwrap();
             let other = Binding::new(saddr, Instant::now(), None);
-            let wrong = response(other.request(), BINDING_SUCCESS, Some("192.0.2.9:9".parse().unwrap()), None);
+            let wrong = response(
+                other.request(),
+                BINDING_SUCCESS,
+                Some("192.0.2.9:9".parse().unwrap()),
+                None,
+            );
             server.send_to(&wrong, from).await.unwrap();
             server.send_to(b"\x80\x00junk", from).await.unwrap();
             server.send_to(&right, from).await.unwrap();
@@ -470,8 +537,14 @@ mod tests {
             .await
             .unwrap_err();
         let took = t0.elapsed();
-        assert!(took >= Duration::from_millis(700) && took < Duration::from_millis(1200), "{took:?}");
-        assert!(e.contains("no answer from the STUN server") && e.contains("2 requests"), "{e}");
+        assert!(
+            took >= Duration::from_millis(700) && took < Duration::from_millis(1200),
+            "{took:?}"
+        );
+        assert!(
+            e.contains("no answer from the STUN server") && e.contains("2 requests"),
+            "{e}"
+        );
         // Both requests reached the server.
         let mut buf = [0u8; 100];
         for _ in 0..2 {
