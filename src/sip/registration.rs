@@ -142,7 +142,16 @@ impl Stack {
         }
         if self.stun.hold_register.is_some_and(|t| t <= now) {
             self.stun.hold_register = None;
-            self.register(self.reg.expires).await;
+            // Still asking (the full RFC 8489 schedule goes on): register without the mapping
+            // now, and say so; a late answer registers the new Contact.
+            if let Some(b) = &self.stun.probe {
+                let server = b.server;
+                self.emit(SipEvent::Warning(format!(
+                    "no answer from the STUN server {server} within {} ms: registering with the address the registrar sees, still asking",
+                    super::stun::REGISTER_WAIT.as_millis()
+                )));
+            }
+            self.registration_continue().await;
         }
     }
 

@@ -4,9 +4,10 @@
 //! the retransmissions of §6.2.1 (RTO 500 ms doubling, Rc = 7 requests, a last wait of
 //! Rm = 16 × RTO; capped for media so that a call is not held up), and the checks on what
 //! comes back: only a Binding success response with our transaction ID, from the server's
-//! address, is taken; XOR-MAPPED-ADDRESS is read (MAPPED-ADDRESS as the fallback). Anything
-//! else (a stranger's datagram, another transaction, an error response, malformed bytes) is
-//! counted and ignored, never a panic.
+//! address, is taken (its FINGERPRINT checked when it has one); XOR-MAPPED-ADDRESS is read
+//! (MAPPED-ADDRESS as the fallback). Anything else (a stranger's datagram, another
+//! transaction, an error response, a bad FINGERPRINT, malformed or truncated bytes) is counted
+//! and ignored, never a panic.
 //!
 //! STUN shares the SIP socket and the media sockets: [`looks_like_stun`] tells its datagrams
 //! apart (RFC 7983 §7: the first byte 0–3; RFC 5626 §4.4.1's demultiplexing by the magic
@@ -15,6 +16,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use stun::attributes::ATTR_FINGERPRINT;
+use stun::fingerprint::FINGERPRINT;
 use stun::message::{BINDING_REQUEST, BINDING_SUCCESS, Getter, Message};
 use stun::xoraddr::XorMappedAddress;
 use tokio::net::UdpSocket;
@@ -107,8 +110,11 @@ pub fn looks_like_stun(data: &[u8]) -> bool {
 pub enum Ignored {
     /// Not from the server's address.
     Stranger,
-    /// Not STUN, or not decodable.
+    /// Not STUN, or not decodable (a length that lies, a truncated attribute).
     Malformed,
+    /// A FINGERPRINT attribute (RFC 8489 §14.7) that does not match the message, or that is
+    /// not its last attribute.
+    BadFingerprint,
     /// Another transaction's ID.
     OtherTransaction,
     /// Not a Binding success response (an error response, a request, an indication).
@@ -229,6 +235,9 @@ impl Binding {
         let mut m = Message::new();
         if m.unmarshal_binary(data).is_err() {
             return Answer::Ignored(Ignored::Malformed);
+        }
+        if m.contains(ATTR_FINGERPRINT) && FINGERPRINT.check(&m).is_err() {
+            return Answer::Ignored(Ignored::BadFingerprint);
         }
         if m.transaction_id.0 != self.id {
             return Answer::Ignored(Ignored::OtherTransaction);
@@ -464,6 +473,89 @@ mod tests {
         assert!(b.ignored >= 7);
         // The genuine answer still counts after all that.
         assert_eq!(b.check(&good, server_addr()), Answer::Mapped(seen));
+    }
+
+    /// `response` with a FINGERPRINT attribute added last, as a server may send it.
+    fn with_fingerprint(req: &[u8], mapped: SocketAddr) -> Vec<u8> {
+        let mut r = Message::new();
+        r.unmarshal_binary(req).unwrap();
+        let mut m = Message::new();
+        m.set_type(BINDING_SUCCESS);
+        m.transaction_id = r.transaction_id;
+        m.write_header(); // the magic cookie too: FINGERPRINT covers it
+        XorMappedAddress {
+            ip: mapped.ip(),
+            port: mapped.port(),
+        }
+        .add_to(&mut m)
+        .unwrap();
+        FINGERPRINT.add_to(&mut m).unwrap();
+        m.encode();
+        m.raw
+    }
+
+    #[test]
+    fn a_bad_fingerprint_a_lying_attribute_length_and_every_truncation_are_ignored() {
+        let now = Instant::now();
+        let mut b = Binding::new(server_addr(), now, None);
+        let seen: SocketAddr = "203.0.113.7:40000".parse().unwrap();
+        let good = with_fingerprint(b.request(), seen);
+        assert_eq!(
+            b.check(&good, server_addr()),
+            Answer::Mapped(seen),
+            "a good FINGERPRINT"
+        );
+        // The CRC's last byte flipped; a byte of the address flipped under a CRC that was right.
+        let mut bad_crc = good.clone();
+        let last = bad_crc.len() - 1;
+        bad_crc[last] ^= 0x01;
+        assert_eq!(
+            b.check(&bad_crc, server_addr()),
+            Answer::Ignored(Ignored::BadFingerprint)
+        );
+        let mut tampered = good.clone();
+        tampered[27] ^= 0x40; // inside XOR-MAPPED-ADDRESS's port
+        assert_eq!(
+            b.check(&tampered, server_addr()),
+            Answer::Ignored(Ignored::BadFingerprint)
+        );
+        // FINGERPRINT not last: an attribute after it (the header's length grown to match).
+        let mut not_last = good.clone();
+        not_last.extend_from_slice(&[0x80, 0x22, 0x00, 0x00]); // SOFTWARE, empty
+        not_last[3] += 4;
+        assert_ne!(b.check(&not_last, server_addr()), Answer::Mapped(seen));
+        // An attribute whose length runs past the message.
+        let mut lying_attr = good.clone();
+        lying_attr[22] = 0x00;
+        lying_attr[23] = 0xF0; // XOR-MAPPED-ADDRESS's length: 240 bytes
+        assert!(matches!(
+            b.check(&lying_attr, server_addr()),
+            Answer::Ignored(Ignored::Malformed | Ignored::BadFingerprint)
+        ));
+        // Every truncation with the header's length left as it was: ignored. With the length
+        // fixed to match: ignored, or, cut just before FINGERPRINT (a valid response without
+        // one), the genuine address; never another.
+        for cut in 0..good.len() {
+            let mut t = good[..cut].to_vec();
+            assert!(
+                matches!(b.check(&t, server_addr()), Answer::Ignored(_)),
+                "cut at {cut}"
+            );
+            if t.len() >= 20 {
+                let body = u16::try_from(t.len() - 20).unwrap();
+                t[2..4].copy_from_slice(&body.to_be_bytes());
+                match b.check(&t, server_addr()) {
+                    Answer::Ignored(_) => {}
+                    Answer::Mapped(a) => assert!(a == seen && cut == 32, "cut at {cut}: {a}"),
+                }
+            }
+        }
+        // The same bytes from anyone but the server: ignored before being read.
+        let stranger: SocketAddr = "203.0.113.7:3478".parse().unwrap();
+        assert_eq!(b.check(&good, stranger), Answer::Ignored(Ignored::Stranger));
+        // An IPv4-mapped IPv6 form of the server's address is the server.
+        let mapped_v6: SocketAddr = "[::ffff:127.0.0.1]:3478".parse().unwrap();
+        assert_eq!(b.check(&good, mapped_v6), Answer::Mapped(seen));
     }
 
     #[test]
