@@ -103,9 +103,12 @@ fn phone_config(extra: &str, mic: &std::path::Path) -> String {
     )
 }
 
-/// What the pbx side's media socket received: (from, RTP payload).
+/// Datagrams as received: (from, RTP payload).
+type Received = Vec<(SocketAddr, Vec<u8>)>;
+
+/// What the pbx side's media socket received.
 struct MediaSink {
-    got: Arc<Mutex<Vec<(SocketAddr, Vec<u8>)>>>,
+    got: Arc<Mutex<Received>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -134,7 +137,7 @@ impl MediaSink {
         }
     }
 
-    fn packets(&self) -> Vec<(SocketAddr, Vec<u8>)> {
+    fn packets(&self) -> Received {
         self.got.lock().unwrap().clone()
     }
 }

@@ -102,7 +102,7 @@ pub async fn resolve(host: &str, port: u16, v6: bool) -> Result<SocketAddr, Stri
 /// magic cookie in bytes 4–7, a length that is a multiple of 4. SIP starts with a letter or
 /// CR/LF, RTP and RTCP with version 2 (128–191): none of them passes.
 pub fn looks_like_stun(data: &[u8]) -> bool {
-    data.len() >= 20 && data[0] < 4 && data[4..8] == MAGIC_COOKIE && data[3] % 4 == 0
+    data.len() >= 20 && data[0] < 4 && data[4..8] == MAGIC_COOKIE && data[3].is_multiple_of(4)
 }
 
 /// Why a datagram was not the answer.
