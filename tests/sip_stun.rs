@@ -12,7 +12,9 @@
 //!   as the mapping and the Contact; every REGISTER Kamailio received carries it (none the
 //!   agent's inside address); a call from SIPp through Kamailio reaches the agent, whose SDP
 //!   names 10.77.2.1 and its RTP port as mapped (40000–40063), and the agent's 440 Hz tone
-//!   arrives from exactly that address at the pbx side (decoded, checked by frequency).
+//!   arrives from exactly that address at the pbx side (decoded, checked by frequency), while
+//!   a stranger beside the agent sprays forged Binding successes at its SIP and RTP ports
+//!   (ignored: no new REGISTER, nothing sent back, no latch).
 //! - `stun_server` = a port where nothing listens: registered all the same within a few
 //!   seconds with the address the registrar saw (received/rport), a warning about STUN; a
 //!   call still reaches the agent and its media arrives.
@@ -151,6 +153,68 @@ impl Drop for MediaSink {
     }
 }
 
+/// A socket in the agent's namespace (outside its RTP range) sending, every 20 ms, a forged
+/// Binding success (random transaction ID, XOR-MAPPED-ADDRESS 10.77.1.99:9) to the agent's
+/// SIP port and each port of its RTP range, until stopped; it counts what comes back.
+struct Stranger {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(usize, usize)>>,
+}
+
+impl Stranger {
+    fn spray(ns: &str) -> Stranger {
+        let sock = udp_socket_in_netns(ns, format!("{AGENT_IP}:20000").parse().unwrap());
+        sock.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut sent, mut answered) = (0, 0);
+            let mut buf = [0u8; 2048];
+            while !s.load(Ordering::Relaxed) {
+                for port in std::iter::once(5060).chain(RTP_FIRST..=RTP_LAST) {
+                    let mut m = vec![0x01, 0x01, 0x00, 0x0C, 0x21, 0x12, 0xA4, 0x42];
+                    m.extend((0..12).map(|_| rand::random::<u8>()));
+                    // XOR-MAPPED-ADDRESS, IPv4, port 9 ^ 0x2112, 10.77.1.99 ^ the cookie.
+                    let ip = u32::from(std::net::Ipv4Addr::new(10, 77, 1, 99)) ^ 0x2112_A442;
+                    m.extend_from_slice(&[0x00, 0x20, 0x00, 0x08, 0x00, 0x01]);
+                    m.extend_from_slice(&(9u16 ^ 0x2112).to_be_bytes());
+                    m.extend_from_slice(&ip.to_be_bytes());
+                    if sock.send_to(&m, (AGENT_IP, port)).is_ok() {
+                        sent += 1;
+                    }
+                }
+                while sock.recv_from(&mut buf).is_ok() {
+                    answered += 1;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (sent, answered)
+        });
+        Stranger {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops it: (datagrams sent, datagrams that came back).
+    fn stop(mut self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .map(|t| t.join().expect("stranger thread"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// SIPp in "pbx" calls 1002 through Kamailio (as 1001), its media at [`PEER_RTP`]; the phone
 /// answers by itself. The agent's SDP (from its 200 OK) and the events of the call.
 fn call_agent(net: &Net, p: &mut Phone) -> (SocketAddr, Vec<Value>) {
@@ -241,8 +305,28 @@ fn with_stun() {
         "no warning with a working STUN server: {:?}",
         p.seen()
     );
+    // A stranger next to the agent sprays forged Binding successes (claiming another mapping)
+    // at its SIP port and every port of its RTP range while the call is set up and runs:
+    // they must not move the Contact, be taken as media, or be latched onto.
+    let registers = k.requests("REGISTER");
+    let stranger = Stranger::spray(&net.agent);
     let (sdp, events) = call_agent(&net, &mut p);
-    eprintln!("[stun] the agent's SDP: {sdp}");
+    let (sent, answered) = stranger.stop();
+    eprintln!("[stun] the agent's SDP: {sdp}; the stranger sent {sent} STUN datagrams");
+    assert!(sent > 1000, "the stranger sprayed: {sent}");
+    assert_eq!(
+        answered, 0,
+        "nothing came back to the stranger (no latch, no SIP answer)"
+    );
+    assert_eq!(
+        k.requests("REGISTER"),
+        registers,
+        "no new REGISTER: the forged mappings were ignored"
+    );
+    assert!(
+        !events.iter().any(|e| e["event"] == "registered"),
+        "no new registration: {events:?}"
+    );
     assert_eq!(sdp.ip().to_string(), ROUTER_OUT, "c= is the mapped address");
     let port = sdp.port();
     assert!(
