@@ -22,11 +22,14 @@ SUDO=""
 # the loopback sees of an SRTP call).
 # iproute2 (ip netns, veth) and nftables (the router's masquerade): tests/sip_nat.rs builds
 # network namespaces as root. dnsmasq-base (a DNS server on a loopback port with the
-# NAPTR/SRV records of two registrars: tests/sip_dns.rs, failover per RFC 3263).
+# NAPTR/SRV records of two registrars: tests/sip_dns.rs, failover per RFC 3263). coturn
+# (turnserver, the STUN server of tests/sip_stun.rs, started by the test in a network namespace
+# of its own; the system service the package may start on install listens in the host's
+# namespace and is never used, so it does not matter whether it runs).
 PKGS="python3 ca-certificates sip-tester kamailio kamailio-presence-modules baresip-core sox \
   cmake g++ pkg-config libasound2-dev libpulse-dev pulseaudio pulseaudio-utils tmux binutils \
   xdg-utils desktop-file-utils systemd chromium xvfb postgresql kamailio-tls-modules tcpdump \
-  iproute2 nftables dnsmasq-base"
+  iproute2 nftables dnsmasq-base coturn"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

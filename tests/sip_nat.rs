@@ -1,6 +1,6 @@
 //! The phone behind NAT (issue 20): network namespaces "agent", "router" and "pbx" made by
-//! the test (names unique to the run, deleted at the end even on failure), linked by veth
-//! pairs with addresses inside these namespaces only (10.77.1.0/24 agent–router, 10.77.2.0/24
+//! the test (tests/common/netns.rs: names unique to the run, deleted at the end even on
+//! failure), linked by veth pairs with addresses inside these namespaces only (10.77.1.0/24 agent–router, 10.77.2.0/24
 //! router–pbx; the host's own interfaces and routes are never touched). The router forwards
 //! and masquerades (nftables) towards the pbx, its UDP conntrack timeouts set to 30 s (these
 //! sysctls are per network namespace), like a home router forgetting an idle UDP mapping. The
@@ -23,139 +23,11 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::netns::{AGENT_IP, Net, PBX_IP, ROUTER_OUT};
 use common::peers::{Kamailio, Phone, peer_bin, secs};
 
 /// How long the phone stays idle before the call: the issue's 2 minutes.
 const IDLE: Duration = Duration::from_secs(120);
-
-/// Runs `ip netns exec NS ARGS…` (or `ip ARGS…` without NS) and panics when it fails.
-fn run(ns: Option<&str>, args: &[&str]) {
-    let mut cmd = Command::new(peer_bin("ip"));
-    if let Some(ns) = ns {
-        cmd.args(["netns", "exec", ns]);
-    }
-    let out = cmd
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running ip {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{}ip {args:?} failed: {}",
-        ns.map(|n| format!("(in {n}) ")).unwrap_or_default(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The three namespaces of one variant; deleted on drop (their veths go with them).
-struct Net {
-    agent: String,
-    router: String,
-    pbx: String,
-}
-
-const AGENT_IP: &str = "10.77.1.2";
-const ROUTER_IN: &str = "10.77.1.1";
-const ROUTER_OUT: &str = "10.77.2.1";
-const PBX_IP: &str = "10.77.2.2";
-
-impl Net {
-    fn build(tag: &str) -> Net {
-        remove_stale();
-        let name = |role: &str| format!("ctp-{role}-{}-{tag}", std::process::id());
-        let net = Net {
-            agent: name("agent"),
-            router: name("router"),
-            pbx: name("pbx"),
-        };
-        for ns in [&net.agent, &net.router, &net.pbx] {
-            run(None, &["netns", "add", ns]);
-        }
-        let (a, r, p) = (net.agent.as_str(), net.router.as_str(), net.pbx.as_str());
-        // The veth pairs are made inside the router's namespace, their far ends moved at once
-        // into the agent's and the pbx's: nothing is made in the host's.
-        run(
-            Some(r),
-            &[
-                "ip", "link", "add", "ra", "type", "veth", "peer", "name", "ar", "netns", a,
-            ],
-        );
-        run(
-            Some(r),
-            &[
-                "ip", "link", "add", "rp", "type", "veth", "peer", "name", "pr", "netns", p,
-            ],
-        );
-        for (ns, dev, addr) in [
-            (a, "ar", "10.77.1.2/24"),
-            (r, "ra", "10.77.1.1/24"),
-            (r, "rp", "10.77.2.1/24"),
-            (p, "pr", "10.77.2.2/24"),
-        ] {
-            run(Some(ns), &["ip", "addr", "add", addr, "dev", dev]);
-            run(Some(ns), &["ip", "link", "set", dev, "up"]);
-        }
-        for ns in [a, r, p] {
-            run(Some(ns), &["ip", "link", "set", "lo", "up"]);
-        }
-        run(Some(a), &["ip", "route", "add", "default", "via", ROUTER_IN]);
-        let nft = peer_bin("nft");
-        let rules = "table ip nat {\n chain post {\n  type nat hook postrouting priority srcnat;\n  \
-                     oifname \"rp\" masquerade\n }\n}\n";
-        let rules_file = std::env::temp_dir().join(format!("{r}.nft"));
-        std::fs::write(&rules_file, rules).unwrap();
-        let out = Command::new(peer_bin("ip"))
-            .args(["netns", "exec", r])
-            .arg(&nft)
-            .arg("-f")
-            .arg(&rules_file)
-            .output()
-            .expect("running nft");
-        let _ = std::fs::remove_file(&rules_file);
-        assert!(
-            out.status.success(),
-            "nft in {r}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // Per-namespace sysctls (checked on Linux 6.x: the host's values are left as they are).
-        run(
-            Some(r),
-            &[
-                "sysctl",
-                "-w",
-                "net.ipv4.ip_forward=1",
-                "net.netfilter.nf_conntrack_udp_timeout=30",
-                "net.netfilter.nf_conntrack_udp_timeout_stream=30",
-            ],
-        );
-        net
-    }
-}
-
-/// Deletes the namespaces of earlier runs of this test that were killed before their guard
-/// ran (`ctp-ROLE-PID-TAG` whose PID is gone).
-fn remove_stale() {
-    let Ok(dir) = std::fs::read_dir("/var/run/netns") else {
-        return;
-    };
-    for e in dir.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let pid = name.strip_prefix("ctp-").and_then(|r| r.split('-').nth(1));
-        if let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok())
-            && pid != std::process::id()
-            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        {
-            let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        }
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for ns in [&self.agent, &self.router, &self.pbx] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
 
 /// Builds the namespaces, registers the agent through the NAT with `keepalive_seconds`, waits
 /// [`IDLE`], then has SIPp call it through Kamailio. Whether the call reached the agent.

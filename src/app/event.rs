@@ -369,6 +369,13 @@ pub enum PhoneEvent {
         /// versions).
         #[serde(default)]
         server: String,
+        /// The address in the Contact registered, `IP:port` (behind NAT: the public one).
+        #[serde(default)]
+        contact: String,
+        /// The address the STUN server saw the SIP socket at (`[account] stun_server`), ""
+        /// without STUN or without an answer.
+        #[serde(default)]
+        stun: String,
     },
     RegistrationFailed {
         code: Option<u16>,

@@ -20,6 +20,9 @@ pub enum Registration {
     Registered {
         aor: String,
         expires: u32,
+        /// What STUN learned for the SIP socket ("" without it).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        stun: String,
     },
     Failed {
         code: Option<u16>,
@@ -212,10 +215,13 @@ impl Live {
         };
         match p {
             PhoneEvent::Ready { listen, .. } => self.listen = listen.clone(),
-            PhoneEvent::Registered { aor, expires, .. } => {
+            PhoneEvent::Registered {
+                aor, expires, stun, ..
+            } => {
                 self.registration = Registration::Registered {
                     aor: aor.clone(),
                     expires: *expires,
+                    stun: stun.clone(),
                 }
             }
             PhoneEvent::RegistrationFailed { code, reason } => {
@@ -448,6 +454,8 @@ mod tests {
             aor: "sip:1001@pbx".into(),
             expires: 300,
             server: "192.0.2.1:5060".into(),
+            contact: "192.0.2.9:5060".into(),
+            stun: String::new(),
         }));
         live.apply(&incoming("c1"));
         live.apply(&incoming("c1"));
@@ -484,7 +492,8 @@ mod tests {
             s.registration,
             Registration::Registered {
                 aor: "sip:1001@pbx".into(),
-                expires: 300
+                expires: 300,
+                stun: String::new(),
             }
         );
         live.apply(&Event::Phone(PhoneEvent::Ended {

@@ -282,6 +282,7 @@ impl CallConfig {
                 tls,
                 route,
                 public_address: a.public_address.trim().parse().ok(),
+                stun_server: crate::sip::stun::parse_server(&a.stun_server).ok().flatten(),
                 keepalive: (a.keepalive_seconds > 0)
                     .then(|| Duration::from_secs(u64::from(a.keepalive_seconds))),
             },

@@ -25,4 +25,6 @@ mod failover_tests;
 #[cfg(test)]
 mod reconnect_tests;
 #[cfg(test)]
+mod stun_tests;
+#[cfg(test)]
 mod tests;

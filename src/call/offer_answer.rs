@@ -32,6 +32,9 @@ pub struct LocalParams {
     pub addr: IpAddr,
     /// Our RTP port.
     pub port: u16,
+    /// Our RTCP port when it is not RTP's + 1 (a NAT mapped it elsewhere): an `a=rtcp` line
+    /// (RFC 3605).
+    pub rtcp: Option<u16>,
     /// Our codecs in preference order, telephone-event included when we do RFC 4733.
     pub codecs: Vec<Codec>,
     /// We put the call on hold: sendonly (inactive when the peer holds us too).
@@ -214,6 +217,7 @@ impl Negotiator {
             (true, true) => Direction::Inactive,
         };
         let mut audio_stream = Media::audio(params.addr, params.port, &params.codecs, direction);
+        audio_stream.rtcp = params.rtcp.map(|port| sdp::Rtcp { port, addr: None });
         if params.srtp != SrtpMode::Off {
             // Mandatory: RTP/SAVP; optional: RTP/AVP with crypto lines (RFC 4568 §5.1 allows
             // both; the second is what PBXs do for best-effort SRTP).
@@ -322,7 +326,12 @@ impl Negotiator {
             &mut self.keys,
         )
         .map_err(Refusal::NotAcceptable)?;
-        let answer = self.stamp(answer);
+        let mut answer = self.stamp(answer);
+        if let Some(port) = params.rtcp
+            && let Some(m) = answer.media.get_mut(audio)
+        {
+            m.rtcp = Some(sdp::Rtcp { port, addr: None });
+        }
         self.active = Some(Session {
             local: answer.clone(),
             remote: offer,
@@ -502,6 +511,7 @@ mod tests {
             user: "alice".into(),
             addr: ip("10.0.0.1"),
             port: 4000,
+            rtcp: None,
             codecs: vec![Codec::pcmu(), Codec::pcma(), Codec::telephone_event(101)],
             hold: false,
             srtp: SrtpMode::Off,
@@ -513,6 +523,7 @@ mod tests {
             user: "bob".into(),
             addr: ip("10.0.0.2"),
             port: 6000,
+            rtcp: None,
             codecs: vec![Codec::pcma(), Codec::pcmu(), Codec::telephone_event(96)],
             hold: false,
             srtp: SrtpMode::Off,

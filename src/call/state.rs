@@ -43,6 +43,9 @@ pub struct Call {
     pub rtp: Option<UdpSocket>,
     pub rtcp: Option<UdpSocket>,
     pub rtp_port: u16,
+    /// Where STUN says the NAT shows the RTP and RTCP sockets (`[account] stun_server`).
+    pub rtp_public: Option<std::net::SocketAddr>,
+    pub rtcp_public: Option<std::net::SocketAddr>,
     pub media: Option<MediaHandle>,
     /// Devices are being opened for this call.
     pub media_opening: bool,
@@ -104,6 +107,8 @@ impl Call {
             rtp: None,
             rtcp: None,
             rtp_port: 0,
+            rtp_public: None,
+            rtcp_public: None,
             media: None,
             media_opening: false,
             dtmf_pt: None,
@@ -128,14 +133,43 @@ impl Call {
         }
     }
 
-    /// Reserves the call's RTP/RTCP port pair on `ip`.
-    pub async fn reserve_rtp(&mut self, ip: std::net::IpAddr) {
+    /// Reserves the call's RTP/RTCP port pair on `ip`; with a STUN server, asks it where the
+    /// NAT shows both sockets (at most [`crate::sip::stun::MEDIA_WAIT`], both at once).
+    /// `Some`: why there is no mapping (for a warning; the SDP then uses what it did before).
+    pub async fn reserve_rtp(
+        &mut self,
+        ip: std::net::IpAddr,
+        stun: Option<std::net::SocketAddr>,
+    ) -> Option<String> {
+        use crate::sip::stun::{MEDIA_WAIT, query};
         let (rtp, rtcp) = super::media::bind_rtp(ip).await;
         self.rtp_port = rtp
             .as_ref()
             .and_then(|s| s.local_addr().ok())
             .map_or(0, |a| a.port());
         (self.rtp, self.rtcp) = (rtp, rtcp);
+        (self.rtp_public, self.rtcp_public) = (None, None);
+        let server = stun?;
+        let rtp = self.rtp.as_ref()?;
+        let (got_rtp, got_rtcp) = match &self.rtcp {
+            Some(rtcp) => {
+                let (a, b) = tokio::join!(query(rtp, server, MEDIA_WAIT), query(rtcp, server, MEDIA_WAIT));
+                (a, b.ok())
+            }
+            None => (query(rtp, server, MEDIA_WAIT).await, None),
+        };
+        match got_rtp {
+            Ok(m) => {
+                tracing::info!(call = %self.id, rtp = %m, rtcp = ?got_rtcp, "STUN: the call's media is seen at this address");
+                self.rtp_public = Some(m);
+                self.rtcp_public = got_rtcp;
+                None
+            }
+            Err(e) => Some(format!(
+                "call {}: STUN for its RTP port: {e}; the SDP uses the address the registrar saw",
+                self.id
+            )),
+        }
     }
 
     /// The SRTP suite of the session in force, `None` for plain RTP.

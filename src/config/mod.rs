@@ -109,6 +109,9 @@ pub struct Account {
     /// Behind NAT: the public address to put in Contact and SDP. "" = the address the
     /// registrar saw us at (received/rport), else our own.
     pub public_address: String,
+    /// Behind NAT: a STUN server (RFC 8489), `host[:port]` or `stun:host[:port]` (port 3478 by
+    /// default), asked the address our SIP and media sockets are seen at. "" = off.
+    pub stun_server: String,
     /// NAT keep-alives (RFC 5626): a CRLF ping to the registrar (or outbound proxy) this often
     /// while registered, its pong checked over TCP/TLS. 0 = off.
     pub keepalive_seconds: u32,
@@ -141,6 +144,7 @@ impl Default for Account {
             tls_key: String::new(),
             outbound_proxy: String::new(),
             public_address: String::new(),
+            stun_server: String::new(),
             keepalive_seconds: 25,
             dns_servers: Vec::new(),
         }
@@ -689,6 +693,7 @@ impl Config {
                     let proxy_at = key_value_span(&value, "outbound_proxy");
                     let public_at = key_value_span(&value, "public_address");
                     let keepalive_at = key_value_span(&value, "keepalive_seconds");
+                    let stun_at = key_value_span(&value, "stun_server");
                     let dns_at = key_value_span(&value, "dns_servers");
                     if let Some(v) = section::<Account>(value, &mut problems) {
                         if !v.outbound_proxy.trim().is_empty()
@@ -708,6 +713,12 @@ impl Config {
                                     "`[account] public_address` is `{}`, expected an IP address",
                                     v.public_address
                                 ),
+                            ));
+                        }
+                        if let Err(e) = crate::sip::stun::parse_server(&v.stun_server) {
+                            problems.push(Diagnostic::at(
+                                stun_at.unwrap_or(span.clone()),
+                                format!("`[account] stun_server` is {e}"),
                             ));
                         }
                         if v.keepalive_seconds > MAX_KEEPALIVE_SECONDS {

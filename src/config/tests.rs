@@ -155,6 +155,19 @@ fn keepalive_seconds_defaults_to_25_and_is_checked() {
 }
 
 #[test]
+fn stun_server_is_off_by_default_and_checked() {
+    assert_eq!(Config::default().account.stun_server, "");
+    let c = Config::parse("[account]\nstun_server = \"stun:192.0.2.1:3479\"\n", None).unwrap();
+    assert_eq!(c.account.stun_server, "stun:192.0.2.1:3479");
+    assert_eq!(
+        problems("[account]\nregistrar = \"pbx.example\"\nstun_server = \"stun.example:0\"\n"),
+        vec![
+            "c.toml:3:15: `[account] stun_server` is `stun.example:0`: expected `host[:port]` or `stun:host[:port]`"
+        ]
+    );
+}
+
+#[test]
 fn media_settings_are_checked() {
     let c = Config::parse("[media]\nsymmetric_rtp = true\nrtp_timeout_seconds = 0\n", None).unwrap();
     assert!(c.media.symmetric_rtp);

@@ -194,7 +194,16 @@ pub fn status_text(s: &Snapshot) -> String {
     let reg = match &s.registration {
         Registration::None if s.listen.is_empty() => "starting".to_owned(),
         Registration::None => format!("no registrar, calls to {}", shown(&s.listen)),
-        Registration::Registered { aor, expires } => format!("registered as {} ({expires} s)", shown(aor)),
+        Registration::Registered { aor, expires, stun } if !stun.is_empty() => {
+            format!(
+                "registered as {} ({expires} s), seen at {} (STUN)",
+                shown(aor),
+                shown(stun)
+            )
+        }
+        Registration::Registered { aor, expires, .. } => {
+            format!("registered as {} ({expires} s)", shown(aor))
+        }
         Registration::Failed { code, reason } => match code {
             Some(c) => format!("failed: {c} {}", shown(reason)),
             None => format!("failed: {}", shown(reason)),

@@ -331,6 +331,9 @@ fn run(
         // What arrived since the last tick: read here, never woken for.
         for _ in 0..MAX_PACKETS_PER_TICK {
             match rtp_socket.recv_from(&mut buf) {
+                // A late STUN answer (the call's mapping, `[account] stun_server`): not media
+                // (RFC 7983 demultiplexing by the first byte and the magic cookie).
+                Ok((n, _)) if crate::sip::stun::looks_like_stun(&buf[..n]) => {}
                 Ok((n, from)) => s.on_packet(&buf[..n], from),
                 // WouldBlock (nothing more), or ICMP port unreachable and the like.
                 Err(_) => break,
@@ -339,6 +342,7 @@ fn run(
         if let Some(sock) = &rtcp_socket {
             for _ in 0..MAX_PACKETS_PER_TICK {
                 match sock.recv_from(&mut rbuf) {
+                    Ok((n, _)) if crate::sip::stun::looks_like_stun(&rbuf[..n]) => {}
                     Ok((n, from)) => s.on_rtcp(&rbuf[..n], from),
                     Err(_) => break,
                 }
@@ -937,6 +941,36 @@ mod tests {
         assert!(to_nat >= 5, "{to_nat}");
         assert_eq!((to_stranger, to_sdp), (0, 0));
         assert!(call.loudest() < 1000, "a later source was played");
+    }
+
+    #[test]
+    fn stun_from_a_stranger_on_the_media_sockets_is_neither_media_nor_a_latch() {
+        // With symmetric RTP the first source would be latched: a Binding success (the first
+        // byte 1, the magic cookie) from a stranger, on RTP and RTCP, must not be it.
+        let (sdp, stranger) = (udp(), udp());
+        let mut call = start(addr(&sdp), None, true, None);
+        let mut stun = vec![0x01, 0x01, 0x00, 0x0C, 0x21, 0x12, 0xA4, 0x42];
+        stun.extend_from_slice(&[7u8; 12]);
+        stun.extend_from_slice(&[
+            0x00, 0x20, 0x00, 0x08, 0x00, 0x01, 0x9d, 0x59, 0x5e, 0x12, 0xa4, 0x43,
+        ]);
+        for _ in 0..20 {
+            stranger.send_to(&stun, call.rtp).unwrap();
+            stranger.send_to(&stun, call.rtcp).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (to_stranger, _) = heard(&stranger, Duration::from_millis(200));
+        let (to_sdp, _) = heard(&sdp, Duration::from_millis(200));
+        assert_eq!(to_stranger, 0, "the call latched onto a STUN sender");
+        assert!(to_sdp >= 3, "{to_sdp} packets reached the SDP address");
+        assert_eq!(call.loudest(), 0);
+        let stats = call
+            .wait(Duration::from_secs(6), |e| match e {
+                MediaEvent::Stats(s) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!((stats.received, stats.foreign), (0, 0), "{stats:?}");
     }
 
     #[test]

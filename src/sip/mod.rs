@@ -14,6 +14,7 @@ pub mod registration;
 pub mod replaces;
 pub mod resolve;
 pub mod stack;
+pub mod stun;
 pub mod subscription;
 pub mod transaction;
 pub mod transport;

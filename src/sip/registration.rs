@@ -95,6 +95,90 @@ impl Stack {
         self.reg.state
     }
 
+    /// The first registration: sent now, or, while STUN is asking for the SIP socket's
+    /// mapping, when it comes (at most [`super::stun::REGISTER_WAIT`] later).
+    pub async fn start_registration(&mut self, expires: u32) {
+        if self.stun.probe.is_some() {
+            self.stun.hold_register = Some(Instant::now() + super::stun::REGISTER_WAIT);
+            return;
+        }
+        self.register(expires).await;
+    }
+
+    /// Asks the STUN server (if any) for the SIP socket's mapping, unless already asking.
+    pub(super) async fn stun_probe(&mut self) {
+        let Some(server) = self.stun.server else { return };
+        if self.stun.probe.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let mut b = super::stun::Binding::new(server, now, None);
+        if b.due(now) {
+            let bytes = b.request().to_vec();
+            self.stun.probe = Some(b);
+            self.send(Proto::Udp, server, bytes).await;
+        }
+    }
+
+    /// The probe's retransmissions, and giving it up (RFC 8489 §6.2.1): the Contact then
+    /// keeps what it had (the registrar's received/rport, else our own address).
+    pub(super) async fn stun_due(&mut self, now: Instant) {
+        let Some(b) = self.stun.probe.as_mut() else {
+            if self.stun.hold_register.is_some_and(|t| t <= now) {
+                self.stun.hold_register = None;
+                self.registration_continue().await;
+            }
+            return;
+        };
+        if b.expired(now) {
+            let (server, sent, ignored) = (b.server, b.sent(), b.ignored);
+            self.stun.probe = None;
+            self.emit(SipEvent::Warning(format!(
+                "STUN server {server} did not answer ({sent} requests, {ignored} other datagrams): the Contact uses the address the registrar sees"
+            )));
+        } else if b.due(now) {
+            let (server, bytes) = (b.server, b.request().to_vec());
+            self.send(Proto::Udp, server, bytes).await;
+        }
+        if self.stun.hold_register.is_some_and(|t| t <= now) {
+            self.stun.hold_register = None;
+            // Still asking (the full RFC 8489 schedule goes on): register without the mapping
+            // now, and say so; a late answer registers the new Contact.
+            if let Some(b) = &self.stun.probe {
+                let server = b.server;
+                self.emit(SipEvent::Warning(format!(
+                    "no answer from the STUN server {server} within {} ms: registering with the address the registrar sees, still asking",
+                    super::stun::REGISTER_WAIT.as_millis()
+                )));
+            }
+            self.registration_continue().await;
+        }
+    }
+
+    /// A STUN datagram on the SIP socket: the probe's answer, or ignored (counted).
+    pub(super) async fn on_stun(&mut self, data: &[u8], from: SocketAddr) {
+        let Some(b) = self.stun.probe.as_mut() else {
+            self.stun.stray += 1;
+            tracing::debug!(%from, "STUN datagram with no request out: ignored");
+            return;
+        };
+        let super::stun::Answer::Mapped(mapped) = b.check(data, from) else {
+            return;
+        };
+        self.stun.probe = None;
+        let before = self.contact_addr();
+        if self.stun.mapped != Some(mapped) {
+            tracing::info!(%mapped, server = %from, "STUN: the SIP socket is seen at this address");
+        }
+        self.stun.mapped = Some(mapped);
+        if self.stun.hold_register.take().is_some() {
+            self.registration_continue().await;
+        } else if self.reg.state == RegState::Registered && self.contact_addr() != before {
+            // The mapping moved (a new NAT binding, another network): register the new Contact.
+            self.register(self.reg.expires).await;
+        }
+    }
+
     /// Registers (or unregisters with `expires` 0) with the registrar, if there is one.
     pub async fn register(&mut self, expires: u32) {
         let Some(mut registrar) = self.cfg.registrar else {
@@ -202,6 +286,20 @@ impl Stack {
             self.cfg.registrar_targets = list;
             self.use_target(0);
         }
+        // Each refresh asks STUN again (the NAT may have changed the mapping meanwhile); the
+        // REGISTER waits for the answer, at most REGISTER_WAIT.
+        if self.reg.state == RegState::Registered && self.stun.server.is_some() && self.stun.probe.is_none() {
+            self.stun_probe().await;
+            if self.stun.probe.is_some() {
+                self.stun.hold_register = Some(Instant::now() + super::stun::REGISTER_WAIT);
+                return;
+            }
+        }
+        self.registration_continue().await;
+    }
+
+    /// The registration due, STUN asked: a refresh on a backup tries the first address.
+    async fn registration_continue(&mut self) {
         if self.reg.state == RegState::Registered && self.reg.target > 0 {
             self.reg.probing = Some(self.reg.target);
             self.reg.challenge = None;
@@ -246,10 +344,17 @@ impl Stack {
                 if ip.is_some() || port.is_some() {
                     let seen =
                         SocketAddr::new(ip.unwrap_or(self.local.ip()), port.unwrap_or(self.local.port()));
+                    // Seen elsewhere than STUN said: the mapping may have changed, ask again.
+                    if self.stun.mapped.is_some_and(|m| m != seen) {
+                        self.stun_probe().await;
+                    }
                     if seen != self.contact_addr() && self.reg.public.is_none() {
+                        let before = self.contact_addr();
                         self.reg.public = Some(seen);
-                        self.register(self.reg.expires).await;
-                        return;
+                        if self.contact_addr() != before {
+                            self.register(self.reg.expires).await;
+                            return;
+                        }
                     }
                 }
             }
@@ -290,10 +395,13 @@ impl Stack {
             }
             let aor = self.aor();
             let server = self.cfg.registrar.unwrap_or(self.local);
+            let (contact, stun) = (self.contact_addr(), self.stun.mapped);
             self.emit(SipEvent::Registered {
                 aor,
                 expires: granted,
                 server,
+                contact,
+                stun,
             });
             return;
         }
@@ -362,6 +470,7 @@ impl Stack {
             .retain(|_, tx| !(matches!(tx.owner, Owner::Register) && tx.to == peer && tx.proto == proto));
         // The address the registrar saw us at was that connection's: learn the new one.
         self.reg.public = None;
+        self.stun_probe().await;
         let what = format!("the {} connection to the registrar {peer} was lost", proto.name());
         match self.reg.state {
             RegState::Registered => {

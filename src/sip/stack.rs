@@ -57,6 +57,9 @@ pub struct StackConfig {
     /// `[account] public_address`: the address behind NAT others reach us at, for Contact and
     /// SDP (else the one the registrar saw).
     pub public_address: Option<std::net::IpAddr>,
+    /// `[account] stun_server` (host, port): asked the address the NAT maps our UDP socket to
+    /// ([`super::stun`]); `None`: off.
+    pub stun_server: Option<(String, u16)>,
     /// The outbound proxy's Route (`<sip:sbc.example;transport=tls;lr>`), put on every request
     /// outside a dialog; `registrar` is then the proxy's address.
     pub route: Option<String>,
@@ -85,6 +88,10 @@ pub enum SipEvent {
         expires: u32,
         /// The registrar (or outbound proxy) address that answered.
         server: SocketAddr,
+        /// The address in the Contact registered.
+        contact: SocketAddr,
+        /// What STUN learned for the SIP socket, if it did.
+        stun: Option<SocketAddr>,
     },
     RegistrationFailed {
         code: Option<u16>,
@@ -256,6 +263,21 @@ pub struct Stack {
     pub(super) trying: Vec<DialogId>,
     /// The event subscriptions we hold (voicemail light).
     pub(super) subs: Vec<super::subscription::Subscription>,
+    /// STUN on the SIP socket.
+    pub(super) stun: StunState,
+}
+
+/// STUN on the SIP socket: the server, the transaction in flight, what it learned.
+#[derive(Debug, Default)]
+pub struct StunState {
+    pub server: Option<SocketAddr>,
+    pub probe: Option<super::stun::Binding>,
+    /// The address the NAT shows our SIP socket at.
+    pub mapped: Option<SocketAddr>,
+    /// The first REGISTER waits for the mapping until then.
+    pub hold_register: Option<Instant>,
+    /// STUN datagrams that came with no transaction in flight.
+    pub stray: u32,
 }
 
 /// The receivers the owner of the stack selects on beside it.
@@ -304,8 +326,18 @@ impl Stack {
             fail_tx,
             trying: Vec::new(),
             subs: Vec::new(),
+            stun: StunState::default(),
         };
         stack.events.push_back(SipEvent::Ready { listen: local });
+        if let Some((host, port)) = stack.cfg.stun_server.clone() {
+            match super::stun::resolve(&host, port, local.is_ipv6()).await {
+                Ok(server) => {
+                    stack.stun.server = Some(server);
+                    stack.stun_probe().await;
+                }
+                Err(e) => stack.emit(SipEvent::Warning(format!("STUN: {e}; going on without it"))),
+            }
+        }
         Ok((
             stack,
             StackInputs {
@@ -337,7 +369,23 @@ impl Stack {
     pub fn media_ip(&self) -> std::net::IpAddr {
         self.cfg
             .public_address
+            .or(self.stun.mapped.map(|m| m.ip()))
             .unwrap_or_else(|| self.contact_addr().ip())
+    }
+
+    /// The STUN server, when `[account] stun_server` is set and was found.
+    pub fn stun_server(&self) -> Option<SocketAddr> {
+        self.stun.server
+    }
+
+    /// The address STUN learned for the SIP socket.
+    pub fn stun_mapped(&self) -> Option<SocketAddr> {
+        self.stun.mapped
+    }
+
+    /// `[account] public_address`.
+    pub fn public_address(&self) -> Option<IpAddr> {
+        self.cfg.public_address
     }
 
     pub fn registrar(&self) -> Option<SocketAddr> {
@@ -356,11 +404,15 @@ impl Stack {
         self.events.push_back(e);
     }
 
+    /// Our address for Contact: `[account] public_address` > what STUN learned (the UDP
+    /// socket's mapping, for a UDP account) > what the registrar saw (received/rport) > ours.
     pub(super) fn contact_addr(&self) -> SocketAddr {
-        match (self.cfg.public_address, self.reg.public) {
-            // Configured: that address, with the port the registrar saw (or ours).
-            (Some(ip), seen) => SocketAddr::new(ip, seen.map_or(self.local.port(), |s| s.port())),
-            (None, seen) => seen.unwrap_or(self.local),
+        let mapped = self.stun.mapped.filter(|_| self.cfg.proto == Proto::Udp);
+        match (self.cfg.public_address, mapped, self.reg.public) {
+            // Configured: that address, with the port STUN or the registrar saw (or ours).
+            (Some(ip), m, seen) => SocketAddr::new(ip, m.or(seen).map_or(self.local.port(), |s| s.port())),
+            (None, Some(m), _) => m,
+            (None, None, seen) => seen.unwrap_or(self.local),
         }
     }
 
@@ -457,6 +509,8 @@ impl Stack {
             consider(d.timer.map(|t| t.due));
         }
         consider(self.reg.next);
+        consider(self.stun.probe.as_ref().map(super::stun::Binding::deadline));
+        consider(self.stun.hold_register);
         consider(self.reg.keepalive.deadline());
         consider(self.subscriptions_deadline());
         next
@@ -680,6 +734,14 @@ impl Stack {
     // ------------------------------------------------------------------------ inbound
 
     /// Handles a message from the transport.
+    /// What the UDP socket brought: SIP, or STUN for the probe in flight.
+    pub async fn on_datagram(&mut self, d: super::transport::Datagram) {
+        match d {
+            super::transport::Datagram::Sip(inb) => self.on_inbound(inb).await,
+            super::transport::Datagram::Stun { data, from } => self.on_stun(&data, from).await,
+        }
+    }
+
     pub async fn on_inbound(&mut self, inb: Inbound) {
         if inb.msg.is_request() {
             self.on_request(inb).await;
@@ -861,6 +923,7 @@ impl Stack {
             self.on_client_timeout(owner, &method, error).await;
         }
         self.keepalive_due(now).await;
+        self.stun_due(now).await;
         if self.reg.next.is_some_and(|t| t <= now) {
             self.reg.next = None;
             self.registration_due().await;

@@ -610,6 +610,14 @@ async fn bind_pair(listen: SocketAddr) -> std::io::Result<(UdpSocket, TcpListene
     Err(last.unwrap_or_else(|| std::io::Error::other("no free port")))
 }
 
+/// What the UDP socket brought: a SIP message, or a STUN datagram (RFC 5626 §4.4.1, RFC 7983:
+/// told apart by its first byte and magic cookie) for [`super::stun`].
+#[derive(Debug)]
+pub enum Datagram {
+    Sip(Inbound),
+    Stun { data: Vec<u8>, from: SocketAddr },
+}
+
 /// Reads the UDP socket: [`Datagrams::recv`] returns the next message, answering the
 /// unparseable requests (400, 505) and skipping keep-alives on the way.
 pub struct Datagrams {
@@ -619,9 +627,9 @@ pub struct Datagrams {
 }
 
 impl Datagrams {
-    /// The next SIP message that arrives. Cancel-safe: dropping the future loses no
-    /// datagram (nothing is awaited between reading one and returning it).
-    pub async fn recv(&mut self) -> Inbound {
+    /// The next SIP message or STUN datagram that arrives. Cancel-safe: dropping the future
+    /// loses no datagram (nothing is awaited between reading one and returning it).
+    pub async fn recv(&mut self) -> Datagram {
         loop {
             let (n, from) = match self.udp.recv_from(&mut self.buf).await {
                 Ok(v) => v,
@@ -632,13 +640,19 @@ impl Datagrams {
             if data.iter().all(|b| b.is_ascii_whitespace()) {
                 continue; // keep-alive
             }
+            if super::stun::looks_like_stun(data) {
+                return Datagram::Stun {
+                    data: data.to_vec(),
+                    from,
+                };
+            }
             match Message::parse(data) {
                 Ok(msg) => {
-                    return Inbound {
+                    return Datagram::Sip(Inbound {
                         msg,
                         from,
                         proto: Proto::Udp,
-                    };
+                    });
                 }
                 Err(e) => {
                     tracing::debug!(%from, error = %e, "unparseable SIP datagram");
@@ -1037,6 +1051,9 @@ From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: c\r\nCSeq: 1 
         let got = tokio::time::timeout(Duration::from_secs(5), dg.recv())
             .await
             .unwrap();
+        let Datagram::Sip(got) = got else {
+            panic!("not SIP: {got:?}")
+        };
         assert_eq!(got.msg.method(), Some("OPTIONS"), "the CRLFs were skipped");
         let mut b = [0u8; 64];
         let answer = tokio::time::timeout(Duration::from_millis(300), far.recv_from(&mut b)).await;

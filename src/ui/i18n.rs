@@ -391,6 +391,7 @@ mod tests {
         "field.registrar",
         "field.outbound_proxy",
         "field.public_address",
+        "field.stun_server",
         "field.keepalive",
         "field.dns_servers",
         "field.transport",

@@ -18,6 +18,7 @@ pub mod calls;
 pub mod capture;
 #[allow(clippy::duplicate_mod)]
 pub mod controls;
+pub mod netns;
 pub mod outputs;
 pub mod peers;
 pub mod private;

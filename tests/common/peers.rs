@@ -1,6 +1,6 @@
 //! Real SIP peers on 127.0.0.1 for the SIP integration tests: Kamailio (registrar/proxy with
-//! digest auth), SIPp (scripted UAC/UAS scenarios), baresip (a real softphone), and the
-//! `ctiphone headless` process under test.
+//! digest auth), SIPp (scripted UAC/UAS scenarios), baresip (a real softphone), coturn (a
+//! STUN server), and the `ctiphone headless` process under test.
 //!
 //! Every helper FAILS LOUDLY: a missing peer binary, a peer that does not come up, or a phone
 //! that does not say what a test waits for panics with a message naming what was expected and
@@ -42,6 +42,7 @@ pub fn peer_bin(name: &str) -> PathBuf {
         "sox" => "sox",
         "ip" => "iproute2",
         "nft" => "nftables",
+        "turnserver" => "coturn",
         other => other,
     };
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
@@ -668,6 +669,126 @@ impl Drop for Kamailio {
                 "---- kamailio 127.0.0.1:{} log (last 60 lines) ----\n{}",
                 self.port,
                 tail(&self.log(), 60)
+            );
+        }
+        if let Some(mut c) = self.child.take() {
+            terminate(&mut c, Duration::from_secs(2));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// coturn
+
+/// coturn's `turnserver` as a STUN-only server (no TURN, no TLS/DTLS, no auth) on `addr`
+/// (UDP and TCP) inside the network namespace `ns` made by the test; its SQLite file and log
+/// in a temporary directory of its own. Ready when it answers a Binding request. Killed on
+/// drop.
+pub struct Coturn {
+    pub addr: std::net::SocketAddr,
+    dir: tempfile::TempDir,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Coturn {
+    pub fn start_in_netns(ns: &str, addr: std::net::SocketAddr) -> Coturn {
+        let bin = peer_bin("turnserver");
+        let dir = tempfile::Builder::new()
+            .prefix("coturn")
+            .tempdir()
+            .expect("temp dir");
+        let log = dir.path().join("turnserver.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(peer_bin("ip"))
+            .args(["netns", "exec", ns])
+            .arg(&bin)
+            // No configuration file: everything is on the command line.
+            .arg("-n")
+            .arg(format!("--listening-ip={}", addr.ip()))
+            .arg(format!("--listening-port={}", addr.port()))
+            .args([
+                "--stun-only",
+                "--no-tls",
+                "--no-dtls",
+                "--no-cli",
+                "--no-software-attribute",
+                "--simple-log",
+                "--log-file=stdout",
+            ])
+            .arg(format!(
+                "--pidfile={}",
+                dir.path().join("turnserver.pid").display()
+            ))
+            .arg(format!("--db={}", dir.path().join("turndb").display()))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
+        let mut c = Coturn {
+            addr,
+            dir,
+            log,
+            child: Some(child),
+        };
+        c.wait_ready(Duration::from_secs(10), ns);
+        c
+    }
+
+    /// Sends Binding requests from inside `ns` until one is answered.
+    fn wait_ready(&mut self, timeout: Duration, ns: &str) {
+        let sock = udp_socket_in_netns(ns, std::net::SocketAddr::new(self.addr.ip(), 0));
+        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let end = Instant::now() + timeout;
+        let mut n = 0u8;
+        while Instant::now() < end {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!(
+                    "turnserver exited at start ({status}); log:\n{}",
+                    tail(&self.log(), 40)
+                );
+            }
+            n = n.wrapping_add(1);
+            let mut req = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42];
+            req.extend_from_slice(&[n; 12]);
+            let _ = sock.send_to(&req, self.addr);
+            let mut buf = [0u8; 1500];
+            if let Ok((len, _)) = sock.recv_from(&mut buf)
+                && len >= 20
+                && buf[..2] == [0x01, 0x01]
+                && buf[8..20] == [n; 12]
+            {
+                return;
+            }
+        }
+        panic!(
+            "turnserver on {} did not answer a Binding request within {timeout:?}; log:\n{}",
+            self.addr,
+            tail(&self.log(), 40)
+        );
+    }
+
+    /// Its log (stdout and stderr).
+    pub fn log(&self) -> String {
+        read_lossy(&self.log)
+    }
+
+    /// Its directory (log, pid file, database).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- turnserver {} log (last 30 lines) ----\n{}",
+                self.addr,
+                tail(&self.log(), 30)
             );
         }
         if let Some(mut c) = self.child.take() {

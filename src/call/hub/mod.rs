@@ -110,7 +110,7 @@ pub async fn run(cfg: CallConfig, bus: Bus, mut commands: mpsc::Receiver<Command
     hub.announce_status();
     if hub.stack.registrar().is_some() {
         let e = hub.cfg.stack.expires;
-        hub.stack.register(e).await;
+        hub.stack.start_registration(e).await;
     }
     // One timer for the loop's life, moved only when the earliest deadline moves: not a new
     // timer registered and dropped on every message.
@@ -130,7 +130,7 @@ pub async fn run(cfg: CallConfig, bus: Bus, mut commands: mpsc::Receiver<Command
         }
         tokio::select! {
             // UDP is read here: the INVITE of a ring is parsed and answered in this task.
-            inb = inputs.datagrams.recv() => hub.stack.on_inbound(inb).await,
+            d = inputs.datagrams.recv() => hub.stack.on_datagram(d).await,
             Some(inb) = inputs.inbound.recv() => hub.stack.on_inbound(inb).await,
             Some((proto, peer)) = inputs.closed.recv() => {
                 let q = hub.quitting.is_some();
@@ -285,11 +285,19 @@ impl Hub {
                 listen: listen.to_string(),
                 transport: self.stack.proto().name().to_ascii_lowercase(),
             }),
-            SipEvent::Registered { aor, expires, server } => {
+            SipEvent::Registered {
+                aor,
+                expires,
+                server,
+                contact,
+                stun,
+            } => {
                 self.emit(PhoneEvent::Registered {
                     aor: aor.clone(),
                     expires,
                     server: stack::fmt_addr(server),
+                    contact: stack::fmt_addr(contact),
+                    stun: stun.map(stack::fmt_addr).unwrap_or_default(),
                 });
                 // The voicemail light, once registered (RFC 3842: the account's own AOR).
                 if self.cfg.mwi && !self.mwi_subscribed {
@@ -516,7 +524,10 @@ impl Hub {
             // Answer now rather than on the next timer tick (tokio's timers count in ms); its
             // events wait for the ring's announcement below.
             if let Some(i) = self.find(&call_id) {
-                self.calls[i].reserve_rtp(ip).await;
+                let stun = self.stack.stun_server();
+                if let Some(w) = self.calls[i].reserve_rtp(ip, stun).await {
+                    self.warn(w);
+                }
                 self.calls[i].auto_answer_at = None;
                 self.answer(i).await;
             }
@@ -526,7 +537,10 @@ impl Hub {
             // nothing needs before the answer, after.
             self.name_call(&call_id, params);
             if let Some(i) = self.find(&call_id) {
-                self.calls[i].reserve_rtp(ip).await;
+                let stun = self.stack.stun_server();
+                if let Some(w) = self.calls[i].reserve_rtp(ip, stun).await {
+                    self.warn(w);
+                }
             }
         }
     }
@@ -644,10 +658,27 @@ impl Hub {
 
     /// What our side puts in its SDP for call `i`.
     fn local_params(&self, i: usize) -> LocalParams {
+        let c = &self.calls[i];
+        // `[account] public_address` > the call's STUN mapping > the SIP socket's.
+        let mapped = c
+            .rtp_public
+            .filter(|m| m.is_ipv4() == self.stack.media_ip().is_ipv4());
+        let addr = match (self.stack.public_address(), mapped) {
+            (Some(ip), _) => ip,
+            (None, Some(m)) => m.ip(),
+            (None, None) => self.stack.media_ip(),
+        };
+        let port = mapped.map_or(c.rtp_port, |m| m.port());
+        // RTCP mapped elsewhere than RTP's port + 1: said with a=rtcp (RFC 3605).
+        let rtcp = mapped
+            .and(c.rtcp_public)
+            .map(|r| r.port())
+            .filter(|r| Some(*r) != port.checked_add(1));
         LocalParams {
             user: "ctiphone".into(),
-            addr: self.stack.media_ip(),
-            port: self.calls[i].rtp_port,
+            addr,
+            port,
+            rtcp,
             codecs: self.cfg.codecs.clone(),
             hold: self.calls[i].held,
             srtp: self.calls[i].srtp,
@@ -792,7 +823,12 @@ impl Hub {
             return None;
         };
         call.srtp = srtp;
-        call.reserve_rtp(self.stack.local().ip()).await;
+        if let Some(w) = call
+            .reserve_rtp(self.stack.local().ip(), self.stack.stun_server())
+            .await
+        {
+            self.warn(w);
+        }
         call.feature = feature;
         call.announced = feature;
         self.calls.push(call);

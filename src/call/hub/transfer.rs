@@ -286,7 +286,10 @@ impl Hub {
         c.params.tel = who.tel;
         c.params.telname = who.telname;
         c.params.anonymous = who.anonymous;
-        c.reserve_rtp(ip).await;
+        let stun = self.stack.stun_server();
+        if let Some(w) = self.calls[i].reserve_rtp(ip, stun).await {
+            self.warn(w);
+        }
         if let Some(pb) = self.cfg.phonebook.clone() {
             identity::try_name_parties(&pb, &mut self.calls[i].params);
         }

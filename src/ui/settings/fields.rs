@@ -149,6 +149,7 @@ pub(super) fn pane_fields(pane: usize) -> Vec<Field> {
             field("account.registrar", "field.registrar", Kind::Text),
             field("account.outbound_proxy", "field.outbound_proxy", Kind::Text),
             field("account.public_address", "field.public_address", Kind::Text),
+            field("account.stun_server", "field.stun_server", Kind::Text),
             field("account.keepalive_seconds", "field.keepalive", Kind::Int),
             field("account.dns_servers", "field.dns_servers", Kind::List),
             field(
