@@ -23,10 +23,11 @@ SUDO=""
 # iproute2 (ip netns, veth) and nftables (the router's masquerade): tests/sip_nat.rs builds
 # network namespaces as root. dnsmasq-base (a DNS server on a loopback port with the
 # NAPTR/SRV records of two registrars: tests/sip_dns.rs, failover per RFC 3263).
+# espeak-ng: the spoken reference of `ctiphone bench audio` (tests/bench_audio.rs).
 PKGS="python3 ca-certificates sip-tester kamailio kamailio-presence-modules baresip-core sox \
   cmake g++ pkg-config libasound2-dev libpulse-dev pulseaudio pulseaudio-utils tmux binutils \
   xdg-utils desktop-file-utils systemd chromium xvfb postgresql kamailio-tls-modules tcpdump \
-  iproute2 nftables dnsmasq-base"
+  iproute2 nftables dnsmasq-base espeak-ng"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
