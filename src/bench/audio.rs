@@ -519,9 +519,10 @@ fn start_baresip(codec: Codec) -> Result<Option<(Peer, PathBuf)>, String> {
     let port = free_udp_port().map_err(|e| e.to_string())?;
     let rtp = free_udp_port().map_err(|e| e.to_string())?;
     let silence = dir.path().join("silence.wav");
+    // Longer than any call: baresip 1.0 stops the call's audio when its aufile source ends.
     match codec {
-        Codec::Pcmu => write_silence(&silence, 8000, 1, 5)?,
-        Codec::OpusFec => write_silence(&silence, 48000, 2, 5)?,
+        Codec::Pcmu => write_silence(&silence, 8000, 1, 60)?,
+        Codec::OpusFec => write_silence(&silence, 48000, 2, 30)?,
     }
     let d = dir.path().display();
     let config = format!(
@@ -569,7 +570,7 @@ fn start_baresip(codec: Codec) -> Result<Option<(Peer, PathBuf)>, String> {
 impl Phones {
     fn start(dir: &Path) -> Result<Phones, String> {
         let silence = dir.join("silence.wav");
-        write_silence(&silence, 8000, 1, 5)?;
+        write_silence(&silence, 8000, 1, 60)?;
         let extra = format!(
             "[audio]\ninput = \"file:{}\"\noutput = \"file:@DIR@/heard.wav\"\ncodecs = [\"PCMU\", \"opus\"]\n",
             silence.display()
