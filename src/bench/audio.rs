@@ -309,6 +309,47 @@ fn payloads(reference: &[i16], codec: Codec, loss_percent: f64) -> Result<Vec<Ve
     }
 }
 
+/// What a receiver with a perfect buffer would play of `plan` (the yardstick of a condition,
+/// no phone involved): every packet that was sent decoded in order; a lost one zero-filled
+/// (PCMU) or, for Opus, decoded from the next packet's in-band FEC when that one was sent, else
+/// libopus's concealment.
+fn reference_receiver(payloads: &[Vec<u8>], codec: Codec, plan: &[Planned]) -> Result<Vec<i16>, String> {
+    let mut sent = vec![false; payloads.len()];
+    for p in plan {
+        if let Some(s) = sent.get_mut(p.index) {
+            *s = true;
+        }
+    }
+    let mut out = Vec::with_capacity(payloads.len() * FRAME);
+    match codec {
+        Codec::Pcmu => {
+            for (p, s) in payloads.iter().zip(&sent) {
+                if *s {
+                    out.extend(p.iter().map(|c| crate::media::g711::ulaw_decode(*c)));
+                } else {
+                    out.extend(std::iter::repeat_n(0i16, FRAME));
+                }
+            }
+        }
+        Codec::OpusFec => {
+            let e = |e: opus::Error| format!("opus decoder: {e}");
+            let mut dec = opus::Decoder::new(8000, opus::Channels::Mono).map_err(e)?;
+            let mut buf = [0i16; FRAME];
+            for (i, p) in payloads.iter().enumerate() {
+                let next = payloads.get(i + 1).filter(|_| sent.get(i + 1) == Some(&true));
+                let n = match (sent.get(i) == Some(&true), next) {
+                    (true, _) => dec.decode(p, &mut buf, false),
+                    (false, Some(next)) => dec.decode(next, &mut buf, true),
+                    (false, None) => dec.decode(&[], &mut buf, false),
+                }
+                .map_err(e)?;
+                out.extend_from_slice(buf.get(..n.min(FRAME)).unwrap_or_default());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A call of the caller's to one phone, answered.
 struct Leg {
     phone: &'static str,
@@ -621,9 +662,13 @@ impl Phones {
         cond: &Condition,
         seed: u64,
         n: u64,
-    ) -> Result<[Heard; 2], String> {
+    ) -> Result<([Heard; 2], Option<f64>), String> {
         let payloads = payloads(reference, cond.codec, cond.loss_percent)?;
         let plan = schedule(payloads.len(), cond.loss_percent, cond.jitter_ms, seed);
+        let yardstick = reference_receiver(&payloads, cond.codec, &plan)
+            .and_then(|played| score(reference, &played))
+            .ok()
+            .map(|(mos, _)| mos);
         let mut heard = [Heard::default(), Heard::default()];
         if self.baresip.is_some() && self.baresip_codec != cond.codec {
             self.baresip = None;
@@ -657,7 +702,7 @@ impl Phones {
             }
         }
         if legs.is_empty() {
-            return Ok(heard);
+            return Ok((heard, yardstick));
         }
         let cpu0: Vec<Option<Duration>> = legs.iter().map(|l| cpu_time(l.pid)).collect();
         let t0 = Instant::now();
@@ -714,7 +759,7 @@ impl Phones {
                 heard[i].delay_ms = Some(off as f64 / 8.0 - lead_ms);
             }
         }
-        Ok(heard)
+        Ok((heard, yardstick))
     }
 }
 
@@ -724,6 +769,8 @@ struct Row {
     seeds: Vec<u64>,
     /// Per phone (ctiphone, baresip): the score of each seed.
     mos: [Vec<Option<f64>>; 2],
+    /// The reference receiver's score of each seed ([`reference_receiver`]).
+    yardstick: Vec<Option<f64>>,
     errors: Vec<String>,
 }
 
@@ -786,6 +833,7 @@ fn run(opts: &Options) -> Result<(), String> {
             cond: cond.clone(),
             seeds: cond_seeds.clone(),
             mos: [Vec::new(), Vec::new()],
+            yardstick: Vec::new(),
             errors: Vec::new(),
         };
         for seed in cond_seeds {
@@ -793,7 +841,8 @@ fn run(opts: &Options) -> Result<(), String> {
             if !opts.json {
                 eprintln!("  {} {} seed {seed} ...", cond.codec.name(), cond.label());
             }
-            let heard = phones.round(&reference, cond, seed, n)?;
+            let (heard, yardstick) = phones.round(&reference, cond, seed, n)?;
+            row.yardstick.push(yardstick);
             for (i, h) in heard.iter().enumerate() {
                 if i == 1 && !baresip {
                     continue;
@@ -834,6 +883,7 @@ fn run(opts: &Options) -> Result<(), String> {
                     "ctiphone": { "mos": r.mos[0], "mean": a },
                     "baresip": if baresip { json!({ "mos": r.mos[1], "mean": b }) } else { serde_json::Value::Null },
                     "difference": a.zip(b).map(|(a, b)| a - b),
+                    "reference_receiver": { "mos": r.yardstick, "mean": mean(&r.yardstick) },
                     "errors": r.errors,
                 })
             })
@@ -865,8 +915,8 @@ fn run(opts: &Options) -> Result<(), String> {
     let f = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
     let per_seed = |v: &[Option<f64>]| v.iter().map(|x| f(*x)).collect::<Vec<_>>().join(" ");
     println!(
-        "{:<9} {:<16} {:<16} {:>6}  {:<16} {:>6}  {:>6}",
-        "codec", "loss / jitter", "ctiphone", "mean", "baresip", "mean", "diff"
+        "{:<9} {:<16} {:<16} {:>6}  {:<16} {:>6}  {:>6}  {:>7}",
+        "codec", "loss / jitter", "ctiphone", "mean", "baresip", "mean", "diff", "ref. rx"
     );
     for r in &rows {
         let (a, b) = (mean(&r.mos[0]), mean(&r.mos[1]));
@@ -876,19 +926,24 @@ fn run(opts: &Options) -> Result<(), String> {
             "not installed".to_owned()
         };
         println!(
-            "{:<9} {:<16} {:<16} {:>6}  {:<16} {:>6}  {:>6}",
+            "{:<9} {:<16} {:<16} {:>6}  {:<16} {:>6}  {:>6}  {:>7}",
             r.cond.codec.name(),
             r.cond.label(),
             per_seed(&r.mos[0]),
             f(a),
             theirs,
             f(b),
-            a.zip(b).map_or("-".to_owned(), |(a, b)| format!("{:+.2}", a - b))
+            a.zip(b).map_or("-".to_owned(), |(a, b)| format!("{:+.2}", a - b)),
+            f(mean(&r.yardstick))
         );
         for e in &r.errors {
             println!("    {e}");
         }
     }
+    println!(
+        "ref. rx: the bench's own reference receiver on the same packets (a perfect buffer, no \
+         phone): lost PCMU zero-filled; Opus from the next packet's FEC, else libopus concealment"
+    );
     println!(
         "seeds: {}",
         seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
@@ -973,6 +1028,29 @@ mod tests {
         assert!(Condition::parse("10").is_err());
         assert!(Condition::parse("x/1").is_err());
         assert!(Condition::parse("100/0").is_err());
+    }
+
+    #[test]
+    fn reference_receiver_fills_losses_and_uses_fec() {
+        let voice: Vec<i16> = (0..FRAME * 50)
+            .map(|i| {
+                let t = i as f64 / 8000.0;
+                ((2.0 * std::f64::consts::PI * 220.0 * t).sin() * 6000.0
+                    + (2.0 * std::f64::consts::PI * 660.0 * t).sin() * 2000.0) as i16
+            })
+            .collect();
+        let plan = schedule(50, 20.0, 0, 4);
+        assert!(plan.len() < 50);
+        let pcmu = payloads(&voice, Codec::Pcmu, 20.0).expect("PCMU");
+        let out = reference_receiver(&pcmu, Codec::Pcmu, &plan).expect("PCMU receiver");
+        assert_eq!(out.len(), voice.len());
+        let lost = (0..50)
+            .find(|i| !plan.iter().any(|p| p.index == *i))
+            .expect("a loss");
+        assert!(out[lost * FRAME..(lost + 1) * FRAME].iter().all(|s| *s == 0));
+        let opus = payloads(&voice, Codec::OpusFec, 20.0).expect("Opus");
+        let out = reference_receiver(&opus, Codec::OpusFec, &plan).expect("Opus receiver");
+        assert_eq!(out.len(), voice.len());
     }
 
     #[test]
