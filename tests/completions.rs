@@ -73,6 +73,7 @@ fn the_man_page_lists_every_subcommand_and_pages_are_written_per_subcommand() {
         "ctiphone-bench.1",
         "ctiphone-bench-sip.1",
         "ctiphone-bench-fleet.1",
+        "ctiphone-bench-audio.1",
     ] {
         let text = std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
         assert!(text.contains(".TH"), "{name} missing or empty");

@@ -26,10 +26,11 @@ SUDO=""
 # (turnserver, the STUN server of tests/sip_stun.rs, started by the test in a network namespace
 # of its own; the system service the package may start on install listens in the host's
 # namespace and is never used, so it does not matter whether it runs).
+# espeak-ng: the spoken reference of `ctiphone bench audio` (tests/bench_audio.rs).
 PKGS="python3 ca-certificates sip-tester kamailio kamailio-presence-modules baresip-core sox \
   cmake g++ pkg-config libasound2-dev libpulse-dev pulseaudio pulseaudio-utils tmux binutils \
   xdg-utils desktop-file-utils systemd chromium xvfb postgresql kamailio-tls-modules tcpdump \
-  iproute2 nftables dnsmasq-base coturn"
+  iproute2 nftables dnsmasq-base coturn espeak-ng"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

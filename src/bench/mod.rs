@@ -9,6 +9,8 @@
 //! - `media`: a G.711 call with a file source and recording: CPU, RSS, and the RTP
 //!   send-interval deviation; `media --srtp`: ctiphone plain, ctiphone SRTP and baresip SRTP
 //!   at once, over several rounds ([`media_srtp`]);
+//! - `audio`: a spoken reference streamed as RTP with seeded loss and jitter into both phones,
+//!   what each plays scored with PESQ (P.862) ([`audio`]);
 //! - `ui`: the terminal UI's drawing times and idle cost;
 //! - `fleet`: a contact center on this machine (PostgreSQL, Kamailio with an agent group,
 //!   the demo CRM, N phones, sipp) with PostgreSQL down in the middle ([`fleet`]);
@@ -17,6 +19,7 @@
 //!
 //! Each prints medians, p99 and ratios, or JSON.
 
+pub mod audio;
 mod fleet;
 mod floor;
 mod media_srtp;

@@ -1,0 +1,77 @@
+//! `ctiphone bench audio` end to end, reduced: the 3 s reference, seed 1, PCMU at 0/0 and at
+//! 10 % / 100 ms, into ctiphone and baresip at once, each phone's audio scored with PESQ.
+//! Checks that the scores are sane (clean G.711 scores at least 3.5 on both phones, heavy
+//! loss scores lower) and that the delay and CPU lines are there. Needs espeak-ng and
+//! baresip (tests/run.sh installs both): without them it fails, saying which is missing.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn which(name: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+}
+
+fn mean(v: &Value, who: &str) -> f64 {
+    v[who]["mean"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no {who} mean in {v}"))
+}
+
+#[test]
+fn reduced_audio_bench_scores_both_phones_sanely() {
+    assert!(
+        which("espeak-ng"),
+        "espeak-ng is missing (Debian package espeak-ng): the bench's reference is spoken by it"
+    );
+    assert!(
+        which("baresip"),
+        "baresip is missing (Debian package baresip-core): the bench compares against it"
+    );
+    let bin = std::env::var_os("CTIPHONE_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ctiphone").into());
+    let started = std::time::Instant::now();
+    let out = Command::new(bin)
+        .args([
+            "bench",
+            "audio",
+            "--short",
+            "--seeds",
+            "1",
+            "--conditions",
+            "0/0,10/100",
+            "--json",
+        ])
+        .output()
+        .expect("ctiphone bench audio runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench audio failed: {stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}): {} / {stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(v["baresip"], "installed", "{v}");
+    let rows = v["conditions"].as_array().expect("conditions");
+    assert_eq!(rows.len(), 2, "{v}");
+    let (clean, lossy) = (&rows[0], &rows[1]);
+    assert_eq!(clean["loss_percent"], 0.0, "{v}");
+    for who in ["ctiphone", "baresip"] {
+        let c = mean(clean, who);
+        let l = mean(lossy, who);
+        assert!(c >= 3.5, "{who}: clean G.711 MOS {c:.2} < 3.5: {v}");
+        assert!(l < c, "{who}: 10 % loss MOS {l:.2} not below clean {c:.2}: {v}");
+        assert!(l >= 1.0, "{who}: MOS {l:.2} off the scale: {v}");
+    }
+    let delay = v["delay_added_at_0_jitter_ms"]["ctiphone"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no ctiphone delay: {v}"));
+    assert!((-20.0..500.0).contains(&delay), "ctiphone delay {delay} ms: {v}");
+    for who in ["ctiphone", "baresip"] {
+        let cpu = v["cpu_in_call_percent"][who]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {who} CPU: {v}"));
+        assert!(cpu > 0.0 && cpu.is_finite(), "{who} CPU {cpu}: {v}");
+    }
+    eprintln!("bench audio (reduced) took {:?}: {v}", started.elapsed());
+}
