@@ -20,11 +20,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::netns::{AGENT_IP, Net, PBX_IP, ROUTER_OUT};
-use common::peers::{Kamailio, Phone, peer_bin, secs};
+use common::peers::{Kamailio, Phone, secs};
 
 /// How long the phone stays idle before the call: the 2 minutes.
 const IDLE: Duration = Duration::from_secs(120);
@@ -84,21 +83,7 @@ fn call_after_idle(tag: &str, keepalive: u32) -> bool {
 /// words. A call that reaches the agent must complete; one that does not must fail at SIPp.
 fn call_through_kamailio(net: &Net, p: &mut Phone, when: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
-    let mut sipp = Command::new(peer_bin("ip"));
-    sipp.args(["netns", "exec", &net.pbx])
-        .arg(peer_bin("sipp"))
-        .arg("-sf")
-        .arg(common::peers::scenario_path("uac_auth_call_bye.xml"))
-        .arg(format!("{PBX_IP}:5060"))
-        .args([
-            "-s", "1002", "-i", PBX_IP, "-p", "5070", "-mi", PBX_IP, "-mp", "16000",
-        ])
-        .args(["-ci", "127.0.0.1", "-cp", "8888", "-m", "1", "-nostdin"])
-        .args(["-timeout", "20s", "-timeout_error", "-trace_msg", "-message_file"])
-        .arg(dir.path().join("messages.log"))
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    let mut sipp = net.sipp_call("uac_auth_call_bye.xml", 16000, dir.path());
     let mut child = sipp.spawn().expect("spawning sipp");
     let events = p.drain(secs(15));
     let reached = events.iter().any(|e| e["event"] == "incoming");

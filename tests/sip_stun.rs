@@ -27,13 +27,12 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::netns::{AGENT_IP, Net, PBX_IP, ROUTER_OUT, run};
-use common::peers::{Coturn, Kamailio, Phone, peer_bin, secs, udp_socket_in_netns};
+use common::peers::{Coturn, Kamailio, Phone, secs, udp_socket_in_netns};
 use serde_json::Value;
 
 /// Where the router maps the agent's SIP port 5060.
@@ -219,21 +218,7 @@ impl Drop for Stranger {
 /// answers by itself. The agent's SDP (from its 200 OK) and the events of the call.
 fn call_agent(net: &Net, p: &mut Phone) -> (SocketAddr, Vec<Value>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut sipp = Command::new(peer_bin("ip"));
-    sipp.args(["netns", "exec", &net.pbx])
-        .arg(peer_bin("sipp"))
-        .arg("-sf")
-        .arg(common::peers::scenario_path("uac_auth_call_media.xml"))
-        .arg(format!("{PBX_IP}:5060"))
-        .args([
-            "-s", "1002", "-i", PBX_IP, "-p", "5070", "-mi", PBX_IP, "-mp", "17100",
-        ])
-        .args(["-ci", "127.0.0.1", "-cp", "8888", "-m", "1", "-nostdin"])
-        .args(["-timeout", "20s", "-timeout_error", "-trace_msg", "-message_file"])
-        .arg(dir.path().join("messages.log"))
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    let mut sipp = net.sipp_call("uac_auth_call_media.xml", 17100, dir.path());
     let mut child = sipp.spawn().expect("spawning sipp");
     let events = p.drain(secs(12));
     let status = child.wait().expect("sipp");

@@ -170,34 +170,13 @@ pub fn reference(text: &str, pad_ms: usize) -> Result<Vec<i16>, String> {
 /// A WAV file (any rate, any channels, integer or float) as 8 kHz mono 16-bit.
 pub fn read_8k(path: &Path) -> Result<Vec<i16>, String> {
     use crate::media::resample::{Resampler, f32_to_i16};
-    let err = |e: hound::Error| format!("{}: {e}", path.display());
-    let reader = hound::WavReader::open(path).map_err(err)?;
-    let spec = reader.spec();
-    let channels = usize::from(spec.channels.max(1));
-    let interleaved: Vec<f32> = match spec.sample_format {
-        hound::SampleFormat::Float => reader
-            .into_samples::<f32>()
-            .collect::<Result<_, _>>()
-            .map_err(err)?,
-        hound::SampleFormat::Int => {
-            let bits = spec.bits_per_sample.clamp(1, 32);
-            let scale = 1.0 / (1u64 << (bits - 1)) as f64;
-            // A file cut short (its writer killed) still gives the samples before the cut.
-            reader
-                .into_samples::<i32>()
-                .map_while(Result::ok)
-                .map(|v| (f64::from(v) * scale) as f32)
-                .collect()
-        }
-    };
-    let mono: Vec<f32> = interleaved
-        .chunks(channels)
-        .map(|fr| fr.iter().sum::<f32>() / fr.len() as f32)
-        .collect();
-    let at_8k = if spec.sample_rate == 8000 || mono.is_empty() {
+    use crate::media::wav_io::{CutShort, decode_mono};
+    // A file cut short (its writer killed) still gives the samples before the cut.
+    let (rate, mono) = decode_mono(path, CutShort::KeepBefore)?;
+    let at_8k = if rate == 8000 || mono.is_empty() {
         mono
     } else {
-        Resampler::convert_all(spec.sample_rate, 8000, &mono)?
+        Resampler::convert_all(rate, 8000, &mono)?
     };
     Ok(at_8k.into_iter().map(f32_to_i16).collect())
 }

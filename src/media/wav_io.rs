@@ -22,6 +22,46 @@ use std::path::{Path, PathBuf};
 use super::device::{Sink, Source};
 use super::resample::Resampler;
 
+/// What [`decode_mono`] does with a file cut short (its writer killed mid-write).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum CutShort {
+    /// An error: a microphone file must be whole.
+    Refuse,
+    /// The samples before the cut (a recording read back after its process died).
+    KeepBefore,
+}
+
+/// Reads a WAV file (any rate, any channels, 8–32-bit integer or 32-bit float) and mixes it
+/// to mono in [-1, 1): its sample rate and its samples.
+pub fn decode_mono(path: &Path, cut: CutShort) -> Result<(u32, Vec<f32>), String> {
+    let err = |e: hound::Error| format!("{}: {e}", path.display());
+    let reader = hound::WavReader::open(path).map_err(err)?;
+    let spec = reader.spec();
+    let channels = usize::from(spec.channels.max(1));
+    let interleaved: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => reader
+            .into_samples::<f32>()
+            .collect::<Result<_, _>>()
+            .map_err(err)?,
+        hound::SampleFormat::Int => {
+            let bits = spec.bits_per_sample.clamp(1, 32);
+            let scale = 1.0 / (1u64 << (bits - 1)) as f64;
+            let samples = reader
+                .into_samples::<i32>()
+                .map(|s| s.map(|v| (f64::from(v) * scale) as f32));
+            match cut {
+                CutShort::Refuse => samples.collect::<Result<_, _>>().map_err(err)?,
+                CutShort::KeepBefore => samples.map_while(Result::ok).collect(),
+            }
+        }
+    };
+    let mono = interleaved
+        .chunks(channels)
+        .map(|fr| fr.iter().sum::<f32>() / fr.len() as f32)
+        .collect();
+    Ok((spec.sample_rate, mono))
+}
+
 /// Loops a WAV file as a microphone.
 pub struct WavSource {
     path: PathBuf,
@@ -32,33 +72,11 @@ pub struct WavSource {
 impl WavSource {
     /// Reads, downmixes and resamples `path` to `rate` Hz mono.
     pub fn open(path: &Path, rate: u32) -> Result<Self, String> {
-        let err = |e: hound::Error| format!("{}: {e}", path.display());
-        let reader = hound::WavReader::open(path).map_err(err)?;
-        let spec = reader.spec();
-        let channels = usize::from(spec.channels.max(1));
-        let interleaved: Vec<f32> = match spec.sample_format {
-            hound::SampleFormat::Float => reader
-                .into_samples::<f32>()
-                .collect::<Result<_, _>>()
-                .map_err(err)?,
-            hound::SampleFormat::Int => {
-                let bits = spec.bits_per_sample.clamp(1, 32);
-                let scale = 1.0 / (1u64 << (bits - 1)) as f64;
-                reader
-                    .into_samples::<i32>()
-                    .map(|s| s.map(|v| (f64::from(v) * scale) as f32))
-                    .collect::<Result<_, _>>()
-                    .map_err(err)?
-            }
-        };
-        let mono: Vec<f32> = interleaved
-            .chunks(channels)
-            .map(|fr| fr.iter().sum::<f32>() / fr.len() as f32)
-            .collect();
+        let (from, mono) = decode_mono(path, CutShort::Refuse)?;
         if mono.is_empty() {
             return Err(format!("{}: WAV has no samples", path.display()));
         }
-        let resampled = Resampler::convert_all(spec.sample_rate, rate, &mono)?;
+        let resampled = Resampler::convert_all(from, rate, &mono)?;
         let samples: Vec<i16> = resampled.into_iter().map(super::resample::f32_to_i16).collect();
         if samples.is_empty() {
             return Err(format!("{}: WAV too short", path.display()));

@@ -140,6 +140,29 @@ fn remove_stale() {
     }
 }
 
+impl Net {
+    /// SIPp in "pbx" running `scenario` (tests/peers) once against Kamailio at
+    /// `PBX_IP:5060`, calling 1002, its media on `media_port`, its messages traced into
+    /// `dir/messages.log`; output silenced, ready to spawn.
+    pub fn sipp_call(&self, scenario: &str, media_port: u16, dir: &std::path::Path) -> Command {
+        let mut sipp = Command::new(peer_bin("ip"));
+        sipp.args(["netns", "exec", &self.pbx])
+            .arg(peer_bin("sipp"))
+            .arg("-sf")
+            .arg(super::peers::scenario_path(scenario))
+            .arg(format!("{PBX_IP}:5060"))
+            .args(["-s", "1002", "-i", PBX_IP, "-p", "5070", "-mi", PBX_IP, "-mp"])
+            .arg(media_port.to_string())
+            .args(["-ci", "127.0.0.1", "-cp", "8888", "-m", "1", "-nostdin"])
+            .args(["-timeout", "20s", "-timeout_error", "-trace_msg", "-message_file"])
+            .arg(dir.join("messages.log"))
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        sipp
+    }
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
         for ns in [&self.agent, &self.router, &self.pbx] {
