@@ -1,6 +1,5 @@
-//! The [`Codec`] trait shared by all audio codecs, the SDP-name factory
-//! [`by_name`], and [`RepeatFade`], the simple packet-loss concealment used by
-//! the codecs that have no PLC of their own (G.711, G.722).
+//! The [`Codec`] trait shared by all audio codecs and the SDP-name factory [`by_name`]. Codecs
+//! without a concealment of their own (G.711, G.722) use [`super::plc::WaveformPlc`].
 
 use super::g711::{Pcma, Pcmu};
 use super::g722::G722;
@@ -29,7 +28,7 @@ pub trait Codec: Send {
     fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), String>;
     /// Decodes one payload, appending mono PCM to `out`.
     fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<(), String>;
-    /// Appends one frame of concealment audio for a lost packet (opus: its PLC; G.711/G.722: repeat the last frame attenuated, fading to silence over a few frames).
+    /// Appends one frame of concealment audio for a lost packet (opus: its PLC; G.711/G.722: pitch-based waveform substitution, silent after 60 ms).
     fn conceal(&mut self, out: &mut Vec<i16>);
 }
 
@@ -53,59 +52,6 @@ pub(crate) fn check_frame(codec: &str, pcm: &[i16], expected: usize) -> Result<(
             "{codec}: encode takes exactly {expected} samples (20 ms), got {}",
             pcm.len()
         ))
-    }
-}
-
-/// Concealment for codecs without their own PLC: repeats the last decoded
-/// packet with a gain that falls linearly (sample by sample, so there is no
-/// step) from 1.0 to 0.0 over [`RepeatFade::FADE_FRAMES`] concealed frames;
-/// after that it gives silence. A good packet ([`RepeatFade::remember`])
-/// restarts the fade.
-#[derive(Debug, Clone, Default)]
-pub struct RepeatFade {
-    last: Vec<i16>,
-    lost: u32,
-}
-
-impl RepeatFade {
-    /// Number of consecutive concealed frames after which the output is silent.
-    pub const FADE_FRAMES: u32 = 4;
-    /// Longest repeated packet (120 ms at 48 kHz); longer decodes keep their tail.
-    const MAX_SAMPLES: usize = 5760;
-
-    /// A concealer with no history (it conceals with silence until a packet is remembered).
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Records the PCM of a packet that was just decoded and resets the fade.
-    pub fn remember(&mut self, decoded: &[i16]) {
-        if decoded.is_empty() {
-            return;
-        }
-        let start = decoded.len().saturating_sub(Self::MAX_SAMPLES);
-        self.last.clear();
-        self.last.extend_from_slice(&decoded[start..]);
-        self.lost = 0;
-    }
-
-    /// Appends one concealment frame: as long as the last remembered packet,
-    /// or `frame_samples` of silence when nothing was decoded yet.
-    pub fn conceal(&mut self, frame_samples: usize, out: &mut Vec<i16>) {
-        if self.last.is_empty() {
-            out.resize(out.len() + frame_samples, 0);
-            return;
-        }
-        let fade = f64::from(Self::FADE_FRAMES);
-        let g0 = (1.0 - f64::from(self.lost) / fade).max(0.0);
-        let g1 = (1.0 - f64::from(self.lost.saturating_add(1)) / fade).max(0.0);
-        let n = self.last.len();
-        out.extend(self.last.iter().enumerate().map(|(i, &s)| {
-            let g = g0 + (g1 - g0) * ((i + 1) as f64 / n as f64);
-            // |s * g| <= |s|, so the cast cannot overflow.
-            (f64::from(s) * g).round() as i16
-        }));
-        self.lost = self.lost.saturating_add(1);
     }
 }
 
@@ -174,44 +120,5 @@ mod tests {
             assert!(c.encode(&[], &mut p).is_err(), "{name}");
             assert!(p.is_empty());
         }
-    }
-
-    #[test]
-    fn repeat_fade_fades_to_silence() {
-        let mut f = RepeatFade::new();
-        let mut out = Vec::new();
-        f.conceal(160, &mut out);
-        assert_eq!(out, vec![0; 160]);
-
-        f.remember(&[10_000; 160]);
-        let mut prev_peak = i16::MAX;
-        for k in 0..RepeatFade::FADE_FRAMES {
-            let mut out = Vec::new();
-            f.conceal(160, &mut out);
-            assert_eq!(out.len(), 160);
-            let peak = out.iter().copied().max().unwrap_or(0);
-            assert!(peak <= prev_peak, "frame {k}");
-            assert!(
-                out[0] <= 10_000 && out[0] > 0,
-                "frame {k} starts where the last ended"
-            );
-            prev_peak = peak;
-        }
-        // The first concealed frame ends at 3/4 gain.
-        let mut g = RepeatFade::new();
-        g.remember(&[10_000; 160]);
-        let mut first = Vec::new();
-        g.conceal(160, &mut first);
-        assert_eq!(first[159], 7500);
-        // After FADE_FRAMES frames: silence.
-        let mut out = Vec::new();
-        f.conceal(160, &mut out);
-        assert!(out.iter().all(|&s| s == 0));
-        // A good packet restarts.
-        f.remember(&[-1000; 80]);
-        let mut out = Vec::new();
-        f.conceal(160, &mut out);
-        assert_eq!(out.len(), 80);
-        assert!(out[0] < -900);
     }
 }

@@ -23,7 +23,8 @@
 //! negatives as `-(x >> 2)`) encodes 508 negative inputs one step further
 //! from zero than G.191: see the tests.
 
-use super::codec::{Codec, RepeatFade, check_frame};
+use super::codec::{Codec, check_frame};
+use super::plc::WaveformPlc;
 
 /// Encodes one 16-bit sample to µ-law exactly as G.191 `ulaw_compress`.
 pub fn ulaw_encode(s: i16) -> u8 {
@@ -88,10 +89,19 @@ pub fn alaw_decode(c: u8) -> i16 {
     (if c > 127 { mant } else { -mant }) as i16
 }
 
-/// Shared state of the two G.711 codecs.
-#[derive(Debug, Clone, Default)]
+/// Shared state of the two G.711 codecs: the decoder's concealment (G.711 Appendix I style
+/// waveform substitution, which delays what is played by 3.75 ms).
+#[derive(Debug, Clone)]
 struct G711State {
-    plc: RepeatFade,
+    plc: WaveformPlc,
+}
+
+impl Default for G711State {
+    fn default() -> Self {
+        Self {
+            plc: WaveformPlc::new(8000),
+        }
+    }
 }
 
 impl G711State {
@@ -104,7 +114,7 @@ impl G711State {
     fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>, f: fn(u8) -> i16) {
         let start = out.len();
         out.extend(payload.iter().map(|&c| f(c)));
-        self.plc.remember(&out[start..]);
+        self.plc.good(&mut out[start..]);
     }
 }
 
@@ -382,16 +392,19 @@ mod tests {
             let mut out = vec![7]; // decode appends
             assert!(c.decode(&payload, &mut out).is_ok());
             assert_eq!(out.len(), 161);
-            for (d, s) in out[1..].iter().zip(&pcm) {
+            // Played 3.75 ms (30 samples) late: the concealment holds them back.
+            assert!(out[1..31].iter().all(|&s| s == 0));
+            for (d, s) in out[31..].iter().zip(&pcm) {
                 assert!((i32::from(*d) - i32::from(*s)).abs() <= 1024);
             }
+            // Concealment: 60 ms of fading substitute, then silence.
             let mut plc = Vec::new();
-            for _ in 0..RepeatFade::FADE_FRAMES {
+            for _ in 0..5 {
                 c.conceal(&mut plc);
             }
-            c.conceal(&mut plc);
             assert_eq!(plc.len(), 160 * 5);
-            assert!(plc[640..].iter().all(|&s| s == 0));
+            assert!(plc[..160].iter().any(|&s| s != 0));
+            assert!(plc[480..].iter().all(|&s| s == 0));
             assert!(c.decode(&[], &mut out).is_ok());
             assert!(c.encode(&pcm[..159], &mut payload).is_err());
         }

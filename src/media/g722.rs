@@ -13,7 +13,8 @@
 //! explicit 16-bit saturation where the standard saturates; no input can
 //! overflow it or index out of bounds (every table index is masked).
 
-use super::codec::{Codec, RepeatFade, check_frame};
+use super::codec::{Codec, check_frame};
+use super::plc::WaveformPlc;
 
 const QMF_COEFFS: [i32; 12] = [3, -11, 12, 32, -210, 951, 3876, -805, 362, -156, 53, -11];
 /// Lower-band quantizer decision levels (×det >> 12), QUANTL.
@@ -344,11 +345,23 @@ impl G722Decoder {
 }
 
 /// The G.722 codec (`G722/8000` in SDP, 16 kHz audio, RTP payload type 9).
-#[derive(Debug, Clone, Default)]
+/// Losses are concealed in the 16 kHz output by [`WaveformPlc`] (the decoder has no concealment
+/// of its own; its ADPCM state simply continues from the last good packet).
+#[derive(Debug, Clone)]
 pub struct G722 {
     enc: G722Encoder,
     dec: G722Decoder,
-    plc: RepeatFade,
+    plc: WaveformPlc,
+}
+
+impl Default for G722 {
+    fn default() -> Self {
+        Self {
+            enc: G722Encoder::default(),
+            dec: G722Decoder::default(),
+            plc: WaveformPlc::new(16000),
+        }
+    }
 }
 
 impl G722 {
@@ -376,7 +389,7 @@ impl Codec for G722 {
     fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<(), String> {
         let start = out.len();
         self.dec.decode(payload, out);
-        self.plc.remember(&out[start..]);
+        self.plc.good(&mut out[start..]);
         Ok(())
     }
     fn conceal(&mut self, out: &mut Vec<i16>) {
@@ -499,7 +512,7 @@ mod tests {
     }
 
     #[test]
-    fn conceal_repeats_then_fades() {
+    fn conceal_continues_then_fades() {
         let mut c = G722::new();
         let pcm = sine(1000.0, 10000.0, 320);
         let mut payload = Vec::new();
@@ -512,6 +525,6 @@ mod tests {
         }
         assert_eq!(plc.len(), 5 * 320);
         assert!(plc[..320].iter().any(|&s| s != 0));
-        assert!(plc[4 * 320..].iter().all(|&s| s == 0));
+        assert!(plc[3 * 320..].iter().all(|&s| s == 0));
     }
 }

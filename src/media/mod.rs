@@ -13,6 +13,7 @@ pub mod g722;
 pub mod goertzel;
 pub mod jitter;
 pub mod opus_codec;
+pub mod plc;
 pub mod pulse_server;
 pub mod record;
 pub mod resample;
