@@ -203,6 +203,10 @@ pub enum BenchCommand {
         /// A 3 s sentence instead of the 11.5 s reference (quick runs and tests).
         #[arg(long)]
         short: bool,
+        /// Only ctiphone's receive path in-process and the reference receiver, on the same
+        /// packets' timeline: no phones, no sockets, deterministic (tuning, quick looks).
+        #[arg(long)]
+        offline: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -441,8 +445,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 conditions,
                 seeds,
                 short,
+                offline,
                 json,
-            }) => bench_audio(&conditions, seeds, short, json),
+            }) => bench_audio(&conditions, seeds, short, offline, json),
             Some(BenchCommand::Sip {
                 calls,
                 gap_ms,
@@ -885,7 +890,7 @@ fn current_thread_runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 /// `ctiphone bench audio`: the conditions parsed, then the bench.
-fn bench_audio(conditions: &[String], seeds: Vec<u64>, short: bool, json: bool) -> u8 {
+fn bench_audio(conditions: &[String], seeds: Vec<u64>, short: bool, offline: bool, json: bool) -> u8 {
     use crate::bench::audio;
     let parsed: Result<Vec<_>, String> = conditions.iter().map(|c| audio::Condition::parse(c)).collect();
     match parsed {
@@ -893,6 +898,7 @@ fn bench_audio(conditions: &[String], seeds: Vec<u64>, short: bool, json: bool) 
             conditions,
             seeds,
             short,
+            offline,
             json,
         }),
         Err(e) => {

@@ -329,6 +329,53 @@ fn reference_receiver(payloads: &[Vec<u8>], codec: Codec, plan: &[Planned]) -> R
     Ok(out)
 }
 
+/// What ctiphone's own receive path ([`crate::media::receiver::AudioReceiver`]: the jitter
+/// buffer, the decoder, concealment, FEC) plays of `plan`, run in-process on the plan's
+/// timeline (no sockets, no scheduler): every 20 ms (3 ms after the packet clock) the packets
+/// that have arrived by then are pushed and one frame is played. Deterministic, so it is what
+/// the tests check and what tuning the buffer is measured with; the live column is the phone.
+pub fn ctiphone_receiver(payloads: &[Vec<u8>], codec: Codec, plan: &[Planned]) -> Result<Vec<i16>, String> {
+    use crate::media::receiver::AudioReceiver;
+    use crate::media::resample::{Resampler, f32_to_i16};
+    let (name, clock) = match codec {
+        Codec::Pcmu => ("PCMU", 8000),
+        Codec::OpusFec => ("opus", 48000),
+    };
+    let mut dec = crate::media::codec::by_name(name, clock).ok_or("no decoder")?;
+    let ticks = dec.frame_ticks();
+    let mut rx = AudioReceiver::new(ticks);
+    // Arbitrary starting points, so wrap-around is not special.
+    let (seq0, ts0) = (40_000u16, 4_000_000_000u32);
+    let mut out: Vec<i16> = Vec::new();
+    let last = plan.iter().map(|p| p.at_ms).fold(0.0f64, f64::max);
+    let pops = (last / 20.0).ceil() as usize + 30;
+    let mut next = plan.iter().peekable();
+    for k in 0..pops {
+        let now = k as f64 * 20.0 + 3.0;
+        while let Some(p) = next.next_if(|p| p.at_ms <= now) {
+            let i = u32::try_from(p.index).map_err(|e| e.to_string())?;
+            let payload = payloads.get(p.index).cloned().unwrap_or_default();
+            rx.push(
+                seq0.wrapping_add(i as u16),
+                ts0.wrapping_add(i.wrapping_mul(ticks)),
+                payload,
+                p.at_ms as u64,
+            );
+        }
+        let start = out.len();
+        rx.play(dec.as_mut(), &mut out, now as u64);
+        out.resize(start + dec.frame_samples(), 0);
+    }
+    if dec.sample_rate() == 8000 {
+        return Ok(out);
+    }
+    let f: Vec<f32> = out.iter().map(|s| f32::from(*s) / 32768.0).collect();
+    Ok(Resampler::convert_all(dec.sample_rate(), 8000, &f)?
+        .into_iter()
+        .map(f32_to_i16)
+        .collect())
+}
+
 /// A call of the caller's to one phone, answered.
 struct Leg {
     phone: &'static str,
@@ -634,20 +681,15 @@ impl Phones {
             .map(|(_, p)| p)
     }
 
-    /// One round: the reference streamed into both phones at once under `cond` and `seed`.
+    /// One round: the reference's `payloads` streamed into both phones at once under `plan`.
     fn round(
         &mut self,
         reference: &[i16],
         cond: &Condition,
-        seed: u64,
+        payloads: &[Vec<u8>],
+        plan: &[Planned],
         n: u64,
-    ) -> Result<([Heard; 2], Option<f64>), String> {
-        let payloads = payloads(reference, cond.codec, cond.loss_percent)?;
-        let plan = schedule(payloads.len(), cond.loss_percent, cond.jitter_ms, seed);
-        let yardstick = reference_receiver(&payloads, cond.codec, &plan)
-            .and_then(|played| score(reference, &played))
-            .ok()
-            .map(|(mos, _)| mos);
+    ) -> Result<[Heard; 2], String> {
         let mut heard = [Heard::default(), Heard::default()];
         if self.baresip.is_some() && self.baresip_codec != cond.codec {
             self.baresip = None;
@@ -681,11 +723,11 @@ impl Phones {
             }
         }
         if legs.is_empty() {
-            return Ok((heard, yardstick));
+            return Ok(heard);
         }
         let cpu0: Vec<Option<Duration>> = legs.iter().map(|l| cpu_time(l.pid)).collect();
         let t0 = Instant::now();
-        let start = stream(&legs, &payloads, cond.codec, &plan)?;
+        let start = stream(&legs, payloads, cond.codec, plan)?;
         // Let the late packets arrive and the buffers drain.
         std::thread::sleep(Duration::from_millis(u64::from(cond.jitter_ms) + 600));
         let wall = t0.elapsed().as_secs_f64();
@@ -738,7 +780,7 @@ impl Phones {
                 heard[i].delay_ms = Some(off as f64 / 8.0 - lead_ms);
             }
         }
-        Ok((heard, yardstick))
+        Ok(heard)
     }
 }
 
@@ -750,6 +792,8 @@ struct Row {
     mos: [Vec<Option<f64>>; 2],
     /// The reference receiver's score of each seed ([`reference_receiver`]).
     yardstick: Vec<Option<f64>>,
+    /// ctiphone's receive path in-process ([`ctiphone_receiver`]), each seed.
+    inproc: Vec<Option<f64>>,
     errors: Vec<String>,
 }
 
@@ -764,6 +808,8 @@ pub struct Options {
     pub seeds: Vec<u64>,
     /// A 2.8 s sentence instead of the 11.5 s reference.
     pub short: bool,
+    /// Only the in-process receivers: no phones, no sockets.
+    pub offline: bool,
     pub json: bool,
 }
 
@@ -795,8 +841,12 @@ fn run(opts: &Options) -> Result<(), String> {
         opts.seeds.clone()
     };
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let mut phones = Phones::start(dir.path())?;
-    let baresip = phones.baresip.is_some();
+    let mut phones = if opts.offline {
+        None
+    } else {
+        Some(Phones::start(dir.path())?)
+    };
+    let baresip = phones.as_ref().is_some_and(|p| p.baresip.is_some());
     let mut rows = Vec::new();
     let mut delay: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     let (mut cpu, mut secs) = ([Duration::ZERO; 2], [0.0f64; 2]);
@@ -813,6 +863,7 @@ fn run(opts: &Options) -> Result<(), String> {
             seeds: cond_seeds.clone(),
             mos: [Vec::new(), Vec::new()],
             yardstick: Vec::new(),
+            inproc: Vec::new(),
             errors: Vec::new(),
         };
         for seed in cond_seeds {
@@ -820,8 +871,24 @@ fn run(opts: &Options) -> Result<(), String> {
             if !opts.json {
                 eprintln!("  {} {} seed {seed} ...", cond.codec.name(), cond.label());
             }
-            let (heard, yardstick) = phones.round(&reference, cond, seed, n)?;
-            row.yardstick.push(yardstick);
+            let payloads = payloads(&reference, cond.codec, cond.loss_percent)?;
+            let plan = schedule(payloads.len(), cond.loss_percent, cond.jitter_ms, seed);
+            let mos = |played: Result<Vec<i16>, String>| {
+                played.and_then(|p| score(&reference, &p)).map(|(mos, _)| mos)
+            };
+            row.yardstick
+                .push(mos(reference_receiver(&payloads, cond.codec, &plan)).ok());
+            match mos(ctiphone_receiver(&payloads, cond.codec, &plan)) {
+                Ok(m) => row.inproc.push(Some(m)),
+                Err(e) => {
+                    row.inproc.push(None);
+                    row.errors.push(format!("seed {seed}: in-process receiver: {e}"));
+                }
+            }
+            let Some(phones) = phones.as_mut() else {
+                continue;
+            };
+            let heard = phones.round(&reference, cond, &payloads, &plan, n)?;
             for (i, h) in heard.iter().enumerate() {
                 if i == 1 && !baresip {
                     continue;
@@ -841,7 +908,9 @@ fn run(opts: &Options) -> Result<(), String> {
         }
         rows.push(row);
     }
-    phones.ctiphone.quit();
+    if let Some(p) = phones.as_mut() {
+        p.ctiphone.quit();
+    }
     let cpu_pct = |i: usize| (secs[i] > 0.0).then(|| cpu[i].as_secs_f64() * 100.0 / secs[i]);
     let (ours_cpu, theirs_cpu) = (cpu_pct(0), if baresip { cpu_pct(1) } else { None });
     let cpu_ratio = ours_cpu
@@ -863,6 +932,7 @@ fn run(opts: &Options) -> Result<(), String> {
                     "baresip": if baresip { json!({ "mos": r.mos[1], "mean": b }) } else { serde_json::Value::Null },
                     "difference": a.zip(b).map(|(a, b)| a - b),
                     "reference_receiver": { "mos": r.yardstick, "mean": mean(&r.yardstick) },
+                    "ctiphone_in_process": { "mos": r.inproc, "mean": mean(&r.inproc) },
                     "errors": r.errors,
                 })
             })
@@ -894,31 +964,53 @@ fn run(opts: &Options) -> Result<(), String> {
     let f = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
     let per_seed = |v: &[Option<f64>]| v.iter().map(|x| f(*x)).collect::<Vec<_>>().join(" ");
     println!(
-        "{:<9} {:<16} {:<16} {:>6}  {:<16} {:>6}  {:>6}  {:>7}",
-        "codec", "loss / jitter", "ctiphone", "mean", "baresip", "mean", "diff", "ref. rx"
+        "{:<9} {:<16} {:<16} {:>6}  {:<16} {:>6}  {:>6}  {:<16} {:>6}  {:>7}",
+        "codec",
+        "loss / jitter",
+        "ctiphone",
+        "mean",
+        "baresip",
+        "mean",
+        "diff",
+        "in-process",
+        "mean",
+        "ref. rx"
     );
     for r in &rows {
         let (a, b) = (mean(&r.mos[0]), mean(&r.mos[1]));
         let theirs = if baresip {
             per_seed(&r.mos[1])
+        } else if opts.offline {
+            "not run".to_owned()
         } else {
             "not installed".to_owned()
         };
+        let ours = if opts.offline {
+            "not run".to_owned()
+        } else {
+            per_seed(&r.mos[0])
+        };
         println!(
-            "{:<9} {:<16} {:<16} {:>6}  {:<16} {:>6}  {:>6}  {:>7}",
+            "{:<9} {:<16} {:<16} {:>6}  {:<16} {:>6}  {:>6}  {:<16} {:>6}  {:>7}",
             r.cond.codec.name(),
             r.cond.label(),
-            per_seed(&r.mos[0]),
+            ours,
             f(a),
             theirs,
             f(b),
             a.zip(b).map_or("-".to_owned(), |(a, b)| format!("{:+.2}", a - b)),
+            per_seed(&r.inproc),
+            f(mean(&r.inproc)),
             f(mean(&r.yardstick))
         );
         for e in &r.errors {
             println!("    {e}");
         }
     }
+    println!(
+        "in-process: ctiphone's receive path (jitter buffer, decoder, concealment, FEC) run on the \
+         same packets' timeline without sockets (deterministic)"
+    );
     println!(
         "ref. rx: the bench's own reference receiver on the same packets (a perfect buffer, no \
          phone): lost PCMU zero-filled; Opus from the next packet's FEC, else libopus concealment"

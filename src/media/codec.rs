@@ -30,6 +30,11 @@ pub trait Codec: Send {
     fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<(), String>;
     /// Appends one frame of concealment audio for a lost packet (opus: its PLC; G.711/G.722: pitch-based waveform substitution, silent after 60 ms).
     fn conceal(&mut self, out: &mut Vec<i16>);
+    /// Rebuilds the frame before `next` from `next`'s in-band FEC, appending it to `out`;
+    /// false (nothing appended) when the codec or the packet carries none.
+    fn recover(&mut self, _next: &[u8], _out: &mut Vec<i16>) -> bool {
+        false
+    }
 }
 
 /// A codec by SDP name (case-insensitive) and clock rate: PCMU/8000, PCMA/8000, G722/8000, opus/48000 (channels from SDP ignored: we send mono; opus decodes to mono).

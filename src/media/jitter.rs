@@ -8,8 +8,10 @@
 //!
 //! * [`Playout::Frame`]: the packet for this slot;
 //! * [`Playout::Conceal`]: the slot is empty while playing (loss, or a packet
-//!   that has not arrived yet); also used for the single frames inserted to
-//!   grow the buffer;
+//!   that has not arrived yet): conceal it, or rebuild it from the next
+//!   packet's FEC;
+//! * [`Playout::Hold`]: a frame inserted to let the buffer grow (the playout
+//!   point does not move): conceal it;
 //! * [`Playout::Silence`]: not started (prebuffering) or drained (no packet for
 //!   ~5 s, e.g. the far end stopped sending or put us on hold).
 //!
@@ -19,17 +21,23 @@
 //! * **Late** packets (slot already played) are dropped and counted. Packets
 //!   discarded because the playout fell more than ~2 s behind are also counted
 //!   as late.
-//! * **Adaptive delay**: an RFC 3550 interarrival jitter estimate `J`
-//!   (`J += (|D| - J) / 16`, D from arrival time vs. timestamp) plus a decaying
-//!   peak of `|D|` give a wanted delay `max(3·J, peak) + 20 ms`, rounded up to a
-//!   whole frame and clamped to 20-200 ms. The target starts at 40 ms, grows
-//!   immediately when the wanted delay is higher (spikes) and shrinks by one
-//!   frame only after 25 consecutive packets wanting less (slow decay). The
-//!   buffered depth follows the target one frame at a time, at most every
-//!   100 ms: one frame is skipped when the smoothed depth exceeds the target by
-//!   ≥ 2 frames, one `Conceal` is inserted (playout held) when it is more than
-//!   one frame below. The codec payload is opaque here, so every frame
-//!   boundary is treated as a safe point; the rate limit keeps it inaudible-ish.
+//! * **Delay that follows the network** (after the relative-delay estimators of
+//!   adaptive playout, e.g. Ramjee et al. and WebRTC's NetEq): every packet's
+//!   transit time (arrival minus its timestamp) is taken relative to the
+//!   fastest transit of the last ~10 s (the *base*); these relative delays go
+//!   into a histogram (5 ms bins, 0-1 s) that forgets with a ~4 s memory, and
+//!   the *target* is its 97th percentile plus a 4 ms margin (clamped to
+//!   20-300 ms): the buffer delay at which 97 % of packets arrive in time. The
+//!   *buffer delay* is measured at every pop: how long after the base transit
+//!   of its slot the frame being played comes out. Every packet that arrives
+//!   with a relative delay above it is late.
+//! * **Growing fast, shrinking slowly and in pauses**: when the buffer delay is
+//!   below the target a [`Playout::Hold`] is inserted at once if the audio just
+//!   played was quiet, else at most one every 60 ms (a held frame is the
+//!   codec's concealment, which continues the waveform). When it exceeds the
+//!   target by more than a frame plus 8 ms, one frame is dropped, only right
+//!   after a quiet frame (the caller says which frames were quiet); after 4 s
+//!   of continuous speech one frame per second is dropped anyway.
 //! * **Bounded memory**: at most 100 frames (2 s) are held; a packet more than
 //!   2 s ahead of the playout point resynchronises the playout point (older
 //!   packets are dropped), and the oldest packet is evicted as a last resort.
@@ -42,14 +50,15 @@
 //!
 //! The prebuffer starts at the first packet: playout begins `target` ms after
 //! it (in pops), so a packet reordered before the first one can still play.
-//! No input (sequence number, timestamp, payload, arrival time) can panic.
+//! No input (sequence number, timestamp, payload, arrival time, pop time) can
+//! panic.
 
 use std::collections::{BTreeMap, VecDeque};
 
 /// Duration of one frame.
 const FRAME_MS: u32 = 20;
 const MIN_TARGET_MS: u32 = 20;
-const MAX_TARGET_MS: u32 = 200;
+const MAX_TARGET_MS: u32 = 300;
 const INITIAL_TARGET_MS: u32 = 40;
 /// Never hold more than this many frames (2 s).
 const MAX_FRAMES: i64 = 100;
@@ -59,22 +68,58 @@ const IDLE_POPS: u32 = 250;
 const JUMP_FRAMES: i64 = 500;
 /// How many recently accepted `(seq, ts)` pairs are remembered for dedup.
 const RECENT: usize = 64;
-/// Pops between two depth adjustments (skip / insert).
-const ADJUST_COOLDOWN: u32 = 5;
-/// Consecutive packets wanting a smaller target before it shrinks one frame.
+/// Relative-delay histogram: bin width and count (0..=1000 ms).
+const BIN_MS: f64 = 5.0;
+const BINS: usize = 201;
+/// Per-packet forgetting of the histogram (memory ~1/(1-f) = 200 packets, 4 s).
+const FORGET: f64 = 0.995;
+/// The share of packets the target delay lets arrive in time.
+const QUANTILE: f64 = 0.97;
+/// Added to the quantile: pops are not exactly 20 ms apart.
+const MARGIN_MS: f64 = 4.0;
+/// Shrink only when the delay exceeds the target by a frame and this.
+const SHRINK_SLACK_MS: f64 = 8.0;
+/// Quiet frames in a row before a hold or a skip counts as being in a pause.
+const HOLD_QUIET: u32 = 2;
+const SKIP_QUIET: u32 = 5;
+/// Packets over which the startup margin (one frame) fades out.
+const YOUNG_PACKETS: u32 = 100;
+/// In speech, hold only when the delay is this far below the target.
+const HOLD_SLACK_MS: f64 = 10.0;
+/// Pops the delay must stay too long before a frame is dropped.
 const SHRINK_AFTER: u32 = 25;
-/// Cap on a single |D| sample, so one absurd arrival can't dominate.
-const MAX_D_MS: f64 = 1000.0;
-/// Per-packet decay of the |D| peak tracker.
-const PEAK_DECAY: f64 = 0.98;
+/// Pops between two holds while speech plays.
+const HOLD_COOLDOWN: u32 = 3;
+/// Pops of continuous speech after which a frame is dropped anyway, and then every so many.
+const FORCED_SKIP_AFTER: u32 = 200;
+const FORCED_SKIP_EVERY: u32 = 50;
+/// The base transit is the minimum over this many buckets of this length.
+const BASE_BUCKET_MS: u64 = 1000;
+const BASE_BUCKETS: usize = 10;
+
+/// The histogram starts as if this many packets had needed the initial target, so the first
+/// packets of a call do not decide alone (the prior fades with the forgetting).
+const PRIOR_WEIGHT: f64 = 10.0;
+
+fn prior_histogram() -> Vec<f64> {
+    let mut h = vec![0.0; BINS];
+    let bin = ((f64::from(INITIAL_TARGET_MS) - MARGIN_MS) / BIN_MS).floor() as usize;
+    if let Some(b) = h.get_mut(bin) {
+        *b = PRIOR_WEIGHT;
+    }
+    h
+}
 
 /// What the playout side gets every 20 ms.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Playout {
     /// The payload to decode.
     Frame(Vec<u8>),
-    /// A frame is missing: run PLC.
+    /// The frame of this slot is missing (lost, or not arrived in time): conceal it, or
+    /// recover it from the next packet's in-band FEC.
     Conceal,
+    /// A frame inserted to let the buffer grow (playout held): conceal, never FEC.
+    Hold,
     /// Not started yet or drained (e.g. the far end stopped sending, on hold).
     Silence,
 }
@@ -88,12 +133,17 @@ pub struct JitterStats {
     pub late: u64,
     /// Packets dropped as duplicates.
     pub duplicate: u64,
-    /// `Conceal` results returned by `pop`.
+    /// `Conceal` and `Hold` results returned by `pop`.
     pub concealed: u64,
+    /// Frames inserted (`Hold`) and dropped to follow the target.
+    pub held: u64,
+    pub skipped: u64,
     /// Current target delay.
     pub target_ms: u32,
     /// Audio currently buffered ahead of the playout point (gaps included).
     pub depth_ms: u32,
+    /// The buffer delay: how long after the fastest packets' transit frames are played.
+    pub delay_ms: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,17 +169,29 @@ pub struct JitterBuffer {
     frames: BTreeMap<i64, Vec<u8>>,
     recent: VecDeque<(u16, u32)>,
     pops_since_push: u32,
-    jitter_ms: f64,
-    peak_ms: f64,
-    last_transit: Option<f64>,
-    target_ms: u32,
-    shrink_count: u32,
-    avg_level: Option<f64>,
+    /// Minimum transit (arrival ms minus slot time) per bucket, newest last.
+    base: VecDeque<(u64, f64)>,
+    hist: Vec<f64>,
+    hist_total: f64,
+    target_ms: f64,
+    /// Smoothed buffer delay (ms), `None` until the first pop while playing.
+    delay: Option<f64>,
     cooldown: u32,
+    /// Pops since the last quiet frame.
+    loud_run: u32,
+    /// Pops in a row with the delay above the target (and its slack).
+    over_run: u32,
+    /// Packets observed since the stream (re)started, and their largest relative delay.
+    observed: u32,
+    max_rel: f64,
+    /// Added to the target so the packet after a lost one is here in time for its FEC.
+    lookahead_ms: u32,
     received: u64,
     late: u64,
     duplicate: u64,
     concealed: u64,
+    held: u64,
+    skipped: u64,
 }
 
 impl JitterBuffer {
@@ -145,17 +207,23 @@ impl JitterBuffer {
             frames: BTreeMap::new(),
             recent: VecDeque::with_capacity(RECENT),
             pops_since_push: 0,
-            jitter_ms: 0.0,
-            peak_ms: 0.0,
-            last_transit: None,
-            target_ms: INITIAL_TARGET_MS,
-            shrink_count: 0,
-            avg_level: None,
+            base: VecDeque::with_capacity(BASE_BUCKETS + 1),
+            hist: prior_histogram(),
+            hist_total: PRIOR_WEIGHT,
+            target_ms: f64::from(INITIAL_TARGET_MS),
+            delay: None,
             cooldown: 0,
+            loud_run: 0,
+            over_run: 0,
+            lookahead_ms: 0,
+            observed: 0,
+            max_rel: 0.0,
             received: 0,
             late: 0,
             duplicate: 0,
             concealed: 0,
+            held: 0,
+            skipped: 0,
         }
     }
 
@@ -182,7 +250,7 @@ impl JitterBuffer {
             self.high_ext = ext;
             self.high_ts = ts;
         }
-        self.update_jitter(ext, arrival_ms);
+        self.observe(ext, arrival_ms);
         let slot = self.slot_of(ext);
         if slot < self.cursor {
             self.late = self.late.saturating_add(1);
@@ -201,7 +269,7 @@ impl JitterBuffer {
             self.late = self.late.saturating_add(dropped);
             self.frames = kept;
             self.cursor = new_cursor;
-            self.avg_level = None;
+            self.delay = None;
         }
         self.frames.insert(slot, payload);
         self.remember(seq, ts);
@@ -210,8 +278,10 @@ impl JitterBuffer {
         }
     }
 
-    /// Called every 20 ms by the playout clock.
-    pub fn pop(&mut self) -> Playout {
+    /// Called every 20 ms by the playout clock, at `now_ms` on the clock of `push`'s arrival
+    /// times. `quiet`: how many frames played last in a row were (near) silence: inside a
+    /// pause, changing the delay is not heard.
+    pub fn pop(&mut self, now_ms: u64, quiet: u32) -> Playout {
         if self.state == State::Idle {
             return Playout::Silence;
         }
@@ -220,8 +290,13 @@ impl JitterBuffer {
             self.go_idle();
             return Playout::Silence;
         }
+        self.loud_run = if quiet > 0 {
+            0
+        } else {
+            self.loud_run.saturating_add(1)
+        };
         if self.state == State::Playing
-            && let Some(out) = self.adjust_depth()
+            && let Some(out) = self.adjust_delay(now_ms, quiet)
         {
             return out;
         }
@@ -240,14 +315,33 @@ impl JitterBuffer {
         }
     }
 
+    /// Wait `frames` more frames than the network needs, so that the packet after a lost one
+    /// has arrived when the lost one is due (in-band FEC rebuilds it from that packet). Takes
+    /// effect with the next packet.
+    pub fn set_lookahead(&mut self, frames: u32) {
+        self.lookahead_ms = frames.min(2).saturating_mul(FRAME_MS);
+    }
+
+    /// The payload that plays next, if it is here (after a `Conceal`, the packet following the
+    /// missing one: its in-band FEC may rebuild it).
+    pub fn next_payload(&self) -> Option<&[u8]> {
+        self.frames.get(&self.cursor).map(Vec::as_slice)
+    }
+
     pub fn stats(&self) -> JitterStats {
         JitterStats {
             received: self.received,
             late: self.late,
             duplicate: self.duplicate,
             concealed: self.concealed,
-            target_ms: self.target_ms,
+            held: self.held,
+            skipped: self.skipped,
+            target_ms: self.target_ms.round().clamp(0.0, f64::from(MAX_TARGET_MS)) as u32,
             depth_ms: self.depth_frames().saturating_mul(FRAME_MS),
+            delay_ms: self
+                .delay
+                .filter(|_| self.state == State::Playing)
+                .map_or(0, |d| d.round().clamp(0.0, 10_000.0) as u32),
         }
     }
 
@@ -260,8 +354,11 @@ impl JitterBuffer {
         i64::from(self.frame_ticks)
     }
 
+    /// The target in whole frames, rounded up (the prebuffer).
     fn target_frames(&self) -> u32 {
-        self.target_ms / FRAME_MS
+        (self.target_ms / f64::from(FRAME_MS))
+            .ceil()
+            .clamp(1.0, f64::from(MAX_TARGET_MS / FRAME_MS)) as u32
     }
 
     fn slot_of(&self, ext: i64) -> i64 {
@@ -284,24 +381,26 @@ impl JitterBuffer {
     fn start(&mut self, seq: u16, ts: u32, payload: Vec<u8>, arrival_ms: u64) {
         self.frames.clear();
         self.recent.clear();
+        self.base.clear();
+        self.observed = 0;
+        self.max_rel = 0.0;
         self.high_ts = ts;
         self.high_ext = 0;
-        self.last_transit = None;
-        self.update_jitter(0, arrival_ms);
+        self.observe(0, arrival_ms);
         self.cursor = -i64::from(self.target_frames());
         self.frames.insert(0, payload);
         self.remember(seq, ts);
         self.state = State::Prebuffering;
-        self.avg_level = None;
+        self.delay = None;
         self.cooldown = 0;
     }
 
     fn go_idle(&mut self) {
         self.frames.clear();
         self.recent.clear();
+        self.base.clear();
         self.state = State::Idle;
-        self.last_transit = None;
-        self.avg_level = None;
+        self.delay = None;
         self.cooldown = 0;
         self.pops_since_push = 0;
     }
@@ -313,77 +412,110 @@ impl JitterBuffer {
         self.recent.push_back((seq, ts));
     }
 
-    /// RFC 3550 §6.4.1 interarrival jitter, plus a decaying peak of |D|.
-    fn update_jitter(&mut self, ext: i64, arrival_ms: u64) {
-        let ticks_per_ms = f64::from(self.frame_ticks) / f64::from(FRAME_MS);
-        let transit = arrival_ms as f64 - ext as f64 / ticks_per_ms;
-        if let Some(prev) = self.last_transit {
-            let d = (transit - prev).abs().min(MAX_D_MS);
-            if d.is_finite() {
-                self.jitter_ms += (d - self.jitter_ms) / 16.0;
-                self.peak_ms = (self.peak_ms * PEAK_DECAY).max(d);
-                self.adapt_target();
-            }
-        }
-        self.last_transit = Some(transit);
+    /// The slot's nominal time (ms) on the stream's own clock.
+    fn slot_ms(&self, ext_ticks: f64) -> f64 {
+        ext_ticks * f64::from(FRAME_MS) / f64::from(self.frame_ticks)
     }
 
-    fn adapt_target(&mut self) {
-        // (the 1 ms slack lets the decaying estimates fall back to 20 ms)
-        let want = (3.0 * self.jitter_ms).max(self.peak_ms) + f64::from(FRAME_MS) - 1.0;
-        let frames = (want / f64::from(FRAME_MS)).ceil().clamp(
-            f64::from(MIN_TARGET_MS / FRAME_MS),
-            f64::from(MAX_TARGET_MS / FRAME_MS),
-        );
-        let want_ms = (frames as u32).saturating_mul(FRAME_MS);
-        if want_ms > self.target_ms {
-            self.target_ms = want_ms.min(MAX_TARGET_MS);
-            self.shrink_count = 0;
-        } else if want_ms < self.target_ms {
-            self.shrink_count += 1;
-            if self.shrink_count >= SHRINK_AFTER {
-                self.target_ms = (self.target_ms - FRAME_MS).max(MIN_TARGET_MS);
-                self.shrink_count = 0;
-            }
-        } else {
-            self.shrink_count = 0;
-        }
+    /// The fastest transit of the window.
+    fn base_transit(&self) -> Option<f64> {
+        self.base.iter().map(|(_, t)| *t).reduce(f64::min)
     }
 
-    /// Moves the buffered depth toward the target, one frame at a time.
-    /// Returns `Some(Conceal)` when a frame is inserted (playout held).
-    fn adjust_depth(&mut self) -> Option<Playout> {
-        // Frames that remain buffered after this pop.
-        let level = match self.frames.last_key_value() {
-            Some((&last, _)) => (last - self.cursor).clamp(0, MAX_FRAMES) as f64,
-            None => 0.0,
+    /// A packet of extended timestamp `ext` arrived: update the base transit, the histogram
+    /// of relative delays and the target.
+    fn observe(&mut self, ext: i64, arrival_ms: u64) {
+        let transit = arrival_ms as f64 - self.slot_ms(ext as f64);
+        if !transit.is_finite() {
+            return;
+        }
+        let bucket = arrival_ms / BASE_BUCKET_MS;
+        match self.base.back_mut() {
+            Some((b, t)) if *b == bucket => *t = t.min(transit),
+            _ => {
+                self.base.push_back((bucket, transit));
+                while self
+                    .base
+                    .front()
+                    .is_some_and(|(b, _)| bucket.saturating_sub(*b) >= BASE_BUCKETS as u64)
+                {
+                    self.base.pop_front();
+                }
+            }
+        }
+        let Some(base) = self.base_transit() else {
+            return;
         };
-        let avg = match self.avg_level {
-            Some(a) => a + (level - a) / 8.0,
-            None => level,
-        };
-        self.avg_level = Some(avg);
-        if self.cooldown > 0 {
-            self.cooldown -= 1;
+        let rel = (transit - base).clamp(0.0, BIN_MS * (BINS - 1) as f64);
+        let bin = ((rel / BIN_MS).ceil() as usize).min(BINS - 1);
+        for h in &mut self.hist {
+            *h *= FORGET;
+        }
+        self.hist_total = self.hist_total * FORGET + 1.0;
+        if let Some(h) = self.hist.get_mut(bin) {
+            *h += 1.0;
+        }
+        let want = self.hist_total * QUANTILE;
+        let mut sum = 0.0;
+        let mut q = BINS - 1;
+        for (i, h) in self.hist.iter().enumerate() {
+            sum += h;
+            if sum >= want {
+                q = i;
+                break;
+            }
+        }
+        // Few samples underestimate the spread: up to 30 % more (at most a frame) at first,
+        // fading over 2 s; nothing when there is no jitter.
+        self.observed = self.observed.saturating_add(1);
+        self.max_rel = self.max_rel.max(rel);
+        let fading = (1.0 - f64::from(self.observed) / f64::from(YOUNG_PACKETS)).max(0.0);
+        let young = (0.3 * self.max_rel).min(f64::from(FRAME_MS)) * fading;
+        self.target_ms = (q as f64 * BIN_MS + MARGIN_MS + young + f64::from(self.lookahead_ms))
+            .clamp(f64::from(MIN_TARGET_MS), f64::from(MAX_TARGET_MS));
+    }
+
+    /// Moves the buffer delay toward the target: `Some(Hold)` when a frame is inserted (the
+    /// playout point stays), a frame dropped when it is too long (the caller plays the next).
+    fn adjust_delay(&mut self, now_ms: u64, quiet: u32) -> Option<Playout> {
+        let base = self.base_transit()?;
+        let measured = now_ms as f64 - base - self.cursor as f64 * f64::from(FRAME_MS);
+        if !measured.is_finite() {
             return None;
         }
-        let target = f64::from(self.target_frames());
-        if avg >= target + 2.0 && level >= 1.0 {
-            // Skip one frame; the caller plays the next slot.
-            self.frames.remove(&self.cursor);
-            self.cursor += 1;
-            self.avg_level = Some(avg - 1.0);
-            self.cooldown = ADJUST_COOLDOWN;
-            None
-        } else if avg + 1.0 < target && !self.frames.is_empty() {
-            // Insert one concealed frame without advancing the playout point.
-            self.avg_level = Some(avg + 1.0);
-            self.cooldown = ADJUST_COOLDOWN;
-            self.concealed = self.concealed.saturating_add(1);
-            Some(Playout::Conceal)
-        } else {
-            None
+        let delay = match self.delay {
+            Some(d) => d + (measured - d) / 4.0,
+            None => measured,
+        };
+        self.delay = Some(delay);
+        self.cooldown = self.cooldown.saturating_sub(1);
+        let over = delay > self.target_ms + f64::from(FRAME_MS) + SHRINK_SLACK_MS;
+        self.over_run = if over { self.over_run.saturating_add(1) } else { 0 };
+        if delay < self.target_ms {
+            // In a pause, or when starved (nothing buffered: the packets come too late), at
+            // once; in speech (a held frame is heard) only when clearly short, at most every
+            // 60 ms.
+            if quiet >= HOLD_QUIET
+                || self.frames.is_empty()
+                || (self.cooldown == 0 && delay < self.target_ms - HOLD_SLACK_MS)
+            {
+                self.held = self.held.saturating_add(1);
+                self.concealed = self.concealed.saturating_add(1);
+                self.cooldown = HOLD_COOLDOWN;
+                self.delay = Some(delay + f64::from(FRAME_MS));
+                return Some(Playout::Hold);
+            }
+        } else if over && self.over_run >= SHRINK_AFTER && self.frames.len() > 1 {
+            let forced = self.loud_run >= FORCED_SKIP_AFTER
+                && (self.loud_run - FORCED_SKIP_AFTER).is_multiple_of(FORCED_SKIP_EVERY);
+            if quiet >= SKIP_QUIET || forced {
+                self.frames.remove(&self.cursor);
+                self.cursor += 1;
+                self.skipped = self.skipped.saturating_add(1);
+                self.delay = Some(delay - f64::from(FRAME_MS));
+            }
         }
+        None
     }
 }
 
@@ -423,7 +555,7 @@ mod tests {
             while let Some(p) = it.next_if(|p| p.arrival <= now) {
                 jb.push(p.seq, p.ts, p.id.to_le_bytes().to_vec(), p.arrival);
             }
-            out.push(jb.pop());
+            out.push(jb.pop(now, 0));
             stats.push(jb.stats());
         }
         (out, stats)
@@ -596,8 +728,17 @@ mod tests {
             p.arrival += 120; // sudden 120 ms delay step
         }
         let mut jb = JitterBuffer::new(160);
-        let (_, stats) = simulate(&mut jb, pkts, 110);
-        assert!(stats[106].target_ms >= 140, "{}", stats[106].target_ms);
+        let (_, stats) = simulate(&mut jb, pkts, 120);
+        // one delayed packet is a spike; three (3 % of the memory) move the 97th percentile
+        assert!(stats[105].target_ms <= 60, "{}", stats[105].target_ms);
+        assert!(stats[109].target_ms >= 120, "{}", stats[109].target_ms);
+        // and the buffer delay follows (a held frame every 60 ms at most, in speech)
+        let caught_up = stats.iter().skip(109).position(|s| s.delay_ms >= 110);
+        assert!(
+            caught_up.is_some_and(|p| p <= 16),
+            "{caught_up:?} {:?}",
+            stats[119]
+        );
     }
 
     #[test]
@@ -619,10 +760,10 @@ mod tests {
         // no more than ~5 s of concealment after the stream stopped
         let conceals = count(&out[..400], &Playout::Conceal);
         assert!((240..=260).contains(&conceals), "{conceals}");
-        // the second burst prebuffers again (target has shrunk to 20 ms on the
-        // clean stream) then plays fully
+        // the second burst prebuffers again (at most the initial 40 ms) then plays fully
         assert_eq!(out[400], Playout::Silence);
-        assert!(matches!(out[401], Playout::Frame(_)));
+        let first = out[400..].iter().position(|p| matches!(p, Playout::Frame(_)));
+        assert!(matches!(first, Some(1 | 2)), "{first:?}");
         let got = ids(&out);
         let expected: Vec<u32> = (0..50).chain(1000..1050).collect();
         assert_eq!(got, expected);
@@ -673,7 +814,7 @@ mod tests {
                 ..JitterStats::default()
             }
         );
-        assert_eq!(jb.pop(), Playout::Silence);
+        assert_eq!(jb.pop(0, 0), Playout::Silence);
         assert_eq!(jb.frames.len(), 0);
     }
 
@@ -682,7 +823,7 @@ mod tests {
         let mut jb = JitterBuffer::new(0);
         for i in 0..100u32 {
             jb.push(i as u16, i, vec![], u64::from(i));
-            let _ = jb.pop();
+            let _ = jb.pop(u64::from(i), 0);
         }
     }
 
@@ -717,7 +858,7 @@ mod tests {
                 assert!((MIN_TARGET_MS..=MAX_TARGET_MS).contains(&s.target_ms));
                 assert!(s.depth_ms <= (MAX_FRAMES as u32 + 1) * FRAME_MS);
                 for _ in 0..(r >> 60) % 3 {
-                    let _ = jb.pop();
+                    let _ = jb.pop(now, (r >> 8) as u32 % 8);
                 }
             }
             assert_eq!(jb.stats().received, 10_000);

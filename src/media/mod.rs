@@ -15,6 +15,7 @@ pub mod jitter;
 pub mod opus_codec;
 pub mod plc;
 pub mod pulse_server;
+pub mod receiver;
 pub mod record;
 pub mod resample;
 pub mod resilient;

@@ -54,6 +54,16 @@ impl Opus {
     }
 }
 
+/// Whether `packet` carries in-band FEC (LBRR) data for the frame before it.
+pub fn has_fec(packet: &[u8]) -> bool {
+    let Ok(len) = i32::try_from(packet.len()) else {
+        return false;
+    };
+    // SAFETY: libopus reads at most `len` bytes of `packet`, which outlives the call; it
+    // returns 1, 0, or a negative error code for a malformed packet.
+    unsafe { opusic_sys::opus_packet_has_lbrr(packet.as_ptr(), len) == 1 }
+}
+
 impl Codec for Opus {
     fn name(&self) -> &'static str {
         "opus"
@@ -88,6 +98,24 @@ impl Codec for Opus {
             self.last_samples = n;
         }
         Ok(())
+    }
+    fn recover(&mut self, next: &[u8], out: &mut Vec<i16>) -> bool {
+        // The lost frame is as long as the last one decoded; libopus rebuilds it from the
+        // LBRR data of `next` (or conceals, returning the same length, when there is none).
+        if next.is_empty() || !has_fec(next) {
+            return false;
+        }
+        let n = self.last_samples.clamp(1, MAX_SAMPLES);
+        let Some(buf) = self.buf.get_mut(..n) else {
+            return false;
+        };
+        match self.dec.decode(next, buf, true) {
+            Ok(k) if k > 0 => {
+                out.extend_from_slice(self.buf.get(..k).unwrap_or_default());
+                true
+            }
+            _ => false,
+        }
     }
     fn conceal(&mut self, out: &mut Vec<i16>) {
         let n = self.last_samples.clamp(1, MAX_SAMPLES);

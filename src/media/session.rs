@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use super::codec::Codec;
 use super::device::{Sink, Source};
 use super::dtmf::{DtmfReceiver, DtmfSender};
-use super::jitter::{JitterBuffer, Playout};
+use super::receiver::AudioReceiver;
 use super::record::Recorder;
 use super::rtp::{self, RecvStats, SendStats};
 use super::source_filter::SourceFilter;
@@ -172,7 +172,7 @@ struct Session {
     sent: SendStats,
     sent_since_report: bool,
     recv_stats: RecvStats,
-    jitter: JitterBuffer,
+    rx: AudioReceiver,
     dtmf_rx: DtmfReceiver,
     dtmf_queue: Vec<char>,
     dtmf_tx: Option<DtmfSender>,
@@ -229,7 +229,7 @@ fn run(
     let frame = setup.codec.frame_samples();
     let now = Instant::now();
     let mut s = Session {
-        jitter: JitterBuffer::new(setup.codec.frame_ticks()),
+        rx: AudioReceiver::new(setup.codec.frame_ticks()),
         pt: setup.pt,
         dtmf_pt: setup.dtmf_pt,
         filter: SourceFilter::new(setup.remote, setup.remote_rtcp, setup.symmetric_rtp, now),
@@ -305,7 +305,7 @@ fn run(
                     let now = Instant::now();
                     let moved = s.filter.update(remote, remote_rtcp, now);
                     if moved {
-                        s.jitter.reset();
+                        s.rx.reset();
                     }
                     if moved || recv != s.recv {
                         s.last_rtp = now;
@@ -450,15 +450,8 @@ impl Session {
         }
         // Jitter buffer → speaker (and, in a conference, the other legs).
         self.speaker.clear();
-        match self.jitter.pop() {
-            Playout::Frame(payload) => {
-                if self.codec.decode(&payload, &mut self.speaker).is_err() {
-                    self.codec.conceal(&mut self.speaker);
-                }
-            }
-            Playout::Conceal => self.codec.conceal(&mut self.speaker),
-            Playout::Silence => {}
-        }
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        self.rx.play(self.codec.as_mut(), &mut self.speaker, now_ms);
         self.speaker.resize(frame, 0);
         if let Some(conf) = self.conf.as_mut() {
             conf.send(&self.speaker);
@@ -597,7 +590,7 @@ impl Session {
         }
         self.recv_stats
             .packet(pkt.ssrc(), seq, pkt.timestamp(), arrival_ts);
-        self.jitter.push(
+        self.rx.push(
             seq,
             pkt.timestamp(),
             pkt.payload().to_vec(),
@@ -642,7 +635,7 @@ impl Session {
             }
         }
         let expected = self.recv_stats.expected();
-        let js = self.jitter.stats();
+        let rs = self.rx.stats();
         let stats = MediaStats {
             received: self.recv_stats.received,
             lost: self.recv_stats.lost(),
@@ -654,8 +647,8 @@ impl Session {
             jitter_ms: f64::from(self.recv_stats.jitter()) * 1000.0 / f64::from(self.codec.clock_rate()),
             remote_loss_percent: self.remote_report.fraction_lost.map(|f| f * 100.0),
             rtt_ms: self.remote_report.rtt.map(|r| r.as_secs_f64() * 1000.0),
-            concealed: js.concealed,
-            late: js.late,
+            concealed: rs.concealed,
+            late: rs.jitter.late,
             foreign: self.foreign,
             srtp: self.srtp.as_ref().map(|c| c.keys.suite()),
             srtp_auth_failed: self.srtp_auth_failed,
