@@ -78,3 +78,78 @@ fn reduced_audio_bench_scores_both_phones_sanely() {
     }
     eprintln!("bench audio (reduced) took {:?}: {v}", started.elapsed());
 }
+
+fn seeds_mean(row: &Value, who: &str) -> f64 {
+    row[who]["mean"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no {who} mean in {row}"))
+}
+
+/// `bench audio --offline`: ctiphone's own receive path (jitter buffer, concealment, Opus FEC)
+/// run in-process on the bench's seeded packet timeline, against the bench's reference
+/// receiver (a perfect buffer: every packet in time, lost PCMU zero-filled, lost Opus from the
+/// next packet's FEC). Deterministic: the 3 s reference, seeds 1-3.
+/// - Jitter alone (0 % / 100 ms, packets reordered) costs nothing: the buffer follows the
+///   delay instead of dropping late packets.
+/// - 10 % / 100 ms PCMU: the concealment beats the zero-fill by at least 0.4 MOS.
+/// - 10 % / 100 ms Opus: within 0.1 of the perfect buffer with FEC, so the buffer waits for the
+///   packet after a lost one (its FEC) and loses none to lateness.
+#[test]
+fn offline_receive_path_follows_jitter_conceals_and_uses_fec() {
+    assert!(
+        which("espeak-ng"),
+        "espeak-ng is missing (Debian package espeak-ng): the bench's reference is spoken by it"
+    );
+    let bin = std::env::var_os("CTIPHONE_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ctiphone").into());
+    let out = Command::new(bin)
+        .args([
+            "bench",
+            "audio",
+            "--offline",
+            "--short",
+            "--seeds",
+            "1,2,3",
+            "--conditions",
+            "0/0,0/100,10/100,opus:10/100",
+            "--json",
+        ])
+        .output()
+        .expect("ctiphone bench audio runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench audio --offline failed: {stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON ({e}): {stderr}"));
+    let rows = v["conditions"].as_array().expect("conditions");
+    assert_eq!(rows.len(), 4, "{v}");
+    // No phone ran.
+    assert!(
+        rows.iter()
+            .all(|r| r["ctiphone"]["mos"].as_array().is_some_and(Vec::is_empty)),
+        "{v}"
+    );
+    let ours = |i: usize| seeds_mean(&rows[i], "ctiphone_in_process");
+    let perfect = |i: usize| seeds_mean(&rows[i], "reference_receiver");
+    assert!(
+        (ours(0) - perfect(0)).abs() < 0.01,
+        "clean: {} vs {}",
+        ours(0),
+        perfect(0)
+    );
+    assert!(
+        ours(1) >= ours(0) - 0.02,
+        "jitter alone costs: {} vs clean {}",
+        ours(1),
+        ours(0)
+    );
+    assert!(
+        ours(2) >= perfect(2) + 0.4,
+        "PCMU 10 %/100 ms: {} vs zero-fill {}",
+        ours(2),
+        perfect(2)
+    );
+    assert!(
+        ours(3) >= perfect(3) - 0.1,
+        "Opus 10 %/100 ms: {} vs perfect FEC {}",
+        ours(3),
+        perfect(3)
+    );
+}

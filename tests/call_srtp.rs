@@ -90,6 +90,18 @@ fn two_phones_over_tls_talk_srtp_a_tone_each_way() {
         (Some(0), Some(0)),
         "{q}"
     );
+    // A clean loopback call: nothing lost or late, the E-model's near-ceiling MOS, a short
+    // buffer.
+    assert_eq!(
+        (q["lost"].as_u64(), q["late"].as_u64()),
+        (Some(0), Some(0)),
+        "{q}"
+    );
+    let mos = q["mos"].as_f64().unwrap_or_default();
+    assert!((4.0..=4.5).contains(&mos), "MOS {mos}: {q}");
+    let buffer = q["buffer_ms"].as_u64().unwrap_or(u64::MAX);
+    assert!((1..=150).contains(&buffer), "buffer {buffer} ms: {q}");
+    assert!(q["concealed_s"].as_f64().is_some_and(|c| c < 1.0), "{q}");
     caller.send(json!({"cmd": "hangup"}));
     caller.expect("ended", secs(5));
     callee.expect("ended", secs(5));

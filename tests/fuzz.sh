@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 seconds=${FUZZ_SECONDS:-30}
-all=(sip_message sdp cti_template ui_text cti_capture front_end)
+all=(sip_message sdp cti_template ui_text cti_capture front_end media_rx)
 # Inputs longer than a real one buy no coverage and slow every run.
 declare -A max_len=(
     [sip_message]=16384
@@ -24,6 +24,7 @@ declare -A max_len=(
     [ui_text]=4096
     [cti_capture]=8192
     [front_end]=4096
+    [media_rx]=4096
 )
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")

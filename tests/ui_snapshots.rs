@@ -989,7 +989,7 @@ fn attaching_draws_the_live_calls_their_timers_and_the_popup() {
              "telname": "Taro Yamada", "called": "0312345678", "calledname": "", "anonymous": false,
              "age_s": 70.2, "answered_s": 65.4,
              "crm": {"searching": false, "vars": {"COMPANY": "ACME 株式会社", "NAME": "Taro Yamada"}, "error": null, "link": null},
-             "consult_for": null, "conference": false, "quality": [0.0, 3.0, null]},
+             "consult_for": null, "conference": false, "quality": {"loss_percent": 0.0, "jitter_ms": 3.0, "rtt_ms": null, "lost": 0, "late": 0, "concealed_s": 0.0, "buffer_ms": 40, "mos": 4.39}},
             {"call": "c-ring", "incoming": true, "state": "ringing", "tel": "0399998888",
              "telname": "", "called": "0312345678", "calledname": "", "anonymous": false,
              "age_s": 2.1, "answered_s": null,
@@ -1329,6 +1329,12 @@ fn secure_call_shows_a_lock() {
             jitter_ms: 1.0,
             remote_loss_percent: None,
             rtt_ms: None,
+            lost: 0,
+            late: 0,
+            concealed_s: 0.0,
+            fec_recovered: 0,
+            buffer_ms: 40,
+            mos: 4.39,
             srtp: None,
             srtp_auth_failed: 0,
             srtp_replayed: 0,
@@ -1336,4 +1342,54 @@ fn secure_call_shows_a_lock() {
     );
     let t = ui::text(&shot(&app, Lang::En, 80, 24));
     assert!(!t.contains('🔒'), "{t}");
+}
+
+/// A quality report puts the estimated MOS in the call's row and every figure (lost, late,
+/// concealed seconds, buffer delay, jitter, round trip) on a line under the selected call.
+#[test]
+fn quality_report_in_the_call_list() {
+    let mut app = ringing("[popup]\ndisplay_seconds = 0\n");
+    ui::phone(
+        &mut app,
+        PhoneEvent::Answered {
+            call: CALL.to_owned(),
+            srtp: None,
+        },
+    );
+    ui::phone(
+        &mut app,
+        PhoneEvent::Quality {
+            call: CALL.to_owned(),
+            loss_percent: 2.04,
+            jitter_ms: 31.4,
+            remote_loss_percent: Some(0.0),
+            rtt_ms: Some(42.0),
+            lost: 12,
+            late: 3,
+            concealed_s: 0.62,
+            fec_recovered: 0,
+            buffer_ms: 120,
+            mos: 3.87,
+            srtp: None,
+            srtp_auth_failed: 0,
+            srtp_replayed: 0,
+        },
+    );
+    let buf = shot(&app, Lang::En, 120, 24);
+    let t = ui::text(&buf);
+    let row = t.lines().find(|l| l.contains("0311112222")).unwrap_or_default();
+    assert!(row.contains("MOS 3.9"), "no MOS in the call's row:\n{t}");
+    assert!(
+        t.contains("└ MOS 3.9 (E-model) · lost 12 (2.0%) · late 3 · concealed 0.6s · buffer 120ms · jitter 31ms · RTT 42ms"),
+        "no detail line:\n{t}"
+    );
+    insta::assert_snapshot!("quality_report", ui::stable(&buf));
+    // A narrow terminal cuts the detail line to its width.
+    let buf = shot(&app, Lang::En, 80, 24);
+    let t = ui::text(&buf);
+    assert!(t.contains("└ MOS 3.9 (E-model) · lost 12"), "{t}");
+    assert!(
+        t.lines().all(|l| unicode_width::UnicodeWidthStr::width(l) <= 80),
+        "{t}"
+    );
 }

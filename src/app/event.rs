@@ -500,13 +500,31 @@ pub enum PhoneEvent {
         call: String,
         digit: String,
     },
-    /// Call quality every 5 s (from RTCP and the receive statistics).
+    /// Call quality every 5 s (from RTCP and the receive statistics; counts since the call's
+    /// audio began).
     Quality {
         call: String,
         loss_percent: f64,
         jitter_ms: f64,
         remote_loss_percent: Option<f64>,
         rtt_ms: Option<f64>,
+        /// Packets lost on the way (RTP sequence gaps) and packets that came too late to play.
+        #[serde(default)]
+        lost: u64,
+        #[serde(default)]
+        late: u64,
+        /// Audio made up by concealment (seconds), and frames rebuilt from Opus in-band FEC.
+        #[serde(default)]
+        concealed_s: f64,
+        #[serde(default)]
+        fec_recovered: u64,
+        /// The jitter buffer's delay now (ms).
+        #[serde(default)]
+        buffer_ms: u32,
+        /// Estimated listening-and-talking quality: ITU-T G.107 E-model MOS (1-4.5) from the
+        /// frames that could not be played, their burstiness and the one-way delay.
+        #[serde(default)]
+        mos: f64,
         /// The SRTP suite, `null` for plain RTP.
         #[serde(default)]
         srtp: Option<String>,

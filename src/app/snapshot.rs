@@ -62,8 +62,8 @@ pub struct LiveCall {
     /// A consult call: the customer's call it consults for.
     pub consult_for: Option<String>,
     pub conference: bool,
-    /// The last quality report: loss %, jitter ms, round trip ms.
-    pub quality: Option<(f64, f64, Option<f64>)>,
+    /// The last quality report.
+    pub quality: Option<QualityView>,
     #[serde(default)]
     pub muted: bool,
     #[serde(default)]
@@ -71,6 +71,54 @@ pub struct LiveCall {
     /// The SRTP suite protecting its audio, `None` for plain RTP.
     #[serde(default)]
     pub srtp: Option<String>,
+}
+
+/// A call's last `quality` report, as the front ends show it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct QualityView {
+    pub loss_percent: f64,
+    pub jitter_ms: f64,
+    pub rtt_ms: Option<f64>,
+    #[serde(default)]
+    pub lost: u64,
+    #[serde(default)]
+    pub late: u64,
+    #[serde(default)]
+    pub concealed_s: f64,
+    #[serde(default)]
+    pub buffer_ms: u32,
+    /// E-model estimate; 0 when the report carried none.
+    #[serde(default)]
+    pub mos: f64,
+}
+
+impl QualityView {
+    /// The figures of a `quality` event (`None` for any other event).
+    pub fn of(ev: &PhoneEvent) -> Option<QualityView> {
+        match ev {
+            PhoneEvent::Quality {
+                loss_percent,
+                jitter_ms,
+                rtt_ms,
+                lost,
+                late,
+                concealed_s,
+                buffer_ms,
+                mos,
+                ..
+            } => Some(QualityView {
+                loss_percent: *loss_percent,
+                jitter_ms: *jitter_ms,
+                rtt_ms: *rtt_ms,
+                lost: *lost,
+                late: *late,
+                concealed_s: *concealed_s,
+                buffer_ms: *buffer_ms,
+                mos: *mos,
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl LiveCall {
@@ -299,16 +347,10 @@ impl Live {
                     self.popup = None;
                 }
             }
-            PhoneEvent::Quality {
-                call,
-                loss_percent,
-                jitter_ms,
-                rtt_ms,
-                srtp,
-                ..
-            } => {
+            PhoneEvent::Quality { call, srtp, .. } => {
+                let q = QualityView::of(p);
                 if let Some(c) = self.call(call) {
-                    c.view.quality = Some((*loss_percent, *jitter_ms, *rtt_ms));
+                    c.view.quality = q;
                     c.view.srtp = srtp.clone();
                 }
             }

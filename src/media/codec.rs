@@ -35,6 +35,12 @@ pub trait Codec: Send {
     fn recover(&mut self, _next: &[u8], _out: &mut Vec<i16>) -> bool {
         false
     }
+    /// The far end's `a=fmtp` parameters for the codec (what it wants to receive); codecs
+    /// without parameters ignore them.
+    fn apply_fmtp(&mut self, _fmtp: &str) {}
+    /// The far end reports this share of our packets lost (RTCP): codecs with in-band
+    /// redundancy spend more on it.
+    fn loss_hint(&mut self, _percent: f64) {}
 }
 
 /// A codec by SDP name (case-insensitive) and clock rate: PCMU/8000, PCMA/8000, G722/8000, opus/48000 (channels from SDP ignored: we send mono; opus decodes to mono).

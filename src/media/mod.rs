@@ -8,6 +8,7 @@ pub mod conference;
 pub mod cpal_io;
 pub mod device;
 pub mod dtmf;
+pub mod emodel;
 pub mod g711;
 pub mod g722;
 pub mod goertzel;

@@ -17,6 +17,34 @@ pub struct ReceiverStats {
     pub fec_recovered: u64,
     /// Payloads the decoder refused (concealed instead).
     pub undecodable: u64,
+    /// Frames played since the stream started (decoded, concealed or held).
+    pub played: u64,
+    /// Slots that had no packet to play (lost or late) and no FEC: the loss the listener
+    /// hears, and the runs they came in.
+    pub missing: u64,
+    pub missing_runs: u64,
+}
+
+impl ReceiverStats {
+    /// Missing frames, percent of the frames played.
+    pub fn missing_percent(&self) -> f64 {
+        if self.played == 0 {
+            0.0
+        } else {
+            self.missing as f64 * 100.0 / self.played as f64
+        }
+    }
+
+    /// G.107's burst ratio of the missing frames: their mean run length over the one random
+    /// loss at the same rate would give (`1 / (1 - p)`); 1 when there is no loss.
+    pub fn burst_ratio(&self) -> f64 {
+        if self.missing_runs == 0 || self.played == 0 {
+            return 1.0;
+        }
+        let p = (self.missing as f64 / self.played as f64).min(0.99);
+        let mean_run = self.missing as f64 / self.missing_runs as f64;
+        (mean_run * (1.0 - p)).max(1.0)
+    }
 }
 
 /// Jitter buffer + decoder; see the module documentation.
@@ -26,6 +54,11 @@ pub struct AudioReceiver {
     concealed: u64,
     fec_recovered: u64,
     undecodable: u64,
+    played: u64,
+    missing: u64,
+    missing_runs: u64,
+    /// The last slot was missing (a run continues).
+    in_run: bool,
     level: Level,
     /// Frames until the FEC lookahead is dropped (no FEC used for that long).
     fec_fresh: u32,
@@ -76,6 +109,10 @@ impl AudioReceiver {
             concealed: 0,
             fec_recovered: 0,
             undecodable: 0,
+            played: 0,
+            missing: 0,
+            missing_runs: 0,
+            in_run: false,
             level: Level {
                 last_rms: 0.0,
                 talk_rms: 0.0,
@@ -95,7 +132,13 @@ impl AudioReceiver {
     pub fn play(&mut self, codec: &mut dyn Codec, out: &mut Vec<i16>, now_ms: u64) {
         let start = out.len();
         let quiet = self.level.quiet_frames;
-        match self.jitter.pop(now_ms, quiet) {
+        let playout = self.jitter.pop(now_ms, quiet);
+        if playout != Playout::Silence {
+            self.played = self.played.saturating_add(1);
+        }
+        let held = playout == Playout::Hold;
+        let mut missing = false;
+        match playout {
             Playout::Frame(payload) => {
                 if codec.decode(&payload, out).is_err() {
                     self.undecodable = self.undecodable.saturating_add(1);
@@ -111,11 +154,22 @@ impl AudioReceiver {
                     self.jitter.set_lookahead(1);
                 } else {
                     out.truncate(start);
+                    missing = true;
                     self.conceal(codec, out);
                 }
             }
             Playout::Hold => self.conceal(codec, out),
             Playout::Silence => {}
+        }
+        if missing {
+            self.missing = self.missing.saturating_add(1);
+            if !self.in_run {
+                self.missing_runs = self.missing_runs.saturating_add(1);
+            }
+        }
+        // A held frame neither ends nor extends a run.
+        if !held {
+            self.in_run = missing;
         }
         self.level.frame(out.get(start..).unwrap_or_default());
         if self.fec_fresh > 0 {
@@ -137,6 +191,9 @@ impl AudioReceiver {
             concealed: self.concealed,
             fec_recovered: self.fec_recovered,
             undecodable: self.undecodable,
+            played: self.played,
+            missing: self.missing,
+            missing_runs: self.missing_runs,
         }
     }
 
@@ -146,11 +203,138 @@ impl AudioReceiver {
         self.concealed = 0;
         self.fec_recovered = 0;
         self.undecodable = 0;
+        self.played = 0;
+        self.missing = 0;
+        self.missing_runs = 0;
+        self.in_run = false;
         self.fec_fresh = 0;
         self.level = Level {
             last_rms: 0.0,
             talk_rms: 0.0,
             quiet_frames: 0,
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::codec::by_name;
+
+    /// Plays `n` pops, 20 ms apart, pushing packet `i` (PCMU, a constant level per packet)
+    /// at `arrive(i)` unless it is `None` (lost).
+    fn run(n: u64, arrive: impl Fn(u32) -> Option<u64>) -> (Vec<i16>, ReceiverStats) {
+        let mut codec = by_name("PCMU", 8000).expect("PCMU");
+        let mut rx = AudioReceiver::new(160);
+        let mut pkts: Vec<(u64, u32)> = (0..(n as u32))
+            .filter_map(|i| arrive(i).map(|t| (t, i)))
+            .collect();
+        pkts.sort();
+        let mut it = pkts.into_iter().peekable();
+        let mut out = Vec::new();
+        for k in 0..n {
+            let now = k * 20 + 3;
+            while let Some((t, i)) = it.next_if(|(t, _)| *t <= now) {
+                // a loud buzz (not a pause), its level varying a little packet by packet
+                let payload: Vec<u8> = (0..160)
+                    .map(|j| {
+                        crate::media::g711::ulaw_encode(
+                            if (j / 10) % 2 == 0 { 8000 } else { -8000 } + i as i16,
+                        )
+                    })
+                    .collect();
+                rx.push(i as u16, i * 160, payload, t);
+            }
+            let start = out.len();
+            rx.play(codec.as_mut(), &mut out, now);
+            out.resize(start + 160, 0);
+        }
+        (out, rx.stats())
+    }
+
+    #[test]
+    fn clean_stream_has_nothing_missing() {
+        let (_, s) = run(300, |i| Some(u64::from(i) * 20));
+        assert_eq!(
+            (s.missing, s.missing_runs, s.concealed, s.fec_recovered),
+            (0, 0, 0, 0)
+        );
+        assert!(s.played >= 290);
+        assert_eq!(s.missing_percent(), 0.0);
+        assert_eq!(s.burst_ratio(), 1.0);
+    }
+
+    #[test]
+    fn lost_packets_counted_as_missing_in_runs() {
+        // Ten single losses and one run of five.
+        let lost = |i: u32| (i % 25 == 7 && i < 250) || (260..265).contains(&i);
+        let (_, s) = run(400, |i| (!lost(i)).then_some(u64::from(i) * 20));
+        assert_eq!(s.missing, 15, "{s:?}");
+        assert_eq!(s.missing_runs, 11, "{s:?}");
+        let p = s.missing_percent();
+        assert!((3.5..4.0).contains(&p), "{p}");
+        // Mean run 15/11 against 1/(1-p) for random loss: bursty.
+        assert!(s.burst_ratio() > 1.2, "{}", s.burst_ratio());
+        assert_eq!(s.jitter.late, 0);
+    }
+
+    #[test]
+    fn late_packets_are_missing_too() {
+        // Packet 100 comes 200 ms late: its slot is concealed and the packet dropped as late.
+        let (_, s) = run(300, |i| Some(u64::from(i) * 20 + if i == 100 { 200 } else { 0 }));
+        assert_eq!(s.jitter.late, 1);
+        assert!(s.missing >= 1, "{s:?}");
+    }
+
+    #[test]
+    fn opus_lost_frame_is_rebuilt_from_fec_not_concealed() {
+        let mut enc = by_name("opus", 48000).expect("opus");
+        enc.apply_fmtp("useinbandfec=1");
+        enc.loss_hint(10.0);
+        let pcm: Vec<i16> = (0..48000 * 2)
+            .map(|i| {
+                let t = i as f64 / 48000.0;
+                // syllables: the loudness moves at 3 Hz
+                let env = 0.6 + 0.4 * (2.0 * std::f64::consts::PI * 3.0 * t).sin();
+                let v: f64 = env
+                    * (1..6)
+                        .map(|k| (2.0 * std::f64::consts::PI * 150.0 * f64::from(k) * t).sin() / f64::from(k))
+                        .sum::<f64>();
+                (7000.0 * v) as i16
+            })
+            .collect();
+        let packets: Vec<Vec<u8>> = pcm
+            .chunks_exact(960)
+            .map(|f| {
+                let mut p = Vec::new();
+                assert!(enc.encode(f, &mut p).is_ok());
+                p
+            })
+            .collect();
+        // Two losses whose next packet carries FEC (libopus adds it to active speech only).
+        let lost: Vec<usize> = (30..packets.len() - 1)
+            .filter(|k| crate::media::opus_codec::has_fec(&packets[k + 1]))
+            .step_by(10)
+            .take(2)
+            .collect();
+        assert_eq!(lost.len(), 2, "too few packets carry FEC");
+        let mut dec = by_name("opus", 48000).expect("opus");
+        let mut rx = AudioReceiver::new(960);
+        let mut out = Vec::new();
+        for (k, _) in packets.iter().enumerate() {
+            // Packets arrive on time, but for the two lost.
+            if !lost.contains(&k) {
+                rx.push(k as u16, (k * 960) as u32, packets[k].clone(), k as u64 * 20);
+            }
+            rx.play(dec.as_mut(), &mut out, k as u64 * 20 + 3);
+        }
+        // Flush the buffer.
+        for k in packets.len()..packets.len() + 5 {
+            rx.play(dec.as_mut(), &mut out, k as u64 * 20 + 3);
+        }
+        let s = rx.stats();
+        assert_eq!(s.fec_recovered, 2, "{s:?}");
+        // Nothing missing but the pops after the stream ended (one run at the end).
+        assert!(s.missing <= 5 && s.missing_runs <= 1, "{s:?}");
     }
 }

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use super::codec::Codec;
 use super::device::{Sink, Source};
 use super::dtmf::{DtmfReceiver, DtmfSender};
+use super::emodel;
 use super::receiver::AudioReceiver;
 use super::record::Recorder;
 use super::rtp::{self, RecvStats, SendStats};
@@ -81,8 +82,21 @@ pub struct MediaStats {
     pub jitter_ms: f64,
     pub remote_loss_percent: Option<f64>,
     pub rtt_ms: Option<f64>,
+    /// Frames concealed (20 ms each): lost, late, or held to grow the buffer.
     pub concealed: u64,
+    /// Packets that came after their frame was played.
     pub late: u64,
+    /// Frames rebuilt from the next packet's in-band FEC (Opus).
+    pub fec_recovered: u64,
+    /// The jitter buffer's delay now and its target (ms).
+    pub buffer_ms: u32,
+    pub buffer_target_ms: u32,
+    /// Frames with no packet to play (lost or late, not rebuilt), percent of those played.
+    pub missing_percent: f64,
+    /// The E-model (ITU-T G.107) estimate from the missing frames, their burstiness and the
+    /// one-way delay: R and MOS.
+    pub r_factor: f64,
+    pub mos: f64,
     /// Datagrams dropped because they came from another source than the peer's.
     pub foreign: u64,
     /// The SRTP suite in use, `None` for plain RTP.
@@ -618,6 +632,9 @@ impl Session {
         if let Some(rep) = rtp::read_report(data, self.ssrc, &mut self.recv_stats)
             && (rep.fraction_lost.is_some() || rep.rtt.is_some())
         {
+            if let Some(f) = rep.fraction_lost {
+                self.codec.loss_hint(f * 100.0);
+            }
             self.remote_report = rep;
         }
     }
@@ -636,6 +653,20 @@ impl Session {
         }
         let expected = self.recv_stats.expected();
         let rs = self.rx.stats();
+        // One way: the buffer, one packet of audio, the codec's look-ahead, half the round trip.
+        let lookahead = if self.codec.name() == "opus" { 6.5 } else { 0.0 };
+        let one_way = f64::from(rs.jitter.delay_ms)
+            + 20.0
+            + lookahead
+            + self.remote_report.rtt.map_or(0.0, |r| r.as_secs_f64() * 500.0);
+        let r_factor = emodel::rating(
+            self.codec.name(),
+            &emodel::Conditions {
+                delay_ms: one_way,
+                loss_percent: rs.missing_percent(),
+                burst_ratio: rs.burst_ratio(),
+            },
+        );
         let stats = MediaStats {
             received: self.recv_stats.received,
             lost: self.recv_stats.lost(),
@@ -649,6 +680,12 @@ impl Session {
             rtt_ms: self.remote_report.rtt.map(|r| r.as_secs_f64() * 1000.0),
             concealed: rs.concealed,
             late: rs.jitter.late,
+            fec_recovered: rs.fec_recovered,
+            buffer_ms: rs.jitter.delay_ms,
+            buffer_target_ms: rs.jitter.target_ms,
+            missing_percent: rs.missing_percent(),
+            r_factor,
+            mos: emodel::mos_from_rating(r_factor),
             foreign: self.foreign,
             srtp: self.srtp.as_ref().map(|c| c.keys.suite()),
             srtp_auth_failed: self.srtp_auth_failed,

@@ -258,6 +258,8 @@ mod tests {
         "col.duration",
         "col.quality",
         "col.rec",
+        "quality.detail",
+        "quality.rtt",
         "state.ringing",
         "state.calling",
         "state.ringback",

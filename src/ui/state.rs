@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Local};
 use crossterm::event::{KeyCode, KeyEvent};
 
+use crate::app::snapshot::QualityView;
 use crate::app::{AgentState, CallResult, Command, CtiEvent, Direction, Event, PhoneEvent};
 use crate::config::{Config, PopupSize};
 
@@ -27,7 +28,9 @@ pub struct CallRow {
     pub anonymous: bool,
     pub started: Instant,
     pub answered: Option<Instant>,
+    /// The quality cell (estimated MOS) and, under the selected call, all its figures.
     pub quality: Option<String>,
+    pub quality_detail: Option<QualityView>,
     pub crm: Crm,
     pub recording: bool,
     pub muted: bool,
@@ -54,6 +57,7 @@ impl CallRow {
             started: Instant::now(),
             answered: None,
             quality: None,
+            quality_detail: None,
             crm: Crm::default(),
             recording: false,
             muted: false,
@@ -609,16 +613,11 @@ impl App {
                 }
                 self.clamp_selection();
             }
-            PhoneEvent::Quality {
-                call,
-                loss_percent,
-                jitter_ms,
-                rtt_ms,
-                srtp,
-                ..
-            } => {
+            PhoneEvent::Quality { call, srtp, .. } => {
+                let q = QualityView::of(p);
                 if let Some(c) = self.call_mut(call) {
-                    c.quality = Some(quality_text(*loss_percent, *jitter_ms, *rtt_ms));
+                    c.quality = q.as_ref().map(quality_cell);
+                    c.quality_detail = q;
                     c.srtp = srtp.as_deref().map(clean);
                 }
             }
@@ -710,7 +709,8 @@ impl App {
                     anonymous: c.anonymous,
                     started: ago(c.age_s),
                     answered: c.answered_s.map(ago),
-                    quality: c.quality.map(|(l, j, r)| quality_text(l, j, r)),
+                    quality: c.quality.as_ref().map(quality_cell),
+                    quality_detail: c.quality.clone(),
                     crm: Crm {
                         searching: c.crm.searching,
                         company: get("COMPANY"),
@@ -1203,9 +1203,11 @@ impl HistoryRow {
 }
 
 /// A call's quality as the list shows it: loss, jitter and (when known) round trip.
-fn quality_text(loss_percent: f64, jitter_ms: f64, rtt_ms: Option<f64>) -> String {
-    match rtt_ms {
-        Some(r) => format!("{loss_percent:.0}% {jitter_ms:.0}ms {r:.0}ms"),
-        None => format!("{loss_percent:.0}% {jitter_ms:.0}ms"),
+/// The call list's cell: the estimated MOS, or loss and jitter from a report without one.
+fn quality_cell(q: &QualityView) -> String {
+    if q.mos > 0.0 {
+        format!("MOS {:.1}", q.mos)
+    } else {
+        format!("{:.0}% {:.0}ms", q.loss_percent, q.jitter_ms)
     }
 }

@@ -250,6 +250,7 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App, look: &Look) {
         t.style("list.header"),
     ));
     let now = Instant::now();
+    let mut detail = 0;
     for (i, c) in app.calls.iter().enumerate() {
         let state = match c.state {
             RowState::Ringing => cat.get("state.ringing"),
@@ -292,6 +293,31 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App, look: &Look) {
             }
         };
         lines.push(row_line(&cells, &cols, style));
+        // Under the selected call: every figure of its last quality report.
+        if i == app.selected
+            && let Some(q) = &c.quality_detail
+        {
+            detail = 1;
+            let mut d = cat.fmt(
+                "quality.detail",
+                &[
+                    ("mos", &format!("{:.1}", q.mos)),
+                    ("lost", &q.lost.to_string()),
+                    ("loss", &format!("{:.1}", q.loss_percent)),
+                    ("late", &q.late.to_string()),
+                    ("concealed", &format!("{:.1}", q.concealed_s)),
+                    ("buffer", &q.buffer_ms.to_string()),
+                    ("jitter", &format!("{:.0}", q.jitter_ms)),
+                ],
+            );
+            if let Some(r) = q.rtt_ms {
+                d.push_str(&cat.fmt("quality.rtt", &[("rtt", &format!("{r:.0}"))]));
+            }
+            lines.push(Line::styled(
+                truncate(&format!("   └ {d}"), inner_w),
+                t.style("ui.dim"),
+            ));
+        }
     }
     if app.calls.is_empty() && app.history.is_empty() {
         lines.push(Line::styled(
@@ -324,7 +350,7 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App, look: &Look) {
     }
     // Keep the selection visible.
     let visible = area.height.saturating_sub(2) as usize;
-    let skip = (app.selected + 2).saturating_sub(visible);
+    let skip = (app.selected + 2 + detail).saturating_sub(visible);
     let header_line = lines.remove(0);
     let mut shown = vec![header_line];
     shown.extend(lines.into_iter().skip(skip));

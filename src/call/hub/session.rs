@@ -67,9 +67,12 @@ impl Hub {
         let Some(plan) = c.neg.negotiated().map(|n| media::plan(n, c.held)) else {
             return;
         };
-        let Some(codec) = crate::media::codec::by_name(&plan.codec.name, plan.codec.rate) else {
+        let Some(mut codec) = crate::media::codec::by_name(&plan.codec.name, plan.codec.rate) else {
             return;
         };
+        if let Some(fmtp) = &plan.codec.fmtp {
+            codec.apply_fmtp(fmtp);
+        }
         let record = self.cfg.record_auto.then(|| self.recording_target(i));
         let recording = record.is_some();
         let c = &mut self.calls[i];
@@ -182,6 +185,12 @@ impl Hub {
                 jitter_ms: s.jitter_ms,
                 remote_loss_percent: s.remote_loss_percent,
                 rtt_ms: s.rtt_ms,
+                lost: s.lost,
+                late: s.late,
+                concealed_s: s.concealed as f64 * 0.02,
+                fec_recovered: s.fec_recovered,
+                buffer_ms: s.buffer_ms,
+                mos: (s.mos * 100.0).round() / 100.0,
                 srtp: s.srtp.map(|s| s.name().to_owned()),
                 srtp_auth_failed: s.srtp_auth_failed,
                 srtp_replayed: s.srtp_replayed,
