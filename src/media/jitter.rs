@@ -28,6 +28,10 @@
 //!   into a histogram (5 ms bins, 0-1 s) that forgets with a ~4 s memory, and
 //!   the *target* is its 97th percentile plus a 4 ms margin (clamped to
 //!   20-300 ms): the buffer delay at which 97 % of packets arrive in time. The
+//!   histogram starts with the weight of 10 packets at the initial 40 ms, and
+//!   for the first 2 s of a stream the target also gets up to half the largest
+//!   relative delay seen (at most 40 ms, fading out): few samples underestimate
+//!   the spread. While Opus FEC is in use the target is one frame longer. The
 //!   *buffer delay* is measured at every pop: how long after the base transit
 //!   of its slot the frame being played comes out. Every packet that arrives
 //!   with a relative delay above it is late.
@@ -82,7 +86,7 @@ const SHRINK_SLACK_MS: f64 = 8.0;
 /// Quiet frames in a row before a hold or a skip counts as being in a pause.
 const HOLD_QUIET: u32 = 2;
 const SKIP_QUIET: u32 = 5;
-/// Packets over which the startup margin (one frame) fades out.
+/// Packets over which the startup margin fades out.
 const YOUNG_PACKETS: u32 = 100;
 /// In speech, hold only when the delay is this far below the target.
 const HOLD_SLACK_MS: f64 = 10.0;
@@ -465,12 +469,12 @@ impl JitterBuffer {
                 break;
             }
         }
-        // Few samples underestimate the spread: up to 30 % more (at most a frame) at first,
-        // fading over 2 s; nothing when there is no jitter.
+        // Few samples underestimate the spread: half the largest relative delay seen (at most
+        // two frames) more at first, fading over 2 s; nothing when there is no jitter.
         self.observed = self.observed.saturating_add(1);
         self.max_rel = self.max_rel.max(rel);
         let fading = (1.0 - f64::from(self.observed) / f64::from(YOUNG_PACKETS)).max(0.0);
-        let young = (0.3 * self.max_rel).min(f64::from(FRAME_MS)) * fading;
+        let young = (0.5 * self.max_rel).min(2.0 * f64::from(FRAME_MS)) * fading;
         self.target_ms = (q as f64 * BIN_MS + MARGIN_MS + young + f64::from(self.lookahead_ms))
             .clamp(f64::from(MIN_TARGET_MS), f64::from(MAX_TARGET_MS));
     }
