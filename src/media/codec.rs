@@ -28,7 +28,7 @@ pub trait Codec: Send {
     fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), String>;
     /// Decodes one payload, appending mono PCM to `out`.
     fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<(), String>;
-    /// Appends one frame of concealment audio for a lost packet (opus: its PLC; G.711/G.722: pitch-based waveform substitution, silent after 60 ms).
+    /// Appends one frame of concealment audio for a lost packet (opus: its PLC; G.711/G.722: pitch-based waveform substitution, silent after 30 ms).
     fn conceal(&mut self, out: &mut Vec<i16>);
     /// Rebuilds the frame before `next` from `next`'s in-band FEC, appending it to `out`;
     /// false (nothing appended) when the codec or the packet carries none.

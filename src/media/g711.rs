@@ -397,7 +397,7 @@ mod tests {
             for (d, s) in out[31..].iter().zip(&pcm) {
                 assert!((i32::from(*d) - i32::from(*s)).abs() <= 1024);
             }
-            // Concealment: 60 ms of fading substitute, then silence.
+            // Concealment: 30 ms of fading substitute, then silence.
             let mut plc = Vec::new();
             for _ in 0..5 {
                 c.conceal(&mut plc);

@@ -12,9 +12,10 @@
 //!   into what preceded it, so the loop has no seam); after 10 ms of loss the loop grows to the
 //!   last two periods, after 20 ms to three (switches cross-faded over a quarter period), so a
 //!   long gap does not buzz on one period.
-//! * After the first 10 ms the substitute fades linearly by 20 % per 10 ms: silence after 60 ms.
-//! * The first good frame after a loss is cross-faded from the continued substitute over 4 ms,
-//!   plus 4 ms per further 10 ms lost (at most 10 ms).
+//! * After the first 10 ms the substitute fades linearly by 50 % per 10 ms: silence after 30 ms
+//!   (Appendix I: 20 %, silence after 60 ms; see [`FADE_PER_UNIT`] for why).
+//! * The first good frame after a loss is cross-faded from the continued substitute over 2 ms
+//!   per 10 ms lost (at most 10 ms; Appendix I: 4 ms per 10 ms).
 //!
 //! Any sample count per call works (the 10 ms steps are counted in samples); no input can panic.
 
@@ -28,11 +29,17 @@ const CORR_LEN_8K: usize = 160;
 const DELAY_8K: usize = PITCH_MAX_8K / 4;
 /// History: three periods of the longest pitch and its quarter (48.75 ms).
 const HIST_8K: usize = 3 * PITCH_MAX_8K + DELAY_8K;
-/// Samples (at 8 kHz) of the end-of-loss cross-fade: 4 ms per 10 ms lost, at most 10 ms.
-const MERGE_STEP_8K: usize = 32;
+/// Samples (at 8 kHz) of the end-of-loss cross-fade: 2 ms per 10 ms lost (Appendix I: 4 ms), at
+/// most 10 ms.
+const MERGE_STEP_8K: usize = 16;
 const MERGE_MAX_8K: usize = 80;
-/// Lost 10 ms units after which the output is silent.
-const FADE_UNITS: usize = 6;
+/// Attenuation per 10 ms after the first 10 ms of a loss, and the 10 ms units after which
+/// the output is silent. G.711 Appendix I fades by 20 % (silent at 60 ms); a faster fade and
+/// a shorter merge scored better with PESQ on `ctiphone bench audio` (5 % loss: 3.03 → 3.14,
+/// 10 %: 2.65 → 2.81, mean of three seeds, perfect buffer): a long loop of one pitch period
+/// buzzes.
+const FADE_PER_UNIT: f32 = 0.5;
+const FADE_UNITS: usize = 3;
 
 /// The concealment state of one decoder; see the module documentation.
 #[derive(Debug, Clone)]
@@ -200,11 +207,11 @@ impl WaveformPlc {
             loss.periods = want;
         }
         advance(loss);
-        // 1.0 during the first 10 ms, then -20 % per 10 ms.
+        // 1.0 during the first 10 ms, then -50 % per 10 ms (Appendix I: -20 %).
         let gain = if k < unit {
             1.0
         } else {
-            (1.0 - 0.2 * (k - unit) as f32 / unit as f32).max(0.0)
+            (1.0 - FADE_PER_UNIT * (k - unit) as f32 / unit as f32).max(0.0)
         };
         v * gain
     }
@@ -337,11 +344,12 @@ mod tests {
         for i in (d..3200).chain(3600 + 160..8000) {
             assert_eq!(out[i], sig[i - d], "at {i}");
         }
-        // The gap (played 30 samples later) has the same pitch and nearly the energy.
+        // The gap (played 30 samples later) has the same pitch and most of the energy (its
+        // second 10 ms fades by half).
         let gap = &out[3200 + d..3360 + d];
         let orig = &sig[3200..3360];
         let ratio = rms(gap) / rms(orig);
-        assert!((0.8..=1.1).contains(&ratio), "energy ratio {ratio}");
+        assert!((0.7..=1.1).contains(&ratio), "energy ratio {ratio}");
         let hist: Vec<f32> = out[3000..3360 + d].iter().map(|&v| f32::from(v)).collect();
         let p = estimate_pitch(&hist, 40, 120, 160);
         assert!((52..=55).contains(&p), "pitch {p}");
@@ -357,7 +365,7 @@ mod tests {
     }
 
     #[test]
-    fn long_loss_fades_to_silence_after_60ms_and_recovers() {
+    fn long_loss_fades_to_silence_after_30ms_and_recovers() {
         for rate in [8000u32, 16000] {
             let s = (rate / 8000) as usize;
             let sig = voiced(rate, 8000 * s, 10000.0);
@@ -365,12 +373,12 @@ mod tests {
             let f = 160 * s;
             let out = play(&mut plc, &sig, f, &[10, 11, 12, 13, 14, 15]);
             let gap = 10 * f + DELAY_8K * s;
-            // The first 10 ms keep the level; then it falls; silence from 60 ms on.
+            // The first 10 ms keep the level; then it falls; silence from 30 ms on.
             let first = rms(&out[gap..gap + 80 * s]);
             assert!(first > 0.8 * rms(&sig[..f]), "{rate}: {first}");
-            let mid = rms(&out[gap + 240 * s..gap + 320 * s]);
+            let mid = rms(&out[gap + 120 * s..gap + 200 * s]);
             assert!(mid < first * 0.8 && mid > 0.0, "{rate}: {mid}");
-            assert!(out[gap + 480 * s..16 * f].iter().all(|&v| v == 0), "{rate}");
+            assert!(out[gap + 240 * s..16 * f].iter().all(|&v| v == 0), "{rate}");
             // Sound again after the loss.
             assert!(rms(&out[17 * f..18 * f]) > 0.8 * rms(&sig[..f]), "{rate}");
         }
