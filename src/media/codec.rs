@@ -35,6 +35,10 @@ pub trait Codec: Send {
     fn recover(&mut self, _next: &[u8], _out: &mut Vec<i16>) -> bool {
         false
     }
+    /// Whether `payload` carries in-band FEC for the frame before it (only Opus has any).
+    fn carries_fec(&self, _payload: &[u8]) -> bool {
+        false
+    }
     /// The far end's `a=fmtp` parameters for the codec (what it wants to receive); codecs
     /// without parameters ignore them.
     fn apply_fmtp(&mut self, _fmtp: &str) {}

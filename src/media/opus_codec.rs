@@ -125,6 +125,9 @@ impl Codec for Opus {
             _ => false,
         }
     }
+    fn carries_fec(&self, payload: &[u8]) -> bool {
+        has_fec(payload)
+    }
     fn apply_fmtp(&mut self, fmtp: &str) {
         // RFC 7587 §6.1: `useinbandfec=1` says the receiver decodes in-band FEC, so the
         // sender should send it. libopus adds it only for a non-zero expected loss: 1 % until

@@ -64,7 +64,7 @@ pub struct AudioReceiver {
     fec_fresh: u32,
 }
 
-/// A frame rebuilt from FEC keeps the one-frame lookahead for 30 s.
+/// A packet carrying FEC (or a frame rebuilt from it) keeps the one-frame lookahead for 30 s.
 const FEC_MEMORY: u32 = 1500;
 
 /// Is the audio just played a pause? Its RMS below an absolute floor (-46 dBFS) or 20 dB
@@ -140,6 +140,12 @@ impl AudioReceiver {
         let mut missing = false;
         match playout {
             Playout::Frame(payload) => {
+                // The far end sends FEC: wait one frame more, so that the packet after a lost
+                // one is here when the lost one is due.
+                if codec.carries_fec(&payload) {
+                    self.fec_fresh = FEC_MEMORY;
+                    self.jitter.set_lookahead(1);
+                }
                 if codec.decode(&payload, out).is_err() {
                     self.undecodable = self.undecodable.saturating_add(1);
                     self.conceal(codec, out);
