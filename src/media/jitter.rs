@@ -497,11 +497,12 @@ impl JitterBuffer {
         self.over_run = if over { self.over_run.saturating_add(1) } else { 0 };
         if delay < self.target_ms {
             // In a pause, or when starved (nothing buffered: the packets come too late), at
-            // once; in speech (a held frame is heard) only when clearly short, at most every
-            // 60 ms.
+            // once; in speech (a held frame is heard) only when clearly short for the network
+            // (the FEC lookahead waits for a pause), at most every 60 ms.
             if quiet >= HOLD_QUIET
                 || self.frames.is_empty()
-                || (self.cooldown == 0 && delay < self.target_ms - HOLD_SLACK_MS)
+                || (self.cooldown == 0
+                    && delay < self.target_ms - f64::from(self.lookahead_ms) - HOLD_SLACK_MS)
             {
                 self.held = self.held.saturating_add(1);
                 self.concealed = self.concealed.saturating_add(1);
