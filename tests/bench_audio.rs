@@ -12,6 +12,30 @@ fn which(name: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
 }
 
+/// Runs `ctiphone bench audio ARGS --json` (after checking espeak-ng, which speaks the
+/// reference) and returns its JSON report; fails on a non-zero exit or output that is not JSON.
+fn bench_json(args: &[&str]) -> Value {
+    assert!(
+        which("espeak-ng"),
+        "espeak-ng is missing (Debian package espeak-ng): the bench's reference is spoken by it"
+    );
+    let bin = std::env::var_os("CTIPHONE_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ctiphone").into());
+    let out = Command::new(bin)
+        .args(["bench", "audio"])
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("ctiphone bench audio runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench audio {args:?} failed: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}): {} / {stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
 fn mean(v: &Value, who: &str) -> f64 {
     v[who]["mean"]
         .as_f64()
@@ -21,36 +45,11 @@ fn mean(v: &Value, who: &str) -> f64 {
 #[test]
 fn reduced_audio_bench_scores_both_phones_sanely() {
     assert!(
-        which("espeak-ng"),
-        "espeak-ng is missing (Debian package espeak-ng): the bench's reference is spoken by it"
-    );
-    assert!(
         which("baresip"),
         "baresip is missing (Debian package baresip-core): the bench compares against it"
     );
-    let bin = std::env::var_os("CTIPHONE_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ctiphone").into());
     let started = std::time::Instant::now();
-    let out = Command::new(bin)
-        .args([
-            "bench",
-            "audio",
-            "--short",
-            "--seeds",
-            "1",
-            "--conditions",
-            "0/0,10/100",
-            "--json",
-        ])
-        .output()
-        .expect("ctiphone bench audio runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench audio failed: {stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}): {} / {stderr}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
+    let v = bench_json(&["--short", "--seeds", "1", "--conditions", "0/0,10/100"]);
     assert_eq!(v["baresip"], "installed", "{v}");
     let rows = v["conditions"].as_array().expect("conditions");
     assert_eq!(rows.len(), 2, "{v}");
@@ -79,12 +78,6 @@ fn reduced_audio_bench_scores_both_phones_sanely() {
     eprintln!("bench audio (reduced) took {:?}: {v}", started.elapsed());
 }
 
-fn seeds_mean(row: &Value, who: &str) -> f64 {
-    row[who]["mean"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("no {who} mean in {row}"))
-}
-
 /// `bench audio --offline`: ctiphone's own receive path (jitter buffer, concealment, Opus FEC)
 /// run in-process on the bench's seeded packet timeline, against the bench's reference
 /// receiver (a perfect buffer: every packet in time, lost PCMU zero-filled, lost Opus from the
@@ -96,28 +89,14 @@ fn seeds_mean(row: &Value, who: &str) -> f64 {
 ///   packet after a lost one (its FEC) and loses none to lateness.
 #[test]
 fn offline_receive_path_follows_jitter_conceals_and_uses_fec() {
-    assert!(
-        which("espeak-ng"),
-        "espeak-ng is missing (Debian package espeak-ng): the bench's reference is spoken by it"
-    );
-    let bin = std::env::var_os("CTIPHONE_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ctiphone").into());
-    let out = Command::new(bin)
-        .args([
-            "bench",
-            "audio",
-            "--offline",
-            "--short",
-            "--seeds",
-            "1,2,3",
-            "--conditions",
-            "0/0,0/100,10/100,opus:10/100",
-            "--json",
-        ])
-        .output()
-        .expect("ctiphone bench audio runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench audio --offline failed: {stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON ({e}): {stderr}"));
+    let v = bench_json(&[
+        "--offline",
+        "--short",
+        "--seeds",
+        "1,2,3",
+        "--conditions",
+        "0/0,0/100,10/100,opus:10/100",
+    ]);
     let rows = v["conditions"].as_array().expect("conditions");
     assert_eq!(rows.len(), 4, "{v}");
     // No phone ran.
@@ -126,8 +105,8 @@ fn offline_receive_path_follows_jitter_conceals_and_uses_fec() {
             .all(|r| r["ctiphone"]["mos"].as_array().is_some_and(Vec::is_empty)),
         "{v}"
     );
-    let ours = |i: usize| seeds_mean(&rows[i], "ctiphone_in_process");
-    let perfect = |i: usize| seeds_mean(&rows[i], "reference_receiver");
+    let ours = |i: usize| mean(&rows[i], "ctiphone_in_process");
+    let perfect = |i: usize| mean(&rows[i], "reference_receiver");
     assert!(
         (ours(0) - perfect(0)).abs() < 0.01,
         "clean: {} vs {}",

@@ -349,6 +349,11 @@ impl JitterBuffer {
         }
     }
 
+    /// RTP timestamp units per 20 ms frame, as given to [`JitterBuffer::new`] (zero made 1).
+    pub fn frame_ticks(&self) -> u32 {
+        self.frame_ticks
+    }
+
     /// Forget everything (new SSRC, or after hold), statistics included.
     pub fn reset(&mut self) {
         *self = Self::new(self.frame_ticks);

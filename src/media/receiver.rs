@@ -69,7 +69,7 @@ const FEC_MEMORY: u32 = 1500;
 
 /// Is the audio just played a pause? Its RMS below an absolute floor (-46 dBFS) or 20 dB
 /// under the running level of the talk (so steady background noise still has pauses).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Level {
     last_rms: f64,
     talk_rms: f64,
@@ -113,11 +113,7 @@ impl AudioReceiver {
             missing: 0,
             missing_runs: 0,
             in_run: false,
-            level: Level {
-                last_rms: 0.0,
-                talk_rms: 0.0,
-                quiet_frames: 0,
-            },
+            level: Level::default(),
             fec_fresh: 0,
         }
     }
@@ -205,20 +201,7 @@ impl AudioReceiver {
 
     /// Forget the stream (new SSRC, after hold); counters included.
     pub fn reset(&mut self) {
-        self.jitter.reset();
-        self.concealed = 0;
-        self.fec_recovered = 0;
-        self.undecodable = 0;
-        self.played = 0;
-        self.missing = 0;
-        self.missing_runs = 0;
-        self.in_run = false;
-        self.fec_fresh = 0;
-        self.level = Level {
-            last_rms: 0.0,
-            talk_rms: 0.0,
-            quiet_frames: 0,
-        };
+        *self = Self::new(self.jitter.frame_ticks());
     }
 }
 
