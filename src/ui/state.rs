@@ -28,9 +28,9 @@ pub struct CallRow {
     pub anonymous: bool,
     pub started: Instant,
     pub answered: Option<Instant>,
-    /// The quality cell (estimated MOS) and, under the selected call, all its figures.
-    pub quality: Option<String>,
-    pub quality_detail: Option<QualityView>,
+    /// The last quality report: its estimated MOS in the row ([`CallRow::quality_cell`]),
+    /// all its figures under the selected call.
+    pub quality: Option<QualityView>,
     pub crm: Crm,
     pub recording: bool,
     pub muted: bool,
@@ -57,13 +57,22 @@ impl CallRow {
             started: Instant::now(),
             answered: None,
             quality: None,
-            quality_detail: None,
             crm: Crm::default(),
             recording: false,
             muted: false,
             consult_for: None,
             conference: false,
             srtp: None,
+        }
+    }
+
+    /// The call list's quality cell: the estimated MOS, or loss and jitter from a report
+    /// without one; empty before the first report.
+    pub fn quality_cell(&self) -> String {
+        match &self.quality {
+            None => String::new(),
+            Some(q) if q.mos > 0.0 => format!("MOS {:.1}", q.mos),
+            Some(q) => format!("{:.0}% {:.0}ms", q.loss_percent, q.jitter_ms),
         }
     }
 }
@@ -616,8 +625,7 @@ impl App {
             PhoneEvent::Quality { call, srtp, .. } => {
                 let q = QualityView::of(p);
                 if let Some(c) = self.call_mut(call) {
-                    c.quality = q.as_ref().map(quality_cell);
-                    c.quality_detail = q;
+                    c.quality = q;
                     c.srtp = srtp.as_deref().map(clean);
                 }
             }
@@ -709,8 +717,7 @@ impl App {
                     anonymous: c.anonymous,
                     started: ago(c.age_s),
                     answered: c.answered_s.map(ago),
-                    quality: c.quality.as_ref().map(quality_cell),
-                    quality_detail: c.quality.clone(),
+                    quality: c.quality.clone(),
                     crm: Crm {
                         searching: c.crm.searching,
                         company: get("COMPANY"),
@@ -1199,15 +1206,5 @@ impl HistoryRow {
             duration_s: r.duration_s.unwrap_or(0.0),
             recording: r.recording.as_deref().map(clean),
         }
-    }
-}
-
-/// A call's quality as the list shows it: loss, jitter and (when known) round trip.
-/// The call list's cell: the estimated MOS, or loss and jitter from a report without one.
-fn quality_cell(q: &QualityView) -> String {
-    if q.mos > 0.0 {
-        format!("MOS {:.1}", q.mos)
-    } else {
-        format!("{:.0}% {:.0}ms", q.loss_percent, q.jitter_ms)
     }
 }

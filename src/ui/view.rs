@@ -274,7 +274,7 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App, look: &Look) {
         let mut cells = [
             state,
             dir(c.incoming, look),
-            c.quality.clone().unwrap_or_default(),
+            c.quality_cell(),
             app.shown_number(c).to_owned(),
             name,
             c.crm.company.clone(),
@@ -295,7 +295,7 @@ fn draw_list(f: &mut Frame, area: Rect, app: &App, look: &Look) {
         lines.push(row_line(&cells, &cols, style));
         // Under the selected call: every figure of its last quality report.
         if i == app.selected
-            && let Some(q) = &c.quality_detail
+            && let Some(q) = &c.quality
         {
             detail = 1;
             let mut d = cat.fmt(
