@@ -43,6 +43,14 @@ impl Codec {
             Codec::OpusFec => "opus+FEC",
         }
     }
+
+    /// The SDP encoding name and clock rate the phones negotiate for it.
+    fn rtpmap(self) -> (&'static str, u32) {
+        match self {
+            Codec::Pcmu => ("PCMU", 8000),
+            Codec::OpusFec => ("opus", 48000),
+        }
+    }
 }
 
 /// One network condition.
@@ -169,10 +177,15 @@ pub fn reference(text: &str, pad_ms: usize) -> Result<Vec<i16>, String> {
 
 /// A WAV file (any rate, any channels, integer or float) as 8 kHz mono 16-bit.
 pub fn read_8k(path: &Path) -> Result<Vec<i16>, String> {
-    use crate::media::resample::{Resampler, f32_to_i16};
     use crate::media::wav_io::{CutShort, decode_mono};
     // A file cut short (its writer killed) still gives the samples before the cut.
     let (rate, mono) = decode_mono(path, CutShort::KeepBefore)?;
+    to_8k(rate, mono)
+}
+
+/// Mono audio at `rate` as 8 kHz 16-bit, what PESQ scores.
+fn to_8k(rate: u32, mono: Vec<f32>) -> Result<Vec<i16>, String> {
+    use crate::media::resample::{Resampler, f32_to_i16};
     let at_8k = if rate == 8000 || mono.is_empty() {
         mono
     } else {
@@ -336,11 +349,8 @@ fn reference_receiver(payloads: &[Vec<u8>], codec: Codec, plan: &[Planned]) -> R
 /// the tests check and what tuning the buffer is measured with; the live column is the phone.
 pub fn ctiphone_receiver(payloads: &[Vec<u8>], codec: Codec, plan: &[Planned]) -> Result<Vec<i16>, String> {
     use crate::media::receiver::AudioReceiver;
-    use crate::media::resample::{Resampler, f32_to_i16};
-    let (name, clock) = match codec {
-        Codec::Pcmu => ("PCMU", 8000),
-        Codec::OpusFec => ("opus", 48000),
-    };
+    use crate::media::resample::i16_to_f32;
+    let (name, clock) = codec.rtpmap();
     let mut dec = crate::media::codec::by_name(name, clock).ok_or("no decoder")?;
     let ticks = dec.frame_ticks();
     let mut rx = AudioReceiver::new(ticks);
@@ -369,11 +379,7 @@ pub fn ctiphone_receiver(payloads: &[Vec<u8>], codec: Codec, plan: &[Planned]) -
     if dec.sample_rate() == 8000 {
         return Ok(out);
     }
-    let f: Vec<f32> = out.iter().map(|s| f32::from(*s) / 32768.0).collect();
-    Ok(Resampler::convert_all(dec.sample_rate(), 8000, &f)?
-        .into_iter()
-        .map(f32_to_i16)
-        .collect())
+    to_8k(dec.sample_rate(), out.into_iter().map(i16_to_f32).collect())
 }
 
 /// A call of the caller's to one phone, answered.
@@ -463,10 +469,7 @@ impl Leg {
             leg.hang_up();
             return Err(format!("{}: no audio stream in its answer", phone.name));
         };
-        let want = match codec {
-            Codec::Pcmu => "PCMU",
-            Codec::OpusFec => "opus",
-        };
+        let (want, _) = codec.rtpmap();
         if !codecs.iter().any(|c| c.name.eq_ignore_ascii_case(want)) {
             leg.hang_up();
             return Err(format!("{} did not answer with {want}", phone.name));
