@@ -21,6 +21,11 @@ pub trait Codec: Send {
     fn frame_ticks(&self) -> u32 {
         self.clock_rate() / 50
     }
+    /// The encoder's look-ahead (ms): delay it adds beyond the frame itself (the E-model's
+    /// one-way delay counts it). None for G.711 and G.722 here.
+    fn lookahead_ms(&self) -> f64 {
+        0.0
+    }
     /// Encodes one frame of mono PCM (exactly frame_samples()) and appends the payload to `out`.
     ///
     /// Every implementation here returns `Err` (and appends nothing) when

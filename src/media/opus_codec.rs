@@ -82,6 +82,10 @@ impl Codec for Opus {
     fn sample_rate(&self) -> u32 {
         48000
     }
+    fn lookahead_ms(&self) -> f64 {
+        // libopus's look-ahead at 48 kHz: 2.5 ms plus 4 ms of delay compensation.
+        6.5
+    }
     fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), String> {
         check_frame("opus", pcm, FRAME)?;
         let mut packet = [0u8; MAX_PACKET];
@@ -305,6 +309,13 @@ mod tests {
         assert!(!rx.recover(&[0xff; 3], &mut rebuilt));
         assert!(!rx.recover(&[], &mut rebuilt));
         assert!(!has_fec(&[]));
+    }
+
+    #[test]
+    fn lookahead_is_libopus_own() {
+        let mut c = codec();
+        let samples = c.enc.get_lookahead().expect("OPUS_GET_LOOKAHEAD");
+        assert_eq!(f64::from(samples) * 1000.0 / 48000.0, c.lookahead_ms());
     }
 
     #[test]

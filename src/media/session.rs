@@ -654,10 +654,9 @@ impl Session {
         let expected = self.recv_stats.expected();
         let rs = self.rx.stats();
         // One way: the buffer, one packet of audio, the codec's look-ahead, half the round trip.
-        let lookahead = if self.codec.name() == "opus" { 6.5 } else { 0.0 };
         let one_way = f64::from(rs.jitter.delay_ms)
             + 20.0
-            + lookahead
+            + self.codec.lookahead_ms()
             + self.remote_report.rtt.map_or(0.0, |r| r.as_secs_f64() * 500.0);
         let r_factor = emodel::rating(
             self.codec.name(),
