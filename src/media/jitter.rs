@@ -36,12 +36,14 @@
 //!   of its slot the frame being played comes out. Every packet that arrives
 //!   with a relative delay above it is late.
 //! * **Growing fast, shrinking slowly and in pauses**: when the buffer delay is
-//!   below the target a [`Playout::Hold`] is inserted at once if the audio just
-//!   played was quiet, else at most one every 60 ms (a held frame is the
-//!   codec's concealment, which continues the waveform). When it exceeds the
-//!   target by more than a frame plus 8 ms, one frame is dropped, only right
-//!   after a quiet frame (the caller says which frames were quiet); after 4 s
-//!   of continuous speech one frame per second is dropped anyway.
+//!   below the target a [`Playout::Hold`] is inserted at once in a pause (the
+//!   last 2 frames played were quiet: the caller counts them) or when nothing
+//!   is buffered; in speech only when the delay is 10 ms short of the target
+//!   (less the FEC lookahead), at most one every 60 ms (a held frame is the
+//!   codec's concealment, which continues the waveform). When it has exceeded
+//!   the target by more than a frame plus 8 ms for 25 pops (0.5 s), one frame
+//!   is dropped, only inside a pause (5 quiet frames); after 4 s of continuous
+//!   speech one frame per second is dropped anyway.
 //! * **Bounded memory**: at most 100 frames (2 s) are held; a packet more than
 //!   2 s ahead of the playout point resynchronises the playout point (older
 //!   packets are dropped), and the oldest packet is evicted as a last resort.
