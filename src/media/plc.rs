@@ -13,7 +13,7 @@
 //!   last two periods, after 20 ms to three (switches cross-faded over a quarter period), so a
 //!   long gap does not buzz on one period.
 //! * After the first 10 ms the substitute fades linearly by 50 % per 10 ms: silence after 30 ms
-//!   (Appendix I: 20 %, silence after 60 ms; see [`FADE_PER_UNIT`] for why).
+//!   (Appendix I: 20 %, silence after 60 ms; see `FADE_PER_UNIT` for why).
 //! * The first good frame after a loss is cross-faded from the continued substitute over 2 ms
 //!   per 10 ms lost (at most 10 ms; Appendix I: 4 ms per 10 ms).
 //!
