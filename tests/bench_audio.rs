@@ -5,8 +5,13 @@
 //! baresip (tests/run.sh installs both): without them it fails, saying which is missing.
 
 use std::process::Command;
+use std::sync::Mutex;
 
 use serde_json::Value;
+
+/// Held while a bench runs: the live one is a measurement, and the offline one beside it on 2
+/// cores would be its load.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn which(name: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
@@ -20,6 +25,9 @@ fn bench_json(args: &[&str]) -> Value {
         "espeak-ng is missing (Debian package espeak-ng): the bench's reference is spoken by it"
     );
     let bin = std::env::var_os("CTIPHONE_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ctiphone").into());
+    let _running = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let out = Command::new(bin)
         .args(["bench", "audio"])
         .args(args)

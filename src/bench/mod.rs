@@ -1082,6 +1082,7 @@ fn run_all(calls: usize, gap_ms: u64, secs: u64, as_json: bool) -> Result<(), St
                 "floor": sip.failed("floor"),
             },
             "failed_cti_searches": cti_failed,
+            "below_floor": sip.below_floor(),
         });
         println!("{report}");
         return Ok(());
@@ -1102,6 +1103,9 @@ fn run_all(calls: usize, gap_ms: u64, secs: u64, as_json: bool) -> Result<(), St
         failed("baresip"),
         failed("floor")
     );
+    if let Some(note) = sip.below_floor_note() {
+        println!("{note}");
+    }
     Ok(())
 }
 

@@ -53,6 +53,36 @@ impl Series {
     fn prefix(&self) -> &'static str {
         if self.gap_ms == 0 { "back-to-back: " } else { "" }
     }
+
+    /// The phones' medians that read at or below the floor's: a phone does everything the
+    /// floor does and more, so such a reading is not the phone's time but the method's noise
+    /// (a busy machine: the floor's calls slowed, or sipp descheduled between sending an INVITE
+    /// and reading its clock).
+    /// Named as in the table: `ctiphone INVITE -> 180 Ringing median`.
+    fn below_floor(&self) -> Vec<String> {
+        let Some(floor) = self.get("floor") else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, r) in self.callees.iter().filter(|(n, _)| *n != "floor") {
+            for resp in [Response::Ringing, Response::Ok] {
+                let (Some(ours), Some(fl)) = (
+                    percentile(resp.times(r), 50.0),
+                    percentile(resp.floor_times(floor), 50.0),
+                ) else {
+                    continue;
+                };
+                if ours <= fl {
+                    out.push(format!(
+                        "{name} {}INVITE -> {} median",
+                        self.prefix(),
+                        resp.label()
+                    ));
+                }
+            }
+        }
+        out
+    }
 }
 
 /// How the figures were taken.
@@ -96,6 +126,28 @@ impl SipFigures {
             }
         }
         found.then_some(n)
+    }
+
+    /// Every series' medians that read at or below the floor ([`Series::below_floor`]).
+    pub(super) fn below_floor(&self) -> Vec<String> {
+        self.series.iter().flat_map(Series::below_floor).collect()
+    }
+
+    /// The line the text reports print when some median read at or below the floor.
+    pub(super) fn below_floor_note(&self) -> Option<String> {
+        let below = self.below_floor();
+        if below.is_empty() {
+            return None;
+        }
+        let why = match self.method {
+            Method::Bench => "the floor's calls were slowed",
+            Method::Sipp(_) => "sipp reads its clock after sending the INVITE and was descheduled in between",
+        };
+        Some(format!(
+            "NOT USABLE: {} read at or below the floor, which a phone cannot do; {why}: the \
+             machine was busy. Run again on an idle machine.",
+            below.join(", ")
+        ))
     }
 }
 
@@ -330,6 +382,9 @@ fn print_report(f: &SipFigures) {
     }
     print_table(&sip_metrics(f), f.baresip);
     print_counts(f);
+    if let Some(note) = f.below_floor_note() {
+        println!("{note}");
+    }
     if let Method::Sipp(sipp) = &f.method {
         let step = sipp
             .clock_step_us
@@ -414,6 +469,7 @@ fn series_json(s: &Series, trying: bool) -> Value {
         "baresip": peer("baresip"),
         "floor": floor.map_or(Value::Null, |r| responses_json(r, None, false)),
         "ratio_above_floor": ratios,
+        "below_floor": s.below_floor(),
     })
 }
 
@@ -451,4 +507,70 @@ pub(super) fn report_json(f: &SipFigures) -> Value {
     top["baresip_installed"] = json!(f.baresip);
     top["back_to_back"] = f.series.get(1).map_or(Value::Null, |s| series_json(s, trying));
     top
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn responses(ringing: &[f64], ok: &[f64]) -> Responses {
+        Responses {
+            ringing: ringing.to_vec(),
+            ok: ok.to_vec(),
+            calls: ok.len(),
+            ..Responses::default()
+        }
+    }
+
+    #[test]
+    fn a_phone_median_at_or_below_the_floor_is_named_as_not_usable() {
+        let series = Series {
+            gap_ms: 0,
+            callees: vec![
+                ("ctiphone", responses(&[29.0, 30.0, 600.0], &[90.0, 95.0, 900.0])),
+                (
+                    "baresip",
+                    responses(&[190.0, 200.0, 210.0], &[117.0, 760.0, 780.0]),
+                ),
+                ("floor", responses(&[70.0, 77.0, 80.0], &[110.0, 117.0, 120.0])),
+            ],
+        };
+        assert_eq!(
+            series.below_floor(),
+            [
+                "ctiphone back-to-back: INVITE -> 180 Ringing median",
+                "ctiphone back-to-back: INVITE -> 200 OK median",
+            ]
+        );
+        let f = SipFigures {
+            method: Method::Bench,
+            calls: 3,
+            series: vec![series],
+            idle_rss_kib: Vec::new(),
+            baresip: true,
+        };
+        let note = f.below_floor_note().unwrap_or_default();
+        assert!(note.starts_with("NOT USABLE: ctiphone back-to-back"), "{note}");
+        assert_eq!(report_json(&f)["below_floor"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn phones_above_the_floor_or_without_one_give_no_note() {
+        let mut f = SipFigures {
+            method: Method::Bench,
+            calls: 2,
+            series: vec![Series {
+                gap_ms: 50,
+                callees: vec![
+                    ("ctiphone", responses(&[200.0, 210.0], &[300.0, 310.0])),
+                    ("floor", responses(&[70.0, 80.0], &[110.0, 120.0])),
+                ],
+            }],
+            idle_rss_kib: Vec::new(),
+            baresip: false,
+        };
+        assert!(f.below_floor().is_empty() && f.below_floor_note().is_none());
+        f.series[0].callees.pop();
+        assert!(f.below_floor().is_empty());
+    }
 }

@@ -8,7 +8,9 @@
 //!
 //! The figures come from sipp's own clock readings of when it sent each INVITE and when it
 //! read each response (`-trace_shortmsg`: one line per message, `gettimeofday`, in
-//! microseconds). The scenario also times INVITE → 180 and INVITE → 200 with sipp's RTDs
+//! microseconds). sipp reads its clock for an INVITE after `sendto` returns: when it is
+//! descheduled in between (a busy machine) while the callee answers, that call reads short, even
+//! below the floor; the report names such figures (`below_floor`) as not usable. The scenario also times INVITE → 180 and INVITE → 200 with sipp's RTDs
 //! (`-trace_rtt`), which are reported beside them; but sipp takes RTD times from
 //! `CLOCK_MONOTONIC_COARSE`, which moves in steps of one kernel tick (4 ms at 250 Hz): each
 //! RTD then reads 0 or a whole step, and since sipp's pauses end on such a step, the INVITE
