@@ -237,6 +237,39 @@ fn the_ui_bench_times_ring_to_crm_values_in_tmux() {
     // The CRM waited 5 ms over each search: its own time holds them, the total holds it.
     assert!(crm >= 5.0 && total > crm, "CRM {crm} ms, total {total} ms");
     assert!(total > floor, "total {total} ms, floor {floor} ms");
+    // Idle, as an agent runs it: the TUI and the daemon it started, each read; and the daemon
+    // ended with the bench (it outlives its TUI by design).
+    for who in ["tui", "daemon"] {
+        positive(&v["idle"][who]["rss_kib"]);
+        assert!(v["idle"][who]["cpu_ticks_10s"].is_u64(), "{who}: {v}");
+    }
+    assert_eq!(
+        positive(&v["idle_rss_kib"]),
+        positive(&v["idle"]["tui"]["rss_kib"]) + positive(&v["idle"]["daemon"]["rss_kib"]),
+        "{v}"
+    );
+    let left = daemons_of_this_binary();
+    assert!(left.is_empty(), "the bench left daemons running: {left:?}");
+}
+
+/// `ctiphone … daemon` processes of the binary under test still running.
+fn daemons_of_this_binary() -> Vec<String> {
+    let bin = std::env::var_os("CTIPHONE_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ctiphone").into());
+    let bin = bin.to_string_lossy().into_owned();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| {
+            c.split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|args| args.first() == Some(&bin) && args.iter().any(|a| a == "daemon"))
+        .map(|args| args.join(" "))
+        .collect()
 }
 
 /// `bench media --srtp` (issue 19's "Speed"): ctiphone plain, ctiphone SRTP and baresip SRTP

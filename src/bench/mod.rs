@@ -20,6 +20,7 @@
 //! Each prints medians, p99 and ratios, or JSON.
 
 pub mod audio;
+mod cpus;
 mod fleet;
 mod floor;
 mod media_srtp;
@@ -1180,8 +1181,12 @@ pub fn ui(n: usize, tmux_calls: usize, gap_ms: u64, crm_ms: u64, as_json: bool) 
     let report = json!({
         "ring_to_popup_drawn_us": { "median": percentile(&ring, 50.0), "p99": percentile(&ring, 99.0) },
         "crm_reply_to_fields_drawn_us": { "median": percentile(&reply, 50.0), "p99": percentile(&reply, 99.0) },
-        "idle_10s_cpu_ticks": idle.as_ref().map(|i| i.0),
-        "idle_rss_kib": idle.as_ref().and_then(|i| i.1),
+        "idle_10s_cpu_ticks": idle.as_ref().and_then(Idle::ticks),
+        "idle_rss_kib": idle.as_ref().and_then(Idle::rss_kib),
+        "idle": idle.as_ref().map(|i| json!({
+            "tui": { "cpu_ticks_10s": i.tui_ticks, "rss_kib": i.tui_rss_kib },
+            "daemon": { "cpu_ticks_10s": i.daemon_ticks, "rss_kib": i.daemon_rss_kib },
+        })),
         "terminal": "120x40, Japanese catalog, large popup",
         "ring_to_crm_values_on_screen_ms": {
             "calls": popup.total_ms.len(),
@@ -1212,10 +1217,16 @@ pub fn ui(n: usize, tmux_calls: usize, gap_ms: u64, crm_ms: u64, as_json: bool) 
             f(percentile(&reply, 50.0)),
             f(percentile(&reply, 99.0))
         );
-        match idle {
-            Some((ticks, rss)) => println!(
-                "idle 10 s in tmux: {ticks} CPU ticks (the 1 Hz clock included), RSS {}",
-                rss.map_or("-".to_owned(), |r| format!("{r} KiB"))
+        let n = |v: Option<u64>, unit: &str| v.map_or("-".to_owned(), |v| format!("{v}{unit}"));
+        match &idle {
+            Some(i) => println!(
+                "idle 10 s in tmux (the TUI and its daemon): {} CPU ticks (TUI {}, daemon {}; the 1 Hz clock included), RSS {} (TUI {}, daemon {})",
+                n(i.ticks(), ""),
+                n(i.tui_ticks, ""),
+                n(i.daemon_ticks, ""),
+                n(i.rss_kib(), " KiB"),
+                n(i.tui_rss_kib, " KiB"),
+                n(i.daemon_rss_kib, " KiB"),
             ),
             None => println!("idle in tmux: not measured (tmux is not installed)"),
         }
@@ -1237,9 +1248,30 @@ pub fn ui(n: usize, tmux_calls: usize, gap_ms: u64, crm_ms: u64, as_json: bool) 
     u8::from(popup.failed > 0 || !popup.on_screen)
 }
 
-/// Runs `ctiphone` (this binary, direct calls on a free port, null audio) in a detached tmux
-/// session for 10 s; returns its CPU ticks over those 10 s and its RSS.
-fn idle_in_tmux() -> Option<(u64, Option<u64>)> {
+/// What `ctiphone` idle in tmux cost over 10 s: the TUI and the daemon it started.
+struct Idle {
+    /// CPU ticks (user + system) of each over the 10 s.
+    tui_ticks: Option<u64>,
+    daemon_ticks: Option<u64>,
+    tui_rss_kib: Option<u64>,
+    daemon_rss_kib: Option<u64>,
+}
+
+impl Idle {
+    /// Both processes together (None when either was not read).
+    fn ticks(&self) -> Option<u64> {
+        Some(self.tui_ticks? + self.daemon_ticks?)
+    }
+
+    fn rss_kib(&self) -> Option<u64> {
+        Some(self.tui_rss_kib? + self.daemon_rss_kib?)
+    }
+}
+
+/// Runs `ctiphone` (this binary, as an agent starts it: the TUI attached to a daemon it starts;
+/// direct calls on a free port, null audio) in a detached tmux session for 10 s and reads the
+/// CPU ticks and RSS of both processes; then ends the tmux server and the daemon.
+fn idle_in_tmux() -> Option<Idle> {
     which("tmux")?;
     let dir = tempfile::tempdir().ok()?;
     let cfg = dir.path().join("c.toml");
@@ -1251,51 +1283,85 @@ fn idle_in_tmux() -> Option<(u64, Option<u64>)> {
     .ok()?;
     let exe = std::env::current_exe().ok()?;
     let sock = format!("ctiphone-bench-{}", std::process::id());
+    // The daemon's socket and lock live under XDG_RUNTIME_DIR: one of the bench's own, so it
+    // cannot meet an agent's running phone.
     let cmd = format!(
-        "HOME={d} XDG_DATA_HOME={d}/data {exe} --config {cfg}",
+        "HOME={d} XDG_DATA_HOME={d}/data XDG_RUNTIME_DIR={d}/run {exe} --config {cfg}",
         d = dir.path().display(),
         exe = exe.display(),
         cfg = cfg.display()
     );
+    std::fs::create_dir_all(dir.path().join("run")).ok()?;
     let ok = Command::new("tmux")
         .args(["-L", &sock, "new-session", "-d", "-x", "100", "-y", "30", &cmd])
         .status()
         .ok()?
         .success();
-    let kill = || {
+    let stop = || {
         let _ = Command::new("tmux")
             .args(["-L", &sock, "kill-server"])
             .stderr(Stdio::null())
             .status();
+        // The daemon outlives its TUI by design (calls survive a lost terminal): end it too.
+        if let Some(pid) = ctiphone_with(&cfg, true) {
+            stop_process(pid);
+        }
     };
     if !ok {
-        kill();
+        stop();
         return None;
     }
     std::thread::sleep(Duration::from_secs(2));
-    let pid = Command::new("tmux")
-        .args(["-L", &sock, "list-panes", "-F", "#{pane_pid}"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u32>().ok());
-    let Some(pid) = pid else {
-        kill();
+    // Both found by their command lines (the pane's process is the TUI, its child the daemon,
+    // but a shell between them would move that).
+    let (Some(tui), daemon) = (ctiphone_with(&cfg, false), ctiphone_with(&cfg, true)) else {
+        stop();
         return None;
     };
-    // The pane runs a shell that runs ctiphone: find the ctiphone child.
-    let target = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .ok()
-        .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()))
-        .unwrap_or(pid);
     let ticks = |p: u32| -> Option<u64> {
         let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
         let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
         Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
     };
-    let t0 = ticks(target);
+    let over = |p: Option<u32>, t0: Option<u64>| Some(ticks(p?)?.saturating_sub(t0?));
+    let (tui0, daemon0) = (ticks(tui), daemon.and_then(ticks));
     std::thread::sleep(Duration::from_secs(10));
-    let t1 = ticks(target);
-    let rss = rss_kib(target);
-    kill();
-    Some((t1?.saturating_sub(t0?), rss))
+    let idle = Idle {
+        tui_ticks: over(Some(tui), tui0),
+        daemon_ticks: over(daemon, daemon0),
+        tui_rss_kib: rss_kib(tui),
+        daemon_rss_kib: daemon.and_then(rss_kib),
+    };
+    stop();
+    Some(idle)
+}
+
+/// The pid of the `ctiphone … --config CFG` process whose arguments include `daemon` (or do
+/// not), from `/proc/*/cmdline`.
+fn ctiphone_with(cfg: &std::path::Path, daemon: bool) -> Option<u32> {
+    let cfg = cfg.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let config = args.windows(2).any(|w| w[0] == b"--config" && w[1] == cfg);
+        (config && args.contains(&b"daemon".as_slice()) == daemon).then_some(pid)
+    })
+}
+
+/// SIGTERM, then SIGKILL if it is still there after 3 s.
+fn stop_process(pid: u32) {
+    let Ok(pid) = i32::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) with a pid read from /proc and a signal number; no memory is passed.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if Instant::now() > deadline {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

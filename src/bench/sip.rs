@@ -101,6 +101,8 @@ pub(super) struct Sipp {
     pub clock_step_us: Option<f64>,
     /// sipp's own RTDs (`NAME_180`, `NAME_200`), each value in µs, its first call left out.
     pub rtd: Vec<(String, Vec<f64>)>,
+    /// sipp's CPU and the callees' (None: a single CPU, not split).
+    pub cpus: Option<super::cpus::Split>,
 }
 
 /// Everything `ctiphone bench sip` measured.
@@ -382,6 +384,17 @@ fn print_report(f: &SipFigures) {
     }
     print_table(&sip_metrics(f), f.baresip);
     print_counts(f);
+    if let Method::Sipp(sipp) = &f.method {
+        match &sipp.cpus {
+            Some(c) => println!(
+                "sipp ran on CPU {}, the phones and the floor on CPU {:?}",
+                c.sipp, c.callees
+            ),
+            None => {
+                println!("a single CPU: sipp and the phones shared it (readings may fall below the floor)")
+            }
+        }
+    }
     if let Some(note) = f.below_floor_note() {
         println!("{note}");
     }
@@ -502,6 +515,10 @@ pub(super) fn report_json(f: &SipFigures) -> Value {
             })
             .collect();
         top["sipp_rtd_us"] = json!({ "clock_step_us": sipp.clock_step_us, "rtds": rtd });
+        top["cpus"] = sipp
+            .cpus
+            .as_ref()
+            .map_or(Value::Null, |c| json!({ "sipp": c.sipp, "callees": c.callees }));
     }
     top["calls"] = json!(f.calls);
     top["baresip_installed"] = json!(f.baresip);

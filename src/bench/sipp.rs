@@ -9,8 +9,10 @@
 //! The figures come from sipp's own clock readings of when it sent each INVITE and when it
 //! read each response (`-trace_shortmsg`: one line per message, `gettimeofday`, in
 //! microseconds). sipp reads its clock for an INVITE after `sendto` returns: when it is
-//! descheduled in between (a busy machine) while the callee answers, that call reads short, even
-//! below the floor; the report names such figures (`below_floor`) as not usable. The scenario also times INVITE → 180 and INVITE → 200 with sipp's RTDs
+//! descheduled in between while the callee answers, that call reads short, even below the
+//! floor. So sipp runs on a CPU of its own and the callees on the others (`super::cpus`), and
+//! the report still names any median at or below the floor (`below_floor`) as not usable. The
+//! scenario also times INVITE → 180 and INVITE → 200 with sipp's RTDs
 //! (`-trace_rtt`), which are reported beside them; but sipp takes RTD times from
 //! `CLOCK_MONOTONIC_COARSE`, which moves in steps of one kernel tick (4 ms at 250 Hz): each
 //! RTD then reads 0 or a whole step, and since sipp's pauses end on such a step, the INVITE
@@ -25,6 +27,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use super::cpus::{self, Split};
 use super::floor::Floor;
 use super::sip::{AUDIO_NULL, Method, Responses, Series, SipFigures, Sipp};
 use super::{Caller, free_udp_port, start_peers, which};
@@ -42,6 +45,10 @@ const CALLEES: [&str; 3] = ["ctiphone", "baresip", "floor"];
 pub(super) fn measure(calls: usize, gap_ms: u64) -> Result<SipFigures, String> {
     let sipp = which("sipp").ok_or("sipp is not installed (apt-get install sip-tester)")?;
     let version = sipp_version(&sipp);
+    // The phones and the floor (a thread of this one) start on the callees' CPUs; the mask
+    // comes back when `placed` is dropped.
+    let placed = Placement::new();
+    placed.callees()?;
     let mut peers = start_peers(AUDIO_NULL, false)?;
     if peers.len() < 2 {
         return Err(
@@ -78,8 +85,7 @@ pub(super) fn measure(calls: usize, gap_ms: u64) -> Result<SipFigures, String> {
         rounds.to_string(),
         gap_ms.to_string(),
     );
-    let out = cmd
-        .arg("-sf")
+    cmd.arg("-sf")
         .arg(&scenario)
         .args(["-i", "127.0.0.1", "-p", &port, "-mp", &media])
         .args(["-m", &rounds, "-l", "1", "-r", "1000", "-d", &gap])
@@ -96,8 +102,12 @@ pub(super) fn measure(calls: usize, gap_ms: u64) -> Result<SipFigures, String> {
         .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
+        .stderr(Stdio::piped());
+    placed.sipp()?;
+    let child = cmd.spawn();
+    placed.callees()?;
+    let out = child
+        .and_then(std::process::Child::wait_with_output)
         .map_err(|e| format!("cannot run sipp: {e}"))?;
     peers[0].quit();
     let errors = read_named(dir.path(), "_errors.log").unwrap_or_default();
@@ -116,6 +126,7 @@ pub(super) fn measure(calls: usize, gap_ms: u64) -> Result<SipFigures, String> {
         method: Method::Sipp(Sipp {
             version,
             clock_step_us: coarse_clock_step_us(),
+            cpus: placed.split.clone(),
             // Without sipp's first call, as the figures.
             rtd: rtd
                 .into_iter()
@@ -127,6 +138,47 @@ pub(super) fn measure(calls: usize, gap_ms: u64) -> Result<SipFigures, String> {
         idle_rss_kib: Vec::new(),
         baresip: true,
     })
+}
+
+/// sipp's CPU and the callees' ([`cpus`]), and the mask to return to.
+struct Placement {
+    before: Option<Vec<usize>>,
+    split: Option<Split>,
+}
+
+impl Placement {
+    /// The split of this thread's CPUs; none with a single CPU (or an unreadable mask).
+    fn new() -> Self {
+        let before = cpus::allowed().ok();
+        let split = before.as_deref().and_then(cpus::split);
+        Self { before, split }
+    }
+
+    fn pin(&self, which: impl Fn(&Split) -> Vec<usize>) -> Result<(), String> {
+        match &self.split {
+            Some(s) => cpus::pin_this_thread(&which(s))
+                .map_err(|e| format!("cannot place sipp and the callees on CPUs: {e}")),
+            None => Ok(()),
+        }
+    }
+
+    /// What this thread starts from now on runs on the callees' CPUs.
+    fn callees(&self) -> Result<(), String> {
+        self.pin(|s| s.callees.clone())
+    }
+
+    /// What this thread starts from now on runs on sipp's CPU.
+    fn sipp(&self) -> Result<(), String> {
+        self.pin(|s| vec![s.sipp])
+    }
+}
+
+impl Drop for Placement {
+    fn drop(&mut self) {
+        if let (Some(before), Some(_)) = (&self.before, &self.split) {
+            let _ = cpus::pin_this_thread(before);
+        }
+    }
 }
 
 /// The step of `CLOCK_MONOTONIC_COARSE`, sipp's clock for RTDs, in microseconds.
