@@ -17,11 +17,15 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 use serde_json::Value;
 
-/// `ctiphone ARGS` (the worktree's copy in `$CTIPHONE_TEST_BIN` when set, as the other tests);
-/// its JSON and stderr. `path`: PATH for it (None: this one's).
+/// The binary under test: the worktree's copy in `$CTIPHONE_TEST_BIN` when set, as the other
+/// tests.
+fn ctiphone_bin() -> std::ffi::OsString {
+    std::env::var_os("CTIPHONE_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ctiphone").into())
+}
+
+/// `ctiphone ARGS`: its JSON and stderr. `path`: PATH for it (None: this one's).
 fn bench(args: &[&str], path: Option<&str>) -> (Value, String) {
-    let bin = std::env::var_os("CTIPHONE_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ctiphone").into());
-    let mut cmd = Command::new(bin);
+    let mut cmd = Command::new(ctiphone_bin());
     cmd.args(args);
     if let Some(p) = path {
         cmd.env("PATH", p);
@@ -254,8 +258,7 @@ fn the_ui_bench_times_ring_to_crm_values_in_tmux() {
 
 /// `ctiphone … daemon` processes of the binary under test still running.
 fn daemons_of_this_binary() -> Vec<String> {
-    let bin = std::env::var_os("CTIPHONE_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ctiphone").into());
-    let bin = bin.to_string_lossy().into_owned();
+    let bin = ctiphone_bin().to_string_lossy().into_owned();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

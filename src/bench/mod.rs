@@ -73,11 +73,16 @@ fn free_udp_port() -> std::io::Result<u16> {
 
 /// Resident memory of a process (KiB), from /proc.
 fn rss_kib(pid: u32) -> Option<u64> {
-    proc_kib(pid, "status", "VmRSS:")
+    proc_figure(pid, "status", "VmRSS:")
 }
 
-/// The figure (KiB) of the line starting with `key` in `/proc/PID/<file>`.
-fn proc_kib(pid: u32, file: &str, key: &str) -> Option<u64> {
+/// The process that started `pid` (`PPid:` in `/proc/PID/status`).
+fn parent_of(pid: u32) -> Option<u32> {
+    u32::try_from(proc_figure(pid, "status", "PPid:")?).ok()
+}
+
+/// The number on the line starting with `key` in `/proc/PID/<file>` (a size there is in KiB).
+fn proc_figure(pid: u32, file: &str, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
     text.lines()
         .find(|l| l.starts_with(key))?
@@ -1297,13 +1302,27 @@ fn idle_in_tmux() -> Option<Idle> {
         .status()
         .ok()?
         .success();
+    // The daemon's PID file: named for its configuration (`daemon::paths::Paths`), under the
+    // runtime directory given to it above.
+    let pid_file = dir.path().join("run/ctiphone").join(
+        crate::daemon::paths::Paths::for_config(Some(&cfg))
+            .pid
+            .file_name()?,
+    );
+    let daemon_pid = || {
+        std::fs::read_to_string(&pid_file)
+            .ok()?
+            .trim()
+            .parse::<u32>()
+            .ok()
+    };
     let stop = || {
         let _ = Command::new("tmux")
             .args(["-L", &sock, "kill-server"])
             .stderr(Stdio::null())
             .status();
         // The daemon outlives its TUI by design (calls survive a lost terminal): end it too.
-        if let Some(pid) = ctiphone_with(&cfg, true) {
+        if let Some(pid) = daemon_pid() {
             stop_process(pid);
         }
     };
@@ -1312,9 +1331,8 @@ fn idle_in_tmux() -> Option<Idle> {
         return None;
     }
     std::thread::sleep(Duration::from_secs(2));
-    // Both found by their command lines (the pane's process is the TUI, its child the daemon,
-    // but a shell between them would move that).
-    let (Some(tui), daemon) = (ctiphone_with(&cfg, false), ctiphone_with(&cfg, true)) else {
+    // The daemon is the TUI's child (the TUI started it).
+    let Some((tui, daemon)) = daemon_pid().and_then(|d| Some((parent_of(d)?, d))) else {
         stop();
         return None;
     };
@@ -1323,30 +1341,17 @@ fn idle_in_tmux() -> Option<Idle> {
         let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
         Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
     };
-    let over = |p: Option<u32>, t0: Option<u64>| Some(ticks(p?)?.saturating_sub(t0?));
-    let (tui0, daemon0) = (ticks(tui), daemon.and_then(ticks));
+    let over = |p: u32, t0: Option<u64>| Some(ticks(p)?.saturating_sub(t0?));
+    let (tui0, daemon0) = (ticks(tui), ticks(daemon));
     std::thread::sleep(Duration::from_secs(10));
     let idle = Idle {
-        tui_ticks: over(Some(tui), tui0),
+        tui_ticks: over(tui, tui0),
         daemon_ticks: over(daemon, daemon0),
         tui_rss_kib: rss_kib(tui),
-        daemon_rss_kib: daemon.and_then(rss_kib),
+        daemon_rss_kib: rss_kib(daemon),
     };
     stop();
     Some(idle)
-}
-
-/// The pid of the `ctiphone … --config CFG` process whose arguments include `daemon` (or do
-/// not), from `/proc/*/cmdline`.
-fn ctiphone_with(cfg: &std::path::Path, daemon: bool) -> Option<u32> {
-    let cfg = cfg.as_os_str().as_encoded_bytes();
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let config = args.windows(2).any(|w| w[0] == b"--config" && w[1] == cfg);
-        (config && args.contains(&b"daemon".as_slice()) == daemon).then_some(pid)
-    })
 }
 
 /// SIGTERM, then SIGKILL if it is still there after 3 s.

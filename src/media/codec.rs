@@ -22,7 +22,7 @@ pub trait Codec: Send {
         self.clock_rate() / 50
     }
     /// The encoder's look-ahead (ms): delay it adds beyond the frame itself (the E-model's
-    /// one-way delay counts it). None for G.711 and G.722 here.
+    /// one-way delay counts it). 0 for G.711 and G.722 here.
     fn lookahead_ms(&self) -> f64 {
         0.0
     }

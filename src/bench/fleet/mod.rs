@@ -212,7 +212,7 @@ fn row(f: &Figures) -> String {
 /// (the binary's, the libraries') divided by the processes sharing it. N phones of the same
 /// binary share its pages, which RSS counts in full in each.
 fn pss_kib(pid: u32) -> Option<u64> {
-    super::proc_kib(pid, "smaps_rollup", "Pss:")
+    super::proc_figure(pid, "smaps_rollup", "Pss:")
 }
 
 /// The median and the largest of the phones' peak RSS.
